@@ -1,0 +1,1 @@
+"""Magpie benchmarks: each figure printed beside a baseline measured in the same run."""

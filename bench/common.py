@@ -1,0 +1,53 @@
+"""Shared shape of a benchmark result row and small timing helpers.
+
+A benchmark module ``bench/bench_<area>.py`` exposes ``run(quick: bool) -> list[Row]``; the
+runner (``python -m bench``) imports each, prints one table and never asserts anything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured figure, optionally beside a baseline measured in the same run."""
+
+    name: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: str = ""
+    # "lower" when a smaller figure is better (latency), "higher" when larger is (throughput)
+    better: str = "lower"
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+
+def percentiles(samples_s: list[float] | np.ndarray, scale: float = 1e6) -> dict[str, float]:
+    """p50, p99 and max of a list of durations in seconds, scaled (default: to microseconds)."""
+    arr = np.asarray(samples_s, dtype=float) * scale
+    if arr.size == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "max": float(arr.max()),
+    }
+
+
+def time_per_call(fn, repeat: int, *args) -> float:
+    """Mean wall seconds per call of fn(*args) over ``repeat`` calls (after one warm-up call)."""
+    fn(*args)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn(*args)
+    return (time.perf_counter() - t0) / repeat

@@ -1,0 +1,123 @@
+"""The component: the unit flight software is built from.
+
+A component declares its commands (methods marked with :func:`flight.model.command`), telemetry
+channels (``CHANNELS``), events (``EVENTS``), parameters (``PARAMS``) and the devices it needs
+(``DEVICES``: role name -> hal contract class) on its class, next to the code that uses them.
+The dictionary is generated from these declarations alone.
+
+Life of a component: constructed with its instance name and options from the vehicle's TOML,
+bound to the framework (clock, telemetry, events, parameters, data store) by the vehicle
+assembly, ``setup()`` once, ``step()`` every cycle of its rate group, ``shutdown()`` once.
+Components talk through the latest-value data store (``self.publish``/``self.read``) or typed
+messages, never through each other's fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flight.model import COMMAND_ATTR, Channel, CommandDef, Event, Param
+
+if TYPE_CHECKING:
+    from flight.framework import Framework
+
+
+class Component:
+    CHANNELS: ClassVar[tuple[Channel, ...]] = ()
+    EVENTS: ClassVar[tuple[Event, ...]] = ()
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+    DEVICES: ClassVar[dict[str, type]] = {}
+    #: Options accepted from the vehicle configuration, name -> default.
+    OPTIONS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, name: str, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"component {name!r} ({type(self).__name__}): unknown option(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(self.OPTIONS)) or 'none'}"
+            )
+        self.name = name
+        self.options = {**self.OPTIONS, **options}
+        self.id_base: int | None = None
+        self.devices: dict[str, Any] = {}
+        self._fw: Framework | None = None
+
+    # -- declarations (instances may extend these, e.g. per configured member) --------------
+
+    def channels(self) -> tuple[Channel, ...]:
+        return self.CHANNELS
+
+    def events(self) -> tuple[Event, ...]:
+        return self.EVENTS
+
+    def params(self) -> tuple[Param, ...]:
+        return self.PARAMS
+
+    def commands(self) -> list[tuple[CommandDef, Callable[..., Any]]]:
+        """Command declarations with their bound handlers, in definition order (base first).
+
+        A class with several instances names its commands with ``{NAME}``, replaced by the
+        instance name in capitals (``{NAME}_RESET`` becomes ``T0_RESET``).
+        """
+        seen: dict[str, tuple[CommandDef, Callable[..., Any]]] = {}
+        for klass in reversed(type(self).__mro__):
+            for attr, fn in vars(klass).items():
+                cdef = getattr(fn, COMMAND_ATTR, None)
+                if cdef is not None:
+                    if "{NAME}" in cdef.name:
+                        cdef = replace(cdef, name=cdef.name.replace("{NAME}", self.name.upper()))
+                    seen[attr] = (cdef, getattr(self, attr))
+        return list(seen.values())
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def bind(self, fw: Framework) -> None:
+        self._fw = fw
+
+    @property
+    def fw(self) -> Framework:
+        if self._fw is None:
+            raise RuntimeError(f"component {self.name!r} is not bound to a vehicle yet")
+        return self._fw
+
+    def setup(self) -> None:
+        """Called once after every component is bound and parameters are loaded."""
+
+    def step(self) -> None:
+        """Called every cycle of the component's rate group."""
+
+    def shutdown(self) -> None:
+        """Called once at a clean stop: flush and persist what must survive."""
+
+    def on_param(self, name: str, value: Any) -> None:
+        """Called when one of this component's parameters changes (short name)."""
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.fw.clock.now()
+
+    def tlm(self, channel: str, value: Any) -> None:
+        """Write a channel of this component (short name)."""
+        self.fw.tlm.write(f"{self.name}.{channel}", value)
+
+    def event(self, event_name: str, /, **args: Any) -> None:
+        """Emit one of this component's events with its arguments."""
+        self.fw.events.emit(self.name, event_name, args)
+
+    def param(self, name: str) -> Any:
+        return self.fw.params.get(f"{self.name}.{name}")
+
+    def publish(self, key: str, value: Any) -> None:
+        """Put a value in the latest-value data store under ``<component>.<key>``."""
+        self.fw.store[f"{self.name}.{key}"] = value
+
+    def read(self, key: str, default: Any = None) -> Any:
+        """Latest value another component published (full key ``component.key``)."""
+        return self.fw.store.get(key, default)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,1 @@
+"""Flight components that run on the vehicle's devices."""

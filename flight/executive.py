@@ -1,0 +1,322 @@
+"""The executive: rate groups, member isolation, cycle slips, workers and health.
+
+Rate groups (say 50 Hz control, 10 Hz navigation, 1 Hz housekeeping) are released at absolute
+times ``start + k * period``. When several fall due at once the fastest runs first. Members of
+a group are called in their configured order on the executive's one thread; anything longer
+than a cycle belongs in a :class:`~flight.worker.Worker`.
+
+* Each member's execution time (last and max) is telemetry; a member that exceeds its budget
+  is counted and reported (throttled).
+* A cycle slip is a group whose work ends after its next release: it is counted, reported in a
+  throttled WARNING_HI event, and the missed releases are skipped (phase is kept).
+* A member that raises is isolated: marked faulted, reported, fault listeners are told, and the
+  others keep running. ``EXEC_ENABLE`` puts it back.
+* Worker results are delivered before each group runs; dead worker threads are restarted.
+* ``request_stop()`` (SIGINT/SIGTERM) ends the loop after the current cycle.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flight.clock import NS, Clock
+from flight.commands import CommandFailed
+from flight.component import Component
+from flight.model import Arg, Channel, Event, Severity, command
+from flight.worker import JobResult, Worker
+
+log = logging.getLogger(__name__)
+
+STATE_OK, STATE_DISABLED, STATE_FAULTED = 0, 1, 2
+
+
+@dataclass(slots=True)
+class Member:
+    component: Component
+    budget_ns: int
+    enabled: bool = True
+    faulted: bool = False
+    last_ns: int = 0
+    max_ns: int = 0
+    overruns: int = 0
+    runs: int = 0
+    last_ran_ns: int = -1
+
+    @property
+    def state(self) -> int:
+        return STATE_FAULTED if self.faulted else STATE_OK if self.enabled else STATE_DISABLED
+
+
+@dataclass(slots=True)
+class RateGroup:
+    name: str
+    hz: float
+    members: list[Member]
+    period_ns: int = 0
+    cycles: int = 0
+    slips: int = 0
+    late_ns: int = 0
+    late_max_ns: int = 0
+    last_release_ns: int = -1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hz <= 1000:
+            raise ValueError(f"rate group {self.name!r}: rate {self.hz} Hz is outside (0, 1000]")
+        self.period_ns = int(round(NS / self.hz))
+
+
+FaultListener = Callable[[str, str, str], None]
+
+
+class Executive(Component):
+    """Runs the rate groups (instance name ``exec``)."""
+
+    #: Members that must never be disabled: without them nobody could re-enable anything.
+    ESSENTIAL = frozenset({"cmd"})
+
+    EVENTS = (
+        Event("CycleSlip", Severity.WARNING_HI,
+              "rate group {group} overran its {period_ms} ms cycle by {over_ms} ms ({skipped} release(s) skipped)",
+              (Arg("group", "str"), Arg("period_ms", "f32"), Arg("over_ms", "f32"), Arg("skipped", "u32")),
+              throttle=5, throttle_window_s=60.0),
+        Event("MemberFaulted", Severity.WARNING_HI, "{member} raised {error}; isolated",
+              (Arg("member", "str"), Arg("error", "str")), throttle=10, throttle_window_s=60.0),
+        Event("MemberOverrun", Severity.WARNING_LO, "{member} ran {took_us} us, budget {budget_us} us",
+              (Arg("member", "str"), Arg("took_us", "u32"), Arg("budget_us", "u32")),
+              throttle=5, throttle_window_s=60.0),
+        Event("MemberEnabled", Severity.ACTIVITY_HI, "{member} enabled", (Arg("member", "str"),)),
+        Event("MemberDisabled", Severity.ACTIVITY_HI, "{member} disabled", (Arg("member", "str"),)),
+        Event("WorkerJobFailed", Severity.WARNING_LO, "worker {worker} job failed: {error}",
+              (Arg("worker", "str"), Arg("error", "str")), throttle=10, throttle_window_s=60.0),
+        Event("WorkerDied", Severity.WARNING_HI, "worker {worker}: {detail}",
+              (Arg("worker", "str"), Arg("detail", "str"))),
+        Event("ExecStarted", Severity.ACTIVITY_HI, "executive running {groups}", (Arg("groups", "str"),)),
+        Event("ExecStopped", Severity.ACTIVITY_HI, "executive stopped after {cycles} cycles",
+              (Arg("cycles", "u64"),)),
+    )
+
+    def __init__(self, name: str = "exec", **options: Any) -> None:
+        super().__init__(name)
+        self.groups: list[RateGroup] = []
+        self.workers: list[Worker] = []
+        self.fault_listeners: list[FaultListener] = []
+        self._stop = False
+        self._started = False
+        self._heap: list[tuple[int, float, int]] | None = None
+        self._total_cycles = 0
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def add_group(self, name: str, hz: float, members: list[Component], budget_frac: float = 0.5) -> RateGroup:
+        group = RateGroup(name, hz, [])
+        budget = int(group.period_ns * budget_frac)
+        group.members = [Member(c, budget) for c in members]
+        if any(g.name == name for g in self.groups):
+            raise ValueError(f"rate group {name!r} defined twice")
+        self.groups.append(group)
+        return group
+
+    def member(self, name: str) -> Member:
+        for g in self.groups:
+            for m in g.members:
+                if m.component.name == name:
+                    return m
+        raise KeyError(name)
+
+    def channels(self) -> tuple[Channel, ...]:
+        out: list[Channel] = [Channel("cycles", "u64", doc="rate group cycles run, all groups")]
+        for g in self.groups:
+            out += [
+                Channel(f"{g.name}.slips", "u32", doc=f"cycle slips of the {g.hz:g} Hz group",
+                        update="on_change"),
+                Channel(f"{g.name}.late_us", "u32", "us", doc="release lateness of the last cycle"),
+                Channel(f"{g.name}.late_max_us", "u32", "us", doc="worst release lateness",
+                        update="on_change"),
+            ]
+            for m in g.members:
+                n = m.component.name
+                out += [
+                    Channel(f"{n}.time_us", "u32", "us", doc=f"last execution time of {n}"),
+                    Channel(f"{n}.time_max_us", "u32", "us", doc=f"worst execution time of {n}",
+                            update="on_change"),
+                    Channel(f"{n}.state", "u8", doc="0 ok, 1 disabled, 2 faulted", update="on_change"),
+                ]
+        for w in self.workers:
+            out += [
+                Channel(f"worker.{w.name}.depth", "u16", doc="jobs queued or running"),
+                Channel(f"worker.{w.name}.failures", "u32", doc="failed jobs", update="on_change"),
+                Channel(f"worker.{w.name}.restarts", "u32", doc="thread restarts", update="on_change"),
+            ]
+        return tuple(out)
+
+    def add_worker(self, name: str, handler: Callable[[Any], Any], on_result: Callable[[JobResult], None],
+                   queue_size: int = 4, sim_cost_s: float = 0.0) -> Worker:
+        """Create a worker; call before the dictionary is built (in a component's __init__/bind)."""
+        if self._started:
+            raise RuntimeError("workers must be added before the executive starts")
+        worker = Worker(name, handler, on_result, queue_size, sim_cost_s)
+        self.workers.append(worker)
+        return worker
+
+    # -- running ------------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self.fw.clock
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    def request_stop(self) -> None:
+        self._stop = True
+        interrupt = getattr(self.fw.clock, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+        self._started = True
+        self.event("ExecStarted", groups=", ".join(f"{g.name}@{g.hz:g}Hz" for g in self.groups))
+
+    def run(self, until_s: float | None = None, max_cycles: int | None = None) -> None:
+        """Run rate groups until stopped, until spacecraft time ``until_s``, or ``max_cycles``."""
+        if not self._started:
+            self.start()
+        clock = self.fw.clock
+        if self._heap is None:
+            start = clock.now_ns()
+            self._heap = [(start, -g.hz, i) for i, g in enumerate(self.groups)]
+            heapq.heapify(self._heap)
+        heap = self._heap
+        until_ns = None if until_s is None else int(round(until_s * NS))
+        cycles = 0
+        while heap and not self._stop:
+            release, prio, gi = heap[0]
+            if until_ns is not None and release >= until_ns:
+                clock.sleep_until(until_ns)
+                break
+            if max_cycles is not None and cycles >= max_cycles:
+                break
+            clock.sleep_until(release)
+            if self._stop:
+                break
+            group = self.groups[gi]
+            self._run_group(group, release)
+            cycles += 1
+            next_release = release + group.period_ns
+            end = clock.now_ns()
+            if end > next_release:
+                skipped = (end - release) // group.period_ns
+                next_release = release + (skipped + 1) * group.period_ns
+                group.slips += 1
+                self.event("CycleSlip", group=group.name, period_ms=group.period_ns / 1e6,
+                           over_ms=round((end - release - group.period_ns) / 1e6, 3), skipped=skipped)
+                self._notify_fault("slip", group.name, f"{skipped} release(s) skipped")
+            heapq.heapreplace(heap, (next_release, prio, gi))
+
+    def _run_group(self, group: RateGroup, release: int) -> None:
+        clock = self.fw.clock
+        now = clock.now_ns()
+        group.late_ns = now - release
+        group.late_max_ns = max(group.late_max_ns, group.late_ns)
+        group.cycles += 1
+        group.last_release_ns = release
+        self._total_cycles += 1
+        lockstep = clock.simulated
+        for w in self.workers:
+            died = w.check_alive()
+            if died:
+                self.event("WorkerDied", worker=w.name, detail=died)
+                self._notify_fault("worker", w.name, died)
+            for result in w.deliver(now, lockstep):
+                if not result.ok:
+                    self.event("WorkerJobFailed", worker=w.name, error=result.error)
+        for m in group.members:
+            if not m.enabled or m.faulted:
+                continue
+            t0 = clock.cpu_ns()
+            try:
+                m.component.step()
+            except Exception as exc:
+                m.faulted = True
+                err = f"{type(exc).__name__}: {exc}"
+                log.exception("member %s faulted", m.component.name)
+                self.event("MemberFaulted", member=m.component.name, error=err)
+                self._notify_fault("member", m.component.name, err)
+            took = clock.cpu_ns() - t0
+            m.last_ns = took
+            m.runs += 1
+            m.last_ran_ns = clock.now_ns()
+            if took > m.max_ns:
+                m.max_ns = took
+            if took > m.budget_ns:
+                m.overruns += 1
+                self.event("MemberOverrun", member=m.component.name, took_us=took // 1000,
+                           budget_us=m.budget_ns // 1000)
+
+    def setup(self) -> None:
+        """Execution statistics are provided to telemetry, read only when sampled."""
+        tlm = self.fw.tlm
+        p = self.name + "."
+        tlm.provide(p + "cycles", lambda: self._total_cycles)
+        for g in self.groups:
+            tlm.provide(f"{p}{g.name}.late_us", lambda g=g: g.late_ns // 1000)
+            tlm.provide(f"{p}{g.name}.late_max_us", lambda g=g: g.late_max_ns // 1000)
+            tlm.provide(f"{p}{g.name}.slips", lambda g=g: g.slips)
+            for m in g.members:
+                n = m.component.name
+                tlm.provide(f"{p}{n}.time_us", lambda m=m: m.last_ns // 1000)
+                tlm.provide(f"{p}{n}.time_max_us", lambda m=m: m.max_ns // 1000)
+                tlm.provide(f"{p}{n}.state", lambda m=m: m.state)
+        for w in self.workers:
+            tlm.provide(f"{p}worker.{w.name}.depth", lambda w=w: w.depth)
+            tlm.provide(f"{p}worker.{w.name}.failures", lambda w=w: w.failures)
+            tlm.provide(f"{p}worker.{w.name}.restarts", lambda w=w: w.restarts)
+
+    def _notify_fault(self, kind: str, name: str, detail: str) -> None:
+        for listener in self.fault_listeners:
+            try:
+                listener(kind, name, detail)
+            except Exception:
+                log.exception("fault listener failed")
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            w.stop()
+            for result in w.deliver(self.fw.clock.now_ns() + 10**18, lockstep=False):
+                if not result.ok:
+                    log.warning("worker %s: job failed at shutdown: %s", w.name, result.error)
+
+    def shutdown(self) -> None:
+        self.event("ExecStopped", cycles=self._total_cycles)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    @command("EXEC_ENABLE", Arg("member", "str", doc="component instance name"))
+    def exec_enable(self, member: str) -> None:
+        """Enable a rate-group member, clearing a fault."""
+        m = self._find(member)
+        m.enabled, m.faulted = True, False
+        self.event("MemberEnabled", member=member)
+
+    @command("EXEC_DISABLE", Arg("member", "str", doc="component instance name"))
+    def exec_disable(self, member: str) -> None:
+        """Stop calling a rate-group member until EXEC_ENABLE."""
+        if member in self.ESSENTIAL:
+            raise CommandFailed(f"{member} is essential and cannot be disabled")
+        m = self._find(member)
+        m.enabled = False
+        self.event("MemberDisabled", member=member)
+
+    def _find(self, member: str) -> Member:
+        try:
+            return self.member(member)
+        except KeyError:
+            names = [m.component.name for g in self.groups for m in g.members]
+            raise CommandFailed(f"no member {member!r}; members: {', '.join(names)}") from None

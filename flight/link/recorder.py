@@ -1,0 +1,369 @@
+"""Onboard recorder: every downlink packet stays on disk until the ground acknowledges it.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: a :meth:`Recorder.put` (or
+:meth:`put_many`) returns only after its transaction is in the WAL and the WAL is fsynced, so a
+packet the flight software was told is stored survives kill -9 and power loss. FULL rather than
+NORMAL because NORMAL in WAL mode may lose the last commits on power loss; batching many packets
+per transaction (one ``put_many`` per rate-group cycle) keeps the cost to one fsync per batch.
+
+Each row: apid, seq, priority, time, bytes, state (queued or in flight), sent_count, sent_at.
+:meth:`next_to_send` picks queued rows by priority then age; a packet in flight is not sent again
+until its resend timeout passes or the ground NAKs it. :meth:`ack` deletes acknowledged rows by
+per-APID inclusive sequence ranges (which may wrap past 16383); only rows already sent are matched.
+
+Capacity is bounded in bytes. Drop policy when a new packet does not fit: evict the oldest packet
+of the least important class present, considering only classes no more important than the new
+packet's own; if that cannot make room, the new packet itself is dropped. So events and command
+responses are never evicted while housekeeping or products are held, and a product never evicts an
+event. Drops are counted per priority class (persisted) and handed out by :meth:`take_drops` so
+the flight side can raise an event.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flight.link.packets import SEQ_MODULO, Apid, peek
+
+log = logging.getLogger(__name__)
+
+
+class Priority(enum.IntEnum):
+    """Downlink priority classes; a lower value goes first and is evicted last."""
+
+    REALTIME = 0  # events and command responses
+    HOUSEKEEPING = 1
+    THUMBNAIL = 2
+    PRODUCT = 3
+
+
+PRIORITY_FOR_APID: dict[int, Priority] = {
+    Apid.EVENT: Priority.REALTIME,
+    Apid.CMD_RESPONSE: Priority.REALTIME,
+    Apid.HOUSEKEEPING: Priority.HOUSEKEEPING,
+    Apid.THUMBNAIL: Priority.THUMBNAIL,
+    Apid.PRODUCT: Priority.PRODUCT,
+}
+
+QUEUED, IN_FLIGHT = 0, 1
+# Keep fewer than half the sequence space in flight per APID so an ack range is unambiguous.
+MAX_IN_FLIGHT_PER_APID = SEQ_MODULO // 2 - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    apid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    time REAL NOT NULL,
+    bytes BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    sent_count INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS packets_queue ON packets(state, priority, id);
+CREATE INDEX IF NOT EXISTS packets_apid_seq ON packets(apid, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A packet handed out for transmission."""
+
+    apid: int
+    seq: int
+    priority: int
+    data: bytes
+    sent_count: int
+
+
+@dataclass
+class RecorderStats:
+    packets: int = 0
+    bytes: int = 0
+    capacity_bytes: int = 0
+    in_flight: int = 0
+    by_priority: dict[int, int] = field(default_factory=dict)
+    dropped: dict[int, int] = field(default_factory=dict)
+    acked: int = 0
+    naks: int = 0
+    resent: int = 0
+
+
+class Recorder:
+    """Bounded, crash-safe store of downlink packets awaiting acknowledgement.
+
+    ``clock`` returns spacecraft seconds (pass ``clock.now`` of a flight Clock).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        capacity_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+        resend_timeout_s: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self.capacity_bytes = capacity_bytes
+        self.clock = clock
+        self.resend_timeout_s = resend_timeout_s
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._used = int(
+            self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
+        )
+        self._pending_drops: dict[int, int] = {}
+        self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        log.info("recorder %s opened: %d bytes held of %d", self.path, self._used, capacity_bytes)
+
+    # -- storing ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        packet_bytes: bytes,
+        apid: int,
+        seq: int,
+        priority: int | None = None,
+        time_s: float | None = None,
+    ) -> bool:
+        """Store one packet durably. False if the drop policy refused it (counted)."""
+        return self.put_many([(packet_bytes, apid, seq, priority, time_s)])[0]
+
+    def put_many(
+        self, items: Iterable[tuple[bytes, int, int, int | None, float | None]]
+    ) -> list[bool]:
+        """Store several packets in one transaction (one fsync). Returns stored-or-dropped flags."""
+        results: list[bool] = []
+        now = self.clock()
+        with self._tx():
+            for data, apid, seq, priority, time_s in items:
+                prio = int(
+                    PRIORITY_FOR_APID.get(apid, Priority.PRODUCT) if priority is None else priority
+                )
+                size = len(data)
+                if not self._make_room(size, prio):
+                    self._drop(prio, 1)
+                    results.append(False)
+                    continue
+                self._db.execute(
+                    "INSERT INTO packets(apid, seq, priority, time, bytes, size) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (apid, seq, prio, now if time_s is None else time_s, data, size),
+                )
+                self._used += size
+                self._set_meta(f"last_seq.{apid}", seq)
+                results.append(True)
+        return results
+
+    def _make_room(self, size: int, prio: int) -> bool:
+        if size > self.capacity_bytes:
+            return False
+        while self._used + size > self.capacity_bytes:
+            row = self._db.execute(
+                "SELECT id, priority, size FROM packets WHERE priority >= ? "
+                "ORDER BY priority DESC, id ASC LIMIT 1",
+                (prio,),
+            ).fetchone()
+            if row is None:
+                return False
+            self._db.execute("DELETE FROM packets WHERE id = ?", (row[0],))
+            self._used -= row[2]
+            self._drop(row[1], 1)
+        return True
+
+    def _drop(self, prio: int, n: int) -> None:
+        self._pending_drops[prio] = self._pending_drops.get(prio, 0) + n
+        self._bump(f"dropped.{prio}", n)
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._counters[key] = value
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def _bump(self, key: str, n: int) -> None:
+        self._set_meta(key, self._counters.get(key, 0) + n)
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db, self._resync)
+
+    def _resync(self) -> None:
+        """After a rollback, reload what the in-memory copies mirror."""
+        self._used = int(
+            self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
+        )
+        self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def next_to_send(self, budget_bytes: int, now_s: float | None = None) -> list[Stored]:
+        """Packets to transmit now, highest priority then oldest, within ``budget_bytes``.
+
+        They are marked in flight; each comes back only after the resend timeout or a NAK.
+        """
+        now = self.clock() if now_s is None else now_s
+        out: list[Stored] = []
+        with self._tx():
+            self._db.execute(
+                "UPDATE packets SET state = ? WHERE state = ? AND sent_at <= ?",
+                (QUEUED, IN_FLIGHT, now - self.resend_timeout_s),
+            )
+            in_flight = dict(
+                self._db.execute(
+                    "SELECT apid, COUNT(*) FROM packets WHERE state = ? GROUP BY apid", (IN_FLIGHT,)
+                ).fetchall()
+            )
+            used = 0
+            chosen: list[int] = []
+            cursor = self._db.execute(
+                "SELECT id, apid, seq, priority, bytes, size, sent_count FROM packets "
+                "WHERE state = ? ORDER BY priority, id",
+                (QUEUED,),
+            )
+            for row_id, apid, seq, prio, data, size, sent_count in cursor:
+                if used + size > budget_bytes:
+                    break  # strict priority: nothing jumps ahead of a packet that does not fit
+                if in_flight.get(apid, 0) >= MAX_IN_FLIGHT_PER_APID:
+                    continue
+                in_flight[apid] = in_flight.get(apid, 0) + 1
+                used += size
+                chosen.append(row_id)
+                out.append(Stored(apid, seq, prio, bytes(data), sent_count + 1))
+                if sent_count:
+                    self._bump("resent", 1)
+            cursor.close()
+            self._db.executemany(
+                "UPDATE packets SET state = ?, sent_count = sent_count + 1, sent_at = ? "
+                "WHERE id = ?",
+                [(IN_FLIGHT, now, i) for i in chosen],
+            )
+        return out
+
+    @staticmethod
+    def _range_clause(first: int, last: int) -> tuple[str, tuple[int, ...]]:
+        if first <= last:
+            return "seq BETWEEN ? AND ?", (first, last)
+        return "(seq >= ? OR seq <= ?)", (first, last)  # wrapped past 16383
+
+    def ack(self, ranges: Iterable[tuple[int, int, int]]) -> int:
+        """Release acknowledged ``[(apid, first_seq, last_seq), ...]``; returns the count."""
+        released = 0
+        with self._tx():
+            for apid, first, last in ranges:
+                clause, args = self._range_clause(first % SEQ_MODULO, last % SEQ_MODULO)
+                rows = self._db.execute(
+                    f"SELECT id, size FROM packets WHERE apid = ? AND sent_count > 0 AND {clause}",
+                    (apid, *args),
+                ).fetchall()
+                if rows:
+                    self._db.executemany(
+                        "DELETE FROM packets WHERE id = ?", [(r[0],) for r in rows]
+                    )
+                    self._used -= sum(r[1] for r in rows)
+                    released += len(rows)
+            if released:
+                self._bump("acked", released)
+        return released
+
+    def nak(self, apid: int, seqs: Iterable[int]) -> int:
+        """Queue the named packets for retransmission at once. Returns how many were found."""
+        seq_list = [s % SEQ_MODULO for s in seqs]
+        n = 0
+        with self._tx():
+            for i in range(0, len(seq_list), 500):
+                part = seq_list[i : i + 500]
+                marks = ",".join("?" * len(part))
+                cur = self._db.execute(
+                    "UPDATE packets SET state = ? WHERE apid = ? AND sent_count > 0 "
+                    f"AND seq IN ({marks})",
+                    (QUEUED, apid, *part),
+                )
+                n += cur.rowcount
+            if n:
+                self._bump("naks", n)
+        return n
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def take_drops(self) -> dict[int, int]:
+        """Drops per priority since the last call (for the flight side to raise an event)."""
+        drops, self._pending_drops = self._pending_drops, {}
+        return drops
+
+    def last_seqs(self) -> dict[int, int]:
+        """Last stored sequence count per APID, to resume a Packetizer after a restart."""
+        return {
+            int(k.split(".", 1)[1]): v
+            for k, v in self._counters.items()
+            if k.startswith("last_seq.")
+        }
+
+    def stats(self) -> RecorderStats:
+        by_prio = dict(
+            self._db.execute("SELECT priority, COUNT(*) FROM packets GROUP BY priority").fetchall()
+        )
+        count = sum(by_prio.values())
+        in_flight = self._db.execute(
+            "SELECT COUNT(*) FROM packets WHERE state = ?", (IN_FLIGHT,)
+        ).fetchone()[0]
+        c = self._counters
+        return RecorderStats(
+            packets=count,
+            bytes=self._used,
+            capacity_bytes=self.capacity_bytes,
+            in_flight=in_flight,
+            by_priority=by_prio,
+            dropped={int(k.split(".")[1]): v for k, v in c.items() if k.startswith("dropped.")},
+            acked=c.get("acked", 0),
+            naks=c.get("naks", 0),
+            resent=c.get("resent", 0),
+        )
+
+    def contains(self, apid: int, seq: int) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM packets WHERE apid = ? AND seq = ? LIMIT 1", (apid, seq)
+            ).fetchone()
+            is not None
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
+
+    def __init__(self, db: sqlite3.Connection, on_rollback: Callable[[], None]) -> None:
+        self.db = db
+        self.on_rollback = on_rollback
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+            self.on_rollback()
+
+
+def packet_identity(data: bytes) -> tuple[int, int]:
+    """(apid, seq) of a packet's bytes."""
+    apid, seq, _ = peek(data)
+    return apid, seq

@@ -1,0 +1,192 @@
+"""The commander: builds, signs and sends commands, and tracks their stages to the end.
+
+A command is checked and packed by :mod:`flight.cmdcodec` against the vehicle's dictionary (a
+bad argument never leaves the ground), signed by the station, and recorded in the archive's
+command history. The vehicle answers on the command-response APID with stages ACCEPTED or
+REJECTED, then COMPLETED or FAILED; a response names the command by ``seq``, the uplink counter
+of the TC that carried it (the full counter or its low 14 bits; both are matched).
+
+Until a first response arrives the command is re-sent every ``retry_interval_s`` (with a fresh
+counter, so the vehicle's replay check passes) up to ``max_attempts``; past its deadline it is
+TIMED_OUT. Choose ``retry_interval_s`` above the round-trip light time plus a pass gap: a response
+is never lost (it waits in the vehicle's recorder), so a retry only helps when the uplink TC itself
+was lost, and a retry sent while a response is merely late executes the command twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flight.cmdcodec import CommandCodecError, encode_command
+from flight.link.packets import SEQ_MODULO, Apid
+from ground.station import Station
+
+log = logging.getLogger(__name__)
+
+
+class Stage(enum.StrEnum):
+    SENT = "SENT"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+TERMINAL = frozenset({Stage.REJECTED, Stage.COMPLETED, Stage.FAILED, Stage.TIMED_OUT})
+_RANK = {
+    Stage.SENT: 0,
+    Stage.ACCEPTED: 1,
+    Stage.REJECTED: 2,
+    Stage.COMPLETED: 2,
+    Stage.FAILED: 2,
+    Stage.TIMED_OUT: 2,
+}
+
+
+@dataclass
+class CommandRecord:
+    id: int
+    scid: int
+    name: str
+    opcode: int
+    args: dict[str, Any]
+    data: bytes
+    stage: Stage = Stage.SENT
+    reason: str = ""
+    attempts: int = 0
+    counters: list[int] = field(default_factory=list)
+    last_sent_s: float = 0.0
+    deadline_s: float = float("inf")
+
+    @property
+    def done(self) -> bool:
+        return self.stage in TERMINAL
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scid": self.scid,
+            "name": self.name,
+            "opcode": self.opcode,
+            "args": self.args,
+            "stage": str(self.stage),
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "counters": list(self.counters),
+        }
+
+
+class Commander:
+    """See the module docstring. Driven by :meth:`poll` on whichever clock the station uses."""
+
+    def __init__(
+        self,
+        station: Station,
+        retry_interval_s: float = 60.0,
+        default_timeout_s: float = 3600.0,
+        max_attempts: int = 5,
+    ) -> None:
+        self.station = station
+        self.archive = station.archive
+        self.retry_interval_s = retry_interval_s
+        self.default_timeout_s = default_timeout_s
+        self.max_attempts = max_attempts
+        self.commands: dict[int, CommandRecord] = {}
+        self._by_seq: dict[tuple[int, int], int] = {}  # (scid, counter or its low bits) -> id
+        self.on_stage: list[Callable[[CommandRecord], None]] = []
+        station.listeners.append(self._on_item)
+
+    def build(self, scid: int, name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """Check a command against the vehicle's dictionary; raises CommandCodecError."""
+        vehicle = self.station.vehicles.get(scid)
+        if vehicle is None:
+            raise CommandCodecError(f"no spacecraft {scid} at this station")
+        entry = vehicle.dictionary.commands_by_name.get(name)
+        if entry is None:
+            raise CommandCodecError(f"no command {name!r} in spacecraft {scid}'s dictionary")
+        return entry, encode_command(entry, args)
+
+    def send(
+        self,
+        scid: int,
+        name: str,
+        args: Mapping[str, Any],
+        now_s: float,
+        timeout_s: float | None = None,
+    ) -> CommandRecord:
+        """Check, record, sign and send a command; returns its record (stage SENT)."""
+        entry, data = self.build(scid, name, args)
+        cmd_id = self.archive.add_command(scid, name, entry["opcode"], dict(args), now_s)
+        rec = CommandRecord(
+            cmd_id,
+            scid,
+            name,
+            entry["opcode"],
+            dict(args),
+            data,
+            deadline_s=now_s + (timeout_s or self.default_timeout_s),
+        )
+        self.commands[cmd_id] = rec
+        self._transmit(rec, now_s)
+        return rec
+
+    def _transmit(self, rec: CommandRecord, now_s: float) -> None:
+        counter = self.station.send_tc(rec.scid, Apid.TC_COMMAND, rec.data, now_s)
+        rec.attempts += 1
+        rec.counters.append(counter)
+        rec.last_sent_s = now_s
+        self._by_seq[(rec.scid, counter)] = rec.id
+        self._by_seq[(rec.scid, counter % SEQ_MODULO)] = rec.id
+        self._save(rec, now_s)
+        log.info("command %d %s to %d sent (attempt %d)", rec.id, rec.name, rec.scid, rec.attempts)
+
+    def _save(self, rec: CommandRecord, now_s: float) -> None:
+        self.archive.update_command(
+            rec.id, str(rec.stage), rec.reason, rec.attempts, rec.counters, now_s
+        )
+
+    def _on_item(self, kind: str, scid: int, item: dict[str, Any]) -> None:
+        if kind != "cmd":
+            return
+        cmd_id = self._by_seq.get((scid, int(item["seq"])))
+        rec = self.commands.get(cmd_id) if cmd_id is not None else None
+        if rec is None or rec.opcode != item["op"]:
+            log.info("response %s for a command not sent from here", item)
+            return
+        try:
+            stage = Stage(item["stage"])
+        except ValueError:
+            log.warning("response with unknown stage %r", item["stage"])
+            return
+        if _RANK[stage] <= _RANK[rec.stage] and not (rec.stage == Stage.TIMED_OUT):
+            return  # a late ACCEPTED after COMPLETED, or a repeat
+        rec.stage = stage
+        rec.reason = str(item.get("reason", ""))
+        self._save(rec, float(item.get("time", 0.0)))
+        for cb in self.on_stage:
+            cb(rec)
+
+    def poll(self, now_s: float) -> None:
+        """Retry unanswered commands and time out the overdue."""
+        for rec in self.commands.values():
+            if rec.done:
+                continue
+            if now_s >= rec.deadline_s:
+                rec.stage, rec.reason = Stage.TIMED_OUT, "no final response before the deadline"
+                self._save(rec, now_s)
+                for cb in self.on_stage:
+                    cb(rec)
+            elif (
+                rec.stage == Stage.SENT
+                and rec.attempts < self.max_attempts
+                and now_s - rec.last_sent_s >= self.retry_interval_s
+            ):
+                self._transmit(rec, now_s)
+
+    def pending(self) -> list[CommandRecord]:
+        return [r for r in self.commands.values() if not r.done]

@@ -1,0 +1,218 @@
+"""Device contracts: the small interfaces the flight software is written against.
+
+A real driver, the in-process simulated world and the emulator behind a pseudo-terminal all
+implement these, so the same flight code runs on a Raspberry Pi, against a pty or in lockstep.
+One device object may implement several contracts (an MCU is a drive train, an IMU, a power
+monitor and a thermal sensor at once).
+
+Lifecycle: ``close()`` is idempotent, devices are context managers, and any call on a closed
+device raises :class:`~hal.errors.DeviceClosedError` naming the method.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hal.errors import DeviceClosedError
+
+Vec3 = tuple[float, float, float]
+
+
+class Device(abc.ABC):
+    """Base of every device: URL, explicit lifecycle, context manager."""
+
+    url: str = ""
+
+    def __init__(self, url: str = "") -> None:
+        self.url = url
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise DeviceClosedError(f"{type(self).__name__}.{method}() called on a closed device ({self.url or 'no url'})")
+
+    def close(self) -> None:
+        """Release the device. Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:  # pragma: no cover - default has nothing to release
+        """Drivers release their resources here; called once."""
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self.url!r} {state}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Readings: immutable snapshots with the device time they were taken at.
+
+
+@dataclass(frozen=True, slots=True)
+class DriveStatus:
+    """Encoder counts (cumulative, signed), motor currents and faults of a skid-steer drive."""
+
+    time_s: float
+    left_ticks: int
+    right_ticks: int
+    left_current_a: float = 0.0
+    right_current_a: float = 0.0
+    stalled: bool = False
+    fault_flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImuReading:
+    time_s: float
+    accel_mps2: Vec3
+    gyro_rads: Vec3
+    temp_c: float
+
+
+@dataclass(frozen=True, slots=True)
+class PowerReading:
+    time_s: float
+    bus_v: float
+    current_a: float  # positive = discharging
+    soc: float  # state of charge, 0..1
+    solar_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalReading:
+    time_s: float
+    temps_c: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraModel:
+    """Pinhole intrinsics: focal lengths and principal point in pixels."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    def matrix(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One image with the metadata a product needs."""
+
+    image: np.ndarray  # HxW (grey) or HxWx3 (BGR), uint8
+    time_s: float
+    seq: int
+    camera: str
+    exposure_ms: float = 0.0
+    gain: float = 1.0
+    model: CameraModel | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StereoPair:
+    left: Frame
+    right: Frame
+    baseline_m: float
+
+
+# --------------------------------------------------------------------------------------------
+# Contracts.
+
+
+class DriveTrain(Device):
+    """A skid-steer drive: left and right wheel speeds, stop, encoders and odometry geometry."""
+
+    wheel_radius_m: float = 0.1
+    track_width_m: float = 0.5
+    ticks_per_rev: int = 4096
+
+    @abc.abstractmethod
+    def set_wheels(self, left_mps: float, right_mps: float) -> None:
+        """Command left and right wheel rim speeds in m/s."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop both sides now."""
+
+    @abc.abstractmethod
+    def read_drive(self) -> DriveStatus:
+        """Latest encoder counts, currents and fault flags."""
+
+    def reset_encoders(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot reset its encoders")
+
+    def ticks_to_m(self, ticks: int) -> float:
+        return ticks * (2.0 * np.pi * self.wheel_radius_m) / self.ticks_per_rev
+
+
+class Imu(Device):
+    @abc.abstractmethod
+    def read_imu(self) -> ImuReading:
+        """Latest accelerations (m/s^2, body frame), angular rates (rad/s) and temperature."""
+
+
+class PowerMonitor(Device):
+    @abc.abstractmethod
+    def read_power(self) -> PowerReading:
+        """Latest bus voltage, current, state of charge and solar input."""
+
+
+class ThermalSensors(Device):
+    @abc.abstractmethod
+    def read_thermal(self) -> ThermalReading:
+        """Latest named temperatures in degrees Celsius."""
+
+
+class Camera(Device):
+    name: str = "camera"
+
+    @abc.abstractmethod
+    def capture(self, timeout_s: float = 2.0) -> Frame:
+        """Take one frame; raise DeviceTimeoutError past the timeout."""
+
+    def capture_stereo(self, timeout_s: float = 2.0) -> StereoPair:
+        raise NotImplementedError(f"{type(self).__name__} has one eye; it cannot take stereo pairs")
+
+    @property
+    def has_stereo(self) -> bool:
+        return False
+
+
+class Radio(Device):
+    """Sends and receives opaque link frames."""
+
+    @abc.abstractmethod
+    def send(self, frame: bytes) -> None:
+        """Queue one frame for transmission."""
+
+    @abc.abstractmethod
+    def recv(self, timeout_s: float = 0.0) -> bytes | None:
+        """One received frame, or None when none arrived within the timeout."""
+
+
+class Watchdog(Device):
+    timeout_s: float = 10.0
+
+    @abc.abstractmethod
+    def kick(self) -> None:
+        """Prove the software is alive; the hardware resets the vehicle if kicks stop."""

@@ -1,0 +1,504 @@
+"""The MCU wire protocol: message layouts, CRC-16/CCITT-FALSE, COBS framing and a stream decoder.
+
+One format joins the Raspberry Pi and its microcontroller, so this module is the reference a
+firmware author reads beside ``PROTOCOL.md``. A frame on the wire is::
+
+    COBS( header | payload | crc16 ) 0x00
+
+    header  = version u8, message id u8, sequence u16          (little-endian)
+    payload = fixed struct layout per message id                 (little-endian)
+    crc16   = CRC-16/CCITT-FALSE over header+payload, u16        (little-endian)
+
+Everything here is pure and thread-free; the driver and the emulator share it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from cobs import cobs
+
+from hal.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("<BBH")
+CRC = struct.Struct("<H")
+MAX_PAYLOAD = 250
+#: Largest decoded frame (header + payload + CRC).
+MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
+#: Largest COBS-encoded frame without its delimiter (one overhead byte per 254 bytes, plus one).
+MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1
+
+# ------------------------------------------------------------------------------------------
+# CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. Check value of
+# b"123456789" is 0x29B1.
+
+
+def _make_crc_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        crc = i << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+#: The 256-entry table a firmware copies (one lookup per byte, MSB first).
+CRC16_TABLE: tuple[int, ...] = _make_crc_table()
+
+
+def crc16_table(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE, table-driven in pure Python: the reference for firmware authors."""
+    table = CRC16_TABLE
+    for byte in data:
+        crc = ((crc << 8) & 0xFF00) ^ table[(crc >> 8) ^ byte]
+    return crc
+
+
+def crc16(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE, fast path.
+
+    ``binascii.crc_hqx`` is the same table-driven CRC (poly 0x1021, MSB first) written in C in
+    the standard library; started from 0xFFFF it *is* CCITT-FALSE. It is checked against
+    :func:`crc16_table` at import time and by the property tests.
+    """
+    return binascii.crc_hqx(data, crc)
+
+
+if not crc16(b"123456789") == crc16_table(b"123456789") == 0x29B1:  # pragma: no cover
+    raise ImportError("CRC-16/CCITT-FALSE self-check failed")
+
+# ------------------------------------------------------------------------------------------
+# Enumerations carried in payloads.
+
+
+class NackReason(enum.IntEnum):
+    """Why the MCU refused a frame whose CRC was good (a bad CRC is dropped silently)."""
+
+    UNKNOWN_MESSAGE = 1
+    BAD_LENGTH = 2
+    OUT_OF_RANGE = 3
+    BUSY = 4
+    BAD_VERSION = 5
+    NOT_READY = 6  # a command arrived before HELLO
+    FAULT_ACTIVE = 7  # a latched fault forbids the command
+
+
+class FaultFlags(enum.IntFlag):
+    """Bits of SENSOR_REPORT.fault_flags."""
+
+    NONE = 0
+    WATCHDOG_STOP = 1 << 0  # link silent past the watchdog timeout; motors stopped
+    STALL_LEFT = 1 << 1
+    STALL_RIGHT = 1 << 2
+    OVERCURRENT = 1 << 3
+    UNDERVOLTAGE = 1 << 4
+    OVERTEMP = 1 << 5
+    IMU_FAULT = 1 << 6
+    ENCODER_FAULT = 1 << 7
+
+
+class Capability(enum.IntFlag):
+    """Bits of VERSION.capabilities."""
+
+    NONE = 0
+    ENCODERS = 1 << 0
+    IMU = 1 << 1
+    POWER = 1 << 2
+    THERMAL = 1 << 3
+    SOLAR = 1 << 4
+
+
+# ------------------------------------------------------------------------------------------
+# Messages. Each is a frozen dataclass whose fields are its payload layout, in order.
+
+
+class Message:
+    """Base of every message: ``pack()`` gives the payload bytes, ``unpack()`` parses them."""
+
+    __slots__ = ()
+    MSG_ID: ClassVar[int]
+    LAYOUT: ClassVar[struct.Struct]
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+
+    def pack(self) -> bytes:
+        try:
+            return self.LAYOUT.pack(*self._values())
+        except struct.error as exc:
+            raise ValueError(f"{type(self).__name__} field out of range: {exc}") from exc
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Message:
+        return cls(*cls.LAYOUT.unpack(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Host -> MCU, first frame of every connection. The MCU answers VERSION."""
+
+    MSG_ID: ClassVar[int] = 0x01
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BI")
+    protocol_version: int = PROTOCOL_VERSION
+    host_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Version(Message):
+    """MCU -> host, the answer to HELLO."""
+
+    MSG_ID: ClassVar[int] = 0x02
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<BBBBHI")
+    protocol_version: int = PROTOCOL_VERSION
+    fw_major: int = 0
+    fw_minor: int = 0
+    fw_patch: int = 0
+    board_id: int = 0
+    capabilities: int = 0
+
+    @property
+    def firmware(self) -> str:
+        return f"{self.fw_major}.{self.fw_minor}.{self.fw_patch}"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """MCU -> host: the command with this sequence number and id was accepted."""
+
+    MSG_ID: ClassVar[int] = 0x03
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<HB")
+    acked_seq: int = 0
+    acked_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Nack(Message):
+    """MCU -> host: the command was refused; ``reason`` is a :class:`NackReason` value."""
+
+    MSG_ID: ClassVar[int] = 0x04
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<HBB")
+    nacked_seq: int = 0
+    nacked_id: int = 0
+    reason: int = NackReason.UNKNOWN_MESSAGE
+
+    @property
+    def reason_name(self) -> str:
+        try:
+            return NackReason(self.reason).name
+        except ValueError:
+            return f"REASON_{self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetWheels(Message):
+    """Host -> MCU: wheel rim speeds as signed millimetres per second (i16, +-32.767 m/s)."""
+
+    MSG_ID: ClassVar[int] = 0x10
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<hh")
+    left_mm_s: int = 0
+    right_mm_s: int = 0
+
+    @classmethod
+    def from_mps(cls, left_mps: float, right_mps: float) -> SetWheels:
+        """Round m/s to mm/s; raises ValueError outside the i16 range or for NaN."""
+        vals = []
+        for v in (left_mps, right_mps):
+            if v != v or abs(v) > 32.767:
+                raise ValueError(f"wheel speed {v!r} m/s outside +-32.767 m/s")
+            vals.append(round(v * 1000.0))
+        return cls(*vals)
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Message):
+    """Host -> MCU: stop both sides now."""
+
+    MSG_ID: ClassVar[int] = 0x11
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class SetStreamRate(Message):
+    """Host -> MCU: SENSOR_REPORT rate in Hz (0 stops the stream)."""
+
+    MSG_ID: ClassVar[int] = 0x12
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<H")
+    rate_hz: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResetEncoders(Message):
+    """Host -> MCU: zero both encoder counters."""
+
+    MSG_ID: ClassVar[int] = 0x13
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class SetWatchdog(Message):
+    """Host -> MCU: stop the motors after this many ms without a valid frame (default 500)."""
+
+    MSG_ID: ClassVar[int] = 0x14
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<H")
+    timeout_ms: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """Either way, not acknowledged: keeps the link alive. The MCU answers with its own."""
+
+    MSG_ID: ClassVar[int] = 0x20
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<I")
+    time_ms: int = 0
+
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorReport(Message):
+    """MCU -> host, streamed at the set rate: everything the MCU measures, 84 bytes."""
+
+    MSG_ID: ClassVar[int] = 0x30
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<Iii2f3f3f5f4fI")
+    mcu_time_ms: int = 0
+    left_ticks: int = 0
+    right_ticks: int = 0
+    left_current_a: float = 0.0
+    right_current_a: float = 0.0
+    accel_mps2: Vec3 = (0.0, 0.0, 0.0)
+    gyro_rads: Vec3 = (0.0, 0.0, 0.0)
+    imu_temp_c: float = 0.0
+    bus_v: float = 0.0
+    current_a: float = 0.0  # positive = discharging
+    soc: float = 0.0  # 0..1
+    solar_w: float = 0.0
+    temp_motor_left_c: float = 0.0
+    temp_motor_right_c: float = 0.0
+    temp_battery_c: float = 0.0
+    temp_board_c: float = 0.0
+    fault_flags: int = 0
+
+    #: Names of the temperatures, in payload order, as read_thermal() reports them.
+    TEMP_NAMES: ClassVar[tuple[str, ...]] = ("motor_left", "motor_right", "battery", "board")
+
+    def pack(self) -> bytes:
+        try:
+            return self.LAYOUT.pack(
+                self.mcu_time_ms, self.left_ticks, self.right_ticks,
+                self.left_current_a, self.right_current_a, *self.accel_mps2, *self.gyro_rads,
+                self.imu_temp_c, self.bus_v, self.current_a, self.soc, self.solar_w,
+                self.temp_motor_left_c, self.temp_motor_right_c, self.temp_battery_c,
+                self.temp_board_c, self.fault_flags,
+            )
+        except struct.error as exc:
+            raise ValueError(f"SensorReport field out of range: {exc}") from exc
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> SensorReport:
+        v = cls.LAYOUT.unpack(payload)
+        return cls(v[0], v[1], v[2], v[3], v[4], v[5:8], v[8:11], *v[11:])
+
+    def temps(self) -> dict[str, float]:
+        vals = (self.temp_motor_left_c, self.temp_motor_right_c, self.temp_battery_c,
+                self.temp_board_c)
+        return dict(zip(self.TEMP_NAMES, vals, strict=True))
+
+
+#: Message id -> class: the catalogue.
+MESSAGES: dict[int, type[Message]] = {
+    cls.MSG_ID: cls
+    for cls in (Hello, Version, Ack, Nack, SetWheels, Stop, SetStreamRate, ResetEncoders,
+                SetWatchdog, Heartbeat, SensorReport)
+}
+
+#: Commands the MCU acknowledges with ACK or NACK.
+ACKED: frozenset[int] = frozenset(
+    c.MSG_ID for c in (SetWheels, Stop, SetStreamRate, ResetEncoders, SetWatchdog)
+)
+
+# ------------------------------------------------------------------------------------------
+# Framing.
+
+
+def encode_frame(msg_id: int, seq: int, payload: bytes, version: int = PROTOCOL_VERSION) -> bytes:
+    """Build one wire frame (COBS-encoded, zero-terminated) from raw payload bytes."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    body = HEADER.pack(version, msg_id, seq & 0xFFFF) + payload
+    return cobs.encode(body + CRC.pack(crc16(body))) + b"\x00"
+
+
+def encode(msg: Message, seq: int) -> bytes:
+    """Build the wire frame for a message."""
+    return encode_frame(msg.MSG_ID, seq, msg.pack())
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A frame whose COBS and CRC checked out, before its payload is interpreted."""
+
+    version: int
+    msg_id: int
+    seq: int
+    payload: bytes
+
+
+class FrameError(ProtocolError):
+    """A frame was dropped. ``kind`` names the counter; ``packet`` is set when the CRC was good."""
+
+    def __init__(self, kind: str, detail: str, packet: Packet | None = None) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.packet = packet
+
+
+def decode_frame(encoded: bytes) -> Packet:
+    """Check one COBS-encoded frame (no delimiter); raises FrameError."""
+    try:
+        body = cobs.decode(encoded)
+    except cobs.DecodeError as exc:
+        raise FrameError("cobs", str(exc)) from exc
+    if len(body) < HEADER.size + CRC.size:
+        raise FrameError("cobs", f"frame of {len(body)} bytes is shorter than header+crc")
+    end = len(body) - CRC.size
+    (want,) = CRC.unpack_from(body, end)
+    if crc16(memoryview(body)[:end]) != want:
+        raise FrameError("crc", "checksum mismatch")
+    version, msg_id, seq = HEADER.unpack_from(body)
+    return Packet(version, msg_id, seq, body[HEADER.size:end])
+
+
+def decode_message(packet: Packet, version: int = PROTOCOL_VERSION) -> Message:
+    """Interpret a checked packet's payload; raises FrameError (version, unknown_id, bad_length)."""
+    if packet.version != version:
+        raise FrameError("version", f"version {packet.version}, expected {version}", packet)
+    cls = MESSAGES.get(packet.msg_id)
+    if cls is None:
+        raise FrameError("unknown_id", f"message id 0x{packet.msg_id:02x}", packet)
+    if len(packet.payload) != cls.LAYOUT.size:
+        raise FrameError(
+            "bad_length", f"{cls.__name__} payload {len(packet.payload)} != {cls.LAYOUT.size}",
+            packet,
+        )
+    return cls.unpack(packet.payload)
+
+
+@dataclass(slots=True)
+class DecoderCounters:
+    """What a FrameDecoder has seen: good frames and each kind of dropped one."""
+
+    frames: int = 0
+    bytes: int = 0
+    cobs: int = 0
+    crc: int = 0
+    version: int = 0
+    unknown_id: int = 0
+    bad_length: int = 0
+    oversize: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return (self.cobs + self.crc + self.version + self.unknown_id + self.bad_length
+                + self.oversize)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One received message with the sender's sequence number."""
+
+    seq: int
+    msg: Message
+
+
+class FrameDecoder:
+    """Turns byte chunks from a port (any split) into messages; counts and drops bad frames.
+
+    The buffer is bounded: bytes past ``max_encoded`` without a zero delimiter are discarded up
+    to the next zero, so line noise never grows memory. ``feed`` never raises for any input.
+    ``on_reject(kind, packet)`` is told of frames with a good CRC that could not be used (so an
+    MCU can NACK them).
+    """
+
+    def __init__(
+        self,
+        version: int = PROTOCOL_VERSION,
+        max_encoded: int = MAX_ENCODED,
+        on_reject: Callable[[str, Packet], None] | None = None,
+    ) -> None:
+        self.version = version
+        self.max_encoded = max_encoded
+        self.on_reject = on_reject
+        self.counters = DecoderCounters()
+        self._buf = bytearray()
+        self._discarding = False
+
+    def reset(self) -> None:
+        """Forget a partial frame (after a reconnect)."""
+        self._buf.clear()
+        self._discarding = False
+
+    def feed(self, data: bytes | bytearray) -> list[Decoded]:
+        out: list[Decoded] = []
+        self.counters.bytes += len(data)
+        start = 0
+        while True:
+            zero = data.find(0, start)
+            if zero < 0:
+                if not self._discarding:
+                    if len(self._buf) + len(data) - start > self.max_encoded:
+                        self.counters.oversize += 1
+                        self._buf.clear()
+                        self._discarding = True
+                    else:
+                        self._buf += data[start:]
+                return out
+            piece = data[start:zero]
+            start = zero + 1
+            if self._discarding:
+                self._discarding = False
+                continue
+            if self._buf:
+                self._buf += piece
+                frame = bytes(self._buf)
+                self._buf.clear()
+            else:
+                frame = bytes(piece)
+            if not frame:
+                continue  # back-to-back delimiters are idle line, not an error
+            if len(frame) > self.max_encoded:
+                self.counters.oversize += 1
+                continue
+            item = self._one(frame)
+            if item is not None:
+                out.append(item)
+
+    def _one(self, frame: bytes) -> Decoded | None:
+        packet = None
+        try:
+            packet = decode_frame(frame)
+            msg = decode_message(packet, self.version)
+        except FrameError as exc:
+            setattr(self.counters, exc.kind, getattr(self.counters, exc.kind) + 1)
+            if exc.packet is not None and self.on_reject is not None:
+                try:
+                    self.on_reject(exc.kind, exc.packet)
+                except Exception:  # a listener's bug must not break the stream
+                    log.exception("on_reject listener failed")
+            return None
+        except Exception:  # defensive: no input may raise out of the decoder
+            log.debug("undecodable frame dropped", exc_info=True)
+            self.counters.cobs += 1
+            return None
+        self.counters.frames += 1
+        return Decoded(packet.seq, msg)

@@ -1,0 +1,1 @@
+"""Magpie hil package."""

@@ -1,0 +1,152 @@
+"""``magpie``: one command with subcommands for every part of the mission.
+
+Each subcommand's ``--help`` says what it does and what it writes. Subcommands whose packages
+are optional register themselves through a ``register(subparsers)`` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flight import __version__
+
+# module -> function adding its subcommands; imported lazily so one broken part never hides
+# the others (its subcommands are simply missing, with a log line saying why).
+_PLUGINS = (
+    "ground.cli",
+    "sim_hw.relay",
+    "hil.cli",
+)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output (-v info, -vv debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="magpie",
+        description="Magpie: flight software for small planetary rovers and landers, with its "
+                    "ground station, simulated world and hardware-in-the-loop harness.",
+    )
+    parser.add_argument("--version", action="version", version=f"magpie {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from magpie import simrun
+
+    simrun.register(sub)
+
+    p = sub.add_parser("dict", help="print the flight dictionary as JSON",
+                       description="Assemble the vehicle a configuration describes (devices are "
+                                   "not opened for real: simulated ones are) and print its "
+                                   "dictionary: commands, channels, events and parameters with "
+                                   "their ids, and the content hash the boot event carries.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="vehicle TOML (default: the simulated rover magpie sim runs)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="write to this file instead of stdout")
+    _add_common(p)
+    p.set_defaults(func=cmd_dict)
+
+    p = sub.add_parser("seq", help="check stored sequence files against the dictionary",
+                       description="Parse and check sequence files without running them; every "
+                                   "error is printed with its line number. Exit status 1 when "
+                                   "any file has an error.")
+    p.add_argument("files", nargs="+", type=Path, help="sequence files")
+    p.add_argument("--config", type=Path, default=None, help="vehicle TOML (default: the simulated rover)")
+    p.add_argument("--dict", dest="dict_path", type=Path, default=None,
+                   help="check against this dictionary JSON instead of assembling a vehicle")
+    _add_common(p)
+    p.set_defaults(func=cmd_seq)
+
+    for module_name in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                logging.getLogger(__name__).warning("subcommands of %s unavailable: %s", module_name, exc)
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def _dictionary_for(config: Path | None) -> dict:
+    from magpie import simrun
+
+    return simrun.dictionary_only(config)
+
+
+def cmd_dict(args: argparse.Namespace) -> int:
+    doc = _dictionary_for(args.config)
+    from flight.dictionary import to_json
+
+    text = to_json(doc)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} ({len(doc['commands'])} commands, {len(doc['channels'])} channels, "
+              f"{len(doc['events'])} events, {len(doc['params'])} parameters; {doc['hash']})",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_seq(args: argparse.Namespace) -> int:
+    from flight import sequencer
+
+    if args.dict_path:
+        doc = json.loads(args.dict_path.read_text(encoding="utf-8"))
+    else:
+        doc = _dictionary_for(args.config)
+    by_name = {c["name"]: c for c in doc["commands"]}
+    bad = 0
+    for path in args.files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{path}: cannot read: {exc}")
+            bad += 1
+            continue
+        try:
+            lines = sequencer.load(text, by_name.get)
+        except sequencer.SequenceError as exc:
+            bad += 1
+            for n, msg in exc.errors:
+                print(f"{path}:{n}: {msg}")
+            continue
+        print(f"{path}: ok, {len(lines)} command(s)")
+    return 1 if bad else 0
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if verbose <= 0:
+        # Events reach the person through the console sink; keep the log for real problems.
+        logging.getLogger("flight.events").setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", 0))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

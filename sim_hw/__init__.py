@@ -1,0 +1,1 @@
+"""Magpie sim_hw package."""

@@ -1,0 +1,459 @@
+"""Camera images of the terrain: pinhole ray casting over the heightmap, in numpy and OpenCV.
+
+**Camera model.** A pinhole with the intrinsics of :class:`hal.contracts.CameraModel`; the
+camera frame is OpenCV's (x right, y down, z forward). A :class:`CameraPose` holds the centre of
+projection in the world and the rotation whose columns are the camera axes in world
+coordinates. :func:`project` maps world points to pixels with exactly the model the renderer
+uses, so tests and target checks can say where something must appear.
+
+**Ray casting.** Every pixel's ray is ``p(t) = o + t * D`` with ``D = R (xn, yn, 1)``, so the
+parameter ``t`` *is* the pixel's depth along the optical axis. Rays march over the heightmap
+with steps chosen to be safe:
+
+* a small pyramid of max-filtered heightmaps says how high the ground can be within a radius;
+  while the ray is above that ceiling it may jump to the edge of the radius (or down to the
+  ceiling), which crosses open ground in a few steps;
+* near the ground a slope-bounded step, never shorter than the pixel footprint, creeps in;
+* once a sample is below the ground, bisection pins the crossing to a fraction of a millimetre.
+
+The march runs first on a coarse grid of pixels (every ``coarse`` pixels each way); the full
+resolution rays then start a little before the nearest coarse hit around them and only need a
+few steps. Bilinear height lookups use ``cv2.remap``.
+
+**Shading.** Lambertian: radiance = albedo * (ambient + (1 - ambient) * max(0, n . s) * lit),
+computed once per sun direction on the whole grid (with a cast-shadow mask when shadows are on)
+and then sampled at each hit. A seeded fine-detail texture, anchored to the ground, modulates
+the albedo below the grid resolution, fading with distance as a pixel's footprint grows, so near
+field images carry texture for stereo matching. The sky is black.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from hal.contracts import CameraModel
+from sim_hw.terrain import Terrain
+from sim_hw.vehicle import rot_y, rot_z
+
+log = logging.getLogger(__name__)
+
+# Columns: camera x (right), y (down), z (forward) expressed in the body frame (x fwd, y left, z up).
+R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def camera_model(width: int, height: int, fov_deg: float) -> CameraModel:
+    """Square-pixel pinhole with a horizontal field of view and a centred principal point."""
+    if width <= 0 or height <= 0 or not 1.0 <= fov_deg < 179.0:
+        raise ValueError(f"bad camera geometry {width}x{height} fov {fov_deg}")
+    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2.0)
+    return CameraModel(width=width, height=height, fx=f, fy=f, cx=(width - 1) / 2.0, cy=(height - 1) / 2.0)
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """Centre of projection (world, m) and rotation with the camera axes as columns."""
+
+    position: np.ndarray
+    rotation: np.ndarray
+
+    @classmethod
+    def look_at(cls, eye: np.ndarray | tuple, target: np.ndarray | tuple) -> CameraPose:
+        """Camera at ``eye`` looking at ``target`` with the image's up as close to world up as can be."""
+        eye = np.asarray(eye, dtype=float)
+        z = np.asarray(target, dtype=float) - eye
+        z /= np.linalg.norm(z)
+        x = np.cross(z, [0.0, 0.0, 1.0])
+        if np.linalg.norm(x) < 1e-9:
+            x = np.array([1.0, 0.0, 0.0])
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        return cls(eye, np.stack([x, y, z], axis=1))
+
+    @classmethod
+    def from_mount(
+        cls, mount: np.ndarray, body_to_world: np.ndarray, pan_deg: float = 0.0, tilt_deg: float = 0.0
+    ) -> CameraPose:
+        """A mast head camera: pan about the body's up axis, then tilt (positive looks up)."""
+        rot = body_to_world @ rot_z(math.radians(pan_deg)) @ rot_y(-math.radians(tilt_deg)) @ R_BODY_CAM
+        return cls(np.asarray(mount, dtype=float), rot)
+
+    def shifted(self, right_m: float) -> CameraPose:
+        """The same orientation moved along the camera's own x axis (for a stereo eye)."""
+        return CameraPose(self.position + self.rotation[:, 0] * right_m, self.rotation)
+
+    def stereo(self, baseline_m: float) -> tuple[CameraPose, CameraPose]:
+        """Left and right eyes, rectified (parallel axes), centred on this pose."""
+        return self.shifted(-baseline_m / 2.0), self.shifted(baseline_m / 2.0)
+
+    def as_dict(self) -> dict[str, list]:
+        return {"position": self.position.tolist(), "rotation": self.rotation.tolist()}
+
+
+def project(points_world: np.ndarray, model: CameraModel, pose: CameraPose) -> np.ndarray:
+    """Pixel coordinates (N, 2) of world points; NaN for points behind the camera."""
+    pts = np.atleast_2d(np.asarray(points_world, dtype=float))
+    pc = (pts - pose.position) @ pose.rotation
+    z = pc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = model.fx * pc[:, 0] / z + model.cx
+        v = model.fy * pc[:, 1] / z + model.cy
+    bad = z <= 1e-9
+    u[bad] = np.nan
+    v[bad] = np.nan
+    return np.stack([u, v], axis=1)
+
+
+def depth_of(points_world: np.ndarray, pose: CameraPose) -> np.ndarray:
+    """Depth along the optical axis of world points."""
+    pts = np.atleast_2d(np.asarray(points_world, dtype=float))
+    return (pts - pose.position) @ pose.rotation[:, 2]
+
+
+def _remap(img: np.ndarray, gx: np.ndarray, gy: np.ndarray, interp: int) -> np.ndarray:
+    """Sample an image at arbitrary (x, y) pixel coordinates of any 1-D length."""
+    n = gx.size
+    if n == 0:
+        return np.zeros(0, dtype=img.dtype)
+    cols = min(n, 1024)
+    rows = -(-n // cols)
+    mx = np.zeros(rows * cols, np.float32)
+    my = np.zeros(rows * cols, np.float32)
+    mx[:n] = gx
+    my[:n] = gy
+    out = cv2.remap(img, mx.reshape(rows, cols), my.reshape(rows, cols), interp,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1)[:n]
+
+
+def _blur_periodic(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a tile that wraps around, so the tile repeats without seams."""
+    pad = int(math.ceil(4 * sigma))
+    big = np.pad(img, pad, mode="wrap")
+    return cv2.GaussianBlur(big, (0, 0), sigma)[pad:-pad, pad:-pad]
+
+
+class Renderer:
+    """Renders one terrain. Caches the max-height pyramid and the shaded radiance per sun."""
+
+    def __init__(
+        self,
+        terrain: Terrain,
+        *,
+        ambient: float = 0.03,
+        shadows: bool = True,
+        detail: float = 0.35,
+        detail_scale_m: float = 0.01,
+        coarse: int = 4,
+        seed: int = 0,
+        tint_bgr: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        self.terrain = terrain
+        self.ambient = float(ambient)
+        self.shadows = bool(shadows)
+        self.detail = float(detail)
+        self.detail_scale_m = float(detail_scale_m)
+        self.coarse = max(1, int(coarse))
+        self.tint_bgr = tint_bgr
+        self._version = -1
+        self._radiance_key: tuple | None = None
+        self._radiance: np.ndarray | None = None
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE7A]))
+        tile = rng.standard_normal((512, 512)).astype(np.float32)
+        fine = _blur_periodic(tile, 1.2)
+        mid = _blur_periodic(tile[::-1].copy(), 4.0)
+        tex = fine / (fine.std() + 1e-9) + 0.7 * mid / (mid.std() + 1e-9)
+        self._detail_tile = (tex / tex.std()).astype(np.float32)
+        self._prepare()
+
+    # ------------------------------------------------------------------ caches
+
+    def _prepare(self) -> None:
+        t = self.terrain
+        if self._version == t.version:
+            return
+        self._h = t.heights.astype(np.float32)
+        self._hmax = float(self._h.max())
+        self._levels: list[tuple[np.ndarray, float]] = []
+        cur = self._h
+        k_total = 0
+        for k in (4, 12, 48):  # cumulative half-widths 4, 16, 64 cells
+            kernel = np.ones((2 * k + 1, 2 * k + 1), np.uint8)
+            cur = cv2.dilate(cur, kernel, borderType=cv2.BORDER_REPLICATE)
+            k_total += k
+            self._levels.append((cur, (k_total - 1.5) * t.resolution_m))
+        self._version = t.version
+        self._radiance_key = None
+
+    def _shadow_mask(self, sun: np.ndarray) -> np.ndarray:
+        """1 where a grid node sees the sun, 0 where terrain toward the sun blocks it."""
+        t = self.terrain
+        h = self._h
+        horiz = math.hypot(sun[0], sun[1])
+        ny, nx = h.shape
+        if horiz < 1e-6:
+            return np.ones_like(h)
+        tan_el = sun[2] / horiz
+        ux, uy = sun[0] / horiz, sun[1] / horiz
+        gx, gy = np.meshgrid(np.arange(nx, dtype=np.float32), np.arange(ny, dtype=np.float32))
+        excess = np.full_like(h, -np.inf)
+        d = t.resolution_m
+        reach = min(max(t.size_m), (self._hmax - float(h.min())) / max(tan_el, 1e-3))
+        while d <= reach:
+            cells = d / t.resolution_m
+            hq = cv2.remap(h, gx + np.float32(ux * cells), gy + np.float32(uy * cells), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+            np.maximum(excess, hq - h - np.float32(d * tan_el), out=excess)
+            d = d * 1.12 + t.resolution_m * 0.5
+        # soft edge over a couple of centimetres so shadow borders are not stair-stepped
+        lit = np.clip(1.0 - excess / 0.02, 0.0, 1.0).astype(np.float32)
+        return cv2.GaussianBlur(lit, (3, 3), 0)
+
+    def radiance_grid(self, sun: np.ndarray) -> np.ndarray:
+        """Albedo times Lambertian shading at every grid node for a unit sun vector."""
+        self._prepare()
+        sun = np.asarray(sun, dtype=float)
+        key = (self.terrain.version, *np.round(sun, 3).tolist(), self.shadows)
+        if self._radiance_key == key and self._radiance is not None:
+            return self._radiance
+        n = self.terrain.normal_grid()
+        cos_i = np.clip(n @ sun.astype(np.float32), 0.0, None) if sun[2] > 0 else np.zeros(n.shape[:2], np.float32)
+        if self.shadows and sun[2] > 0:
+            cos_i = cos_i * self._shadow_mask(sun)
+        rad = self.terrain.albedo * (self.ambient + (1.0 - self.ambient) * cos_i)
+        self._radiance = rad.astype(np.float32)
+        self._radiance_key = key
+        return self._radiance
+
+    # ------------------------------------------------------------------ ray casting
+
+    def _rays(self, model: CameraModel, pose: CameraPose, step: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+        off = (step - 1) / 2.0
+        us = np.arange(0, model.width, step, dtype=np.float64)[: (model.width + step - 1) // step] + off
+        vs = np.arange(0, model.height, step, dtype=np.float64)[: (model.height + step - 1) // step] + off
+        uu, vv = np.meshgrid(us, vs)
+        cam = np.stack([(uu - model.cx) / model.fx, (vv - model.cy) / model.fy, np.ones_like(uu)], axis=-1)
+        return cam.reshape(-1, 3) @ pose.rotation.T, uu.shape  # type: ignore[return-value]
+
+    def raycast(
+        self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float, t_start: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky."""
+        self._prepare()
+        ter = self.terrain
+        res = ter.resolution_m
+        ny, nx = self._h.shape
+        n = dirs.shape[0]
+        dx = (dirs[:, 0] / res).astype(np.float32)
+        dy = (dirs[:, 1] / res).astype(np.float32)
+        dz = dirs[:, 2].astype(np.float32)
+        dxy = np.hypot(dirs[:, 0], dirs[:, 1]).astype(np.float32) + np.float32(1e-6)
+        ox = np.float32((origin[0] - ter.origin[0]) / res)
+        oy = np.float32((origin[1] - ter.origin[1]) / res)
+        oz = np.float32(origin[2])
+
+        # slab intersection with the map's box (grid units) and the ceiling of the terrain
+        t0 = np.full(n, 0.05, np.float32)
+        t1 = np.full(n, np.inf, np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for o, d, hi in ((ox, dx, nx - 1.0), (oy, dy, ny - 1.0)):
+                ta = (0.0 - o) / d
+                tb = (hi - o) / d
+                lo_t = np.where(d != 0, np.minimum(ta, tb), np.where((o >= 0) & (o <= hi), -np.inf, np.inf))
+                hi_t = np.where(d != 0, np.maximum(ta, tb), np.where((o >= 0) & (o <= hi), np.inf, -np.inf))
+                t0 = np.maximum(t0, lo_t)
+                t1 = np.minimum(t1, hi_t)
+            if oz > self._hmax:
+                t_ceiling = np.where(dz < 0, (self._hmax - oz) / dz, np.inf)
+                t0 = np.maximum(t0, t_ceiling)
+        if t_start is not None:
+            t0 = np.maximum(t0, t_start.astype(np.float32))
+        t1 = t1.astype(np.float32)
+        depth = np.full(n, np.inf, np.float32)
+
+        idx = np.flatnonzero(t0 < t1)
+        t = t0[idx].astype(np.float32)
+        t_prev = t.copy()
+        gap_prev = np.full(t.size, np.inf, np.float32)
+        hits_i: list[np.ndarray] = []
+        hits_lo: list[np.ndarray] = []
+        hits_hi: list[np.ndarray] = []
+        hits_glo: list[np.ndarray] = []
+        hits_ghi: list[np.ndarray] = []
+        pa = np.float32(pixel_angle)
+        cell = np.float32(res)
+        hmax = np.float32(self._hmax)
+        for _ in range(600):
+            if idx.size == 0:
+                break
+            ddx, ddy, ddz, dd = dx[idx], dy[idx], dz[idx], dxy[idx]
+            gx = ox + t * ddx
+            gy = oy + t * ddy
+            pz = oz + t * ddz
+            gap = pz - _remap(self._h, gx, gy, cv2.INTER_LINEAR)
+            hit = np.flatnonzero(gap <= 0.0)
+            if hit.size:
+                hits_i.append(idx[hit])
+                hits_lo.append(t_prev[hit])
+                hits_hi.append(t[hit])
+                hits_glo.append(gap_prev[hit])
+                hits_ghi.append(gap[hit])
+            # integer gathers are much cheaper than boolean-mask compaction in numpy
+            keep = np.flatnonzero((gap > 0.0) & ((ddz < 0) | (pz <= hmax)))
+            if keep.size < idx.size:
+                idx, t, gx, gy, pz, gap = idx[keep], t[keep], gx[keep], gy[keep], pz[keep], gap[keep]
+                ddz, dd, t_prev, gap_prev = ddz[keep], dd[keep], t_prev[keep], gap_prev[keep]
+            down = np.maximum(-ddz, np.float32(0.0))
+            # near the ground: a secant step on the gap (the ground is locally smooth), never
+            # below the slope-bounded step and never more than one cell sideways
+            closing = (gap_prev - gap) / np.maximum(t - t_prev, np.float32(1e-9))
+            secant = gap / np.maximum(closing, np.float32(1e-9))
+            secant = np.where(closing > 0, secant, np.float32(0.0))
+            step = np.minimum(np.maximum(gap / (np.float32(1.5) * dd + down), secant), cell / dd)
+            # well above the ground: jump by the largest radius whose ceiling the ray clears
+            far = np.flatnonzero(gap > np.float32(0.2))
+            if far.size:
+                fgx, fgy, fpz, fdd, fdown = gx[far], gy[far], pz[far], dd[far], down[far]
+                fstep = step[far]
+                inv_down = np.float32(1.0) / np.maximum(fdown, np.float32(1e-6))
+                for mx, radius in self._levels:
+                    room = fpz - _remap(mx, fgx, fgy, cv2.INTER_NEAREST)
+                    s_l = np.minimum(np.float32(radius) / fdd, room * inv_down)
+                    fstep = np.where(room > 0, np.maximum(fstep, s_l), fstep)
+                step[far] = fstep
+            step = np.maximum(step, pa * t)
+            t_prev = t
+            gap_prev = gap
+            t = t + step
+            alive = np.flatnonzero(t < t1[idx])
+            if alive.size < idx.size:
+                idx, t, t_prev, gap_prev = idx[alive], t[alive], t_prev[alive], gap_prev[alive]
+
+        if hits_i:
+            hi_idx = np.concatenate(hits_i)
+            lo = np.concatenate(hits_lo)
+            hi = np.concatenate(hits_hi)
+            glo = np.concatenate(hits_glo)
+            ghi = np.concatenate(hits_ghi)
+            if t_start is not None:
+                # a ray that starts under the ground was started too late: march it from the camera
+                first = lo >= hi
+                if first.any():
+                    again = hi_idx[first]
+                    depth[again] = self.raycast(origin, dirs[again], pixel_angle)
+                    keep = ~first
+                    hi_idx, lo, hi, glo, ghi = hi_idx[keep], lo[keep], hi[keep], glo[keep], ghi[keep]
+            ddx, ddy, ddz = dx[hi_idx], dy[hi_idx], dz[hi_idx]
+            glo = np.where(glo < np.float32(1e6), glo, np.float32(1.0))
+            # regula falsi between the last sample above and the first below (Illinois variant)
+            for _ in range(4):
+                w = glo / np.maximum(glo - ghi, np.float32(1e-9))
+                mid = lo + np.clip(w, 0.02, 0.98) * (hi - lo)
+                g = oz + mid * ddz - _remap(self._h, ox + mid * ddx, oy + mid * ddy, cv2.INTER_LINEAR)
+                below = g <= 0.0
+                hi = np.where(below, mid, hi)
+                ghi = np.where(below, g, ghi * np.float32(0.5))
+                lo = np.where(below, lo, mid)
+                glo = np.where(below, glo * np.float32(0.5), g)
+            w = glo / np.maximum(glo - ghi, np.float32(1e-9))
+            depth[hi_idx] = lo + np.clip(w, 0.0, 1.0) * (hi - lo)
+        return depth
+
+    def render_depth(self, model: CameraModel, pose: CameraPose) -> np.ndarray:
+        """Depth image (H, W) float32 along the optical axis; inf where the ray sees sky."""
+        c = self.coarse
+        pa = 1.0 / model.fx
+        if c > 1:
+            dirs_c, shape_c = self._rays(model, pose, c)
+            dc = self.raycast(pose.position, dirs_c, pa * c).reshape(shape_c)
+            big = np.float32(1e9)
+            dcf = np.where(np.isfinite(dc), dc, big).astype(np.float32)
+            size = (dcf.shape[1] * c, dcf.shape[0] * c)
+            # smooth ground: interpolate the coarse depths; across an occluding edge (a wide
+            # spread among the four coarse neighbours) fall back to their minimum
+            lo4 = cv2.erode(dcf, np.ones((2, 2), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+            hi4 = cv2.dilate(dcf, np.ones((2, 2), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+            shift = 0.5 + 0.5 * c  # fine pixel u lies between coarse samples i-1 and i (padded)
+            pad_lo = np.pad(lo4, ((1, 0), (1, 0)), mode="edge")
+            pad_hi = np.pad(hi4, ((1, 0), (1, 0)), mode="edge")
+            vs = np.clip(((np.arange(size[1]) + shift) // c).astype(int), 0, pad_lo.shape[0] - 1)
+            us = np.clip(((np.arange(size[0]) + shift) // c).astype(int), 0, pad_lo.shape[1] - 1)
+            lo_f = pad_lo[np.ix_(vs, us)]
+            hi_f = pad_hi[np.ix_(vs, us)]
+            interp = cv2.resize(dcf, size, interpolation=cv2.INTER_LINEAR)
+            start = np.where(hi_f > 1.25 * lo_f, lo_f, np.minimum(interp, hi_f))
+            start = start[: model.height, : model.width]
+            start = np.where(start >= big, 0.0, start * 0.97 - 0.05).reshape(-1)
+        else:
+            start = None
+        dirs, shape = self._rays(model, pose, 1)
+        return self.raycast(pose.position, dirs, pa, start).reshape(shape)
+
+    # ------------------------------------------------------------------ images
+
+    def shade(
+        self, model: CameraModel, pose: CameraPose, depth: np.ndarray, sun: np.ndarray,
+        exposure: float = 1.0,
+    ) -> np.ndarray:
+        """Relative brightness (H, W) float32 of the ground seen at each pixel's depth."""
+        ter = self.terrain
+        rad = self.radiance_grid(sun)
+        dirs, _ = self._rays(model, pose, 1)
+        d = depth.reshape(-1)
+        ok = np.isfinite(d)
+        out = np.zeros(d.size, np.float32)
+        if ok.any():
+            p = pose.position + dirs[ok] * d[ok, None]
+            gx = (p[:, 0] - ter.origin[0]) / ter.resolution_m
+            gy = (p[:, 1] - ter.origin[1]) / ter.resolution_m
+            val = _remap(rad, gx, gy, cv2.INTER_LINEAR)
+            if self.detail > 0:
+                s = self.detail_scale_m
+                tile = self._detail_tile
+                tx = np.mod(p[:, 0] / s, tile.shape[1])
+                ty = np.mod(p[:, 1] / s, tile.shape[0])
+                det = _remap(tile, tx, ty, cv2.INTER_LINEAR)
+                footprint = d[ok] / model.fx
+                w = np.clip(1.0 - footprint / (4.0 * s), 0.0, 1.0) * self.detail
+                val = val * np.clip(1.0 + w * det, 0.2, 2.0)
+            out[ok] = val
+        # auto-exposure on flat ground of the mean albedo under the present sun
+        albedo_ref = float(np.mean(ter.albedo))
+        gain = exposure / (2.2 * albedo_ref * max(float(sun[2]), 0.25))
+        return (out * gain).reshape(depth.shape)
+
+    def render(
+        self,
+        model: CameraModel,
+        pose: CameraPose,
+        sun: np.ndarray,
+        *,
+        exposure: float = 1.0,
+        bgr: bool = False,
+        noise_dn: float = 0.0,
+        rng: np.random.Generator | None = None,
+        return_depth: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """A uint8 image (grey HxW or BGR HxWx3) of the terrain from a pose under a sun vector."""
+        depth = self.render_depth(model, pose)
+        lum = self.shade(model, pose, depth, np.asarray(sun, dtype=float), exposure) * 255.0
+        if noise_dn > 0:
+            gen = rng if rng is not None else np.random.default_rng(0)
+            lum = lum + gen.standard_normal(lum.shape).astype(np.float32) * np.float32(noise_dn)
+        if bgr:
+            tint = np.asarray(self.tint_bgr, np.float32)
+            img = np.clip(lum[..., None] * tint, 0, 255).astype(np.uint8)
+        else:
+            img = np.clip(lum, 0, 255).astype(np.uint8)
+        return (img, depth) if return_depth else img
+
+    def render_stereo(
+        self, model: CameraModel, pose: CameraPose, sun: np.ndarray, baseline_m: float, **kw
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rectified left and right images from eyes ``baseline_m`` apart about ``pose``."""
+        left, right = pose.stereo(baseline_m)
+        return self.render(model, left, sun, **kw), self.render(model, right, sun, **kw)  # type: ignore[return-value]

@@ -1,0 +1,87 @@
+"""Sensor models between the vehicle's truth and what the flight software reads.
+
+Each model draws its noise from its own seeded stream, separate from the physics, so reading a
+sensor more or less often never changes how the vehicle moves, and a seed gives the same
+readings for the same sequence of reads.
+
+* :class:`ImuModel`: accelerometer = specific force in the body frame (gravity projected
+  through the vehicle's attitude, plus its own acceleration) + a constant per-axis bias + white
+  noise; gyro = body angular rate + bias + white noise; the temperature is the electronics
+  node's plus a little noise.
+* :class:`EncoderModel`: counts from wheel rotation (the rim, not the ground), quantised to whole
+  ticks, optionally with a per-wheel scale error (a wheel radius that is not quite what the
+  software believes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim_hw.vehicle import Vehicle
+
+
+@dataclass(frozen=True)
+class ImuConfig:
+    accel_noise_mps2: float = 0.01
+    accel_bias_mps2: float = 0.005  # sigma of the per-axis bias drawn at start
+    gyro_noise_rads: float = 0.0005
+    gyro_bias_rads: float = 0.0002
+    temp_noise_c: float = 0.05
+
+
+class ImuModel:
+    """A 6-axis IMU mounted at the body origin, aligned with the body axes."""
+
+    def __init__(self, config: ImuConfig | None = None, seed: int = 0) -> None:
+        self.config = config or ImuConfig()
+        ss = np.random.SeedSequence([seed, 0x1A0])
+        bias_rng, self._rng = (np.random.default_rng(s) for s in ss.spawn(2))
+        self.accel_bias = bias_rng.standard_normal(3) * self.config.accel_bias_mps2
+        self.gyro_bias = bias_rng.standard_normal(3) * self.config.gyro_bias_rads
+
+    def read(
+        self, vehicle: Vehicle, temp_c: float
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
+        """(accel m/s^2, gyro rad/s, temperature C) as the device would report them now."""
+        c = self.config
+        noise = self._rng.standard_normal(7)
+        f = vehicle.specific_force_body() + self.accel_bias + noise[:3] * c.accel_noise_mps2
+        w = vehicle.angular_rate_body() + self.gyro_bias + noise[3:6] * c.gyro_noise_rads
+        t = temp_c + noise[6] * c.temp_noise_c
+        return (
+            (float(f[0]), float(f[1]), float(f[2])),
+            (float(w[0]), float(w[1]), float(w[2])),
+            float(t),
+        )
+
+
+def attitude_from_accel(accel: tuple[float, float, float] | np.ndarray) -> tuple[float, float]:
+    """(pitch, roll) in radians from a resting accelerometer, in the vehicle's conventions."""
+    fx, fy, fz = (float(a) for a in accel)
+    return math.atan2(fx, math.hypot(fy, fz)), math.atan2(fy, fz)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    scale_error_left: float = 0.0  # fractional: 0.01 counts 1 % more than the true rotation
+    scale_error_right: float = 0.0
+
+
+class EncoderModel:
+    """Quadrature encoders on the wheel shafts: cumulative signed counts."""
+
+    def __init__(self, ticks_per_rev: int, config: EncoderConfig | None = None) -> None:
+        self.ticks_per_rev = int(ticks_per_rev)
+        self.config = config or EncoderConfig()
+
+    def read(self, vehicle: Vehicle) -> tuple[int, int]:
+        k = self.ticks_per_rev / (2.0 * math.pi)
+        s = vehicle.state
+        c = self.config
+        return (
+            math.floor(s.angle_left * k * (1.0 + c.scale_error_left)),
+            math.floor(s.angle_right * k * (1.0 + c.scale_error_right)),
+        )

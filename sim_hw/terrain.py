@@ -1,0 +1,421 @@
+"""Seeded procedural terrain: a heightmap with craters and rocks, and an albedo map.
+
+The map is a regular grid (``heights[j, i]`` is the surface height at
+``x = origin_x + i * resolution``, ``y = origin_y + j * resolution``; x east, y north, z up).
+It is built in layers, each from its own seeded random stream so a seed always gives the same
+ground:
+
+1. **Fractal base** by spectral synthesis: white noise filtered to a power spectrum
+   ``P(f) ~ f^-beta`` (beta about 3 gives the self-affine roughness of planetary regolith
+   plains), scaled to a chosen RMS relief.
+2. **Craters** with a power-law size-frequency distribution, ``N(>D) = c * D^-b`` per square
+   metre (b = 2 is the lunar equilibrium slope): a parabolic bowl of depth ~0.1-0.2 D and a
+   raised rim that falls off as ``(R/r)^3`` outside.
+3. **Rocks** after Golombek & Rapp (1997): the cumulative fractional area covered by rocks of
+   diameter >= D is ``F_k(D) = k * exp(-q(k) * D)`` with ``q = 1.79 + 0.152 / k``; rock height is
+   about half the diameter. This gives few large rocks and many small ones. Rocks are domes in
+   the heightmap and also kept as ground truth (x, y, radius, height).
+
+The albedo map is seeded noise around the body's mean albedo, darker in crater interiors and on
+rocks, so a rendered image has texture for stereo matching and feature tracking.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Rock:
+    """Ground truth of one rock: centre (m), base radius (m), height above the ground (m)."""
+
+    x: float
+    y: float
+    radius: float
+    height: float
+    z_base: float = 0.0
+
+    @property
+    def diameter(self) -> float:
+        return 2.0 * self.radius
+
+
+@dataclass(frozen=True, slots=True)
+class Crater:
+    """Ground truth of one crater: centre, rim diameter and bowl depth (m)."""
+
+    x: float
+    y: float
+    diameter: float
+    depth: float
+
+
+def golombek_q(k: float) -> float:
+    """Exponent of the Golombek model for rock abundance k (fraction of area covered by rocks)."""
+    return 1.79 + 0.152 / k
+
+
+def golombek_area_fraction(k: float, diameter_m: float | np.ndarray) -> float | np.ndarray:
+    """Cumulative fractional area covered by rocks of diameter >= D (Golombek & Rapp 1997)."""
+    return k * np.exp(-golombek_q(k) * np.asarray(diameter_m, dtype=float))
+
+
+def sample_rock_diameters(
+    rng: np.random.Generator, k: float, area_m2: float, d_min: float, d_max: float
+) -> np.ndarray:
+    """Draw rock diameters for an area from the Golombek model.
+
+    The number density of rocks per unit diameter is ``n(D) = -dF_k/dD / (pi D^2 / 4)``: the
+    fractional area they cover divided by the area of one rock. Its integral over
+    ``[d_min, d_max]`` times the area is the expected count; the count is Poisson and diameters
+    are drawn by inverting the numerical cumulative distribution.
+    """
+    if k <= 0.0 or d_max <= d_min:
+        return np.zeros(0)
+    q = golombek_q(k)
+    d = np.geomspace(d_min, d_max, 4000)
+    n = k * q * np.exp(-q * d) * 4.0 / (np.pi * d * d)
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (n[1:] + n[:-1]) * np.diff(d))])
+    expected = cdf[-1] * area_m2
+    count = int(rng.poisson(expected))
+    u = rng.random(count) * cdf[-1]
+    return np.interp(u, cdf, d)
+
+
+def sample_crater_diameters(
+    rng: np.random.Generator, density: float, slope: float, area_m2: float, d_min: float, d_max: float
+) -> np.ndarray:
+    """Draw crater diameters from a truncated power law ``N(>D) = density * D^-slope`` per m^2."""
+    if density <= 0.0 or d_max <= d_min:
+        return np.zeros(0)
+    expected = density * area_m2 * (d_min**-slope - d_max**-slope)
+    count = int(rng.poisson(expected))
+    u = rng.random(count)
+    # inverse CDF of the truncated Pareto law
+    lo, hi = d_min**-slope, d_max**-slope
+    return (lo - u * (lo - hi)) ** (-1.0 / slope)
+
+
+def expected_crater_count(density: float, slope: float, area_m2: float, d_min: float, d_max: float) -> float:
+    """Mean number of craters the power law puts on an area between two diameters."""
+    return density * area_m2 * (d_min**-slope - d_max**-slope)
+
+
+def fractal_surface(
+    rng: np.random.Generator, shape: tuple[int, int], resolution_m: float, beta: float, rms_m: float,
+    min_wavelength_m: float = 0.0,
+) -> np.ndarray:
+    """Zero-mean random surface with power spectrum ~ f^-beta and the given RMS, by FFT filtering."""
+    ny, nx = shape
+    noise = rng.standard_normal((ny, nx))
+    spec = np.fft.rfft2(noise)
+    fy = np.fft.fftfreq(ny, d=resolution_m)[:, None]
+    fx = np.fft.rfftfreq(nx, d=resolution_m)[None, :]
+    f = np.hypot(fx, fy)
+    f[0, 0] = np.inf
+    filt = f ** (-beta / 2.0)
+    if min_wavelength_m > 0.0:
+        filt = filt * np.exp(-((f * min_wavelength_m) ** 2))
+    surf = np.fft.irfft2(spec * filt, s=(ny, nx))
+    surf -= surf.mean()
+    std = surf.std()
+    if std > 0:
+        surf *= rms_m / std
+    return surf
+
+
+@dataclass
+class TerrainConfig:
+    """How to build a terrain; every field has a sensible default for a small-rover site."""
+
+    size_m: float = 100.0
+    resolution_m: float = 0.1
+    relief_rms_m: float = 0.25
+    spectral_beta: float = 3.0
+    crater_density: float = 0.02  # c in N(>D) = c D^-b per m^2 (D in m)
+    crater_slope: float = 2.0
+    crater_min_d_m: float = 1.0
+    crater_max_d_m: float = 25.0
+    rock_abundance: float = 0.01  # Golombek k
+    rock_min_d_m: float = 0.15
+    rock_max_d_m: float = 2.0
+    max_rocks: int = 50000
+    albedo: float = 0.12
+    albedo_variation: float = 0.25  # relative RMS of the albedo noise
+    rock_albedo_factor: float = 0.75
+    crater_albedo_factor: float = 0.9
+    clear_radius_m: float = 0.0  # keep a disc around the map centre free of rocks (landing site)
+    extra: dict = field(default_factory=dict)
+
+
+class Terrain:
+    """A heightmap with albedo, ground-truth rocks and craters, and bilinear lookups.
+
+    Build one with :meth:`generate` (procedural) or :meth:`plane` (flat or sloped, for tests),
+    then optionally :meth:`add_rock` at known places.
+    """
+
+    def __init__(
+        self,
+        heights: np.ndarray,
+        resolution_m: float,
+        albedo: np.ndarray | None = None,
+        origin: tuple[float, float] = (0.0, 0.0),
+        rocks: list[Rock] | None = None,
+        craters: list[Crater] | None = None,
+        seed: int = 0,
+    ) -> None:
+        heights = np.ascontiguousarray(heights, dtype=np.float32)
+        if heights.ndim != 2 or min(heights.shape) < 2:
+            raise ValueError("heights must be a 2-D array of at least 2 x 2")
+        if resolution_m <= 0:
+            raise ValueError("resolution_m must be positive")
+        self.heights = heights
+        self.resolution_m = float(resolution_m)
+        self.origin = (float(origin[0]), float(origin[1]))
+        if albedo is None:
+            albedo = np.full_like(heights, 0.12)
+        self.albedo = np.ascontiguousarray(albedo, dtype=np.float32)
+        if self.albedo.shape != heights.shape:
+            raise ValueError("albedo must have the same shape as heights")
+        self.rocks: list[Rock] = list(rocks or [])
+        self.craters: list[Crater] = list(craters or [])
+        self.seed = seed
+        self.version = 0  # bumped on every edit so renderers can refresh their caches
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def generate(cls, config: TerrainConfig | None = None, seed: int = 0) -> Terrain:
+        """Procedural terrain: fractal base, power-law craters and Golombek rocks, all seeded."""
+        cfg = config or TerrainConfig()
+        res = cfg.resolution_m
+        n = int(round(cfg.size_m / res)) + 1
+        ss = np.random.SeedSequence(seed)
+        rng_base, rng_crater, rng_rock, rng_alb = (np.random.default_rng(s) for s in ss.spawn(4))
+
+        heights = fractal_surface(rng_base, (n, n), res, cfg.spectral_beta, cfg.relief_rms_m)
+        alb_rel = fractal_surface(rng_alb, (n, n), res, 1.6, 1.0)
+        alb_fine = rng_alb.standard_normal((n, n)) * 0.5
+        albedo = cfg.albedo * np.clip(1.0 + cfg.albedo_variation * (alb_rel + alb_fine), 0.3, 2.5)
+        terrain = cls(heights, res, albedo, seed=seed)
+        area = cfg.size_m * cfg.size_m
+
+        diam = sample_crater_diameters(
+            rng_crater, cfg.crater_density, cfg.crater_slope, area, cfg.crater_min_d_m, cfg.crater_max_d_m
+        )
+        diam = np.sort(diam)[::-1]  # big first, so small fresh craters overprint them
+        cx = rng_crater.random(diam.size) * cfg.size_m
+        cy = rng_crater.random(diam.size) * cfg.size_m
+        depth_ratio = rng_crater.uniform(0.08, 0.2, diam.size)
+        for x, y, d, r in zip(cx, cy, diam, depth_ratio, strict=True):
+            terrain._stamp_crater(float(x), float(y), float(d), float(d * r), cfg.crater_albedo_factor)
+
+        base = terrain.heights.copy()
+        diam = sample_rock_diameters(rng_rock, cfg.rock_abundance, area, cfg.rock_min_d_m, cfg.rock_max_d_m)
+        if diam.size > cfg.max_rocks:
+            log.warning("terrain: %d rocks drawn, keeping the largest %d", diam.size, cfg.max_rocks)
+            diam = np.sort(diam)[-cfg.max_rocks :]
+        rx = rng_rock.random(diam.size) * cfg.size_m
+        ry = rng_rock.random(diam.size) * cfg.size_m
+        h_ratio = rng_rock.uniform(0.35, 0.6, diam.size)
+        alb = cfg.rock_albedo_factor * rng_rock.uniform(0.8, 1.2, diam.size)
+        if cfg.clear_radius_m > 0:
+            keep = np.hypot(rx - cfg.size_m / 2, ry - cfg.size_m / 2) > cfg.clear_radius_m + diam / 2
+            diam, rx, ry, h_ratio, alb = diam[keep], rx[keep], ry[keep], h_ratio[keep], alb[keep]
+        for x, y, d, hr, a in zip(rx, ry, diam, h_ratio, alb, strict=True):
+            terrain._stamp_rock(base, float(x), float(y), float(d / 2), float(d * hr), albedo_factor=float(a))
+        log.info(
+            "terrain seed=%d: %dx%d cells at %.3f m, %d craters, %d rocks",
+            seed, n, n, res, len(terrain.craters), len(terrain.rocks),
+        )
+        return terrain
+
+    @classmethod
+    def plane(
+        cls,
+        size_m: float = 20.0,
+        resolution_m: float = 0.1,
+        slope_deg: float = 0.0,
+        uphill_azimuth_deg: float = 0.0,
+        albedo: float = 0.12,
+        texture: float = 0.25,
+        seed: int = 0,
+    ) -> Terrain:
+        """A flat or uniformly sloped plane (uphill toward the azimuth, clockwise from north).
+
+        It carries the same kind of albedo texture as generated terrain, so cameras can match on
+        it, but no relief: tests know its geometry exactly.
+        """
+        n = int(round(size_m / resolution_m)) + 1
+        coords = np.arange(n) * resolution_m
+        xx, yy = np.meshgrid(coords, coords)
+        az = math.radians(uphill_azimuth_deg)
+        grade = math.tan(math.radians(slope_deg))
+        c = size_m / 2.0
+        heights = grade * ((xx - c) * math.sin(az) + (yy - c) * math.cos(az))
+        rng = np.random.default_rng(seed)
+        rel = fractal_surface(rng, (n, n), resolution_m, 1.6, 1.0) + 0.5 * rng.standard_normal((n, n))
+        alb = albedo * np.clip(1.0 + texture * rel, 0.3, 2.5)
+        return cls(heights, resolution_m, alb, seed=seed)
+
+    # ------------------------------------------------------------------ editing
+
+    def _window(self, x: float, y: float, radius: float) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+        res = self.resolution_m
+        ny, nx = self.heights.shape
+        i0 = max(0, int(math.floor((x - radius - self.origin[0]) / res)))
+        i1 = min(nx, int(math.ceil((x + radius - self.origin[0]) / res)) + 1)
+        j0 = max(0, int(math.floor((y - radius - self.origin[1]) / res)))
+        j1 = min(ny, int(math.ceil((y + radius - self.origin[1]) / res)) + 1)
+        xs = self.origin[0] + np.arange(i0, i1) * res - x
+        ys = self.origin[1] + np.arange(j0, j1) * res - y
+        r = np.hypot(xs[None, :], ys[:, None])
+        return slice(j0, j1), slice(i0, i1), r, xs
+
+    def _stamp_crater(self, x: float, y: float, d: float, depth: float, albedo_factor: float) -> None:
+        radius = d / 2.0
+        rows, cols, r, _ = self._window(x, y, 3.0 * radius)
+        if r.size == 0:
+            return
+        rim = 0.2 * depth
+        q = r / radius
+        inside = q < 1.0
+        # bowl from -depth at the centre up to the rim height at r = R, then an ejecta blanket
+        profile = np.where(inside, -depth + (depth + rim) * q * q, rim * np.minimum(1.0, q) ** -3 * (q < 3.0))
+        # the bowl replaces local relief in proportion; the blanket adds to it
+        self.heights[rows, cols] += profile.astype(np.float32)
+        self.albedo[rows, cols] *= np.where(inside, albedo_factor, 1.0).astype(np.float32)
+        self.craters.append(Crater(x, y, d, depth))
+        self.version += 1
+
+    def _stamp_rock(
+        self, base: np.ndarray | None, x: float, y: float, radius: float, height: float,
+        albedo_factor: float | None = None, albedo: float | None = None,
+    ) -> Rock:
+        rows, cols, r, _ = self._window(x, y, radius)
+        z_base = float(self.height_at(x, y))
+        rock = Rock(x, y, radius, height, z_base)
+        if r.size:
+            q = np.clip(r / radius, 0.0, 1.0)
+            dome = (height * np.sqrt(1.0 - q * q)).astype(np.float32)
+            ground = (base if base is not None else self.heights)[rows, cols]
+            on = r < radius
+            self.heights[rows, cols] = np.where(on, np.maximum(self.heights[rows, cols], ground + dome), self.heights[rows, cols])
+            if albedo is not None:
+                self.albedo[rows, cols] = np.where(on, np.float32(albedo), self.albedo[rows, cols])
+            elif albedo_factor is not None:
+                self.albedo[rows, cols] = np.where(on, self.albedo[rows, cols] * np.float32(albedo_factor), self.albedo[rows, cols])
+        self.rocks.append(rock)
+        self.version += 1
+        return rock
+
+    def add_rock(
+        self, x: float, y: float, radius: float, height: float, albedo: float | None = None
+    ) -> Rock:
+        """Place a dome-shaped rock at (x, y); ``albedo`` sets its surface brightness (0..1)."""
+        if radius <= 0 or height <= 0:
+            raise ValueError("rock radius and height must be positive")
+        return self._stamp_rock(None, x, y, radius, height, albedo=albedo)
+
+    # ------------------------------------------------------------------ geometry
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.heights.shape  # type: ignore[return-value]
+
+    @property
+    def size_m(self) -> tuple[float, float]:
+        """Extent (x, y) in metres."""
+        ny, nx = self.heights.shape
+        return ((nx - 1) * self.resolution_m, (ny - 1) * self.resolution_m)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max)."""
+        sx, sy = self.size_m
+        return (self.origin[0], self.origin[0] + sx, self.origin[1], self.origin[1] + sy)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x0, x1, y0, y1 = self.bounds
+        return (0.5 * (x0 + x1), 0.5 * (y0 + y1))
+
+    def contains(self, x: float, y: float) -> bool:
+        x0, x1, y0, y1 = self.bounds
+        return x0 <= x <= x1 and y0 <= y <= y1
+
+    def rocks_array(self) -> np.ndarray:
+        """Rocks as an (N, 4) array of x, y, radius, height."""
+        if not self.rocks:
+            return np.zeros((0, 4))
+        return np.array([(r.x, r.y, r.radius, r.height) for r in self.rocks], dtype=float)
+
+    def _bilinear(self, grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        ny, nx = grid.shape
+        u = np.clip((np.asarray(x, dtype=float) - self.origin[0]) / self.resolution_m, 0.0, nx - 1.0)
+        v = np.clip((np.asarray(y, dtype=float) - self.origin[1]) / self.resolution_m, 0.0, ny - 1.0)
+        i0 = np.minimum(np.floor(u).astype(np.intp), nx - 2)
+        j0 = np.minimum(np.floor(v).astype(np.intp), ny - 2)
+        fu = u - i0
+        fv = v - j0
+        g00 = grid[j0, i0]
+        g01 = grid[j0, i0 + 1]
+        g10 = grid[j0 + 1, i0]
+        g11 = grid[j0 + 1, i0 + 1]
+        return (g00 * (1 - fu) + g01 * fu) * (1 - fv) + (g10 * (1 - fu) + g11 * fu) * fv
+
+    def height_at(self, x: float | np.ndarray, y: float | np.ndarray) -> float | np.ndarray:
+        """Bilinear height at (x, y); points off the map take the nearest edge height."""
+        out = self._bilinear(self.heights, x, y)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def height_at_fast(self, x: float, y: float) -> float:
+        """Scalar bilinear lookup in plain Python (several times faster than numpy for one point)."""
+        h = self.heights
+        ny, nx = h.shape
+        u = (x - self.origin[0]) / self.resolution_m
+        v = (y - self.origin[1]) / self.resolution_m
+        u = 0.0 if u < 0.0 else (nx - 1.0 if u > nx - 1.0 else u)
+        v = 0.0 if v < 0.0 else (ny - 1.0 if v > ny - 1.0 else v)
+        i = min(int(u), nx - 2)
+        j = min(int(v), ny - 2)
+        fu = u - i
+        fv = v - j
+        a = float(h[j, i])
+        b = float(h[j, i + 1])
+        c = float(h[j + 1, i])
+        d = float(h[j + 1, i + 1])
+        return (a + (b - a) * fu) * (1.0 - fv) + (c + (d - c) * fu) * fv
+
+    def albedo_at(self, x: float | np.ndarray, y: float | np.ndarray) -> float | np.ndarray:
+        out = self._bilinear(self.albedo, x, y)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def normal_at(self, x: float | np.ndarray, y: float | np.ndarray, step_m: float | None = None) -> np.ndarray:
+        """Unit surface normal (..., 3) from central differences of the bilinear height."""
+        e = step_m or self.resolution_m
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y, dtype=float)
+        dzdx = (self._bilinear(self.heights, x + e, y) - self._bilinear(self.heights, x - e, y)) / (2 * e)
+        dzdy = (self._bilinear(self.heights, x, y + e) - self._bilinear(self.heights, x, y - e)) / (2 * e)
+        n = np.stack(np.broadcast_arrays(-dzdx, -dzdy, np.ones_like(dzdx)), axis=-1)
+        return n / np.linalg.norm(n, axis=-1, keepdims=True)
+
+    def slope_deg_at(self, x: float | np.ndarray, y: float | np.ndarray) -> float | np.ndarray:
+        n = self.normal_at(x, y)
+        out = np.degrees(np.arccos(np.clip(n[..., 2], -1.0, 1.0)))
+        return float(out) if np.ndim(out) == 0 else out
+
+    def normal_grid(self) -> np.ndarray:
+        """Unit normals at every grid node, shape (ny, nx, 3), float32."""
+        gy, gx = np.gradient(self.heights.astype(np.float64), self.resolution_m)
+        n = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
+        return n.astype(np.float32)

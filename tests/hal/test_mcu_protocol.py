@@ -1,0 +1,161 @@
+"""Property tests of the MCU wire format: CRC, message layouts, framing and the stream decoder."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from cobs import cobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hal.mcu import protocol as p
+
+pytestmark = pytest.mark.timeout(60)
+
+u8 = st.integers(0, 0xFF)
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+i16 = st.integers(-0x8000, 0x7FFF)
+i32 = st.integers(-0x80000000, 0x7FFFFFFF)
+f32 = st.floats(width=32, allow_nan=False)
+vec3 = st.tuples(f32, f32, f32)
+
+MESSAGE_STRATEGIES = {
+    p.Hello: st.builds(p.Hello, u8, u32),
+    p.Version: st.builds(p.Version, u8, u8, u8, u8, u16, u32),
+    p.Ack: st.builds(p.Ack, u16, u8),
+    p.Nack: st.builds(p.Nack, u16, u8, u8),
+    p.SetWheels: st.builds(p.SetWheels, i16, i16),
+    p.Stop: st.just(p.Stop()),
+    p.SetStreamRate: st.builds(p.SetStreamRate, u16),
+    p.ResetEncoders: st.just(p.ResetEncoders()),
+    p.SetWatchdog: st.builds(p.SetWatchdog, u16),
+    p.Heartbeat: st.builds(p.Heartbeat, u32),
+    p.SensorReport: st.builds(p.SensorReport, u32, i32, i32, f32, f32, vec3, vec3, f32, f32,
+                              f32, f32, f32, f32, f32, f32, f32, u32),
+}
+any_message = st.one_of(*MESSAGE_STRATEGIES.values())
+
+
+def test_catalogue_is_complete() -> None:
+    assert set(MESSAGE_STRATEGIES) == set(p.MESSAGES.values())
+    assert p.SensorReport.LAYOUT.size == 84
+
+
+def test_crc_check_value_and_table() -> None:
+    assert p.crc16(b"123456789") == 0x29B1
+    assert p.crc16_table(b"123456789") == 0x29B1
+    assert len(p.CRC16_TABLE) == 256 and p.CRC16_TABLE[1] == 0x1021
+
+
+@given(st.binary(max_size=600))
+def test_fast_crc_equals_table_crc(data: bytes) -> None:
+    assert p.crc16(data) == p.crc16_table(data)
+
+
+@given(any_message, u16)
+def test_every_message_round_trips(msg: p.Message, seq: int) -> None:
+    payload = msg.pack()
+    assert len(payload) == msg.LAYOUT.size
+    assert type(msg).unpack(payload) == msg
+    frame = p.encode(msg, seq)
+    assert frame.endswith(b"\x00") and b"\x00" not in frame[:-1]
+    out = p.FrameDecoder().feed(frame)
+    assert out == [p.Decoded(seq, msg)]
+
+
+def test_pack_rejects_out_of_range_fields() -> None:
+    with pytest.raises(ValueError):
+        p.SetWheels(40000, 0).pack()
+    with pytest.raises(ValueError):
+        p.SetWheels.from_mps(33.0, 0.0)
+    with pytest.raises(ValueError):
+        p.SetWheels.from_mps(float("nan"), 0.0)
+    assert p.SetWheels.from_mps(0.5, -1.2345) == p.SetWheels(500, -1234)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=400), max_size=8))
+def test_arbitrary_bytes_never_raise(chunks: list[bytes]) -> None:
+    dec = p.FrameDecoder()
+    for chunk in chunks:
+        for item in dec.feed(chunk):
+            assert isinstance(item.msg, p.Message)
+        assert len(dec._buf) <= dec.max_encoded
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(any_message, u16), min_size=1, max_size=12), st.data())
+def test_any_split_of_a_valid_stream_decodes_exactly(sent: list, data: st.DataObject) -> None:
+    stream = b"".join(p.encode(m, s) for m, s in sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    dec = p.FrameDecoder()
+    got = []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        got += dec.feed(stream[a:b])
+    assert [(d.msg, d.seq) for d in got] == sent
+    assert dec.counters.dropped == 0
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(any_message, u16), min_size=1, max_size=8),
+       st.lists(st.binary(min_size=1, max_size=300), max_size=8), st.data())
+def test_noise_between_frames_never_yields_unsent_messages(sent, noise, data) -> None:
+    pieces = [p.encode(m, s) for m, s in sent] + [n + b"\x00" for n in noise]
+    order = data.draw(st.permutations(pieces))
+    stream = b"".join(order)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    dec = p.FrameDecoder()
+    got = []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        got += dec.feed(stream[a:b])
+    for item in got:
+        assert (item.msg, item.seq) in sent
+
+
+def _raw_frame(version: int, msg_id: int, seq: int, payload: bytes, crc_delta: int = 0) -> bytes:
+    body = struct.pack("<BBH", version, msg_id, seq) + payload
+    return cobs.encode(body + struct.pack("<H", p.crc16(body) ^ crc_delta)) + b"\x00"
+
+
+def test_each_kind_of_bad_frame_is_counted_and_dropped() -> None:
+    rejected = []
+    dec = p.FrameDecoder(on_reject=lambda kind, pkt: rejected.append((kind, pkt.msg_id)))
+    good = p.encode(p.Heartbeat(7), 1)
+    stream = b"".join([
+        _raw_frame(1, p.Heartbeat.MSG_ID, 2, b"\x01\x02\x03\x04", crc_delta=1),  # crc
+        _raw_frame(1, p.Heartbeat.MSG_ID, 3, b"\x01\x02"),  # bad length
+        _raw_frame(1, 0x7E, 4, b""),  # unknown id
+        _raw_frame(9, p.Heartbeat.MSG_ID, 5, b"\x01\x02\x03\x04"),  # wrong version
+        b"\x05\x01\x00",  # COBS code byte promises more than the frame holds
+        b"\x02\x01\x00",  # decodes to one byte: shorter than header + crc
+        b"\xff" * 5000 + b"\x00",  # oversize
+        good,
+    ])
+    out = dec.feed(stream)
+    assert out == [p.Decoded(1, p.Heartbeat(7))]
+    c = dec.counters
+    assert (c.crc, c.bad_length, c.unknown_id, c.version, c.cobs, c.oversize) == (1, 1, 1, 1, 2, 1)
+    assert c.frames == 1 and c.dropped == 7
+    assert rejected == [("bad_length", p.Heartbeat.MSG_ID), ("unknown_id", 0x7E),
+                        ("version", p.Heartbeat.MSG_ID)]
+
+
+def test_garbage_without_delimiter_never_grows_memory() -> None:
+    dec = p.FrameDecoder()
+    for _ in range(100):
+        assert dec.feed(b"\x11" * 1000) == []
+        assert len(dec._buf) <= p.MAX_ENCODED
+    assert dec.counters.oversize == 1
+    # the next delimiter ends the discarded run; the frame after it decodes
+    assert dec.feed(b"\x00" + p.encode(p.Stop(), 9)) == [p.Decoded(9, p.Stop())]
+
+
+def test_largest_payload_fits_the_decoder() -> None:
+    frame = p.encode_frame(0x7F, 1, bytes(range(250)))
+    assert len(frame) - 1 <= p.MAX_ENCODED
+    pkt = p.decode_frame(frame[:-1])
+    assert pkt.payload == bytes(range(250))
+    with pytest.raises(ValueError):
+        p.encode_frame(0x7F, 1, bytes(251))

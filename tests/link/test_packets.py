@@ -1,0 +1,118 @@
+"""Packet codec: round trips, wrap of sequence counts, garbage never escapes as another error."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
+
+from flight.link.packets import (
+    SEQ_MODULO,
+    Apid,
+    PacketError,
+    Packetizer,
+    SequenceCounter,
+    decode_link_control,
+    decode_packet,
+    decode_time,
+    encode_link_control,
+    encode_packet,
+    encode_time,
+    encode_tm,
+    seq_diff,
+    seqs_to_ranges,
+    split_packets,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=40)
+    | st.floats(allow_nan=False),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    apid=st.integers(0, 0x7FF),
+    seq=st.integers(0, SEQ_MODULO - 1),
+    ticks=st.integers(0, 2**48 - 1),
+    obj=values,
+)
+@settings(max_examples=200)
+def test_tm_round_trip(apid: int, seq: int, ticks: int, obj: object) -> None:
+    time_s = ticks / 65536
+    data = encode_tm(apid, seq, time_s, obj)
+    pkt = decode_packet(data)
+    assert (pkt.apid, pkt.seq, pkt.time_s, pkt.telecommand) == (apid, seq, time_s, False)
+    assert pkt.value() == obj
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=500)
+def test_arbitrary_bytes_raise_only_packet_error(data: bytes) -> None:
+    try:
+        pkt = decode_packet(data)
+    except PacketError:
+        return
+    try:
+        pkt.value()
+    except PacketError:
+        pass
+    try:
+        split_packets(data)
+    except PacketError:
+        pass
+
+
+def test_time_header_is_coarse_and_fine() -> None:
+    assert encode_time(1.5) == b"\x00\x00\x00\x01\x80\x00"
+    assert decode_time(encode_time(123456.25)) == 123456.25
+    with pytest.raises(PacketError):
+        encode_time(-1.0)
+
+
+def test_sequence_counts_wrap_per_apid() -> None:
+    c = SequenceCounter({Apid.EVENT: SEQ_MODULO - 2})
+    assert [c.next(Apid.EVENT) for _ in range(3)] == [SEQ_MODULO - 1, 0, 1]
+    assert c.next(Apid.HOUSEKEEPING) == 0
+    assert seq_diff(0, SEQ_MODULO - 1) == 1
+    assert seq_diff(SEQ_MODULO - 1, 0) == -1
+
+
+def test_out_of_range_fields_raise_packet_error() -> None:
+    with pytest.raises(PacketError):
+        encode_packet(0x800, 0, 0.0, b"x")
+    with pytest.raises(PacketError):
+        encode_packet(1, SEQ_MODULO, 0.0, b"x")
+    with pytest.raises(PacketError):
+        encode_packet(1, 0, 0.0, bytes(70000))
+
+
+def test_split_and_spacepackets_parser_agree() -> None:
+    p = Packetizer()
+    pkts = [p.event(1.0, 7, "ACTIVITY_HI", "hello", [1])[1], p.housekeeping(2.0, [(1, 3.5)])[1]]
+    joined = b"".join(pkts)
+    assert split_packets(joined) == pkts
+    ids = [
+        PacketId(PacketType.TM, True, Apid.EVENT),
+        PacketId(PacketType.TM, True, Apid.HOUSEKEEPING),
+    ]
+    assert [bytes(b) for b in parse_space_packets(joined, ids).tm_list] == pkts
+
+
+def test_link_control_round_trip_and_ranges() -> None:
+    acks = [(Apid.EVENT, 16380, 3), (Apid.HOUSEKEEPING, 0, 10)]
+    naks = [(Apid.PRODUCT, [5, 6, 9])]
+    assert decode_link_control(encode_link_control(acks, naks)) == (acks, naks)
+    assert seqs_to_ranges([1, 2, 3, 7, 16382, 16383, 0]) == [(16382, 3), (7, 7)]
+    with pytest.raises(PacketError):
+        decode_link_control(b"\x93\x01\x02")

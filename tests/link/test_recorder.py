@@ -1,0 +1,200 @@
+"""Onboard recorder: priority order, in-flight tracking, ack/nak, drop policy, crash safety."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flight.link.packets import SEQ_MODULO, Apid, encode_tm
+from flight.link.recorder import Priority, Recorder
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FakeTime:
+    """A stepped clock for the recorder (seconds)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def pkt(apid: int, seq: int, size: int = 40) -> bytes:
+    return encode_tm(apid, seq, 1.0, {"pad": bytes(size)})
+
+
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def rec(tmp_path: Path, clock: FakeTime) -> Recorder:
+    r = Recorder(tmp_path / "rec.db", capacity_bytes=1_000_000, clock=clock, resend_timeout_s=10)
+    yield r
+    r.close()
+
+
+def test_priority_then_age_and_in_flight_not_resent(rec: Recorder, clock: FakeTime) -> None:
+    rec.put(pkt(Apid.PRODUCT, 0), Apid.PRODUCT, 0)
+    rec.put(pkt(Apid.HOUSEKEEPING, 0), Apid.HOUSEKEEPING, 0)
+    rec.put(pkt(Apid.THUMBNAIL, 0), Apid.THUMBNAIL, 0)
+    rec.put(pkt(Apid.EVENT, 0), Apid.EVENT, 0)
+    rec.put(pkt(Apid.CMD_RESPONSE, 0), Apid.CMD_RESPONSE, 0)
+    rec.put(pkt(Apid.HOUSEKEEPING, 1), Apid.HOUSEKEEPING, 1)
+    order = [(s.apid, s.seq) for s in rec.next_to_send(10_000)]
+    assert order == [
+        (Apid.EVENT, 0),
+        (Apid.CMD_RESPONSE, 0),
+        (Apid.HOUSEKEEPING, 0),
+        (Apid.HOUSEKEEPING, 1),
+        (Apid.THUMBNAIL, 0),
+        (Apid.PRODUCT, 0),
+    ]
+    assert rec.next_to_send(10_000) == []  # all in flight
+    clock.t = 5
+    assert rec.next_to_send(10_000) == []
+    clock.t = 10
+    again = rec.next_to_send(10_000)
+    assert len(again) == 6 and all(s.sent_count == 2 for s in again)
+    assert rec.stats().resent == 6
+
+
+def test_budget_limits_what_goes(rec: Recorder) -> None:
+    for i in range(10):
+        rec.put(pkt(Apid.HOUSEKEEPING, i), Apid.HOUSEKEEPING, i)
+    size = len(pkt(Apid.HOUSEKEEPING, 0))
+    assert len(rec.next_to_send(size * 3 + 1)) == 3
+    assert [s.seq for s in rec.next_to_send(size * 100)] == list(range(3, 10))
+
+
+def test_ack_ranges_with_wrap_and_nak(rec: Recorder, clock: FakeTime) -> None:
+    seqs = [SEQ_MODULO - 3, SEQ_MODULO - 2, SEQ_MODULO - 1, 0, 1, 2]
+    for s in seqs:
+        rec.put(pkt(Apid.EVENT, s), Apid.EVENT, s)
+    rec.put(pkt(Apid.HOUSEKEEPING, 0), Apid.HOUSEKEEPING, 0)
+    assert rec.ack([(Apid.EVENT, SEQ_MODULO - 3, 2)]) == 0  # never sent: not acked
+    rec.next_to_send(100_000)
+    assert rec.ack([(Apid.EVENT, SEQ_MODULO - 2, 0)]) == 3
+    assert rec.nak(Apid.EVENT, [1, 2, 99]) == 2
+    assert [(s.apid, s.seq) for s in rec.next_to_send(100_000)] == [
+        (Apid.EVENT, 1),
+        (Apid.EVENT, 2),
+    ]
+    assert rec.ack([(Apid.EVENT, 0, 5), (Apid.HOUSEKEEPING, 0, 0)]) == 3
+    st = rec.stats()
+    assert st.packets == 1 and st.acked == 6 and st.naks == 2
+    assert rec.contains(Apid.EVENT, SEQ_MODULO - 3)
+
+
+def test_drop_policy_lowest_priority_oldest_first(tmp_path: Path, clock: FakeTime) -> None:
+    size = len(pkt(Apid.EVENT, 0))
+    rec = Recorder(tmp_path / "small.db", capacity_bytes=size * 6, clock=clock)
+    rec.put(pkt(Apid.EVENT, 0), Apid.EVENT, 0)
+    rec.put(pkt(Apid.HOUSEKEEPING, 0), Apid.HOUSEKEEPING, 0)
+    for i in range(4):
+        assert rec.put(pkt(Apid.PRODUCT, i), Apid.PRODUCT, i)
+    # full: a new housekeeping packet evicts the oldest product
+    assert rec.put(pkt(Apid.HOUSEKEEPING, 1), Apid.HOUSEKEEPING, 1)
+    assert not rec.contains(Apid.PRODUCT, 0) and rec.contains(Apid.PRODUCT, 1)
+    # events push out every product before any housekeeping, never an event
+    for i in range(1, 5):
+        assert rec.put(pkt(Apid.EVENT, i), Apid.EVENT, i)
+    assert rec.stats().by_priority == {Priority.REALTIME: 5, Priority.HOUSEKEEPING: 1}
+    # a product cannot evict anything more important: it is dropped itself
+    assert not rec.put(pkt(Apid.PRODUCT, 9), Apid.PRODUCT, 9)
+    drops = rec.take_drops()
+    assert drops == {Priority.PRODUCT: 5, Priority.HOUSEKEEPING: 1}
+    assert rec.take_drops() == {}
+    assert rec.stats().dropped == drops
+    held_bytes = rec.stats().bytes
+    assert held_bytes <= size * 6
+    rec.close()
+    reopened = Recorder(tmp_path / "small.db", capacity_bytes=size * 6, clock=clock)
+    assert reopened.stats().dropped == drops and reopened.stats().bytes == held_bytes
+    reopened.close()
+
+
+def test_wal_mode_and_resume_counters(tmp_path: Path, clock: FakeTime) -> None:
+    r = Recorder(tmp_path / "r.db", clock=clock)
+    r.put_many([(pkt(Apid.EVENT, i), Apid.EVENT, i, None, None) for i in range(5)])
+    r.close()
+    db = sqlite3.connect(tmp_path / "r.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    r = Recorder(tmp_path / "r.db", clock=clock)
+    assert r.last_seqs() == {Apid.EVENT: 4}
+    r.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from flight.link.packets import Apid, SequenceCounter, encode_tm
+    from flight.link.recorder import Recorder
+    rec = Recorder(sys.argv[1], capacity_bytes=50_000_000, resend_timeout_s=0.0)
+    counters = SequenceCounter(rec.last_seqs())
+    n = 0
+    while True:
+        batch = []
+        for _ in range(1 + n % 7):
+            apid = (Apid.EVENT, Apid.HOUSEKEEPING, Apid.PRODUCT)[n % 3]
+            seq = counters.next(apid)
+            batch.append((encode_tm(apid, seq, n, {"n": n}), apid, seq, None, float(n)))
+            n += 1
+        rec.put_many(batch)
+        sys.stdout.write(" ".join(f"{a}:{s}" for _, a, s, _, _ in batch) + "\\n")
+        sys.stdout.flush()
+        if n % 5 == 0:
+            sent = rec.next_to_send(4000)
+            rec.ack([(s.apid, s.seq, s.seq) for s in sent[:2]])
+            sys.stdout.write("acked " + " ".join(f"{s.apid}:{s.seq}" for s in sent[:2]) + "\\n")
+            sys.stdout.flush()
+    """
+)
+
+
+def test_survives_kill_9_repeatedly(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    rng = random.Random(1)
+    stored: set[str] = set()
+    acked: set[str] = set()
+    for _ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(db)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        for _ in range(rng.randrange(5, 120)):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("acked"):
+                acked.update(line.split()[1:])
+            else:
+                stored.update(line.split())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT apid, seq FROM packets").fetchall()
+        con.close()
+        held = [f"{a}:{s}" for a, s in rows]
+        assert len(held) == len(set(held)), "a packet is held twice"
+        missing = stored - acked - set(held)
+        assert not missing, f"stored packets lost by kill -9: {sorted(missing)[:5]}"
+        assert not (acked & set(held)), "an acknowledged packet came back"
+    rec = Recorder(db)
+    assert rec.stats().packets >= len(stored - acked)
+    rec.close()
