@@ -230,11 +230,12 @@ class Executive(Component):
         self._total_cycles += 1
         lockstep = clock.simulated
         for w in self.workers:
-            died = w.check_alive()
-            if died:
+            w.check_alive()
+            results = w.deliver(now, lockstep)
+            for died in w.take_deaths():
                 self.event("WorkerDied", worker=w.name, detail=died)
                 self._notify_fault("worker", w.name, died)
-            for result in w.deliver(now, lockstep):
+            for result in results:
                 if not result.ok:
                     self.event("WorkerJobFailed", worker=w.name, error=result.error)
         for m in group.members:

@@ -44,15 +44,19 @@ class ParamStore:
     def names(self) -> list[str]:
         return list(self._decls)
 
-    def set(self, full_name: str, value: Any) -> Any:
-        """Check and set a value; raises KeyError or ValueError with the reason."""
+    def set(self, full_name: str, value: Any, notify: bool = True) -> Any:
+        """Check and set a value; raises KeyError or ValueError with the reason.
+
+        The owning component is told through ``on_param`` unless ``notify`` is false (at boot,
+        stored values are in place before any component's ``setup``).
+        """
         if full_name not in self._decls:
             raise KeyError(f"no parameter {full_name!r}")
         _, param = self._decls[full_name]
         value = param.check(value)
         self._values[full_name] = value
-        short = full_name.split(".", 1)[1]
-        self._owners[full_name](short, value)
+        if notify:
+            self._owners[full_name](full_name.split(".", 1)[1], value)
         return value
 
     def overrides(self) -> dict[str, Any]:
@@ -75,7 +79,7 @@ class ParamStore:
                 values = {}
             for name, raw in values.items():
                 try:
-                    self.set(name, raw)
+                    self.set(name, raw, notify=False)
                 except (KeyError, ValueError) as exc:
                     problems.append(f"stored {name}: {exc}; default kept")
         self.load_problems = problems

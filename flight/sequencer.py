@@ -83,6 +83,13 @@ def _parse_tag(tag: str, epoch: datetime | None) -> tuple[bool, float]:
 
 def parse(text: str, epoch: datetime | None = None) -> list[SeqLine]:
     """Parse a sequence; raises SequenceError listing every syntax error with its line."""
+    lines, errors = _parse(text, epoch)
+    if errors:
+        raise SequenceError(errors)
+    return lines
+
+
+def _parse(text: str, epoch: datetime | None) -> tuple[list[SeqLine], list[tuple[int, str]]]:
     lines: list[SeqLine] = []
     errors: list[tuple[int, str]] = []
     last_abs: float | None = None
@@ -125,9 +132,7 @@ def parse(text: str, epoch: datetime | None = None) -> list[SeqLine]:
                     errors.append((n, "absolute time is earlier than a previous absolute time"))
                 last_abs = t
             lines.append(SeqLine(n, relative, t, name, args))
-    if errors:
-        raise SequenceError(errors)
-    return lines
+    return lines, errors
 
 
 def check(lines: list[SeqLine], lookup: Callable[[str], Mapping[str, Any] | None]) -> list[tuple[int, str]]:
@@ -147,9 +152,9 @@ def check(lines: list[SeqLine], lookup: Callable[[str], Mapping[str, Any] | None
 
 def load(text: str, lookup: Callable[[str], Mapping[str, Any] | None],
          epoch: datetime | None = None) -> list[SeqLine]:
-    """Parse and check; raises SequenceError with every error found."""
-    lines = parse(text, epoch)
-    errors = check(lines, lookup)
+    """Parse and check; raises SequenceError with every error found, in line order."""
+    lines, errors = _parse(text, epoch)
+    errors = sorted(errors + check(lines, lookup))
     if errors:
         raise SequenceError(errors)
     return lines

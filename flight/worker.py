@@ -76,6 +76,7 @@ class Worker:
         self.failures = 0
         self.restarts = 0
         self.last_pong = -1
+        self._deaths: list[str] = []
 
     # -- thread -----------------------------------------------------------------------------
 
@@ -166,7 +167,14 @@ class Worker:
             job.done.set()
         self.restarts += 1
         self.start()
-        return f"thread died{' during job %d' % job.job_id if job else ''}; restarted ({self.restarts})"
+        note = f"thread died{' during job %d' % job.job_id if job else ''}; restarted ({self.restarts})"
+        self._deaths.append(note)
+        return note
+
+    def take_deaths(self) -> list[str]:
+        """Deaths noticed since the last call (the executive reports each one)."""
+        notes, self._deaths = self._deaths, []
+        return notes
 
     def deliver(self, now_ns: int, lockstep: bool) -> list[JobResult]:
         """Hand finished jobs to the owner, in order (see the module docstring for lockstep)."""

@@ -50,13 +50,20 @@ def _match_event(
 
 
 class GroundClient:
-    """Client of a ground process. See the module docstring."""
+    """Client of a ground process. See the module docstring.
+
+    By default it subscribes to everything when created, and a wait returns the first matching
+    item received since then that no earlier wait consumed (items seen while waiting for something
+    else are kept in a bounded backlog), so an event that arrives before its wait is not missed.
+    """
 
     def __init__(
         self,
         pub_endpoint: str | None = None,
         command_endpoint: str | None = None,
         archive_path: str | Path | None = None,
+        subscribe_all: bool = True,
+        backlog: int = 10_000,
     ) -> None:
         self.ctx = zmq.Context.instance()
         self._sub = None
@@ -64,10 +71,14 @@ class GroundClient:
         self.command_endpoint = command_endpoint
         self._archive = None
         self.archive_path = archive_path
+        self._backlog: deque[tuple[str, dict[str, Any]]] = deque(maxlen=backlog)
         if pub_endpoint:
             self._sub = self.ctx.socket(zmq.SUB)
             self._sub.setsockopt(zmq.LINGER, 0)
+            self._sub.setsockopt(zmq.RCVHWM, 100_000)
             self._sub.connect(pub_endpoint)
+            if subscribe_all:
+                self._sub.setsockopt(zmq.SUBSCRIBE, b"")
 
     # -- live ------------------------------------------------------------------------------
 
@@ -91,11 +102,18 @@ class GroundClient:
         self, prefix: str, match: Callable[[dict[str, Any]], bool], timeout_s: float, what: str
     ) -> dict[str, Any]:
         self.subscribe(prefix)
+        for i, (topic, rec) in enumerate(self._backlog):
+            if topic.startswith(prefix) and match(rec):
+                del self._backlog[i]
+                return rec
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             msg = self.next(min(left, 0.1))
-            if msg is not None and msg[0].startswith(prefix) and match(msg[1]):
+            if msg is None:
+                continue
+            if msg[0].startswith(prefix) and match(msg[1]):
                 return msg[1]
+            self._backlog.append(msg)
         raise ClientTimeout(f"no {what} within {timeout_s} s")
 
     def wait_channel(

@@ -240,9 +240,15 @@ class Renderer:
         return cam.reshape(-1, 3) @ pose.rotation.T, uu.shape  # type: ignore[return-value]
 
     def raycast(
-        self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float, t_start: np.ndarray | None = None
+        self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float,
+        t_start: np.ndarray | None = None, t_guess: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky."""
+        """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky.
+
+        ``t_start`` lets rays begin part way (where nothing can be nearer); ``t_guess`` is a
+        depth just beyond the expected hit, tried as the first step so that most rays are
+        bracketed in two samples.
+        """
         self._prepare()
         ter = self.terrain
         res = ter.resolution_m
@@ -272,13 +278,16 @@ class Renderer:
                 t0 = np.maximum(t0, t_ceiling)
         if t_start is not None:
             t0 = np.maximum(t0, t_start.astype(np.float32))
+        t0 = t0.astype(np.float32)
         t1 = t1.astype(np.float32)
         depth = np.full(n, np.inf, np.float32)
 
         idx = np.flatnonzero(t0 < t1)
-        t = t0[idx].astype(np.float32)
+        t = t0[idx]
         t_prev = t.copy()
         gap_prev = np.full(t.size, np.inf, np.float32)
+        guess = t_guess[idx].astype(np.float32) if t_guess is not None else None
+        ddx, ddy, ddz, dd, tend = dx[idx], dy[idx], dz[idx], dxy[idx], t1[idx]
         hits_i: list[np.ndarray] = []
         hits_lo: list[np.ndarray] = []
         hits_hi: list[np.ndarray] = []
@@ -290,48 +299,49 @@ class Renderer:
         for _ in range(600):
             if idx.size == 0:
                 break
-            ddx, ddy, ddz, dd = dx[idx], dy[idx], dz[idx], dxy[idx]
             gx = ox + t * ddx
             gy = oy + t * ddy
             pz = oz + t * ddz
             gap = pz - _remap(self._h, gx, gy, cv2.INTER_LINEAR)
-            hit = np.flatnonzero(gap <= 0.0)
+            hitm = gap <= 0.0
+            hit = np.flatnonzero(hitm)
             if hit.size:
                 hits_i.append(idx[hit])
                 hits_lo.append(t_prev[hit])
                 hits_hi.append(t[hit])
                 hits_glo.append(gap_prev[hit])
                 hits_ghi.append(gap[hit])
-            # integer gathers are much cheaper than boolean-mask compaction in numpy
-            keep = np.flatnonzero((gap > 0.0) & ((ddz < 0) | (pz <= hmax)))
-            if keep.size < idx.size:
-                idx, t, gx, gy, pz, gap = idx[keep], t[keep], gx[keep], gy[keep], pz[keep], gap[keep]
-                ddz, dd, t_prev, gap_prev = ddz[keep], dd[keep], t_prev[keep], gap_prev[keep]
             down = np.maximum(-ddz, np.float32(0.0))
             # near the ground: a secant step on the gap (the ground is locally smooth), never
-            # below the slope-bounded step and never more than one cell sideways
+            # below the slope-bounded step and never more than a cell (or two pixel footprints)
+            # sideways, so nothing a pixel could show is stepped over
             closing = (gap_prev - gap) / np.maximum(t - t_prev, np.float32(1e-9))
-            secant = gap / np.maximum(closing, np.float32(1e-9))
-            secant = np.where(closing > 0, secant, np.float32(0.0))
-            step = np.minimum(np.maximum(gap / (np.float32(1.5) * dd + down), secant), cell / dd)
+            secant = np.where(closing > 0, gap / np.maximum(closing, np.float32(1e-9)), np.float32(0.0))
+            step = np.minimum(np.maximum(gap / (np.float32(1.5) * dd + down), secant),
+                              np.maximum(cell, np.float32(2.0) * pa * t) / dd)
             # well above the ground: jump by the largest radius whose ceiling the ray clears
             far = np.flatnonzero(gap > np.float32(0.2))
             if far.size:
-                fgx, fgy, fpz, fdd, fdown = gx[far], gy[far], pz[far], dd[far], down[far]
+                fgx, fgy, fpz, fdd = gx[far], gy[far], pz[far], dd[far]
                 fstep = step[far]
-                inv_down = np.float32(1.0) / np.maximum(fdown, np.float32(1e-6))
+                inv_down = np.float32(1.0) / np.maximum(down[far], np.float32(1e-6))
                 for mx, radius in self._levels:
                     room = fpz - _remap(mx, fgx, fgy, cv2.INTER_NEAREST)
                     s_l = np.minimum(np.float32(radius) / fdd, room * inv_down)
                     fstep = np.where(room > 0, np.maximum(fstep, s_l), fstep)
                 step[far] = fstep
             step = np.maximum(step, pa * t)
-            t_prev = t
-            gap_prev = gap
-            t = t + step
-            alive = np.flatnonzero(t < t1[idx])
-            if alive.size < idx.size:
-                idx, t, t_prev, gap_prev = idx[alive], t[alive], t_prev[alive], gap_prev[alive]
+            if guess is not None:  # first step only: jump to just past the expected surface
+                step = np.where(guess > t, np.maximum(step, guess - t), step)
+                guess = None
+            t_new = t + step
+            cont = ~hitm & (t_new < tend) & ((ddz < 0) | (pz <= hmax))
+            sel = np.flatnonzero(cont)
+            if sel.size < idx.size:  # integer gathers: much cheaper than boolean compaction
+                idx, ddx, ddy, ddz, dd, tend = idx[sel], ddx[sel], ddy[sel], ddz[sel], dd[sel], tend[sel]
+                t_prev, gap_prev, t = t[sel], gap[sel], t_new[sel]
+            else:
+                t_prev, gap_prev, t = t, gap, t_new
 
         if hits_i:
             hi_idx = np.concatenate(hits_i)
@@ -349,8 +359,25 @@ class Renderer:
                     hi_idx, lo, hi, glo, ghi = hi_idx[keep], lo[keep], hi[keep], glo[keep], ghi[keep]
             ddx, ddy, ddz = dx[hi_idx], dy[hi_idx], dz[hi_idx]
             glo = np.where(glo < np.float32(1e6), glo, np.float32(1.0))
+            # a bracket wider than a cell may hold several crossings (a ray grazing a bump):
+            # sample inside it and keep the first sub-interval where the ray goes under
+            wide = np.flatnonzero((hi - lo) * dxy[hi_idx] > cell)
+            if wide.size:
+                wl, wh = lo[wide], hi[wide]
+                k = 5
+                fr = np.arange(1, k, dtype=np.float32) / np.float32(k)
+                ts = wl[:, None] + (wh - wl)[:, None] * fr[None, :]
+                wx, wy, wz = ddx[wide, None], ddy[wide, None], ddz[wide, None]
+                g = (oz + ts * wz - _remap(self._h, (ox + ts * wx).ravel(), (oy + ts * wy).ravel(),
+                                          cv2.INTER_LINEAR).reshape(ts.shape))
+                ts = np.concatenate([wl[:, None], ts, wh[:, None]], axis=1)
+                g = np.concatenate([glo[wide, None], g, ghi[wide, None]], axis=1)
+                first = np.argmax(g[:, 1:] <= 0.0, axis=1) + 1
+                rows = np.arange(wide.size)
+                lo[wide], hi[wide] = ts[rows, first - 1], ts[rows, first]
+                glo[wide], ghi[wide] = g[rows, first - 1], g[rows, first]
             # regula falsi between the last sample above and the first below (Illinois variant)
-            for _ in range(4):
+            for _ in range(3):
                 w = glo / np.maximum(glo - ghi, np.float32(1e-9))
                 mid = lo + np.clip(w, 0.02, 0.98) * (hi - lo)
                 g = oz + mid * ddz - _remap(self._h, ox + mid * ddx, oy + mid * ddy, cv2.INTER_LINEAR)
@@ -386,12 +413,14 @@ class Renderer:
             hi_f = pad_hi[np.ix_(vs, us)]
             interp = cv2.resize(dcf, size, interpolation=cv2.INTER_LINEAR)
             start = np.where(hi_f > 1.25 * lo_f, lo_f, np.minimum(interp, hi_f))
-            start = start[: model.height, : model.width]
-            start = np.where(start >= big, 0.0, start * 0.97 - 0.05).reshape(-1)
+            start = start[: model.height, : model.width].reshape(-1)
+            none = start >= big
+            guess = np.where(none, 0.0, start * 1.02 + 0.02)
+            start = np.where(none, 0.0, start * 0.97 - 0.05)
         else:
-            start = None
+            start = guess = None
         dirs, shape = self._rays(model, pose, 1)
-        return self.raycast(pose.position, dirs, pa, start).reshape(shape)
+        return self.raycast(pose.position, dirs, pa, start, guess).reshape(shape)
 
     # ------------------------------------------------------------------ images
 

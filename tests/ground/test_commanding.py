@@ -31,14 +31,21 @@ class World:
         self.ground_radios = {}
         for scid in (66, 67):
             relay = RelayLink(RelayParams(light_time_s=1.0, loss=loss), seed=scid)
-            self.vehicles[scid] = LockstepVehicle(tmp, relay, self.clock, f"cmd-{tmp.name}-{scid}",
-                                                  scid=scid, resend_timeout_s=6.0)
-            self.ground_radios[scid] = open_loop_radio(f"radio+loop://cmd-{tmp.name}-{scid}?side=ground")
+            self.vehicles[scid] = LockstepVehicle(
+                tmp, relay, self.clock, f"cmd-{tmp.name}-{scid}", scid=scid, resend_timeout_s=6.0
+            )
+            self.ground_radios[scid] = open_loop_radio(
+                f"radio+loop://cmd-{tmp.name}-{scid}?side=ground"
+            )
         self.archive = Archive(tmp / "ground.db")
         vehicles = [Vehicle(s, dictionary(), ground_signer(tmp, s)) for s in (66, 67)]
-        self.station = Station(self.archive, vehicles,
-                               uplink=lambda scid, f: self.ground_radios[scid].send(f),
-                               ack_interval_s=1.0, link_timeout_s=5.0)
+        self.station = Station(
+            self.archive,
+            vehicles,
+            uplink=lambda scid, f: self.ground_radios[scid].send(f),
+            ack_interval_s=1.0,
+            link_timeout_s=5.0,
+        )
         self.commander = Commander(self.station, retry_interval_s=8.0)
         self.by_opcode = {c["opcode"]: c for c in dictionary().raw["commands"]}
         self.executed: list[tuple[int, str, dict]] = []
@@ -64,13 +71,22 @@ class World:
         try:
             entry, values = decode_command(self.by_opcode, cmd.body)
         except CommandCodecError as exc:
-            veh.emit("response", self.t, int.from_bytes(cmd.body[:2], "big"), "?", cmd.counter,
-                     "REJECTED", str(exc))
+            veh.emit(
+                "response",
+                self.t,
+                int.from_bytes(cmd.body[:2], "big"),
+                "?",
+                cmd.counter,
+                "REJECTED",
+                str(exc),
+            )
             return
         veh.emit("response", self.t, entry["opcode"], entry["name"], cmd.counter, "ACCEPTED", "")
         if self.execute:
             self.executed.append((scid, entry["name"], values))
-            veh.emit("response", self.t, entry["opcode"], entry["name"], cmd.counter, "COMPLETED", "")
+            veh.emit(
+                "response", self.t, entry["opcode"], entry["name"], cmd.counter, "COMPLETED", ""
+            )
             veh.emit("event", self.t, 11, "WARNING_HI", f"did {entry['name']}", [])
 
 
@@ -83,8 +99,9 @@ def test_command_round_trip_through_lossy_link(tmp_path: Path) -> None:
     assert rec2.stage == Stage.COMPLETED
     assert (66, "NAV_GOTO", {"x_m": 3.5, "y_m": -2.0}) in w.executed
     assert (67, "CAM_MODE", {"mode": 2}) in w.executed
-    ev = client.wait_event(67, name="LinkDown", predicate=lambda r: "CAM_MODE" in r["text"],
-                           timeout_s=60)
+    ev = client.wait_event(
+        67, name="LinkDown", predicate=lambda r: "CAM_MODE" in r["text"], timeout_s=60
+    )
     assert ev["severity"] == "WARNING_HI"
     sample = client.wait_channel(66, "power.bus_v", lambda v: v > 12, timeout_s=30)
     assert sample["value"] == pytest.approx(12.5)
@@ -92,7 +109,9 @@ def test_command_round_trip_through_lossy_link(tmp_path: Path) -> None:
     assert any(e.name == "LinkDown" for e in client.events(67))
     history = w.archive.commands()
     assert [(h["scid"], h["name"], h["stage"]) for h in history] == [
-        (66, "NAV_GOTO", "COMPLETED"), (67, "CAM_MODE", "COMPLETED")]
+        (66, "NAV_GOTO", "COMPLETED"),
+        (67, "CAM_MODE", "COMPLETED"),
+    ]
     with pytest.raises(CommandCodecError):
         client.send_command(66, "NAV_GOTO", {"x_m": 1000, "y_m": 0})
     with pytest.raises(CommandCodecError):
@@ -107,8 +126,12 @@ def test_retry_until_response_then_timeout(tmp_path: Path) -> None:
     # the uplink to 66 is cut for the first 20 s: the command is retried until one gets through
     veh = w.vehicles[66]
     real_recv = veh.radio.recv
-    veh.radio.recv = lambda timeout_s=0.0: (real_recv(timeout_s) if w.t > 20 else
-                                            (real_recv(timeout_s) and None))
+
+    def recv_after_outage(timeout_s: float = 0.0) -> bytes | None:
+        frame = real_recv(timeout_s)
+        return frame if w.t > 20 else None  # uplink frames before t=20 s are lost
+
+    veh.radio.recv = recv_after_outage
     rec = client.send_command(66, "NAV_STOP", {}, timeout_s=60)
     client.wait_command(rec, timeout_s=60, stages={"ACCEPTED"})
     assert rec.attempts >= 3 and len(rec.counters) == rec.attempts
@@ -132,4 +155,6 @@ def test_forged_ack_cannot_release_recorder_data(tmp_path: Path) -> None:
     veh.radio.channel.inbox["vehicle"].append(frame)
     veh.endpoint.receive()
     assert veh.recorder.stats().packets == before
-    assert veh.verifier.rejected[next(r for r in veh.verifier.rejected if r.value == "bad_tag")] == 1
+    assert (
+        veh.verifier.rejected[next(r for r in veh.verifier.rejected if r.value == "bad_tag")] == 1
+    )

@@ -86,8 +86,14 @@ def check_archive(archive: Archive, veh: LockstepVehicle) -> None:
 
 def test_lossy_link_with_blackouts_delivers_everything_once(tmp_path: Path) -> None:
     windows = Schedule(intervals=((0, 40), (55, 90), (100, 1000)))
-    params = RelayParams(light_time_s=0.6, hop_delay_s=0.2, loss=0.10, ber=1e-5,
-                         rate_bps={"down": 400_000.0, "up": 64_000.0}, windows=windows)
+    params = RelayParams(
+        light_time_s=0.6,
+        hop_delay_s=0.2,
+        loss=0.10,
+        ber=1e-5,
+        rate_bps={"down": 400_000.0, "up": 64_000.0},
+        windows=windows,
+    )
     clock, relay, veh, ground_radio, archive, station = build(tmp_path, params, "e2e-lossy")
     run_until_drained(clock, veh, ground_radio, station, until=600, produce_s=120)
     check_archive(archive, veh)

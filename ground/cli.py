@@ -1,0 +1,283 @@
+"""``magpie ground | cmd | tlm | events | archive``: the ground segment's command line.
+
+:func:`register` adds the subcommands to the ``magpie`` parser. Every subcommand reads the
+ground configuration (``--config``, default ``ground.toml``; see :mod:`ground.server`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import sys
+import threading
+from typing import Any
+
+from flight.cmdcodec import CommandCodecError, check_args
+from ground.archive import Archive
+from ground.client import ClientTimeout, CommandError, GroundClient
+from ground.dictionary import Dictionary, DictionaryError
+from ground.server import ConfigError, GroundConfig, GroundServer, load_config
+
+
+def _config(args: argparse.Namespace) -> GroundConfig:
+    return load_config(args.config)
+
+
+def _scid(cfg: GroundConfig, scid: int | None) -> int:
+    if scid is not None:
+        return scid
+    if len(cfg.vehicles) == 1:
+        return cfg.vehicles[0].scid
+    raise ConfigError("several vehicles are configured; choose one with --scid")
+
+
+def _parse_value(text: str) -> Any:
+    """``3``, ``2.5``, ``true``, a quoted string or an enum label, as the operator typed it."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def cmd_ground(args: argparse.Namespace) -> int:
+    server = GroundServer(_config(args))
+    print(
+        f"ground: telemetry on {server.pub_endpoint}, commands on {server.command_endpoint}, "
+        f"archive {server.cfg.archive}",
+        flush=True,
+    )
+    try:
+        server.serve(threading.Event(), duration_s=args.duration)
+    except KeyboardInterrupt:
+        pass
+    st = server.station.stats
+    print(
+        f"ground: {st.stored} packets stored, {st.duplicates} duplicates, "
+        f"{server.station.deframer.stats.crc_errors} bad frames",
+        flush=True,
+    )
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scid = _scid(cfg, args.scid)
+    vcfg = next((v for v in cfg.vehicles if v.scid == scid), None)
+    if vcfg is None:
+        print(f"error: no spacecraft {scid} in {args.config}", file=sys.stderr)
+        return 2
+    values: dict[str, Any] = {}
+    for item in args.args:
+        name, sep, text = item.partition("=")
+        if not sep:
+            print(f"error: argument {item!r} is not NAME=VALUE", file=sys.stderr)
+            return 2
+        values[name] = _parse_value(text)
+    try:
+        entry = Dictionary.load(vcfg.dictionary).command(args.name)
+        check_args(entry, values)
+    except (DictionaryError, CommandCodecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with GroundClient(command_endpoint=cfg.commands) as client:
+        try:
+            rec = client.send_command(scid, args.name, values, timeout_s=args.timeout)
+            print(f"command {rec['id']} {args.name} sent to {scid}", flush=True)
+            if args.wait:
+                rec = client.wait_command(rec["id"], timeout_s=args.timeout)
+                print(f"command {rec['id']} {rec['stage']} {rec['reason']}".rstrip(), flush=True)
+                return 0 if rec["stage"] == "COMPLETED" else 1
+        except (CommandError, ClientTimeout) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _fmt_time(t: float) -> str:
+    return f"{t:.3f}"
+
+
+def cmd_tlm(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scid = _scid(cfg, args.scid)
+    if args.since is not None or args.until is not None:
+        since = args.since if args.since is not None else float("-inf")
+        until = args.until if args.until is not None else float("inf")
+        with Archive(cfg.archive, readonly=True) as archive:
+            names = archive.channel_names(scid)
+            wanted = args.channels or list(names.values())
+            for name in wanted:
+                cid = archive.channel_id(scid, name)
+                if cid is None:
+                    print(f"error: no channel {name!r} for spacecraft {scid}", file=sys.stderr)
+                    return 2
+                for t, v in archive.channel(scid, cid, since, until):
+                    print(f"{_fmt_time(t)} {names.get(cid, cid)} {v}")
+        return 0
+    with GroundClient(pub_endpoint=cfg.pub) as client:
+        prefixes = [f"tlm.{scid}.{c}" for c in args.channels] or [f"tlm.{scid}."]
+        client.subscribe(*prefixes)
+        return _tail(
+            client, args.count, lambda r: f"{_fmt_time(r['time'])} {r['name']} {r['value']}"
+        )
+
+
+def _tail(client: GroundClient, count: int | None, fmt: Any) -> int:
+    shown = 0
+    try:
+        while count is None or shown < count:
+            msg = client.next(1.0)
+            if msg is not None:
+                print(fmt(msg[1]), flush=True)
+                shown += 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scid = _scid(cfg, args.scid)
+    if args.since is not None or args.until is not None:
+        since = args.since if args.since is not None else float("-inf")
+        until = args.until if args.until is not None else float("inf")
+        with Archive(cfg.archive, readonly=True) as archive:
+            for e in archive.events(scid, since, until):
+                print(f"{_fmt_time(e.time)} {e.severity:<11} {e.name}: {e.text}")
+        return 0
+    with GroundClient(pub_endpoint=cfg.pub) as client:
+        client.subscribe(f"evt.{scid}")
+        return _tail(
+            client,
+            args.count,
+            lambda r: f"{_fmt_time(r['time'])} {r['severity']:<11} {r['name']}: {r['text']}",
+        )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        with Archive(cfg.archive, readonly=True) as archive:
+            names = {v.scid: archive.channel_names(v.scid) for v in cfg.vehicles}
+            writer = csv.writer(out)
+            writer.writerow(["scid", "channel_id", "channel", "time_s", "value"])
+            for scid, cid, t, v in archive.iter_samples(args.scid):
+                if args.channel and names.get(scid, {}).get(cid) not in args.channel:
+                    continue
+                writer.writerow([scid, cid, names.get(scid, {}).get(cid, ""), t, v])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _time_arg(text: str) -> float:
+    """Spacecraft seconds, or an ISO date taken as seconds since the Unix epoch."""
+    try:
+        return float(text)
+    except ValueError:
+        return _dt.datetime.fromisoformat(text).timestamp()
+
+
+def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
+    p.add_argument(
+        "--config", default="ground.toml", help="ground configuration TOML (default %(default)s)"
+    )
+    if scid:
+        p.add_argument(
+            "--scid",
+            type=int,
+            default=None,
+            help="spacecraft id (required when several vehicles are configured)",
+        )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``ground``, ``cmd``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
+    p = subparsers.add_parser(
+        "ground",
+        help="run the ground station process",
+        description="Run the ground station: receive frames from the relay, "
+        "archive and publish telemetry, acknowledge, and serve commands.",
+    )
+    _common(p, scid=False)
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until interrupted)",
+    )
+    p.set_defaults(func=cmd_ground)
+
+    p = subparsers.add_parser(
+        "cmd",
+        help="send a command",
+        description="Check a command against the vehicle's dictionary, then "
+        "send it through the running ground process.",
+    )
+    p.add_argument("name", help="command name, e.g. NAV_GOTO")
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help='arguments; values are JSON (3, 2.5, true, "text") or enum labels',
+    )
+    _common(p)
+    p.add_argument("--wait", action="store_true", help="wait for the final stage and print it")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds before the command times out (default %(default)s)",
+    )
+    p.set_defaults(func=cmd_send)
+
+    for name, func, what in (("tlm", cmd_tlm, "channel samples"), ("events", cmd_events, "events")):
+        p = subparsers.add_parser(
+            name,
+            help=f"show {what} (live, or from the archive)",
+            description=f"Tail live {what} from the ground process, or with "
+            f"--since/--until print archived {what} in that time range "
+            "(spacecraft seconds).",
+        )
+        if name == "tlm":
+            p.add_argument("channels", nargs="*", help="channel names (default: all)")
+        _common(p)
+        p.add_argument("--since", type=_time_arg, default=None, help="start of the time range")
+        p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
+        p.add_argument("--count", type=int, default=None, help="stop a live tail after N items")
+        p.set_defaults(func=func)
+
+    p = subparsers.add_parser("archive", help="work with the ground archive")
+    sub = p.add_subparsers(dest="archive_cmd", required=True)
+    e = sub.add_parser(
+        "export",
+        help="export channel samples",
+        description="Write archived channel samples as CSV "
+        "(scid, channel_id, channel, time_s, value).",
+    )
+    e.add_argument("--csv", action="store_true", required=True, help="CSV output (the only format)")
+    e.add_argument("--out", default=None, help="output file (default: standard output)")
+    e.add_argument(
+        "--channel", action="append", default=None, help="only this channel (repeatable)"
+    )
+    _common(e)
+    e.set_defaults(func=cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magpie")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DictionaryError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,215 @@
+"""The executive on the simulated clock: order, rates, slips, isolation, workers, health."""
+
+import threading
+
+import pytest
+
+from flight.clock import NS, RealClock
+from flight.component import Component
+from flight.model import Arg, Channel, Event, Severity, command
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Probe(Component):
+    """Records when it ran; can be told to raise or to consume simulated time."""
+
+    CHANNELS = (Channel("runs", "u32"),)
+
+    def __init__(self, name, log=None, cost_s=0.0, raise_at=None):
+        super().__init__(name)
+        self.log = log if log is not None else []
+        self.cost_s = cost_s
+        self.raise_at = raise_at
+        self.runs = 0
+
+    def step(self):
+        self.runs += 1
+        self.log.append((self.fw.clock.now_ns(), self.name))
+        if self.raise_at is not None and self.runs == self.raise_at:
+            raise RuntimeError("sensor gone")
+        if self.cost_s:
+            self.fw.clock.consume(self.cost_s)
+        self.tlm("runs", self.runs)
+
+
+def test_rate_groups_run_members_in_order_at_their_rates(make_vehicle):
+    log = []
+    a, b, c = Probe("a", log), Probe("b", log), Probe("c", log)
+    v, _ = make_vehicle([a, b, c], groups=[
+        {"name": "fast", "hz": 50, "members": ["a", "b"]},
+        {"name": "slow", "hz": 1, "members": ["c"]},
+    ])
+    v.run(until_s=2.0)
+    assert a.runs == b.runs == 100
+    assert c.runs == 2
+    # within a cycle: a before b; at t=0 the fast group runs before the slow one
+    assert log[:3] == [(0, "a"), (0, "b"), (0, "c")]
+    times_a = [t for t, n in log if n == "a"]
+    assert all(t2 - t1 == 20_000_000 for t1, t2 in zip(times_a, times_a[1:]))
+
+
+def test_cycle_slip_is_counted_reported_and_skips_releases(make_vehicle):
+    hog = Probe("hog", cost_s=0.05)  # 50 ms of work in a 20 ms cycle
+    v, rec = make_vehicle([hog], groups=[{"name": "control", "hz": 50, "members": ["hog"]},
+                                         {"name": "hk", "hz": 1, "members": ["tlm"]}])
+    v.run(until_s=1.0)
+    v.flush()
+    group = v.executive.groups[0]
+    assert group.slips > 0
+    assert v.fw.tlm.get("exec.control.slips") == group.slips
+    slips = rec.events("CycleSlip")
+    assert slips and slips[0].severity == Severity.WARNING_HI
+    assert len(slips) <= 5  # throttled
+    assert "skipped" in slips[0].text
+    # phase kept: releases stay on the 20 ms grid
+    assert hog.runs < 50
+    overruns = rec.events("MemberOverrun")
+    assert overruns and "hog" in overruns[0].text
+
+
+def test_member_that_raises_is_isolated_and_reenabled_by_command(make_vehicle):
+    bad = Probe("bad", raise_at=3)
+    good = Probe("good")
+    faults = []
+    v, rec = make_vehicle([bad, good])
+    v.executive.fault_listeners.append(lambda *a: faults.append(a))
+    v.run(until_s=1.0)
+    assert bad.runs == 3 and good.runs == 50
+    assert v.executive.member("bad").faulted
+    assert v.fw.tlm.get("exec.bad.state") == 2
+    v.flush()
+    ev = rec.events("MemberFaulted")
+    assert len(ev) == 1 and "RuntimeError: sensor gone" in ev[0].text
+    assert faults == [("member", "bad", "RuntimeError: sensor gone")]
+    v.dispatcher.submit("EXEC_ENABLE", {"member": "bad"})
+    v.run(until_s=2.0)
+    v.flush()
+    assert rec.stages("EXEC_ENABLE") == ["ACCEPTED", "COMPLETED"]
+    assert bad.runs > 40
+    assert v.fw.tlm.get("exec.bad.state") == 0
+
+
+def test_disable_and_essential_members(make_vehicle):
+    p = Probe("p")
+    v, rec = make_vehicle([p])
+    v.dispatcher.submit("EXEC_DISABLE", {"member": "p"})
+    v.dispatcher.submit("EXEC_DISABLE", {"member": "cmd"})
+    v.dispatcher.submit("EXEC_DISABLE", {"member": "nobody"})
+    v.run(until_s=1.0)
+    v.flush()
+    assert rec.stages("EXEC_DISABLE") == ["ACCEPTED", "COMPLETED", "ACCEPTED", "FAILED", "ACCEPTED", "FAILED"]
+    failed = [r.reason for r in rec.responses("EXEC_DISABLE") if r.stage == "FAILED"]
+    assert "essential" in failed[0] and "no member 'nobody'" in failed[1]
+    assert p.runs < 10
+
+
+class Planner(Component):
+    """Hands slow work to a worker and records the results in order."""
+
+    EVENTS = (Event("Planned", Severity.ACTIVITY_LO, "{n}", (Arg("n", "i32"),)),)
+
+    def __init__(self, name, fn, cost_s=0.5):
+        super().__init__(name)
+        self.fn = fn
+        self.cost_s = cost_s
+        self.results = []
+
+    def bind(self, fw):
+        super().bind(fw)
+        self.worker = fw.executive.add_worker(self.name, self.fn, self._done, sim_cost_s=self.cost_s)
+
+    def _done(self, result):
+        self.results.append((self.fw.clock.now_ns(), result.payload, result.ok, result.value, result.error))
+
+    @command("{NAME}_GO", Arg("n", "i32"))
+    def go(self, n):
+        """Submit a job."""
+        self.worker.submit(n, self.fw.clock.now_ns())
+
+
+def test_worker_results_come_back_deterministically_on_the_sim_clock(make_vehicle):
+    def slow_square(n):
+        threading.Event().wait(0.01)  # real work taking real time
+        return n * n
+
+    runs = []
+    for _ in range(2):
+        pl = Planner("pl", slow_square, cost_s=0.45)
+        v, _ = make_vehicle([pl])
+        for n in (2, 3, 4):
+            pl.worker.submit(n, v.clock.now_ns())
+        v.run(until_s=2.0)
+        v.executive.stop_workers()
+        runs.append(pl.results)
+    assert runs[0] == runs[1]
+    assert [r[1:4] for r in runs[0]] == [(2, True, 4), (3, True, 9), (4, True, 16)]
+    # delivered at the first cycle at or after submit + 0.45 s
+    assert runs[0][0][0] == 460_000_000
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_worker_job_that_raises_and_thread_that_dies(make_vehicle):
+    def work(n):
+        if n == 1:
+            raise ValueError("bad input")
+        if n == 2:
+            raise SystemExit  # kills the worker thread
+        return n
+
+    pl = Planner("pl", work, cost_s=0.1)
+    v, rec = make_vehicle([pl])
+    for n in (1, 2, 3):
+        pl.worker.submit(n, v.clock.now_ns())
+    v.run(until_s=2.0)
+    v.flush()
+    oks = [(r[1], r[2], r[4]) for r in pl.results]
+    assert oks[0] == (1, False, "ValueError: bad input")
+    assert oks[1][0:2] == (2, False) and "died" in oks[1][2]
+    assert oks[2] == (3, True, "")
+    assert pl.worker.restarts == 1 and pl.worker.alive
+    assert rec.events("WorkerDied")
+    assert len(rec.events("WorkerJobFailed")) == 2
+    assert v.fw.tlm.get("exec.worker.pl.restarts") == 1
+
+
+def test_health_warns_then_fatal_for_a_stuck_worker_on_the_real_clock(make_vehicle, tmp_path):
+    release = threading.Event()
+    pl = Planner("pl", lambda n: release.wait(10))
+    faults = []
+    v, rec = make_vehicle([pl], clock=RealClock(), groups=[
+        {"name": "control", "hz": 50, "members": ["pl"]},
+        {"name": "hk", "hz": 20, "members": ["cmd", "health", "tlm"]},
+    ])
+    v.executive.fault_listeners.append(lambda *a: faults.append(a))
+    v.fw.params.set("health.warn_s", 0.2)
+    v.fw.params.set("health.fatal_s", 0.5)
+    pl.worker.submit(1, v.clock.now_ns())
+    try:
+        v.run(until_s=v.clock.now() + 0.9, flush_every_s=0.3)
+    finally:
+        release.set()
+    v.run(until_s=v.clock.now() + 0.4, flush_every_s=0.2)
+    v.flush()
+    assert [e.name for e in rec.events() if e.name.startswith("Health")][:3] == [
+        "HealthWarning", "HealthFatal", "HealthRecovered"]
+    assert rec.events("HealthFatal")[0].severity == Severity.FATAL
+    assert ("health", "worker pl") == faults[0][:2]
+
+
+def test_shutdown_finishes_queued_worker_jobs(make_vehicle):
+    pl = Planner("pl", lambda n: n + 1, cost_s=100.0)
+    v, _ = make_vehicle([pl])
+    pl.worker.submit(41, v.clock.now_ns())
+    v.run(until_s=0.5)
+    assert pl.results == []
+    v.shutdown()
+    assert [r[3] for r in pl.results] == [42]
+
+
+def test_executive_stops_on_request(make_vehicle):
+    p = Probe("p")
+    v, _ = make_vehicle([p])
+    v.clock.on_advance(lambda t: v.executive.request_stop() if t >= NS // 2 else None)
+    v.run(until_s=10.0)
+    assert v.clock.now() < 1.0

@@ -1,0 +1,108 @@
+"""Channels, housekeeping sampling, limits, events, the outbound queue, the dictionary."""
+
+import pytest
+
+from flight import dictionary
+from flight.component import Component
+from flight.model import Arg, Channel, Event, Limits, Severity
+from flight.outbound import PRIO_EVENT, PRIO_HK, CommandResponse, OutboundQueue, TlmPacket
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Battery(Component):
+    CHANNELS = (
+        Channel("soc", "f32", limits=Limits(yellow=(0.3, 1.0), red=(0.15, 1.0))),
+        Channel("mode", "u8", update="on_change"),
+    )
+    EVENTS = (Event("Chatty", Severity.DIAGNOSTIC, "n={n}", (Arg("n", "u32"),), throttle=3,
+                    throttle_window_s=10.0),
+              Event("Broken", Severity.WARNING_LO, "{missing} here", (Arg("n", "u32"),)))
+
+    def setup(self):
+        self.soc = 0.5
+        self.n = 0
+
+    def step(self):
+        self.n += 1
+        self.soc -= 0.1
+        self.tlm("soc", max(self.soc, 0.0))
+        self.tlm("mode", 1 if self.n < 3 else 2)
+        self.event("Chatty", n=self.n)
+
+
+def test_housekeeping_limits_on_change_and_throttle(make_vehicle):
+    b = Battery("bat")
+    v, rec = make_vehicle([b], groups=[{"name": "hk", "hz": 1, "members": ["bat", "tlm", "cmd"]}])
+    v.run(until_s=6)
+    v.flush()
+    packets = [i for i in rec.items if isinstance(i, TlmPacket)]
+    names = v.fw.tlm.id_to_name()
+    soc_id = next(k for k, n in names.items() if n == "bat.soc")
+    mode_id = next(k for k, n in names.items() if n == "bat.mode")
+    assert sum(1 for p in packets for cid, _ in p.samples if cid == soc_id) == len(packets)
+    assert [val for p in packets for cid, val in p.samples if cid == mode_id] == [1, 2]
+    crossings = [e.text for e in rec.events("LimitCrossed")]
+    assert crossings[0].startswith("bat.soc is yellow at 0.3") or crossings[0].startswith("bat.soc is yellow")
+    assert any("is red" in t for t in crossings)
+    assert v.fw.tlm.limit_state("bat.soc") == "red"
+    chatty = rec.events("Chatty")
+    assert [e.text for e in chatty] == ["n=1", "n=2", "n=3"]  # 3 per 10 s window
+    v.run(until_s=12)
+    v.flush()
+    later = rec.events("Chatty")[3]
+    assert "earlier suppressed" in later.text
+
+
+def test_unformattable_event_still_goes_out(make_vehicle):
+    b = Battery("bat")
+    v, rec = make_vehicle([b])
+    b.event("Broken", n=3)
+    v.flush()
+    (ev,) = rec.events("Broken")
+    assert "unformattable" in ev.text and "'n': 3" in ev.text
+
+
+def test_outbound_queue_drops_least_important_oldest_first():
+    q = OutboundQueue(capacity=3)
+    hk = [TlmPacket(i, ()) for i in range(3)]
+    for p in hk:
+        q.put(p)
+    ev = CommandResponse(10, 1, "X", 1, "t", "ACCEPTED")
+    q.put(ev)
+    assert q.dropped == {PRIO_HK: 1}
+    q.put(CommandResponse(11, 1, "X", 2, "t", "COMPLETED"))
+    q.put(CommandResponse(12, 1, "X", 3, "t", "COMPLETED"))
+    q.put(TlmPacket(99, ()))  # less important than all that is queued: refused
+    assert q.dropped == {PRIO_HK: 4}
+    q.put(CommandResponse(13, 1, "X", 4, "t", "COMPLETED"))
+    assert q.dropped == {PRIO_HK: 4, PRIO_EVENT: 1}
+    out = q.drain()
+    assert [i.seq for i in out] == [2, 3, 4] and len(q) == 0
+    assert q.total_dropped == 5
+
+
+def test_dictionary_is_generated_hashed_and_verifiable(make_vehicle):
+    b = Battery("bat")
+    v, _ = make_vehicle([b])
+    doc = v.dictionary
+    dictionary.verify(doc)
+    soc = next(c for c in doc["channels"] if c["name"] == "bat.soc")
+    assert soc["limits"] == {"yellow": [0.3, 1.0], "red": [0.15, 1.0]} and soc["type"] == "f32"
+    ping = next(c for c in doc["commands"] if c["name"] == "CMD_PING")
+    assert ping["args"][0]["type"] == "u32"
+    sevs = {e["name"]: e["severity"] for e in doc["events"]}
+    assert sevs["CycleSlip"] == "WARNING_HI" and sevs["Chatty"] == "DIAGNOSTIC"
+    # the same declarations give the same hash; a change in them changes it
+    v2, _ = make_vehicle([Battery("bat")], state_dir=v.fw.state_dir.parent / "other")
+    assert v2.dictionary["hash"] == doc["hash"]
+    tampered = dict(doc, channels=doc["channels"][:-1])
+    with pytest.raises(ValueError, match="hash"):
+        dictionary.verify(tampered)
+
+
+def test_duplicate_names_are_a_configuration_error(make_vehicle):
+    from flight.config import ConfigError
+
+    with pytest.raises(ConfigError, match="already taken"):
+        make_vehicle([Battery("cmd")], groups=[{"name": "hk", "hz": 1, "members": []}])
