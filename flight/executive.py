@@ -62,6 +62,8 @@ class RateGroup:
     late_ns: int = 0
     late_max_ns: int = 0
     last_release_ns: int = -1
+    #: when a list, every cycle's release lateness (ns) is appended (benchmarks, diagnostics)
+    lateness_log: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.hz <= 1000:
@@ -225,6 +227,8 @@ class Executive(Component):
         now = clock.now_ns()
         group.late_ns = now - release
         group.late_max_ns = max(group.late_max_ns, group.late_ns)
+        if group.lateness_log is not None:
+            group.lateness_log.append(group.late_ns)
         group.cycles += 1
         group.last_release_ns = release
         self._total_cycles += 1
