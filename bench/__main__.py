@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += [(name, r) for r in result]
         print(f"  {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr)
     w = max((len(r.name) for _, r in rows), default=10)
-    header = f"{'area':<10} {'figure':<{w}} {'value':>12} {'unit':<10} {'baseline':>12}  {'ratio':>7}  target / baseline"
+    header = (f"{'area':<10} {'figure':<{w}} {'value':>12} {'unit':<10} {'baseline':>12}  {'ratio':>7}  "
+              "target / baseline")
     print(header)
     print("-" * len(header))
     for area, r in rows:

@@ -167,7 +167,8 @@ class Worker:
             job.done.set()
         self.restarts += 1
         self.start()
-        note = f"thread died{' during job %d' % job.job_id if job else ''}; restarted ({self.restarts})"
+        during = f" during job {job.job_id}" if job else ""
+        note = f"thread died{during}; restarted ({self.restarts})"
         self._deaths.append(note)
         return note
 

@@ -158,8 +158,7 @@ class Archive:
             try:
                 for it in items:
                     cur = db.execute(
-                        "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) "
-                        "VALUES (?,?,?,?,?,?)",
+                        "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
                         (it.scid, it.apid, it.seq, it.time, it.raw, rx),
                     )
                     if cur.rowcount != 1:
@@ -167,8 +166,15 @@ class Archive:
                         continue
                     new_flags.append(True)
                     pid = cur.lastrowid
-                    for ch, value in it.samples:
-                        samples.append((it.scid, ch, it.time, pid, _sql_value(value)))
+                    for pair in it.samples:
+                        try:
+                            ch, value = pair
+                        except (TypeError, ValueError):
+                            continue  # an ill-shaped sample; the raw packet keeps it
+                        kind = type(value)
+                        if kind is not float and kind is not int and kind is not str:
+                            value = _sql_value(value)
+                        samples.append((it.scid, ch, it.time, pid, value))
                     if it.event is not None:
                         e = it.event
                         db.execute(
@@ -218,13 +224,10 @@ class Archive:
         self.duplicates += len(new_flags) - n_new
         return new_flags
 
-    def add_command(
-        self, scid: int, name: str, opcode: int, args: dict[str, Any], now: float
-    ) -> int:
+    def add_command(self, scid: int, name: str, opcode: int, args: dict[str, Any], now: float) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO commands(scid, name, opcode, args, stage, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO commands(scid, name, opcode, args, stage, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
                 (scid, name, opcode, json.dumps(_jsonable(args)), "CREATED", now, now),
             )
             return int(cur.lastrowid)
@@ -234,8 +237,7 @@ class Archive:
     ) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE commands SET stage=?, reason=?, attempts=?, counters=?, updated_at=? "
-                "WHERE id=?",
+                "UPDATE commands SET stage=?, reason=?, attempts=?, counters=?, updated_at=? WHERE id=?",
                 (stage, reason, attempts, json.dumps(counters), now, cmd_id),
             )
 
@@ -252,9 +254,7 @@ class Archive:
     def channel_id(self, scid: int, name_or_id: str | int) -> int | None:
         if isinstance(name_or_id, int):
             return name_or_id
-        rows = self._query(
-            "SELECT id FROM channel_names WHERE scid=? AND name=?", (scid, name_or_id)
-        )
+        rows = self._query("SELECT id FROM channel_names WHERE scid=? AND name=?", (scid, name_or_id))
         return int(rows[0][0]) if rows else None
 
     def channel_names(self, scid: int) -> dict[int, str]:
@@ -271,8 +271,7 @@ class Archive:
     ) -> list[tuple[float, Any]]:
         """(time, value) of one channel over [since, until], oldest first."""
         return self._query(
-            "SELECT time, value FROM samples WHERE scid=? AND channel=? AND time BETWEEN ? AND ? "
-            "ORDER BY time",
+            "SELECT time, value FROM samples WHERE scid=? AND channel=? AND time BETWEEN ? AND ? ORDER BY time",
             (scid, channel, since, until),
         )
 
@@ -336,8 +335,7 @@ class Archive:
     def iter_samples(self, scid: int | None = None) -> Iterator[tuple[int, int, float, Any]]:
         """Every sample (scid, channel, time, value), for export."""
         cur = self._db.execute(
-            "SELECT scid, channel, time, value FROM samples WHERE (? IS NULL OR scid=?) "
-            "ORDER BY scid, channel, time",
+            "SELECT scid, channel, time, value FROM samples WHERE (? IS NULL OR scid=?) ORDER BY scid, channel, time",
             (scid, scid),
         )
         yield from cur

@@ -119,9 +119,7 @@ def cmd_tlm(args: argparse.Namespace) -> int:
     with GroundClient(pub_endpoint=cfg.pub) as client:
         prefixes = [f"tlm.{scid}.{c}" for c in args.channels] or [f"tlm.{scid}."]
         client.subscribe(*prefixes)
-        return _tail(
-            client, args.count, lambda r: f"{_fmt_time(r['time'])} {r['name']} {r['value']}"
-        )
+        return _tail(client, args.count, lambda r: f"{_fmt_time(r['time'])} {r['name']} {r['value']}")
 
 
 def _tail(client: GroundClient, count: int | None, fmt: Any) -> int:
@@ -183,9 +181,7 @@ def _time_arg(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
-    p.add_argument(
-        "--config", default="ground.toml", help="ground configuration TOML (default %(default)s)"
-    )
+    p.add_argument("--config", default="ground.toml", help="ground configuration TOML (default %(default)s)")
     if scid:
         p.add_argument(
             "--scid",
@@ -256,14 +252,11 @@ def register(subparsers: Any) -> None:
     e = sub.add_parser(
         "export",
         help="export channel samples",
-        description="Write archived channel samples as CSV "
-        "(scid, channel_id, channel, time_s, value).",
+        description="Write archived channel samples as CSV (scid, channel_id, channel, time_s, value).",
     )
     e.add_argument("--csv", action="store_true", required=True, help="CSV output (the only format)")
     e.add_argument("--out", default=None, help="output file (default: standard output)")
-    e.add_argument(
-        "--channel", action="append", default=None, help="only this channel (repeatable)"
-    )
+    e.add_argument("--channel", action="append", default=None, help="only this channel (repeatable)")
     _common(e)
     e.set_defaults(func=cmd_export)
 

@@ -182,9 +182,7 @@ class GroundClient:
     def command_status(self, cmd_id: int) -> dict[str, Any]:
         return self._call({"op": "status", "id": cmd_id})
 
-    def wait_command(
-        self, cmd_id: int, timeout_s: float = 30.0, stages: Iterable[str] = TERMINAL
-    ) -> dict[str, Any]:
+    def wait_command(self, cmd_id: int, timeout_s: float = 30.0, stages: Iterable[str] = TERMINAL) -> dict[str, Any]:
         """Poll a command's stage until it reaches one of ``stages`` (default: a final one)."""
         want = {str(s) for s in stages}
         deadline = time.monotonic() + timeout_s
@@ -254,9 +252,7 @@ class LocalClient:
         self._inbox: deque[tuple[str, int, dict[str, Any]]] = deque(maxlen=100_000)
         station.listeners.append(lambda kind, scid, rec: self._inbox.append((kind, scid, rec)))
 
-    def _wait(
-        self, match: Callable[[str, int, dict[str, Any]], bool], timeout_s: float, what: str
-    ) -> dict[str, Any]:
+    def _wait(self, match: Callable[[str, int, dict[str, Any]], bool], timeout_s: float, what: str) -> dict[str, Any]:
         deadline = self.now + timeout_s
         while True:
             while self._inbox:
@@ -272,10 +268,7 @@ class LocalClient:
     ) -> dict[str, Any]:
         return self._wait(
             lambda k, s, r: (
-                k == "tlm"
-                and s == scid
-                and r["name"] == name
-                and (predicate is None or predicate(r["value"]))
+                k == "tlm" and s == scid and r["name"] == name and (predicate is None or predicate(r["value"]))
             ),
             timeout_s,
             f"{name} sample",

@@ -146,9 +146,7 @@ class Commander:
         log.info("command %d %s to %d sent (attempt %d)", rec.id, rec.name, rec.scid, rec.attempts)
 
     def _save(self, rec: CommandRecord, now_s: float) -> None:
-        self.archive.update_command(
-            rec.id, str(rec.stage), rec.reason, rec.attempts, rec.counters, now_s
-        )
+        self.archive.update_command(rec.id, str(rec.stage), rec.reason, rec.attempts, rec.counters, now_s)
 
     def _on_item(self, kind: str, scid: int, item: dict[str, Any]) -> None:
         if kind != "cmd":

@@ -188,7 +188,10 @@ class Station:
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING:
-            item.samples = [(int(cid), value) for cid, value in obj["s"]]
+            samples = obj["s"]
+            if not isinstance(samples, list):
+                raise TypeError("housekeeping 's' is not a list")
+            item.samples = samples  # pairs are unpacked (and ill-shaped ones skipped) on ingest
         elif apid == Apid.EVENT:
             ev = v.dictionary.events_by_id.get(int(obj["id"]), {})
             item.event = EventRecord(
@@ -211,9 +214,7 @@ class Station:
                 t,
             )
         elif apid in (Apid.THUMBNAIL, Apid.PRODUCT):
-            item.chunk = {k: obj[k] for k in ("pid", "idx", "n", "data")} | {
-                "meta": obj.get("meta")
-            }
+            item.chunk = {k: obj[k] for k in ("pid", "idx", "n", "data")} | {"meta": obj.get("meta")}
 
     def flush(self, now_s: float) -> int:
         """Commit received packets to the archive, then note them for ACK and publish."""
@@ -238,7 +239,10 @@ class Station:
     def _publish(self, v: Vehicle, item: Ingest) -> None:
         if not self.listeners and self._pub is None:
             return
-        for cid, value in item.samples:
+        for pair in item.samples:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                continue
+            cid, value = pair
             name = v.dictionary.channel_name(cid)
             rec = {"scid": v.scid, "id": cid, "name": name, "time": item.time, "value": value}
             self._emit("tlm", v.scid, rec, f"tlm.{v.scid}.{name}")
@@ -301,9 +305,7 @@ class Station:
                 continue
             if now_s - v.last_ack_s < self.ack_interval_s:
                 continue
-            acks = [
-                (apid, a, b) for apid, seqs in v.to_ack.items() for a, b in seqs_to_ranges(seqs)
-            ]
+            acks = [(apid, a, b) for apid, seqs in v.to_ack.items() for a, b in seqs_to_ranges(seqs)]
             naks = []
             for apid, tracker in v.gaps.items():
                 seqs = tracker.due(now_s, limit=512)

@@ -22,7 +22,7 @@ from hal.errors import DeviceClosedError
 Vec3 = tuple[float, float, float]
 
 
-class Device(abc.ABC):
+class Device(abc.ABC):  # noqa: B024 - the base of every contract; subclasses are abstract
     """Base of every device: URL, explicit lifecycle, context manager."""
 
     url: str = ""
@@ -37,7 +37,8 @@ class Device(abc.ABC):
 
     def _check_open(self, method: str) -> None:
         if self._closed:
-            raise DeviceClosedError(f"{type(self).__name__}.{method}() called on a closed device ({self.url or 'no url'})")
+            where = self.url or "no url"
+            raise DeviceClosedError(f"{type(self).__name__}.{method}() called on a closed device ({where})")
 
     def close(self) -> None:
         """Release the device. Safe to call more than once."""
@@ -45,8 +46,9 @@ class Device(abc.ABC):
             self._closed = True
             self._close()
 
-    def _close(self) -> None:  # pragma: no cover - default has nothing to release
-        """Drivers release their resources here; called once."""
+    def _close(self) -> None:
+        """Drivers release their resources here; called once. The base holds none."""
+        return None
 
     def __enter__(self) -> Device:
         return self

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -150,8 +150,8 @@ class TerrainConfig:
     albedo_variation: float = 0.25  # relative RMS of the albedo noise
     rock_albedo_factor: float = 0.75
     crater_albedo_factor: float = 0.9
-    clear_radius_m: float = 0.0  # keep a disc around the map centre free of rocks (landing site)
-    extra: dict = field(default_factory=dict)
+    clear_radius_m: float = 0.0  # keep a disc free of rocks (the landing site)
+    clear_center: tuple[float, float] | None = None  # default: the map centre
 
 
 class Terrain:
@@ -227,7 +227,8 @@ class Terrain:
         h_ratio = rng_rock.uniform(0.35, 0.6, diam.size)
         alb = cfg.rock_albedo_factor * rng_rock.uniform(0.8, 1.2, diam.size)
         if cfg.clear_radius_m > 0:
-            keep = np.hypot(rx - cfg.size_m / 2, ry - cfg.size_m / 2) > cfg.clear_radius_m + diam / 2
+            cx0, cy0 = cfg.clear_center or (cfg.size_m / 2, cfg.size_m / 2)
+            keep = np.hypot(rx - cx0, ry - cy0) > cfg.clear_radius_m + diam / 2
             diam, rx, ry, h_ratio, alb = diam[keep], rx[keep], ry[keep], h_ratio[keep], alb[keep]
         for x, y, d, hr, a in zip(rx, ry, diam, h_ratio, alb, strict=True):
             terrain._stamp_rock(base, float(x), float(y), float(d / 2), float(d * hr), albedo_factor=float(a))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 
-from hal.contracts import DriveTrain
-from hal.errors import HalError
-
 from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Param, Severity, command
+from hal.contracts import DriveTrain
+from hal.errors import HalError
 
 
 class Drive(Component):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-from hal.contracts import Imu
-from hal.errors import HalError
-
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Severity
+from hal.contracts import Imu
+from hal.errors import HalError
 
 
 class ImuMonitor(Component):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hal.contracts import PowerMonitor
-from hal.errors import HalError
-
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Severity
+from hal.contracts import PowerMonitor
+from hal.errors import HalError
 
 
 class Power(Component):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hal.contracts import ThermalSensors
-from hal.errors import HalError
-
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Severity
+from hal.contracts import ThermalSensors
+from hal.errors import HalError
 
 
 class Thermal(Component):

@@ -46,7 +46,7 @@ def test_rate_groups_run_members_in_order_at_their_rates(make_vehicle):
     # within a cycle: a before b; at t=0 the fast group runs before the slow one
     assert log[:3] == [(0, "a"), (0, "b"), (0, "c")]
     times_a = [t for t, n in log if n == "a"]
-    assert all(t2 - t1 == 20_000_000 for t1, t2 in zip(times_a, times_a[1:]))
+    assert all(t2 - t1 == 20_000_000 for t1, t2 in zip(times_a, times_a[1:], strict=False))
 
 
 def test_cycle_slip_is_counted_reported_and_skips_releases(make_vehicle):

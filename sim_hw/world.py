@@ -1,0 +1,378 @@
+"""The simulated world: terrain, sun, one vehicle, its sensors, power, heat and cameras.
+
+**Time.** The world keeps its own simulated clock, ``time_s``, on a fixed grid of physics steps
+(``physics_dt_s``, 0.02 s by default). :meth:`World.step_to` integrates up to a time and is
+idempotent: asking for a time at or before ``now`` does nothing. Power and heat move on a
+coarser grid (``slow_dt_s``, 10 s by default), aligned to multiples of that step, with the motor
+energy of the fine steps in between averaged into it. While the vehicle is quiescent (nothing
+commanded, wheels still) a fine step changes nothing, so the world jumps straight to the next
+slow boundary: a lunar night passes in seconds of wall time, and the result is the same as
+stepping it finely. With the same seed and the same sequence of calls, every run is identical.
+
+The world's clock starts at 0; ``env_time_s = start_time_s + time_s`` is the local solar time
+the sun model uses (seconds since local midnight of day 0). A world may start at sunrise plus
+some hours (``start_hours_after_sunrise``) or at an explicit local time.
+
+**Truth and sensors.** :meth:`World.truth` is what a test harness may look at (pose, speeds,
+slip, sun, state of charge, temperatures). Flight software only sees readings: the in-process
+devices (:mod:`sim_hw.devices`) and the MCU plant (:meth:`World.mcu_plant`) are built on
+:meth:`World.read_drive`, :meth:`World.read_imu`, :meth:`World.read_power`,
+:meth:`World.read_thermal` and :meth:`World.capture`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hal.contracts import CameraModel, DriveStatus, ImuReading, PowerReading, ThermalReading
+from sim_hw.environment import BodyPreset, Environment, preset
+from sim_hw.power import Battery, BatteryConfig, PowerConfig, PowerSystem, SolarConfig, SolarPanel
+from sim_hw.render import CameraPose, Renderer, camera_model
+from sim_hw.sensors import EncoderModel, ImuConfig, ImuModel
+from sim_hw.terrain import Terrain, TerrainConfig
+from sim_hw.thermal import ThermalConfig, ThermalModel
+from sim_hw.vehicle import Vehicle, VehicleConfig
+
+log = logging.getLogger(__name__)
+
+FAULT_STALL = 0x01
+FAULT_BROWNOUT = 0x02
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A mast camera: image size, field of view, pointing and (optionally) a stereo baseline."""
+
+    name: str = "navcam"
+    width: int = 640
+    height: int = 480
+    fov_deg: float = 60.0
+    pan_deg: float = 0.0
+    tilt_deg: float = -20.0
+    stereo: bool = True
+    baseline_m: float = 0.2
+    noise_dn: float = 1.0
+    bgr: bool = False
+
+    def model(self) -> CameraModel:
+        return camera_model(self.width, self.height, self.fov_deg)
+
+
+class World:
+    """Everything physical about one vehicle's site, advanced on a fixed simulated-time grid."""
+
+    def __init__(
+        self,
+        preset: str | BodyPreset = "moon",
+        seed: int = 0,
+        *,
+        terrain: Terrain | None = None,
+        terrain_config: TerrainConfig | None = None,
+        latitude_deg: float = 0.0,
+        longitude_deg: float = 0.0,
+        season_deg: float = 0.0,
+        start_time_s: float | None = None,
+        start_hours_after_sunrise: float | None = None,
+        start_x: float | None = None,
+        start_y: float | None = None,
+        start_yaw_deg: float = 0.0,
+        vehicle: VehicleConfig | None = None,
+        imu: ImuConfig | None = None,
+        battery: BatteryConfig | None = None,
+        solar: SolarConfig | None = None,
+        power: PowerConfig | None = None,
+        thermal: ThermalConfig | None = None,
+        initial_temp_c: float | None = None,
+        cameras: dict[str, CameraSpec] | None = None,
+        physics_dt_s: float = 0.02,
+        slow_dt_s: float = 10.0,
+        shadows: bool = True,
+    ) -> None:
+        self.body = globals()["preset"](preset) if not isinstance(preset, BodyPreset) else preset
+        self.seed = int(seed)
+        if physics_dt_s <= 0 or slow_dt_s < physics_dt_s:
+            raise ValueError("physics_dt_s must be positive and slow_dt_s at least physics_dt_s")
+        self.physics_dt_s = float(physics_dt_s)
+        self._slow_k = max(1, int(round(slow_dt_s / physics_dt_s)))
+        self.slow_dt_s = self._slow_k * self.physics_dt_s
+        ss = np.random.SeedSequence(self.seed)
+        s_terrain, s_vehicle, s_imu, s_render = (int(x.generate_state(1)[0]) for x in ss.spawn(4))
+
+        if terrain is None:
+            tc = terrain_config or TerrainConfig(
+                albedo=self.body.albedo,
+                crater_density=self.body.crater_density,
+                rock_abundance=self.body.rock_abundance,
+                clear_radius_m=2.0,
+            )
+            terrain = Terrain.generate(tc, seed=s_terrain)
+        self.terrain = terrain
+        self.env = Environment(self.body, latitude_deg, longitude_deg, season_deg)
+        if start_time_s is not None and start_hours_after_sunrise is not None:
+            raise ValueError("give start_time_s or start_hours_after_sunrise, not both")
+        if start_hours_after_sunrise is not None:
+            sunrise = self.env.next_sunrise(0.0, horizon_days=1.5)
+            if sunrise is None:
+                raise ValueError(
+                    f"start_hours_after_sunrise: the sun does not rise at latitude {latitude_deg}"
+                )
+            start_time_s = sunrise + 3600.0 * start_hours_after_sunrise
+        self.start_time_s = float(start_time_s if start_time_s is not None else 0.35 * self.body.day_length_s)
+
+        self.vehicle = Vehicle(terrain, vehicle, start_x, start_y, start_yaw_deg, self.body.gravity_mps2, s_vehicle)
+        self.imu = ImuModel(imu, seed=s_imu)
+        self.encoders = EncoderModel(self.vehicle.config.ticks_per_rev)
+        self.power = PowerSystem(Battery(battery), SolarPanel(solar), power)
+        self.thermal = ThermalModel(thermal, initial_c=initial_temp_c)
+        self.thermal.update_heaters()
+        self.cameras: dict[str, CameraSpec] = dict(cameras) if cameras is not None else {"navcam": CameraSpec()}
+        self.renderer = Renderer(terrain, shadows=shadows, seed=s_render,
+                                 tint_bgr=(0.55, 0.72, 0.95) if self.body.name == "mars" else (1.0, 1.0, 1.0))
+        self.avionics_on = True
+        self._steps = 0
+        self._motor_j = 0.0  # electrical energy the motors drew since the last slow step
+        self._motor_heat_j = 0.0
+        self._solar_w = self._solar_now()
+        self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
+        self._frame_seq: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], seed: int | None = None) -> World:
+        """Build from a scenario dictionary (see :mod:`sim_hw.scenario`); ``seed`` overrides."""
+        from sim_hw.scenario import Scenario
+
+        scenario = Scenario.from_dict(config)
+        return scenario.build(seed=seed)
+
+    def __repr__(self) -> str:
+        return f"World({self.body.name!r}, seed={self.seed}, t={self.time_s:.2f}s)"
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def time_s(self) -> float:
+        return self._steps * self.physics_dt_s
+
+    @property
+    def env_time_s(self) -> float:
+        """Local solar time the sun model sees: seconds since local midnight of day 0."""
+        return self.start_time_s + self.time_s
+
+    def step_to(self, t_s: float) -> None:
+        """Integrate physics up to simulated time t (floored to the step grid); no-op if t <= now."""
+        target = int(math.floor(t_s / self.physics_dt_s + 1e-9))
+        dt = self.physics_dt_s
+        k = self._slow_k
+        veh = self.vehicle
+        while self._steps < target:
+            if veh.quiescent:
+                boundary = (self._steps // k + 1) * k
+                nxt = min(target, boundary)
+                veh.step((nxt - self._steps) * dt)
+                self._steps = nxt
+            else:
+                veh.step(dt)
+                s = veh.state
+                p = self._bus_v * (s.current_left + s.current_right)
+                self._motor_j += p * dt
+                self._motor_heat_j += p * (1.0 - veh.config.motor_efficiency) * dt
+                self._steps += 1
+            if self._steps % k == 0:
+                self._slow_step()
+
+    def step(self, dt_s: float) -> None:
+        """Advance by dt seconds from now."""
+        self.step_to(self.time_s + dt_s)
+
+    def _slow_step(self) -> None:
+        dt = self.slow_dt_s
+        t_mid = self.env_time_s - 0.5 * dt
+        solar = self.power.panel.output_w(self.env, t_mid, self.vehicle.rotation())
+        motor_w = self._motor_j / dt
+        avionics = self.power.config.avionics_w if self.avionics_on else 0.0
+        load = avionics + self.thermal.heater_power_w() + motor_w
+        self.power.step(dt, load, solar)
+        cfg = self.thermal.config
+        i = self.power.last_current_a
+        internal = {
+            cfg.avionics_node: avionics,
+            cfg.battery_node: i * i * self.power.battery.config.internal_resistance_ohm,
+        }
+        internal[cfg.motor_node] = internal.get(cfg.motor_node, 0.0) + self._motor_heat_j / dt
+        self.thermal.step(dt, self.env, t_mid, internal)
+        self._motor_j = 0.0
+        self._motor_heat_j = 0.0
+        self._solar_w = self._solar_now()
+        self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
+        if self.power.brownout:
+            self.vehicle.stop()
+
+    def _solar_now(self) -> float:
+        return self.power.panel.output_w(self.env, self.env_time_s, self.vehicle.rotation())
+
+    def _load_w(self) -> float:
+        s = self.vehicle.state
+        motors = self._bus_v * (s.current_left + s.current_right) if hasattr(self, "_bus_v") else 0.0
+        avionics = self.power.config.avionics_w if self.avionics_on else 0.0
+        return avionics + self.thermal.heater_power_w() + motors
+
+    # ------------------------------------------------------------------ sun
+
+    def sun_vector(self) -> np.ndarray:
+        return self.env.sun_vector(self.env_time_s)
+
+    def sun_elevation_deg(self) -> float:
+        return float(self.env.sun_elevation_deg(self.env_time_s))
+
+    # ------------------------------------------------------------------ readings
+
+    def _fault_flags(self) -> int:
+        flags = FAULT_STALL if self.vehicle.state.stalled else 0
+        if self.power.brownout:
+            flags |= FAULT_BROWNOUT
+        return flags
+
+    def read_drive(self) -> DriveStatus:
+        s = self.vehicle.state
+        lt, rt = self.encoders.read(self.vehicle)
+        return DriveStatus(self.time_s, lt, rt, s.current_left, s.current_right, s.stalled, self._fault_flags())
+
+    def read_imu(self) -> ImuReading:
+        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temps_c[self.thermal.config.avionics_node])
+        return ImuReading(self.time_s, accel, gyro, temp)
+
+    def read_power(self) -> PowerReading:
+        v, i = self.power.bus(self._load_w(), self._solar_w)
+        return PowerReading(self.time_s, v, i, self.power.battery.soc, self._solar_w)
+
+    def read_thermal(self) -> ThermalReading:
+        return ThermalReading(self.time_s, self.thermal.temps_c)
+
+    def sensors(self) -> dict[str, Any]:
+        """Everything an MCU sensor report carries, as a plain dict (the McuPlant shape)."""
+        d = self.read_drive()
+        imu = self.read_imu()
+        p = self.read_power()
+        return {
+            "time_s": self.time_s,
+            "left_ticks": d.left_ticks,
+            "right_ticks": d.right_ticks,
+            "left_current_a": d.left_current_a,
+            "right_current_a": d.right_current_a,
+            "accel": imu.accel_mps2,
+            "gyro": imu.gyro_rads,
+            "imu_temp_c": imu.temp_c,
+            "bus_v": p.bus_v,
+            "current_a": p.current_a,
+            "soc": p.soc,
+            "solar_w": p.solar_w,
+            "temps_c": self.thermal.temps_c,
+            "stalled": d.stalled,
+        }
+
+    def truth(self) -> dict[str, Any]:
+        """Ground truth for harnesses: pose, motion, sun, energy and heat. Never for flight code."""
+        out: dict[str, Any] = dict(self.vehicle.truth())
+        out.update(
+            time_s=self.time_s,
+            env_time_s=self.env_time_s,
+            sun_elevation_deg=self.sun_elevation_deg(),
+            sun_azimuth_deg=float(self.env.sun_azimuth_deg(self.env_time_s)),
+            soc=self.power.battery.soc,
+            battery_wh=self.power.battery.energy_wh,
+            solar_w=self._solar_w,
+            temps_c=self.thermal.temps_c,
+            heaters_on=list(self.thermal.heater_on),
+            brownout=self.power.brownout,
+        )
+        return out
+
+    # ------------------------------------------------------------------ cameras
+
+    def camera_pose(self, name: str = "navcam") -> CameraPose:
+        spec = self._camera(name)
+        mount, rot = self.vehicle.camera_mount()
+        return CameraPose.from_mount(mount, rot, spec.pan_deg, spec.tilt_deg)
+
+    def _camera(self, name: str) -> CameraSpec:
+        try:
+            return self.cameras[name]
+        except KeyError:
+            raise KeyError(f"no camera named {name!r}; cameras: {', '.join(sorted(self.cameras))}") from None
+
+    def add_camera(self, spec: CameraSpec) -> None:
+        self.cameras[spec.name] = spec
+
+    def capture(self, name: str = "navcam", eye: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Render one image now: ``eye`` None (mast centre), "left" or "right" of the stereo pair.
+
+        Returns the image and its metadata (pose, sun, frame sequence number). The sensor noise
+        is seeded by the world seed, camera name, eye and sequence, so it is reproducible.
+        """
+        spec = self._camera(name)
+        pose = self.camera_pose(name)
+        if eye == "left":
+            pose = pose.stereo(spec.baseline_m)[0]
+        elif eye == "right":
+            pose = pose.stereo(spec.baseline_m)[1]
+        elif eye is not None:
+            raise ValueError(f"eye must be None, 'left' or 'right', not {eye!r}")
+        key = f"{name}/{eye or 'mono'}"
+        seq = self._frame_seq.get(key, 0)
+        self._frame_seq[key] = seq + 1
+        rng = np.random.default_rng([self.seed, zlib.crc32(key.encode()), seq])
+        img = self.renderer.render(spec.model(), pose, self.sun_vector(), bgr=spec.bgr,
+                                   noise_dn=spec.noise_dn, rng=rng)
+        s = self.vehicle.state
+        meta = {
+            "pose": pose.as_dict(),
+            "vehicle": {"x": s.x, "y": s.y, "z": s.z, "yaw": s.yaw, "pitch": s.pitch, "roll": s.roll},
+            "pan_deg": spec.pan_deg, "tilt_deg": spec.tilt_deg, "eye": eye or "mono",
+            "sun_elevation_deg": self.sun_elevation_deg(), "seq": seq,
+        }
+        return img, meta  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ the MCU plant
+
+    def mcu_plant(self) -> WorldPlant:
+        """The object an MCU emulator drives: wheels in, sensor reports out, time advanced by it."""
+        return WorldPlant(self)
+
+
+class WorldPlant:
+    """The McuPlant face of a world: ``set_wheels``, ``stop``, ``step``, ``sensors``, ``reset_encoders``.
+
+    ``step(dt)`` advances the world by dt of simulated time (an emulator running in real time
+    calls it with the wall time that passed); fractions of a physics step are carried over, so
+    many small steps add up to the same time as one big one.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._target = world.time_s
+
+    def set_wheels(self, left_mps: float, right_mps: float) -> None:
+        self.world.vehicle.set_wheels(left_mps, right_mps)
+
+    def stop(self) -> None:
+        self.world.vehicle.stop()
+
+    def step(self, dt_s: float) -> None:
+        if dt_s < 0:
+            raise ValueError("dt_s must not be negative")
+        self._target = max(self._target, self.world.time_s) + dt_s
+        self.world.step_to(self._target)
+
+    def sensors(self) -> dict[str, Any]:
+        return self.world.sensors()
+
+    def reset_encoders(self) -> None:
+        self.world.vehicle.reset_encoders()
