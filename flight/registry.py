@@ -18,6 +18,7 @@ _BUILTIN = {
     "thermal": "flight.components.thermal:Thermal",
     "imu": "flight.components.imu:ImuMonitor",
     "ticker": "flight.components.ticker:Ticker",
+    "link": "flight.components.link:DeviceLink",
 }
 
 

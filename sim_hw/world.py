@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from hal.contracts import CameraModel, DriveStatus, ImuReading, PowerReading, ThermalReading
-from sim_hw.environment import BodyPreset, Environment, preset
+from sim_hw.environment import BodyPreset, Environment
+from sim_hw.environment import preset as body_preset
 from sim_hw.power import Battery, BatteryConfig, PowerConfig, PowerSystem, SolarConfig, SolarPanel
 from sim_hw.render import CameraPose, Renderer, camera_model
 from sim_hw.sensors import EncoderModel, ImuConfig, ImuModel
@@ -94,7 +95,7 @@ class World:
         slow_dt_s: float = 10.0,
         shadows: bool = True,
     ) -> None:
-        self.body = globals()["preset"](preset) if not isinstance(preset, BodyPreset) else preset
+        self.body = body_preset(preset)
         self.seed = int(seed)
         if physics_dt_s <= 0 or slow_dt_s < physics_dt_s:
             raise ValueError("physics_dt_s must be positive and slow_dt_s at least physics_dt_s")
@@ -138,6 +139,7 @@ class World:
         self._steps = 0
         self._motor_j = 0.0  # electrical energy the motors drew since the last slow step
         self._motor_heat_j = 0.0
+        self._bus_v = self.power.battery.ocv()
         self._solar_w = self._solar_now()
         self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
         self._frame_seq: dict[str, int] = {}
@@ -220,7 +222,7 @@ class World:
 
     def _load_w(self) -> float:
         s = self.vehicle.state
-        motors = self._bus_v * (s.current_left + s.current_right) if hasattr(self, "_bus_v") else 0.0
+        motors = self._bus_v * (s.current_left + s.current_right)
         avionics = self.power.config.avionics_w if self.avionics_on else 0.0
         return avionics + self.thermal.heater_power_w() + motors
 

@@ -34,9 +34,7 @@ class World:
             self.vehicles[scid] = LockstepVehicle(
                 tmp, relay, self.clock, f"cmd-{tmp.name}-{scid}", scid=scid, resend_timeout_s=6.0
             )
-            self.ground_radios[scid] = open_loop_radio(
-                f"radio+loop://cmd-{tmp.name}-{scid}?side=ground"
-            )
+            self.ground_radios[scid] = open_loop_radio(f"radio+loop://cmd-{tmp.name}-{scid}?side=ground")
         self.archive = Archive(tmp / "ground.db")
         vehicles = [Vehicle(s, dictionary(), ground_signer(tmp, s)) for s in (66, 67)]
         self.station = Station(
@@ -84,9 +82,7 @@ class World:
         veh.emit("response", self.t, entry["opcode"], entry["name"], cmd.counter, "ACCEPTED", "")
         if self.execute:
             self.executed.append((scid, entry["name"], values))
-            veh.emit(
-                "response", self.t, entry["opcode"], entry["name"], cmd.counter, "COMPLETED", ""
-            )
+            veh.emit("response", self.t, entry["opcode"], entry["name"], cmd.counter, "COMPLETED", "")
             veh.emit("event", self.t, 11, "WARNING_HI", f"did {entry['name']}", [])
 
 
@@ -99,9 +95,7 @@ def test_command_round_trip_through_lossy_link(tmp_path: Path) -> None:
     assert rec2.stage == Stage.COMPLETED
     assert (66, "NAV_GOTO", {"x_m": 3.5, "y_m": -2.0}) in w.executed
     assert (67, "CAM_MODE", {"mode": 2}) in w.executed
-    ev = client.wait_event(
-        67, name="LinkDown", predicate=lambda r: "CAM_MODE" in r["text"], timeout_s=60
-    )
+    ev = client.wait_event(67, name="LinkDown", predicate=lambda r: "CAM_MODE" in r["text"], timeout_s=60)
     assert ev["severity"] == "WARNING_HI"
     sample = client.wait_channel(66, "power.bus_v", lambda v: v > 12, timeout_s=30)
     assert sample["value"] == pytest.approx(12.5)
@@ -155,6 +149,4 @@ def test_forged_ack_cannot_release_recorder_data(tmp_path: Path) -> None:
     veh.radio.channel.inbox["vehicle"].append(frame)
     veh.endpoint.receive()
     assert veh.recorder.stats().packets == before
-    assert (
-        veh.verifier.rejected[next(r for r in veh.verifier.rejected if r.value == "bad_tag")] == 1
-    )
+    assert veh.verifier.rejected[next(r for r in veh.verifier.rejected if r.value == "bad_tag")] == 1

@@ -46,9 +46,7 @@ def build(tmp_path: Path, params: RelayParams, name: str):
     return clock, relay, veh, ground_radio, archive, station
 
 
-def run_until_drained(
-    clock, veh, ground_radio, station, until: float, produce_s: int, dt: float = 0.1
-) -> None:
+def run_until_drained(clock, veh, ground_radio, station, until: float, produce_s: int, dt: float = 0.1) -> None:
     """Step everything on the simulated clock; the vehicle produces for ``produce_s`` seconds."""
     next_second = 0
     while clock.t < until:
@@ -113,9 +111,7 @@ def test_lossy_link_with_blackouts_delivers_everything_once(tmp_path: Path) -> N
 
 
 def test_archive_packets_parse_with_spacepackets(tmp_path: Path) -> None:
-    clock, relay, veh, ground_radio, archive, station = build(
-        tmp_path, RelayParams(light_time_s=0.1), "e2e-interop"
-    )
+    clock, relay, veh, ground_radio, archive, station = build(tmp_path, RelayParams(light_time_s=0.1), "e2e-interop")
     run_until_drained(clock, veh, ground_radio, station, until=60, produce_s=20)
     raws = [raw for *_, raw, _ in archive.packets(SCID)]
     ids = [PacketId(PacketType.TM, True, a) for a in Apid if a < 0x80]

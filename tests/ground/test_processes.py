@@ -43,8 +43,14 @@ class VehicleThread(threading.Thread):
         self.t0 = time.monotonic()
         self.recorder = Recorder(tmp / "veh.db", clock=self.now, resend_timeout_s=2.0)
         self.radio = open_device(radio_url)
-        self.endpoint = LinkEndpoint(66, self.recorder, Verifier([Key(1, SECRET)], tmp / "v.json"),
-                                     self.radio, downlink_bytes_per_s=1e6, max_burst_bytes=10**6)
+        self.endpoint = LinkEndpoint(
+            66,
+            self.recorder,
+            Verifier([Key(1, SECRET)], tmp / "v.json"),
+            self.radio,
+            downlink_bytes_per_s=1e6,
+            max_burst_bytes=10**6,
+        )
         self.pk = Packetizer()
         self.by_opcode = {c["opcode"]: c for c in DICT["commands"]}
 
@@ -67,8 +73,7 @@ class VehicleThread(threading.Thread):
                     self.put(self.pk.response(t, 0, "?", cmd.counter, "REJECTED", str(exc)), t)
                     continue
                 for stage in ("ACCEPTED", "COMPLETED"):
-                    self.put(self.pk.response(t, entry["opcode"], entry["name"], cmd.counter,
-                                              stage, ""), t)
+                    self.put(self.pk.response(t, entry["opcode"], entry["name"], cmd.counter, stage, ""), t)
                 self.put(self.pk.event(t, 11, "WARNING_HI", f"ran {entry['name']}", []), t)
             n += 1
             self.stop.wait(0.05)  # the rate group period of this stand-in flight loop
@@ -88,8 +93,12 @@ def mission(tmp_path: Path):
         '[[vehicle]]\nscid = 66\nname = "magpie-1"\ndictionary = "dict.json"\n'
         'key_file = "66.key"\nkey_id = 1\n'
     )
-    relay = RelayServer(f"tcp://127.0.0.1:{vport}", f"tcp://127.0.0.1:{gport}",
-                        RelayParams(light_time_s=0.05, loss=0.05), stats_interval_s=0)
+    relay = RelayServer(
+        f"tcp://127.0.0.1:{vport}",
+        f"tcp://127.0.0.1:{gport}",
+        RelayParams(light_time_s=0.05, loss=0.05),
+        stats_interval_s=0,
+    )
     ground = GroundServer(load_config(tmp_path / "ground.toml"))
     stop = threading.Event()
     threads = [threading.Thread(target=s.serve, args=(stop,), daemon=True) for s in (relay, ground)]
@@ -121,8 +130,7 @@ def test_live_telemetry_commands_and_cli(mission, capsys: pytest.CaptureFixture[
     # the CLI against the same running ground
     assert cli_main(["cmd", "NAV_GOTO", "x_m=1000", "y_m=0", "--config", cfg]) == 2
     assert "above the maximum" in capsys.readouterr().err
-    assert cli_main(["cmd", "CAM_MODE", "mode=MONO", "--config", cfg, "--wait",
-                     "--timeout", "20"]) == 0
+    assert cli_main(["cmd", "CAM_MODE", "mode=MONO", "--config", cfg, "--wait", "--timeout", "20"]) == 0
     assert "COMPLETED" in capsys.readouterr().out
     assert cli_main(["tlm", "power.bus_v", "--since", "0", "--config", cfg]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -132,16 +140,17 @@ def test_live_telemetry_commands_and_cli(mission, capsys: pytest.CaptureFixture[
     assert cli_main(["tlm", "--config", cfg, "--count", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     out = tmp / "export.csv"
-    assert cli_main(["archive", "export", "--csv", "--out", str(out), "--config", cfg,
-                     "--channel", "nav.heading_deg"]) == 0
+    assert (
+        cli_main(["archive", "export", "--csv", "--out", str(out), "--config", cfg, "--channel", "nav.heading_deg"])
+        == 0
+    )
     rows = out.read_text().splitlines()
     assert rows[0] == "scid,channel_id,channel,time_s,value" and len(rows) > 5
     assert all(",nav.heading_deg," in r for r in rows[1:])
 
 
 def test_cli_help_is_truthful(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["ground", "-h"], ["cmd", "-h"], ["tlm", "-h"], ["events", "-h"],
-                 ["archive", "export", "-h"]):
+    for argv in (["ground", "-h"], ["cmd", "-h"], ["tlm", "-h"], ["events", "-h"], ["archive", "export", "-h"]):
         with pytest.raises(SystemExit) as exc:
             cli_main(argv)
         assert exc.value.code == 0

@@ -1,0 +1,101 @@
+"""Station and archive pieces: gaps across the wrap, duplicates, garbage in, acks out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flight.link.auth import Key, Verifier
+from flight.link.frames import VC, Deframer, Framer
+from flight.link.packets import Apid, decode_link_control, encode_tm
+from ground.archive import Archive
+from ground.station import GapTracker, Station, Vehicle
+from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_gap_tracker_across_wrap_and_give_up() -> None:
+    g = GapTracker(nak_retry_s=5, max_naks=2)
+    for s in (16381, 16382, 1, 2, 16383):
+        g.saw(s)
+    assert sorted(g.missing) == [0]
+    assert g.due(0.0, 10) == [0]
+    assert g.due(1.0, 10) == []
+    assert g.due(5.0, 10) == [0]
+    assert g.due(10.0, 10) == [] and g.given_up == 1 and not g.missing
+
+
+@pytest.fixture
+def station(tmp_path: Path):
+    uplinked: list[bytes] = []
+    archive = Archive(tmp_path / "g.db")
+    st_ = Station(
+        archive,
+        [Vehicle(SCID, dictionary(), ground_signer(tmp_path))],
+        uplink=lambda scid, f: uplinked.append(f),
+        ack_interval_s=1.0,
+    )
+    yield st_, uplinked, archive
+    archive.close()
+
+
+def test_duplicates_stored_once_but_acked_again_and_gaps_naked(station, tmp_path: Path) -> None:
+    st_, uplinked, archive = station
+    framer = Framer(SCID)
+    pkts = [encode_tm(Apid.HOUSEKEEPING, s, float(s), {"s": [[1, float(s)]]}) for s in range(6)]
+    for frame in framer.pack(VC.HOUSEKEEPING, [pkts[0], pkts[1], pkts[4]]):
+        st_.receive(frame, 0.0)
+    st_.poll(1.0)
+    for frame in framer.pack(VC.HOUSEKEEPING, [pkts[1], pkts[2]]):  # a duplicate and a repair
+        st_.receive(frame, 1.5)
+    st_.poll(2.5)
+    assert archive.count("packets") == 4 and archive.count("samples") == 4
+    assert st_.stats.duplicates == 1
+    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
+    controls = []
+    for frame in uplinked:
+        for raw in Deframer().accept_frame(frame).packets:
+            ok = verifier.verify(raw)
+            assert ok is not None and ok.apid == Apid.TC_LINK
+            controls.append(decode_link_control(ok.body))
+    (acks1, naks1), (acks2, naks2) = controls
+    assert acks1 == [(Apid.HOUSEKEEPING, 0, 1), (Apid.HOUSEKEEPING, 4, 4)]
+    assert naks1 == [(Apid.HOUSEKEEPING, [2, 3])]
+    assert acks2 == [(Apid.HOUSEKEEPING, 1, 2)]
+    assert naks2 == []  # 3 is still missing but not due for another NAK yet
+
+
+def test_ill_shaped_payloads_are_archived_raw_and_do_not_stop_the_station(station) -> None:
+    st_, _, archive = station
+    received = []
+    st_.listeners.append(lambda kind, scid, rec: received.append(kind))
+    pkts = [
+        encode_tm(Apid.HOUSEKEEPING, 0, 1.0, {"s": [[1, 2.0], "junk", [2]]}),
+        encode_tm(Apid.HOUSEKEEPING, 1, 1.0, {"s": 5}),
+        encode_tm(Apid.EVENT, 0, 1.0, {"id": "x"}),
+        encode_tm(Apid.CMD_RESPONSE, 0, 1.0, [1, 2]),
+        encode_tm(Apid.PRODUCT, 0, 1.0, b"\xc1"),
+        encode_tm(Apid.EVENT, 1, 1.0, {"id": 10, "sev": "DIAGNOSTIC", "text": "ok", "args": []}),
+    ]
+    for frame in Framer(SCID).pack(VC.REALTIME, pkts):
+        st_.receive(frame, 0.0)
+    st_.flush(0.0)
+    assert archive.count("packets") == 6 and archive.count("samples") == 1
+    assert st_.stats.bad_packets == 4
+    assert received == ["tlm", "evt"]
+    assert archive.events(SCID)[0].name == "CycleSlip"
+
+
+@given(st.lists(st.binary(max_size=120), max_size=20))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_frames_never_crash_the_station(station, frames: list[bytes]) -> None:
+    st_, _, archive = station
+    before = archive.count("packets")
+    for f in frames:
+        assert st_.receive(f, 0.0) == 0
+    st_.poll(10.0)
+    assert archive.count("packets") == before
