@@ -141,6 +141,10 @@ class Environment:
         self.longitude_deg = float(longitude_deg)
         self.season_deg = float(season_deg)
         self._phi = math.radians(self.latitude_deg)
+        self._ls0 = math.radians(self.season_deg)
+        self._sin_obl = math.sin(math.radians(self.body.obliquity_deg))
+        self._cache_t = math.nan
+        self._cache_v = (0.0, 0.0, 0.0)
 
     def __repr__(self) -> str:
         return (
@@ -161,8 +165,25 @@ class Environment:
         )
         return np.arcsin(np.sin(np.radians(self.body.obliquity_deg)) * np.sin(ls))
 
+    def sun_tuple(self, t_s: float) -> tuple[float, float, float]:
+        """The sun vector for one time in plain floats (the world asks for it every slow step)."""
+        if t_s == self._cache_t:
+            return self._cache_v
+        b = self.body
+        h = 2.0 * math.pi * (t_s / b.day_length_s) - math.pi
+        ls = self._ls0 + 2.0 * math.pi * t_s / b.year_length_s
+        d = math.asin(self._sin_obl * math.sin(ls))
+        sp, cp = math.sin(self._phi), math.cos(self._phi)
+        sd, cd = math.sin(d), math.cos(d)
+        ch = math.cos(h)
+        v = (-cd * math.sin(h), sd * cp - cd * ch * sp, sd * sp + cd * ch * cp)
+        self._cache_t, self._cache_v = t_s, v
+        return v
+
     def sun_vector(self, t_s: float | np.ndarray) -> np.ndarray:
         """Unit vector toward the sun in the local frame (x east, y north, z up); shape (..., 3)."""
+        if isinstance(t_s, (int, float)):
+            return np.array(self.sun_tuple(float(t_s)))
         h = self.hour_angle_rad(t_s)
         d = self.declination_rad(t_s)
         phi = self._phi
@@ -173,6 +194,8 @@ class Environment:
 
     def sun_elevation_deg(self, t_s: float | np.ndarray) -> float | np.ndarray:
         """Elevation of the sun's centre above the horizon, degrees (negative at night)."""
+        if isinstance(t_s, (int, float)):
+            return math.degrees(math.asin(max(-1.0, min(1.0, self.sun_tuple(float(t_s))[2]))))
         v = self.sun_vector(t_s)
         out = np.degrees(np.arcsin(np.clip(v[..., 2], -1.0, 1.0)))
         return float(out) if np.ndim(out) == 0 else out
@@ -230,19 +253,19 @@ class Environment:
 
     def direct_irradiance_w_m2(self, t_s: float) -> float:
         """Direct-beam irradiance on a surface facing the sun, after the atmosphere (if any)."""
-        el = float(self.sun_elevation_deg(t_s))
-        if el <= 0.0:
+        sin_el = self.sun_tuple(float(t_s))[2]
+        if sin_el <= 0.0:
             return 0.0
         s = self.body.solar_irradiance_w_m2
         if self.body.atmosphere_tau > 0.0:
-            airmass = 1.0 / max(math.sin(math.radians(el)), 0.05)
+            airmass = 1.0 / max(sin_el, 0.05)
             s *= math.exp(-self.body.atmosphere_tau * airmass)
         return s
 
     def ground_temp_k(self, t_s: float) -> float:
         """Surface temperature under the vehicle: night floor rising with the sun (~cos^1/4 law)."""
         b = self.body
-        sin_el = max(0.0, math.sin(math.radians(float(self.sun_elevation_deg(t_s)))))
+        sin_el = max(0.0, self.sun_tuple(float(t_s))[2])
         return b.ground_night_k + (b.ground_noon_k - b.ground_night_k) * sin_el**0.25
 
     def air_temp_k(self, t_s: float) -> float:
@@ -250,7 +273,7 @@ class Environment:
         b = self.body
         if b.convection_w_m2k <= 0.0:
             return b.sky_k
-        sin_el = max(0.0, math.sin(math.radians(float(self.sun_elevation_deg(t_s)))))
+        sin_el = max(0.0, self.sun_tuple(float(t_s))[2])
         return b.air_night_k + (b.air_day_k - b.air_night_k) * sin_el**0.5
 
     def dust_factor(self, t_s: float) -> float:

@@ -20,6 +20,7 @@ dust factor comes from the body preset and decays with time.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # Open-circuit voltage of one Li-ion cell versus state of charge.
 _SOC_POINTS = np.array([0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 _CELL_OCV = np.array([3.0, 3.3, 3.45, 3.55, 3.62, 3.68, 3.73, 3.79, 3.87, 3.95, 4.05, 4.18])
+_SOC_LIST = _SOC_POINTS.tolist()
+_OCV_LIST = _CELL_OCV.tolist()
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,11 @@ class Battery:
 
     def ocv(self, soc: float | None = None) -> float:
         """Open-circuit voltage of the pack at a state of charge (default: the present one)."""
-        s = self.soc if soc is None else soc
-        return float(np.interp(s, _SOC_POINTS, _CELL_OCV)) * self.config.cells_in_series
+        s = min(1.0, max(0.0, self.soc if soc is None else soc))
+        k = min(bisect.bisect_right(_SOC_LIST, s), len(_SOC_LIST) - 1)
+        s0, s1 = _SOC_LIST[k - 1], _SOC_LIST[k]
+        v0, v1 = _OCV_LIST[k - 1], _OCV_LIST[k]
+        return (v0 + (v1 - v0) * (s - s0) / (s1 - s0)) * self.config.cells_in_series
 
     def current_for(self, p_net_w: float) -> float:
         """Battery current (A, + discharging) that delivers p_net_w at the terminals."""
@@ -107,8 +113,9 @@ class SolarPanel:
         irr = env.direct_irradiance_w_m2(t_s)
         if irr <= 0.0:
             return 0.0
-        normal = body_to_world @ self._normal_body
-        cos_i = float(normal @ env.sun_vector(t_s))
+        nx, ny, nz = (body_to_world @ self._normal_body).tolist()
+        sx, sy, sz = env.sun_tuple(float(t_s))
+        cos_i = nx * sx + ny * sy + nz * sz
         if cos_i <= 0.0:
             return 0.0
         c = self.config

@@ -111,6 +111,7 @@ class ThermalModel:
         }
         self.heater_on = [False] * len(self.config.heaters)
         self.heater_wh = 0.0
+        self.inhibit = False  # no bus power (brownout): every heater is off
 
     @property
     def temps_c(self) -> dict[str, float]:
@@ -124,7 +125,7 @@ class ThermalModel:
         """Thermostat with hysteresis: on below one threshold, off above another."""
         for k, h in enumerate(self.config.heaters):
             t = self.temps_k[h.node] - KELVIN
-            if not h.enabled:
+            if not h.enabled or self.inhibit:
                 self.heater_on[k] = False
             elif t < h.on_below_c:
                 self.heater_on[k] = True
@@ -147,35 +148,35 @@ class ThermalModel:
         t_sky4 = env.body.sky_k**4
         t_air = env.air_temp_k(t_s)
         h_conv = env.body.convection_w_m2k
-        links = self.config.links
         nodes = self.config.nodes
-        env4 = {n.name: n.sky_view * t_sky4 + (1.0 - n.sky_view) * t_ground4 for n in nodes}
-        q_sun = {n.name: n.absorptivity * n.sun_area_m2 * irr for n in nodes}
+        names = [n.name for n in nodes]
+        cap = [n.heat_capacity_j_k for n in nodes]
+        rad = [n.emissivity * SIGMA_SB * n.radiating_area_m2 for n in nodes]
+        conv = [h_conv * n.convective_area_m2 for n in nodes]
+        env4 = [n.sky_view * t_sky4 + (1.0 - n.sky_view) * t_ground4 for n in nodes]
+        fixed = [n.absorptivity * n.sun_area_m2 * irr + q_int[n.name] + c * t_air
+                 for n, c in zip(nodes, conv, strict=True)]
+        pos = {name: k for k, name in enumerate(names)}
+        links = [(pos[a], pos[b], g) for a, b, g in self.config.links]
+        g_sum = [0.0] * len(nodes)
+        for a, b, g in links:
+            g_sum[a] += g
+            g_sum[b] += g
+        temps = [self.temps_k[name] for name in names]
+        count = range(len(nodes))
 
         remaining = dt_s
         while remaining > 1e-12:
-            temps = self.temps_k
-            # fastest time constant decides the sub-step
-            tau = math.inf
-            for n in nodes:
-                t = temps[n.name]
-                k = 4.0 * n.emissivity * SIGMA_SB * n.radiating_area_m2 * t**3 + h_conv * n.convective_area_m2
-                k += sum(g for a, b, g in links if n.name in (a, b))
-                if k > 0:
-                    tau = min(tau, n.heat_capacity_j_k / k)
+            # the fastest node's time constant decides the sub-step
+            tau = min(cap[k] / (4.0 * rad[k] * temps[k] ** 3 + conv[k] + g_sum[k] + 1e-12) for k in count)
             h = min(remaining, 0.2 * tau)
-            dq = {}
-            for n in nodes:
-                t = temps[n.name]
-                q = q_sun[n.name] + q_int[n.name]
-                q -= n.emissivity * SIGMA_SB * n.radiating_area_m2 * (t**4 - env4[n.name])
-                q += h_conv * n.convective_area_m2 * (t_air - t)
-                dq[n.name] = q
+            dq = [fixed[k] - rad[k] * (temps[k] ** 4 - env4[k]) - conv[k] * temps[k] for k in count]
             for a, b, g in links:
                 flow = g * (temps[b] - temps[a])
                 dq[a] += flow
                 dq[b] -= flow
-            for n in nodes:
-                temps[n.name] = max(1.0, temps[n.name] + dq[n.name] * h / n.heat_capacity_j_k)
+            temps = [max(1.0, temps[k] + dq[k] * h / cap[k]) for k in count]
             remaining -= h
+        for k, name in enumerate(names):
+            self.temps_k[name] = temps[k]
         self.update_heaters()

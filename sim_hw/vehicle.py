@@ -167,6 +167,8 @@ class Vehicle:
                                   yaw=math.radians(yaw_deg))
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5117]))
         self.time_s = 0.0
+        self._rot_key: tuple[float, float, float] | None = None
+        self._rot = np.eye(3)
         self._settle()
 
     # ------------------------------------------------------------------ commands
@@ -335,8 +337,13 @@ class Vehicle:
     # ------------------------------------------------------------------ what sensors see
 
     def rotation(self) -> np.ndarray:
+        """Body-to-world rotation now (cached while the attitude does not change)."""
         s = self.state
-        return body_to_world(s.yaw, s.pitch, s.roll)
+        key = (s.yaw, s.pitch, s.roll)
+        if key != self._rot_key:
+            self._rot_key = key
+            self._rot = body_to_world(*key)
+        return self._rot
 
     def specific_force_body(self) -> np.ndarray:
         """What an ideal accelerometer at the body origin reads: R^T (a_world + (0, 0, g))."""

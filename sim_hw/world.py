@@ -135,7 +135,9 @@ class World:
         self.cameras: dict[str, CameraSpec] = dict(cameras) if cameras is not None else {"navcam": CameraSpec()}
         self.renderer = Renderer(terrain, shadows=shadows, seed=s_render,
                                  tint_bgr=(0.55, 0.72, 0.95) if self.body.name == "mars" else (1.0, 1.0, 1.0))
-        self.avionics_on = True
+        self.avionics_on = True  # False models hibernation: the avionics draw nothing
+        self.powered = True
+        self.restart_soc = 0.05
         self._steps = 0
         self._motor_j = 0.0  # electrical energy the motors drew since the last slow step
         self._motor_heat_j = 0.0
@@ -195,11 +197,12 @@ class World:
         self.step_to(self.time_s + dt_s)
 
     def _slow_step(self) -> None:
+        """Move energy and heat over one slow step, with the sun at the step's midpoint."""
         dt = self.slow_dt_s
         t_mid = self.env_time_s - 0.5 * dt
         solar = self.power.panel.output_w(self.env, t_mid, self.vehicle.rotation())
         motor_w = self._motor_j / dt
-        avionics = self.power.config.avionics_w if self.avionics_on else 0.0
+        avionics = self._avionics_w()
         load = avionics + self.thermal.heater_power_w() + motor_w
         self.power.step(dt, load, solar)
         cfg = self.thermal.config
@@ -212,10 +215,22 @@ class World:
         self.thermal.step(dt, self.env, t_mid, internal)
         self._motor_j = 0.0
         self._motor_heat_j = 0.0
+        # brownout: everything on the bus drops out until the battery has recovered a little
+        if self.power.brownout and self.powered:
+            log.warning("world t=%.0f s: brownout, vehicle unpowered", self.time_s)
+            self.powered = False
+        elif not self.powered and self.power.battery.soc >= self.restart_soc:
+            log.info("world t=%.0f s: battery recovered, vehicle powered again", self.time_s)
+            self.powered = True
+        if not self.powered:
+            self.vehicle.stop()
+        self.thermal.inhibit = not self.powered
+        self.thermal.update_heaters()
         self._solar_w = self._solar_now()
         self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
-        if self.power.brownout:
-            self.vehicle.stop()
+
+    def _avionics_w(self) -> float:
+        return self.power.config.avionics_w if (self.avionics_on and self.powered) else 0.0
 
     def _solar_now(self) -> float:
         return self.power.panel.output_w(self.env, self.env_time_s, self.vehicle.rotation())
@@ -223,8 +238,7 @@ class World:
     def _load_w(self) -> float:
         s = self.vehicle.state
         motors = self._bus_v * (s.current_left + s.current_right)
-        avionics = self.power.config.avionics_w if self.avionics_on else 0.0
-        return avionics + self.thermal.heater_power_w() + motors
+        return self._avionics_w() + self.thermal.heater_power_w() + motors
 
     # ------------------------------------------------------------------ sun
 
@@ -238,7 +252,7 @@ class World:
 
     def _fault_flags(self) -> int:
         flags = FAULT_STALL if self.vehicle.state.stalled else 0
-        if self.power.brownout:
+        if not self.powered:
             flags |= FAULT_BROWNOUT
         return flags
 
@@ -293,7 +307,7 @@ class World:
             solar_w=self._solar_w,
             temps_c=self.thermal.temps_c,
             heaters_on=list(self.thermal.heater_on),
-            brownout=self.power.brownout,
+            powered=self.powered,
         )
         return out
 

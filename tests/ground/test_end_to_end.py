@@ -118,3 +118,18 @@ def test_archive_packets_parse_with_spacepackets(tmp_path: Path) -> None:
     parsed = parse_space_packets(b"".join(raws), ids)
     assert [bytes(p) for p in parsed.tm_list] == raws
     assert not parsed.skipped_ranges
+
+
+def test_moon_farside_preset_through_a_station_keeping_gap(tmp_path: Path) -> None:
+    # move the preset's 20-minute gap to start at t = 60 s
+    params = RelayParams.preset(
+        "moon-farside", windows={"period_s": 21600.0, "up_s": 20400.0, "phase_s": -20340.0}
+    )
+    assert params.windows.visible(59) and not params.windows.visible(61)
+    assert params.windows.visible(1261)
+    clock, relay, veh, ground_radio, archive, station = build(tmp_path, params, "e2e-moon")
+    veh.recorder.resend_timeout_s = 8.0
+    run_until_drained(clock, veh, ground_radio, station, until=2000, produce_s=300, dt=0.5)
+    check_archive(archive, veh)
+    assert relay.stats["down"].blocked > 0
+    assert clock.t > 1260  # data made during the gap waited on board for the relay
