@@ -19,6 +19,7 @@ _BUILTIN = {
     "imu": "flight.components.imu:ImuMonitor",
     "ticker": "flight.components.ticker:Ticker",
     "link": "flight.components.link:DeviceLink",
+    "comm": "flight.components.comm:Comm",
 }
 
 

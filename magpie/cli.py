@@ -19,6 +19,7 @@ from flight import __version__
 # module -> function adding its subcommands; imported lazily so one broken part never hides
 # the others (its subcommands are simply missing, with a log line saying why).
 _PLUGINS = (
+    "magpie.flightrun",
     "ground.cli",
     "sim_hw.relay",
     "hil.cli",

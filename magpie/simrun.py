@@ -3,8 +3,9 @@
 The flight software runs unchanged against the simulated world: the world is stepped in
 lockstep by the simulated clock, devices are ``sim://`` devices (or, with ``--mcu pty``, the real
 serial driver talking to the MCU emulator on a pseudo-terminal, on the real clock). Output goes to
-``--out`` (default ``./magpie-run``): ``telemetry.jsonl`` (every packet, event and command
-response), ``dictionary.json`` and the vehicle's state directory. With the same configuration,
+``--out`` (default ``./magpie-run``): ``archive.db`` (the ground archive), ``telemetry.jsonl``
+(every packet, event and command response as the vehicle produced it), ``dictionary.json`` and
+the vehicle's state directory. With the same configuration,
 seed and duration the telemetry file is identical byte for byte.
 """
 
@@ -31,7 +32,7 @@ from magpie.durations import format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "sim_rover.toml"
+DEFAULT_CONFIG = "sim_mission.toml"
 
 
 def default_config_path() -> Path:
@@ -54,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mcu", choices=("sim", "pty"), default="sim",
                    help="sim: in-process devices in lockstep (default); pty: the real serial "
                         "driver and the MCU emulator on a pseudo-terminal, on the real clock")
+    p.add_argument("--preset", default="moon-farside", choices=("moon-farside", "mars-relay", "ideal"),
+                   help="relay link between vehicle and ground (default moon-farside: 1.3 s light time "
+                        "plus the relay hop, station-keeping gaps)")
+    p.add_argument("--archive", type=Path, default=None,
+                   help="ground archive (SQLite) to write (default OUT/archive.db); query it afterwards "
+                        "with magpie tlm / magpie events")
+    p.add_argument("--realtime", action="store_true",
+                   help="run relay, ground and flight as separate processes on 127.0.0.1 in real time "
+                        "(the world-less core vehicle unless --config names another without sim:// devices)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
@@ -120,7 +130,8 @@ def dictionary_only(config_path: Path | None) -> dict:
             vehicle.close_devices()
 
 
-def _summary(vehicle: Vehicle, tally: _Tally, world: Any, wall_s: float, sim_s: float, out: Path) -> str:
+def _summary(vehicle: Vehicle, tally: _Tally, world: Any, wall_s: float, sim_s: float, out: Path,
+             mission_lines: list[str] | None = None) -> str:
     tlm = vehicle.fw.tlm
     lines = ["", "=" * 72, f"Magpie sim: {format_duration(sim_s)} simulated in {wall_s:.1f} s wall "
              f"({sim_s / max(wall_s, 1e-9):.0f}x real time)"]
@@ -154,9 +165,42 @@ def _summary(vehicle: Vehicle, tally: _Tally, world: Any, wall_s: float, sim_s: 
         lines.append("Warnings")
         for ev in tally.notable[-10:]:
             lines.append(f"  [{ev.time_ns / NS:10.1f}] {ev.severity.name:<10} {ev.component}.{ev.name}: {ev.text}")
+    lines += mission_lines or []
     lines.append(f"Output        {out}/telemetry.jsonl, {out}/dictionary.json, {out}/state/")
     lines.append("=" * 72)
     return "\n".join(lines)
+
+
+def _progress(args: argparse.Namespace, t_start: float, duration: float) -> Any:
+    wall0 = time.monotonic()
+    last = [wall0]
+
+    def report(now_s: float) -> None:
+        wall = time.monotonic()
+        if args.quiet or wall - last[0] < 2.0:
+            return
+        last[0] = wall
+        done = now_s - t_start
+        print(f"  sim {format_duration(done)} / {format_duration(duration)} ({100 * done / duration:3.0f}%), "
+              f"{done / max(wall - wall0, 1e-9):.0f}x real time", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _realtime(args: argparse.Namespace, duration: float) -> int:
+    from magpie.mission import run_realtime_mission
+
+    config = args.config or Path(str(resources.files("magpie.configs").joinpath("core_mission.toml")))
+    if not args.quiet:
+        print(f"magpie sim --realtime: relay, ground and flight as processes on 127.0.0.1 for "
+              f"{format_duration(duration)} of real time ({args.preset}), output {args.out}/", file=sys.stderr)
+    try:
+        result = run_realtime_mission(config, args.out, duration_s=duration, preset=args.preset, seed=args.seed)
+    except ConfigError as exc:
+        print(f"magpie sim: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(result.lines()))
+    return 0 if all(code == 0 for code in result.codes.values()) else 1
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -165,6 +209,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
         return 2
+    if args.realtime:
+        return _realtime(args, duration)
     try:
         config = _load(args.config)
     except ConfigError as exc:
@@ -172,21 +218,48 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out
     state_dir = out / "state"
-    if state_dir.exists() and not args.keep_state:
-        shutil.rmtree(state_dir)
+    if not args.keep_state:
+        for stale in (state_dir, out / "ground-state"):
+            if stale.exists():
+                shutil.rmtree(stale)
+        archive = args.archive or out / "archive.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{archive}{suffix}").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     config = VehicleConfig(**{**config.__dict__, "state_dir": state_dir})
+    has_link = any(c.type == "comm" for c in config.components)
     if args.mcu == "pty":
         devices = {name: url.replace("sim://mcu", "mcu+pty://") for name, url in config.devices.items()}
         config = VehicleConfig(**{**config.__dict__, "devices": devices})
-    plan = resources.files("magpie.configs").joinpath("demo.seq")
+        if has_link:
+            print("magpie sim: --mcu pty runs on the real clock; the lockstep link is left out "
+                  "(use --realtime for the link on real time)", file=sys.stderr)
+            config = VehicleConfig(**{**config.__dict__, "components": tuple(
+                c for c in config.components if c.type != "comm")})
+            has_link = False
     seq_dir = state_dir / "sequences"
     seq_dir.mkdir(parents=True, exist_ok=True)
+    plan = resources.files("magpie.configs").joinpath("demo.seq")
     (seq_dir / "demo.seq").write_text(plan.read_text(encoding="utf-8"), encoding="utf-8")
 
-    clock: Clock | None = RealClock() if args.mcu == "pty" else None
+    mission = None
     try:
-        vehicle, world = assemble(config, args.seed, clock)
+        if has_link:
+            from magpie.mission import LockstepMission
+
+            world = _world_for(config, args.seed)
+            clock = SimClock(start_s=world.time_s if world is not None else 0.0)
+            if world is not None:
+                clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
+            # the plan goes up from the ground like any command, through the relay
+            mission = LockstepMission(config, out, preset=args.preset, seed=args.seed,
+                                      device_context={"world": world} if world is not None else {},
+                                      clock=clock, plan=[(5.0, "SEQ_RUN", {"file": "demo.seq"})],
+                                      archive_path=args.archive)
+            vehicle = mission.vehicle
+        else:
+            vehicle, world = assemble(config, args.seed, RealClock() if args.mcu == "pty" else None)
+            vehicle.dispatcher.submit("SEQ_RUN", {"file": "demo.seq"}, source="sim")
     except ConfigError as exc:
         print(f"magpie sim: {exc}", file=sys.stderr)
         return 2
@@ -197,9 +270,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from flight.dictionary import to_json
 
     (out / "dictionary.json").write_text(to_json(vehicle.dictionary), encoding="utf-8")
-    vehicle.dispatcher.submit("SEQ_RUN", {"file": "demo.seq"}, source="sim")
 
-    stop = {"signal": None}
+    stop: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop["signal"] = signum
@@ -209,27 +281,34 @@ def cmd_sim(args: argparse.Namespace) -> int:
     t_start = vehicle.clock.now()
     until = t_start + duration
     wall0 = time.monotonic()
-    last_report = wall0
+    report = _progress(args, t_start, duration)
     if not args.quiet:
-        print(f"magpie sim: {format_duration(duration)} of simulated time, seed {args.seed}, "
-              f"config {config.source}, output {out}/", file=sys.stderr)
+        link = f", link {args.preset} to the ground archive" if mission else ""
+        print(f"magpie sim: {format_duration(duration)} of simulated time, seed {args.seed}{link}, "
+              f"config {config.source}, output {out}/", file=sys.stderr, flush=True)
+    mission_lines: list[str] = []
     try:
-        while vehicle.clock.now() < until and not vehicle.executive.stopping:
-            vehicle.run(until_s=min(until, vehicle.clock.now() + 10.0))
-            wall = time.monotonic()
-            if not args.quiet and (wall - last_report >= 2.0):
-                last_report = wall
-                done = vehicle.clock.now() - t_start
-                print(f"  sim {format_duration(done)} / {format_duration(duration)} "
-                      f"({100 * done / duration:3.0f}%), {done / max(wall - wall0, 1e-9):.0f}x real time",
-                      file=sys.stderr)
+        if mission is not None:
+            mission.advance(until, report)
+            if stop["signal"] is None:
+                if not args.quiet:
+                    print("  run complete; downlinking what is still on board ...", file=sys.stderr, flush=True)
+                mission.drain()
+        else:
+            while vehicle.clock.now() < until and not vehicle.executive.stopping:
+                vehicle.run(until_s=min(until, vehicle.clock.now() + 10.0))
+                report(vehicle.clock.now())
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        vehicle.shutdown()
+        if mission is not None:
+            mission_lines = mission.summary().lines()
+            mission.close()
+        else:
+            vehicle.shutdown()
     wall_s = time.monotonic() - wall0
-    sim_s = vehicle.clock.now() - t_start
-    print(_summary(vehicle, tally, world, wall_s, sim_s, out))
+    sim_s = min(vehicle.clock.now(), until) - t_start
+    print(_summary(vehicle, tally, world, wall_s, sim_s, out, mission_lines))
     if stop["signal"] is not None:
         print(f"stopped by signal {stop['signal']}; state persisted", file=sys.stderr)
         return 130 if stop["signal"] == signal.SIGINT else 143

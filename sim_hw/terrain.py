@@ -289,7 +289,7 @@ class Terrain:
         q = r / radius
         inside = q < 1.0
         # bowl from -depth at the centre up to the rim height at r = R, then an ejecta blanket
-        profile = np.where(inside, -depth + (depth + rim) * q * q, rim * np.minimum(1.0, q) ** -3 * (q < 3.0))
+        profile = np.where(inside, -depth + (depth + rim) * q * q, rim * np.maximum(1.0, q) ** -3 * (q < 3.0))
         # the bowl replaces local relief in proportion; the blanket adds to it
         self.heights[rows, cols] += profile.astype(np.float32)
         self.albedo[rows, cols] *= np.where(inside, albedo_factor, 1.0).astype(np.float32)
@@ -308,11 +308,13 @@ class Terrain:
             dome = (height * np.sqrt(1.0 - q * q)).astype(np.float32)
             ground = (base if base is not None else self.heights)[rows, cols]
             on = r < radius
-            self.heights[rows, cols] = np.where(on, np.maximum(self.heights[rows, cols], ground + dome), self.heights[rows, cols])
+            here = self.heights[rows, cols]
+            self.heights[rows, cols] = np.where(on, np.maximum(here, ground + dome), here)
+            alb = self.albedo[rows, cols]
             if albedo is not None:
-                self.albedo[rows, cols] = np.where(on, np.float32(albedo), self.albedo[rows, cols])
+                self.albedo[rows, cols] = np.where(on, np.float32(albedo), alb)
             elif albedo_factor is not None:
-                self.albedo[rows, cols] = np.where(on, self.albedo[rows, cols] * np.float32(albedo_factor), self.albedo[rows, cols])
+                self.albedo[rows, cols] = np.where(on, alb * np.float32(albedo_factor), alb)
         self.rocks.append(rock)
         self.version += 1
         return rock

@@ -13,6 +13,12 @@ night and ~390 K under a high sun, so an unheated vehicle bakes at noon and free
 zero through the 14.75-day night; a thermostatic heater on the electronics box holds it at a
 survival temperature while the battery lasts.
 
+The default vehicle has five nodes, named like the MCU's temperature channels where it has
+one: ``board`` (the warm electronics box, where the avionics dissipate and the heater sits),
+``battery`` (inside the box; it takes the battery's I^2 R loss), ``chassis`` (deck, panel and
+structure: the exterior that sees the sun, sky and ground) and ``motor_left`` / ``motor_right``
+(outside, warmed by their motor's losses).
+
 The model is stepped with explicit Euler, sub-divided so each sub-step stays well inside the
 fastest node's time constant ``C / (sum G + 4 eps sigma A T^3 + h A)``.
 """
@@ -20,7 +26,6 @@ fastest node's time constant ``C / (sum G + 4 eps sigma A T^3 + h A)``.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 from sim_hw.environment import SIGMA_SB, Environment
@@ -45,7 +50,7 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class HeaterConfig:
-    node: str = "electronics"
+    node: str = "board"
     power_w: float = 20.0
     on_below_c: float = -10.0
     off_above_c: float = 0.0
@@ -53,15 +58,18 @@ class HeaterConfig:
 
 
 def _default_nodes() -> tuple[NodeConfig, ...]:
+    # names match the MCU's temperature channels (board, battery, motor_left, motor_right)
+    motor = {"radiating_area_m2": 0.05, "emissivity": 0.8, "sky_view": 0.3, "sun_area_m2": 0.015,
+             "absorptivity": 0.6, "convective_area_m2": 0.05}
     return (
         # warm electronics box: inside the insulation, with a small sky-facing radiator
-        NodeConfig("electronics", 3000.0, radiating_area_m2=0.04, emissivity=0.8, sky_view=1.0),
+        NodeConfig("board", 3000.0, radiating_area_m2=0.04, emissivity=0.8, sky_view=1.0),
         NodeConfig("battery", 1500.0),
         # chassis, deck and panel: the exterior
         NodeConfig("chassis", 4000.0, radiating_area_m2=1.2, emissivity=0.85, sky_view=0.5,
                    sun_area_m2=0.4, absorptivity=0.35, convective_area_m2=1.2),
-        NodeConfig("motors", 600.0, radiating_area_m2=0.1, emissivity=0.8, sky_view=0.3,
-                   sun_area_m2=0.03, absorptivity=0.6, convective_area_m2=0.1),
+        NodeConfig("motor_left", 300.0, **motor),
+        NodeConfig("motor_right", 300.0, **motor),
     )
 
 
@@ -70,16 +78,17 @@ class ThermalConfig:
     nodes: tuple[NodeConfig, ...] = field(default_factory=_default_nodes)
     # conductive links (node a, node b, W/K)
     links: tuple[tuple[str, str, float], ...] = (
-        ("electronics", "chassis", 0.08),
-        ("battery", "electronics", 0.5),
+        ("board", "chassis", 0.08),
+        ("battery", "board", 0.5),
         ("battery", "chassis", 0.03),
-        ("motors", "chassis", 0.5),
+        ("motor_left", "chassis", 0.25),
+        ("motor_right", "chassis", 0.25),
     )
     heaters: tuple[HeaterConfig, ...] = (HeaterConfig(),)
     # where internal dissipation lands
-    avionics_node: str = "electronics"
+    avionics_node: str = "board"
     battery_node: str = "battery"
-    motor_node: str = "motors"
+    motor_nodes: tuple[str, str] = ("motor_left", "motor_right")
 
     def __post_init__(self) -> None:
         names = {n.name for n in self.nodes}
@@ -94,9 +103,11 @@ class ThermalConfig:
         for h in self.heaters:
             if h.node not in names:
                 raise ValueError(f"thermal.heaters: unknown node {h.node!r}")
-        for key in ("avionics_node", "battery_node", "motor_node"):
+        for key in ("avionics_node", "battery_node"):
             if getattr(self, key) not in names:
                 raise ValueError(f"thermal.{key}: unknown node {getattr(self, key)!r}")
+        if len(self.motor_nodes) != 2 or any(m not in names for m in self.motor_nodes):
+            raise ValueError(f"thermal.motor_nodes: need two known nodes, got {self.motor_nodes!r}")
 
 
 class ThermalModel:

@@ -17,7 +17,10 @@ some hours (``start_hours_after_sunrise``) or at an explicit local time.
 slip, sun, state of charge, temperatures). Flight software only sees readings: the in-process
 devices (:mod:`sim_hw.devices`) and the MCU plant (:meth:`World.mcu_plant`) are built on
 :meth:`World.read_drive`, :meth:`World.read_imu`, :meth:`World.read_power`,
-:meth:`World.read_thermal` and :meth:`World.capture`.
+:meth:`World.read_thermal` and :meth:`World.capture`. The plant's report is a
+:class:`PlantSensors` dict whose values also answer under the MCU emulator's field names, so
+``hal.open_device("mcu+pty://", plant=world.mcu_plant())`` puts the world behind the emulated
+microcontroller. Fault bits follow the MCU protocol's ``FaultFlags``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from hal.contracts import CameraModel, DriveStatus, ImuReading, PowerReading, ThermalReading
+from hal.mcu.protocol import FaultFlags
 from sim_hw.environment import BodyPreset, Environment
 from sim_hw.environment import preset as body_preset
 from sim_hw.power import Battery, BatteryConfig, PowerConfig, PowerSystem, SolarConfig, SolarPanel
@@ -42,8 +46,6 @@ from sim_hw.vehicle import Vehicle, VehicleConfig
 
 log = logging.getLogger(__name__)
 
-FAULT_STALL = 0x01
-FAULT_BROWNOUT = 0x02
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class CameraSpec:
     baseline_m: float = 0.2
     noise_dn: float = 1.0
     bgr: bool = False
+
+    def __post_init__(self) -> None:
+        camera_model(self.width, self.height, self.fov_deg)  # raises on bad geometry
+        if self.baseline_m < 0 or self.noise_dn < 0:
+            raise ValueError("camera baseline_m and noise_dn must not be negative")
 
     def model(self) -> CameraModel:
         return camera_model(self.width, self.height, self.fov_deg)
@@ -140,7 +147,7 @@ class World:
         self.restart_soc = 0.05
         self._steps = 0
         self._motor_j = 0.0  # electrical energy the motors drew since the last slow step
-        self._motor_heat_j = 0.0
+        self._motor_heat_j = [0.0, 0.0]  # and the part each side turned into heat
         self._bus_v = self.power.battery.ocv()
         self._solar_w = self._solar_now()
         self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
@@ -185,9 +192,12 @@ class World:
             else:
                 veh.step(dt)
                 s = veh.state
-                p = self._bus_v * (s.current_left + s.current_right)
-                self._motor_j += p * dt
-                self._motor_heat_j += p * (1.0 - veh.config.motor_efficiency) * dt
+                pl = self._bus_v * s.current_left * dt
+                pr = self._bus_v * s.current_right * dt
+                self._motor_j += pl + pr
+                loss = 1.0 - veh.config.motor_efficiency
+                self._motor_heat_j[0] += pl * loss
+                self._motor_heat_j[1] += pr * loss
                 self._steps += 1
             if self._steps % k == 0:
                 self._slow_step()
@@ -211,10 +221,11 @@ class World:
             cfg.avionics_node: avionics,
             cfg.battery_node: i * i * self.power.battery.config.internal_resistance_ohm,
         }
-        internal[cfg.motor_node] = internal.get(cfg.motor_node, 0.0) + self._motor_heat_j / dt
+        for node, heat in zip(cfg.motor_nodes, self._motor_heat_j, strict=True):
+            internal[node] = internal.get(node, 0.0) + heat / dt
         self.thermal.step(dt, self.env, t_mid, internal)
         self._motor_j = 0.0
-        self._motor_heat_j = 0.0
+        self._motor_heat_j = [0.0, 0.0]
         # brownout: everything on the bus drops out until the battery has recovered a little
         if self.power.brownout and self.powered:
             log.warning("world t=%.0f s: brownout, vehicle unpowered", self.time_s)
@@ -251,10 +262,17 @@ class World:
     # ------------------------------------------------------------------ readings
 
     def _fault_flags(self) -> int:
-        flags = FAULT_STALL if self.vehicle.state.stalled else 0
+        """The MCU protocol's fault bits: a stall on each commanded side, undervoltage."""
+        s = self.vehicle.state
+        flags = FaultFlags.NONE
+        if s.stalled:
+            if s.cmd_left:
+                flags |= FaultFlags.STALL_LEFT
+            if s.cmd_right:
+                flags |= FaultFlags.STALL_RIGHT
         if not self.powered:
-            flags |= FAULT_BROWNOUT
-        return flags
+            flags |= FaultFlags.UNDERVOLTAGE
+        return int(flags)
 
     def read_drive(self) -> DriveStatus:
         s = self.vehicle.state
@@ -272,12 +290,12 @@ class World:
     def read_thermal(self) -> ThermalReading:
         return ThermalReading(self.time_s, self.thermal.temps_c)
 
-    def sensors(self) -> dict[str, Any]:
-        """Everything an MCU sensor report carries, as a plain dict (the McuPlant shape)."""
+    def sensors(self) -> PlantSensors:
+        """Everything an MCU sensor report carries, as a dict (see :class:`PlantSensors`)."""
         d = self.read_drive()
         imu = self.read_imu()
         p = self.read_power()
-        return {
+        return PlantSensors({
             "time_s": self.time_s,
             "left_ticks": d.left_ticks,
             "right_ticks": d.right_ticks,
@@ -292,7 +310,7 @@ class World:
             "solar_w": p.solar_w,
             "temps_c": self.thermal.temps_c,
             "stalled": d.stalled,
-        }
+        }, fault_flags=d.fault_flags)
 
     def truth(self) -> dict[str, Any]:
         """Ground truth for harnesses: pose, motion, sun, energy and heat. Never for flight code."""
@@ -362,6 +380,49 @@ class World:
         """The object an MCU emulator drives: wheels in, sensor reports out, time advanced by it."""
         return WorldPlant(self)
 
+    # ------------------------------------------------------------------ whole missions
+
+    @classmethod
+    def for_mission(cls, seed: int = 0, scenario: str = "moon-farside") -> World:
+        """The world a whole-mission run flies in: a named scenario (see :mod:`sim_hw.scenario`)."""
+        from sim_hw.scenario import get_scenario
+
+        return get_scenario(scenario).build(seed=seed)
+
+    def summary(self) -> str:
+        """One line of truth for a run's report: where the vehicle is, its energy and heat."""
+        t = self.truth()
+        temps = t["temps_c"]
+        return (
+            f"t={t['time_s']:.0f} s, x={t['x']:.2f} y={t['y']:.2f} m yaw={math.degrees(t['yaw']):.1f} deg, "
+            f"driven {t['distance_m']:.2f} m{' (stalled)' if t['stalled'] else ''}, "
+            f"sun {t['sun_elevation_deg']:.1f} deg, SOC {100 * t['soc']:.1f} %, "
+            f"board {temps.get('board', float('nan')):.1f} C"
+        )
+
+
+class PlantSensors(dict):
+    """A sensor report: a dict with the keys ``time_s, left_ticks, right_ticks, left_current_a,
+    right_current_a, accel, gyro, imu_temp_c, bus_v, current_a, soc, solar_w, temps_c, stalled``.
+
+    The same values also answer as attributes, under the field names of the MCU emulator's
+    ``McuSensors`` (``accel_mps2``, ``gyro_rads``, ``fault_flags`` and the rest unchanged), so the
+    emulator can read a world plant's report the way it reads its own.
+    """
+
+    _ALIASES = {"accel_mps2": "accel", "gyro_rads": "gyro"}
+
+    def __init__(self, values: dict[str, Any], fault_flags: int = 0) -> None:
+        super().__init__(values)
+        self.fault_flags = int(fault_flags)
+
+    def __getattr__(self, name: str) -> Any:
+        key = self._ALIASES.get(name, name)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(name) from None
+
 
 class WorldPlant:
     """The McuPlant face of a world: ``set_wheels``, ``stop``, ``step``, ``sensors``, ``reset_encoders``.
@@ -387,7 +448,7 @@ class WorldPlant:
         self._target = max(self._target, self.world.time_s) + dt_s
         self.world.step_to(self._target)
 
-    def sensors(self) -> dict[str, Any]:
+    def sensors(self) -> PlantSensors:
         return self.world.sensors()
 
     def reset_encoders(self) -> None:

@@ -1,11 +1,17 @@
-"""IMU monitor: rates, accelerations and the tilt they imply."""
+"""IMU monitor: rates, accelerations and the tilt they imply.
+
+Tilt comes from the gravity vector, which the accelerometer sees mixed with the vehicle's own
+accelerations; in lunar gravity (1.6 m/s^2) starting a wheel step is enough to fake a 30 degree
+tilt for a moment. The gravity estimate is therefore low-pass filtered (time constant
+``imu.tilt_tau_s``) before roll, pitch and tilt are computed.
+"""
 
 from __future__ import annotations
 
 import math
 
 from flight.component import Component
-from flight.model import Arg, Channel, Event, Limits, Severity
+from flight.model import Arg, Channel, Event, Limits, Param, Severity
 from hal.contracts import Imu
 from hal.errors import HalError
 
@@ -28,8 +34,13 @@ class ImuMonitor(Component):
               throttle=5, throttle_window_s=60.0),
     )
 
+    PARAMS = (Param("tilt_tau_s", "f32", 0.5, "s", min=0.0, max=60.0,
+                    doc="time constant of the gravity low-pass filter behind tilt"),)
+
     def setup(self) -> None:
         self._dev: Imu = self.devices["imu"]
+        self._g: list[float] | None = None
+        self._last_t: float | None = None
 
     def step(self) -> None:
         try:
@@ -37,7 +48,15 @@ class ImuMonitor(Component):
         except HalError as exc:
             self.event("ImuReadError", error=str(exc))
             return
-        ax, ay, az = r.accel_mps2
+        if self._g is None or self._last_t is None:
+            self._g = list(r.accel_mps2)
+        else:
+            dt = max(0.0, r.time_s - self._last_t)
+            tau = self.param("tilt_tau_s")
+            k = 1.0 if tau <= 0 else dt / (tau + dt)
+            self._g = [g + k * (a - g) for g, a in zip(self._g, r.accel_mps2, strict=True)]
+        self._last_t = r.time_s
+        ax, ay, az = self._g
         g = math.sqrt(ax * ax + ay * ay + az * az) or 1.0
         roll = math.degrees(math.atan2(ay, az))
         pitch = math.degrees(math.atan2(-ax, math.hypot(ay, az)))

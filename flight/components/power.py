@@ -11,7 +11,8 @@ from hal.errors import HalError
 class Power(Component):
     DEVICES = {"power": PowerMonitor}
     CHANNELS = (
-        Channel("bus_v", "f32", "V", limits=Limits(yellow=(24.0, 34.0), red=(22.0, 35.0))),
+        Channel("bus_v", "f32", "V", doc="battery bus (4-cell lithium-ion, 12.0 to 16.8 V)",
+                limits=Limits(yellow=(13.2, 17.0), red=(12.4, 17.4))),
         Channel("current_a", "f32", "A", doc="battery current, positive discharging"),
         Channel("soc", "f32", doc="battery state of charge, 0..1", limits=Limits(yellow=(0.3, 1.0), red=(0.15, 1.0))),
         Channel("solar_w", "f32", "W", doc="solar array output"),

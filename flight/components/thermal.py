@@ -12,7 +12,7 @@ from hal.errors import HalError
 
 class Thermal(Component):
     DEVICES = {"thermal": ThermalSensors}
-    OPTIONS = {"sensors": ["avionics", "battery"], "yellow_c": [-30.0, 50.0], "red_c": [-40.0, 60.0]}
+    OPTIONS = {"sensors": ["board", "battery"], "yellow_c": [-30.0, 50.0], "red_c": [-40.0, 60.0]}
     EVENTS = (
         Event("ThermalReadError", Severity.WARNING_HI, "thermal sensors: {error}", (Arg("error", "str"),),
               throttle=5, throttle_window_s=60.0),

@@ -1,0 +1,434 @@
+"""Comm: the vehicle's end of the space link, between the outbound queue and the radio.
+
+Downlink: every item the vehicle sends home (events, command responses, housekeeping) becomes a
+numbered space packet (:class:`~flight.link.packets.Packetizer`) and is stored in the onboard
+:class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one fsynced
+transaction per batch) before anything else happens to it; the :class:`LinkEndpoint` sends from
+the recorder within the downlink byte rate and releases only what the ground acknowledged.
+Sequence counts resume from the recorder after a reboot, so the ground sees no false gaps.
+
+Uplink: each cycle the endpoint reads the radio, applies authenticated ACK/NAK link control to
+the recorder and hands back verified commands, which go to the dispatcher with
+``source="uplink"`` and ``seq`` = the authentication counter (the ground's commander matches
+responses by it). Rejected uplink (bad tag, replay, unknown key...) is counted by reason in
+telemetry, persisted across reboots, and reported in a throttled event.
+
+How items reach the recorder: Comm is a vehicle *sink* (``write``/``close``); the assembly
+hands it every drained batch. :func:`attach` registers the vehicle's Comm components as sinks.
+A Comm that nobody attached drains the outbound queue itself in its step, so nothing is lost
+either way (other sinks then see nothing). On a clean stop the vehicle flushes its last items
+into the sinks, so the shutdown event is stored too, and ``close`` closes the recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flight.component import Component
+from flight.config import ConfigError
+from flight.link.auth import KeyFileError, Reject, Verifier, load_key
+from flight.link.endpoint import LinkEndpoint
+from flight.link.frames import OVERHEAD as FRAME_OVERHEAD
+from flight.link.packets import HEADER_LEN, PacketError, Packetizer, SequenceCounter, pack_payload, peek
+from flight.link.recorder import Priority, Recorder
+from flight.model import Arg, Channel, Event, Limits, Severity, command
+from flight.outbound import CommandResponse, EventRecord, TlmPacket
+from flight.persist import CorruptFileError, read_checked_json, write_checked_json
+from hal.contracts import Radio
+
+if TYPE_CHECKING:
+    from flight.vehicle import Vehicle
+
+log = logging.getLogger(__name__)
+
+COUNTERS_FORMAT = "magpie-comm-counters/1"
+_CLASS_NAMES = {Priority.REALTIME: "realtime", Priority.HOUSEKEEPING: "hk",
+                Priority.THUMBNAIL: "thumb", Priority.PRODUCT: "product"}
+_MAX_TEXT = 512  # event text and command reasons are cut to this many characters on the link
+
+
+class Comm(Component):
+    """Onboard recorder, packetizer, uplink verifier and link endpoint on one radio."""
+
+    DEVICES = {"radio": Radio}
+    OPTIONS = {
+        "key_file": "",  # uplink HMAC key (hex or raw, mode 0600); relative: to the state dir's parent
+        "key_id": 1,
+        "recorder_file": "recorder.db",  # in the state directory
+        "recorder_capacity_bytes": 64 * 1024 * 1024,
+        "resend_timeout_s": 30.0,  # above the round trip: 2 x (light time + hop) + ack interval
+        "downlink_bytes_per_s": 32_000.0,
+        "max_burst_bytes": 64_000,
+        "max_frame_len": 4096,
+        "stats_every_s": 1.0,  # telemetry sampling of recorder and link counters
+        "link_report_every_s": 600.0,  # LinkReport event period; 0 disables
+    }
+    CHANNELS = (
+        Channel("rec_packets", "u32", doc="packets held by the onboard recorder"),
+        Channel("rec_bytes", "u64", "B", doc="bytes held by the onboard recorder"),
+        Channel("rec_fill_pct", "f32", "%", doc="recorder fill", limits=Limits(yellow=(0.0, 80.0), red=(0.0, 95.0))),
+        Channel("rec_queued", "u32", doc="held packets waiting to be sent"),
+        Channel("rec_in_flight", "u32", doc="held packets sent and not yet acknowledged"),
+        Channel("rec_stored", "u32", doc="packets stored since boot", update="on_change"),
+        Channel("rec_acked", "u32", doc="packets released by ground acknowledgement (persisted)",
+                update="on_change"),
+        Channel("rec_naks", "u32", doc="packets requeued by ground NAK (persisted)", update="on_change"),
+        Channel("rec_resent", "u32", doc="packets sent more than once (persisted)", update="on_change"),
+        Channel("drop_realtime", "u32", doc="events/responses dropped by the recorder (persisted)",
+                update="on_change"),
+        Channel("drop_hk", "u32", doc="housekeeping packets dropped by the recorder (persisted)",
+                update="on_change"),
+        Channel("drop_thumb", "u32", doc="thumbnail chunks dropped by the recorder (persisted)",
+                update="on_change"),
+        Channel("drop_product", "u32", doc="product chunks dropped by the recorder (persisted)",
+                update="on_change"),
+        Channel("frames_sent", "u32", doc="downlink frames sent since boot", update="on_change"),
+        Channel("packets_sent", "u32", doc="downlink packets sent (with resends) since boot",
+                update="on_change"),
+        Channel("send_failures", "u32", doc="radio send failures since boot", update="on_change"),
+        Channel("downlink_Bps", "f32", "B/s", doc="downlink byte rate", update="on_change"),
+        Channel("frames_received", "u32", doc="uplink frames that passed the CRC since boot",
+                update="on_change"),
+        Channel("frame_crc_errors", "u32", doc="uplink frames failing the CRC since boot", update="on_change"),
+        Channel("frame_malformed", "u32", doc="uplink frames not holding whole packets since boot",
+                update="on_change"),
+        Channel("frame_wrong_scid", "u32", doc="uplink frames for another spacecraft since boot",
+                update="on_change"),
+        Channel("uplink_accepted", "u32", doc="authenticated uplink packets since boot", update="on_change"),
+        Channel("uplink_commands", "u32", doc="commands passed to the dispatcher since boot",
+                update="on_change"),
+        Channel("uplink_link_control", "u32", doc="ACK/NAK packets applied since boot", update="on_change"),
+        Channel("uplink_rejected", "u32", doc="uplink packets rejected, all reasons (persisted)",
+                update="on_change"),
+    ) + tuple(
+        Channel(f"rej_{r.value}", "u32", doc=f"uplink packets rejected: {r.value} (persisted)",
+                update="on_change")
+        for r in Reject
+    ) + (
+        Channel("uplink_silence_s", "f32", "s", doc="seconds since the last authenticated uplink "
+                "(since boot when none)"),
+    )
+    EVENTS = (
+        Event("CommUp", Severity.ACTIVITY_HI,
+              "link up: scid {scid}, recorder holds {packets} packets, uplink key {key_id}",
+              (Arg("scid", "u16"), Arg("packets", "u32"), Arg("key_id", "u16"))),
+        Event("RecorderDrop", Severity.WARNING_HI,
+              "recorder full: dropped {realtime} realtime, {hk} housekeeping, {thumb} thumbnail, "
+              "{product} product packets",
+              (Arg("realtime", "u32"), Arg("hk", "u32"), Arg("thumb", "u32"), Arg("product", "u32")),
+              throttle=1, throttle_window_s=60.0,
+              doc="the drop policy refused or evicted packets; counts since the last report"),
+        Event("UplinkRejected", Severity.WARNING_HI, "uplink rejected ({reason}): {count} more, {total} in all",
+              (Arg("reason", "str"), Arg("count", "u32"), Arg("total", "u32")),
+              throttle=5, throttle_window_s=60.0,
+              doc="uplink packets refused by authentication; counts since the last report"),
+        Event("RecorderFailed", Severity.WARNING_HI, "recorder write failed ({error}); {items} items kept for retry",
+              (Arg("error", "str"), Arg("items", "u32")), throttle=5, throttle_window_s=60.0),
+        Event("BadLinkControl", Severity.WARNING_LO, "authenticated link control was malformed ({count})",
+              (Arg("count", "u32"),), throttle=5, throttle_window_s=60.0),
+        Event("RadioSendFailed", Severity.WARNING_LO, "radio send failed {count} time(s); data stays on board",
+              (Arg("count", "u32"),), throttle=5, throttle_window_s=60.0),
+        Event("DownlinkUnencodable", Severity.WARNING_LO, "{kind} item could not be packed: {detail}",
+              (Arg("kind", "str"), Arg("detail", "str")), throttle=5, throttle_window_s=60.0),
+        Event("LinkReport", Severity.ACTIVITY_LO,
+              "link: {frames_sent} frames sent, {frames_received} received, {acked} acked, {naks} NAKed, "
+              "{resent} resent, {rejected} uplink rejected, {held} held",
+              (Arg("frames_sent", "u32"), Arg("frames_received", "u32"), Arg("acked", "u32"),
+               Arg("naks", "u32"), Arg("resent", "u32"), Arg("rejected", "u32"), Arg("held", "u32"))),
+        Event("DownlinkRateSet", Severity.ACTIVITY_HI, "downlink rate now {bytes_per_s} B/s",
+              (Arg("bytes_per_s", "u32"),)),
+    )
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.recorder: Recorder | None = None
+        self.endpoint: LinkEndpoint | None = None
+        self.verifier: Verifier | None = None
+        self.packetizer: Packetizer | None = None
+        self.attached = False  # True once the vehicle hands us its drained items (see attach)
+        self.stored = 0
+        self.unencodable = 0
+        self.store_failures = 0
+        #: called with each stored batch's packet bytes (tests, mission bookkeeping)
+        self.store_listeners: list[Callable[[list[bytes]], None]] = []
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def _key_path(self) -> Path:
+        raw = str(self.options["key_file"] or "")
+        if not raw:
+            raise ConfigError(f"components.{self.name}.key_file: required (the uplink HMAC key, mode 0600)")
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else self.fw.state_dir.parent / p
+
+    def setup(self) -> None:
+        fw = self.fw
+        opts = self.options
+        try:
+            key = load_key(self._key_path(), int(opts["key_id"]))
+        except (KeyFileError, ValueError) as exc:
+            raise ConfigError(f"components.{self.name}.key_file: {exc}") from None
+        max_frame = int(opts["max_frame_len"])
+        self._max_packet = max_frame - FRAME_OVERHEAD
+        self.verifier = Verifier([key], fw.state_dir / f"{self.name}-uplink.json")
+        self.recorder = Recorder(fw.state_dir / str(opts["recorder_file"]),
+                                 capacity_bytes=int(opts["recorder_capacity_bytes"]),
+                                 clock=fw.clock.now, resend_timeout_s=float(opts["resend_timeout_s"]))
+        try:
+            self.packetizer = Packetizer(SequenceCounter(self.recorder.last_seqs()))
+            self.endpoint = LinkEndpoint(fw.spacecraft_id, self.recorder, self.verifier, self.devices["radio"],
+                                         downlink_bytes_per_s=float(opts["downlink_bytes_per_s"]),
+                                         max_burst_bytes=int(opts["max_burst_bytes"]), max_frame_len=max_frame)
+        except ValueError as exc:
+            self.recorder.close()
+            raise ConfigError(f"components.{self.name}: {exc}") from None
+        self._counters_path = fw.state_dir / f"{self.name}-counters.json"
+        self._rejected_base = self._load_counters()
+        self._rejected_seen = {r: 0 for r in Reject}  # this boot, already reported
+        self._drops_pending: dict[int, int] = {}
+        self._reported = {"bad_link_control": 0, "send_failures": 0}
+        self._boot_s = fw.clock.now()
+        self._last_uplink_s: float | None = None
+        self._accepted_seen = 0
+        self._next_stats_s = self._boot_s
+        every = float(opts["link_report_every_s"])
+        self._next_report_s = self._boot_s + every if every > 0 else None
+        self.tlm("downlink_Bps", self.endpoint.rate)
+        held = self.recorder.stats().packets
+        self.event("CommUp", scid=fw.spacecraft_id, packets=held, key_id=key.key_id)
+        log.info("comm %s: recorder %s holds %d packets; sequence counts resume at %s", self.name,
+                 self.recorder.path, held, self.recorder.last_seqs())
+
+    def _load_counters(self) -> dict[Reject, int]:
+        try:
+            body = read_checked_json(self._counters_path, COUNTERS_FORMAT) or {}
+        except CorruptFileError as exc:
+            log.warning("comm counters %s unusable (%s); restarting them", self._counters_path, exc)
+            body = {}
+        rej = body.get("rejected", {})
+        return {r: int(rej.get(r.value, 0)) for r in Reject}
+
+    def _save_counters(self) -> None:
+        total = {r.value: self._rejected_base[r] + self._verifier.rejected[r] for r in Reject}
+        write_checked_json(self._counters_path, COUNTERS_FORMAT, {"rejected": total})
+
+    @property
+    def _verifier(self) -> Verifier:
+        assert self.verifier is not None, "comm used before setup"
+        return self.verifier
+
+    def step(self) -> None:
+        if not self.attached:
+            self.write(self.fw.outbound.drain())
+        self.pump(self.fw.clock.now())
+        self._report()
+
+    def pump(self, now_s: float) -> int:
+        """Move the link one step: uplink in (commands to the dispatcher), downlink out.
+
+        Split from :meth:`step` so a mission can keep draining the recorder after the executive
+        has stopped. Returns the number of commands handed to the dispatcher.
+        """
+        assert self.endpoint is not None, "comm used before setup"
+        before = dict(self._verifier.rejected)
+        commands = self.endpoint.step(now_s)
+        for verified in commands:
+            self.fw.cmd.submit_bytes(verified.body, source="uplink", seq=verified.counter)
+        if self._verifier.accepted != self._accepted_seen:
+            self._accepted_seen = self._verifier.accepted
+            self._last_uplink_s = now_s
+        if self._verifier.rejected != before:
+            self._save_counters()
+        return len(commands)
+
+    def shutdown(self) -> None:
+        if not self.attached:
+            self.write(self.fw.outbound.drain())
+            self.close()
+
+    # -- downlink: the vehicle's sink -------------------------------------------------------------
+
+    def write(self, items: list[Any]) -> None:
+        """Packetize a drained batch and store it in the recorder with one transaction."""
+        if not items or self.recorder is None or self.packetizer is None:
+            return
+        batch: list[tuple[bytes, int, int, int | None, float | None]] = []
+        for item in items:
+            for seq, data in self._packets(item):
+                apid = peek(data)[0]
+                batch.append((data, apid, seq, None, item.time_ns / 1e9))
+        if not batch:
+            return
+        try:
+            flags = self.recorder.put_many(batch)
+        except sqlite3.Error as exc:
+            # Nothing of the batch was stored (one transaction). Give the items back to the
+            # outbound queue for the next flush and rewind the sequence counts to what is stored,
+            # so the ground sees no gap; other sinks may see these items twice.
+            self.store_failures += 1
+            log.error("comm: recorder write failed (%s); %d items requeued", exc, len(items))
+            self.packetizer = Packetizer(SequenceCounter(self.recorder.last_seqs()))
+            for item in items:
+                self.fw.outbound.put(item)
+            self.event("RecorderFailed", error=str(exc)[:200], items=len(items))
+            return
+        self.stored += sum(flags)
+        if self.store_listeners:
+            kept = [b[0] for b, ok in zip(batch, flags, strict=True) if ok]
+            for listener in self.store_listeners:
+                listener(kept)
+
+    def _packets(self, item: Any) -> list[tuple[int, bytes]]:
+        pk = self.packetizer
+        assert pk is not None
+        t = item.time_ns / 1e9
+        try:
+            if isinstance(item, TlmPacket):
+                return self._housekeeping(t, list(item.samples))
+            if isinstance(item, EventRecord):
+                args = [a if isinstance(a, int | float | str | bool | bytes) or a is None else str(a)
+                        for a in item.args]
+                return [pk.event(t, item.id, item.severity.name, item.text[:_MAX_TEXT], args)]
+            if isinstance(item, CommandResponse):
+                return [pk.response(t, item.opcode, item.name, item.seq, item.stage, item.reason[:_MAX_TEXT])]
+        except PacketError as exc:
+            self._unencodable(type(item).__name__, str(exc))
+            return []
+        self._unencodable(type(item).__name__, "no packet kind for this item")
+        return []
+
+    def _housekeeping(self, t: float, samples: list[tuple[int, Any]]) -> list[tuple[int, bytes]]:
+        """One packet, or several when the samples do not fit one frame (split in halves)."""
+        assert self.packetizer is not None
+        if len(samples) > 1 and HEADER_LEN + len(pack_payload({"s": [list(s) for s in samples]})) > self._max_packet:
+            half = len(samples) // 2
+            return self._housekeeping(t, samples[:half]) + self._housekeeping(t, samples[half:])
+        seq, data = self.packetizer.housekeeping(t, samples)
+        if len(data) > self._max_packet:
+            raise PacketError(f"one sample needs {len(data)} bytes; a frame holds {self._max_packet}")
+        return [(seq, data)]
+
+    def _unencodable(self, kind: str, detail: str) -> None:
+        self.unencodable += 1
+        log.warning("comm: %s item not packed: %s", kind, detail)
+        self.event("DownlinkUnencodable", kind=kind, detail=detail[:200])
+
+    def close(self) -> None:
+        """Sink close (after the vehicle's last flush): close the recorder."""
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+    # -- reporting ---------------------------------------------------------------------------------
+
+    def _report(self) -> None:
+        rec, ep = self.recorder, self.endpoint
+        if rec is None or ep is None:
+            return
+        now = self.fw.clock.now()
+        events = self.fw.events
+        for prio, n in rec.take_drops().items():
+            self._drops_pending[prio] = self._drops_pending.get(prio, 0) + n
+        if self._drops_pending:
+            counts = {name: self._drops_pending.get(int(p), 0) for p, name in _CLASS_NAMES.items()}
+            if events.emit(self.name, "RecorderDrop", counts) is not None:
+                self._drops_pending = {}
+        rejected = self._verifier.rejected
+        for reason, n in rejected.items():
+            delta = n - self._rejected_seen[reason]
+            if delta > 0:
+                total = self._rejected_base[reason] + n
+                args = {"reason": reason.value, "count": delta, "total": total}
+                if events.emit(self.name, "UplinkRejected", args) is not None:
+                    self._rejected_seen[reason] = n
+        for key, event in (("bad_link_control", "BadLinkControl"), ("send_failures", "RadioSendFailed")):
+            n = getattr(ep.stats, key)
+            if n > self._reported[key] and events.emit(self.name, event, {"count": n - self._reported[key]}):
+                self._reported[key] = n
+        since = self._last_uplink_s if self._last_uplink_s is not None else self._boot_s
+        self.tlm("uplink_silence_s", now - since)
+        if now < self._next_stats_s:
+            return
+        self._next_stats_s = now + float(self.options["stats_every_s"])
+        self.sample_telemetry()
+        if self._next_report_s is not None and now >= self._next_report_s:
+            self._next_report_s = now + float(self.options["link_report_every_s"])
+            st = rec.stats()
+            self.event("LinkReport", frames_sent=ep.stats.frames_sent,
+                       frames_received=ep.deframer.stats.frames_ok, acked=st.acked, naks=st.naks,
+                       resent=st.resent, rejected=self.rejected_total(), held=st.packets)
+
+    def rejected_total(self) -> int:
+        return sum(self._rejected_base.values()) + sum(self._verifier.rejected.values())
+
+    def sample_telemetry(self) -> None:
+        """Write the recorder and link counters to their channels."""
+        rec, ep = self.recorder, self.endpoint
+        if rec is None or ep is None:
+            return
+        st = rec.stats()
+        self.tlm("rec_packets", st.packets)
+        self.tlm("rec_bytes", st.bytes)
+        self.tlm("rec_fill_pct", 100.0 * st.bytes / max(1, st.capacity_bytes))
+        self.tlm("rec_queued", st.packets - st.in_flight)
+        self.tlm("rec_in_flight", st.in_flight)
+        self.tlm("rec_stored", self.stored)
+        self.tlm("rec_acked", st.acked)
+        self.tlm("rec_naks", st.naks)
+        self.tlm("rec_resent", st.resent)
+        for prio, name in _CLASS_NAMES.items():
+            self.tlm(f"drop_{name}", st.dropped.get(int(prio), 0))
+        self.tlm("frames_sent", ep.stats.frames_sent)
+        self.tlm("packets_sent", ep.stats.packets_sent)
+        self.tlm("send_failures", ep.stats.send_failures)
+        df = ep.deframer.stats
+        self.tlm("frames_received", df.frames_ok)
+        self.tlm("frame_crc_errors", df.crc_errors)
+        self.tlm("frame_malformed", df.malformed)
+        self.tlm("frame_wrong_scid", df.wrong_scid)
+        self.tlm("uplink_accepted", self._verifier.accepted)
+        self.tlm("uplink_commands", ep.stats.commands)
+        self.tlm("uplink_link_control", ep.stats.link_control)
+        for reason in Reject:
+            self.tlm(f"rej_{reason.value}", self._rejected_base[reason] + self._verifier.rejected[reason])
+        self.tlm("uplink_rejected", self.rejected_total())
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    @command("COMM_DOWNLINK_RATE", Arg("bytes_per_s", "u32", "B/s", min=100, max=10_000_000,
+                                          doc="new downlink byte rate"))
+    def comm_downlink_rate(self, bytes_per_s: int) -> None:
+        """Set the downlink byte rate the endpoint spends from the recorder (not persisted)."""
+        assert self.endpoint is not None
+        self.endpoint.rate = float(bytes_per_s)
+        self.tlm("downlink_Bps", float(bytes_per_s))
+        self.event("DownlinkRateSet", bytes_per_s=bytes_per_s)
+
+    @command("COMM_REPORT")
+    def comm_report(self) -> None:
+        """Sample the link counters into telemetry now and raise a LinkReport event."""
+        self.sample_telemetry()
+        assert self.recorder is not None and self.endpoint is not None
+        st = self.recorder.stats()
+        ep = self.endpoint
+        self.event("LinkReport", frames_sent=ep.stats.frames_sent, frames_received=ep.deframer.stats.frames_ok,
+                   acked=st.acked, naks=st.naks, resent=st.resent, rejected=self.rejected_total(),
+                   held=st.packets)
+
+
+def attach(vehicle: Vehicle) -> list[Comm]:
+    """Register the vehicle's Comm components as its sinks; returns them.
+
+    Call once after assembling the vehicle (the mission and ``magpie flight`` do). Sinks added
+    later still see every item: the outbound queue is drained only by ``vehicle.flush``.
+    """
+    comms = [c for c in vehicle.components if isinstance(c, Comm)]
+    for c in comms:
+        if not c.attached:
+            vehicle.add_sink(c)
+            c.attached = True
+    return comms

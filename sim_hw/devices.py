@@ -1,0 +1,232 @@
+"""In-process devices on the simulated world, opened as ``sim://`` URLs.
+
+They implement the same contracts as the real drivers, read the world at its current simulated
+time (as an MCU samples its sensors) and never advance it: whoever owns the world (a lockstep
+executive, a test) steps it. ``hal.open_device(url, world=w)`` reaches :func:`open_sim_device`
+through the ``magpie.devices`` entry point.
+
+URL forms::
+
+    sim://mcu
+        drive train + IMU + power monitor + thermal sensors in one device, like the MCU
+    sim://camera?name=navcam&width=640&height=480&fov_deg=60&stereo=1&baseline=0.2
+        a mast camera (also pan, tilt, noise, bgr); options left out keep the world's
+        camera of that name, or the defaults for a new one
+    sim://watchdog?timeout=10
+        records kicks on world time and says whether (and when) it would have bitten
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from hal.contracts import (
+    Camera,
+    DriveStatus,
+    DriveTrain,
+    Frame,
+    Imu,
+    ImuReading,
+    PowerMonitor,
+    PowerReading,
+    StereoPair,
+    ThermalReading,
+    ThermalSensors,
+    Watchdog,
+)
+from hal.errors import DeviceUrlError, HalError
+from hal.registry import parse_options
+from sim_hw.world import CameraSpec, World
+
+log = logging.getLogger(__name__)
+
+MCU_FORM = "sim://mcu"
+CAMERA_FORM = (
+    "sim://camera?name=navcam&width=640&height=480&fov_deg=60&stereo=1&baseline=0.2"
+    "[&pan=0&tilt=-20&noise=1&bgr=0]"
+)
+WATCHDOG_FORM = "sim://watchdog?timeout=10"
+FORMS = f"{MCU_FORM} | {CAMERA_FORM} | {WATCHDOG_FORM}"
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a flag: {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise ValueError("must be positive")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise ValueError("must be positive")
+    return v
+
+
+class SimMcu(DriveTrain, Imu, PowerMonitor, ThermalSensors):
+    """The vehicle's microcontroller, in process: wheels, encoders, IMU, power and temperatures."""
+
+    def __init__(self, world: World, url: str = MCU_FORM) -> None:
+        super().__init__(url)
+        self.world = world
+        cfg = world.vehicle.config
+        self.wheel_radius_m = cfg.wheel_radius_m
+        self.track_width_m = cfg.track_width_m
+        self.ticks_per_rev = cfg.ticks_per_rev
+
+    def set_wheels(self, left_mps: float, right_mps: float) -> None:
+        self._check_open("set_wheels")
+        self.world.vehicle.set_wheels(left_mps, right_mps)
+
+    def stop(self) -> None:
+        self._check_open("stop")
+        self.world.vehicle.stop()
+
+    def read_drive(self) -> DriveStatus:
+        self._check_open("read_drive")
+        return self.world.read_drive()
+
+    def reset_encoders(self) -> None:
+        self._check_open("reset_encoders")
+        self.world.vehicle.reset_encoders()
+
+    def read_imu(self) -> ImuReading:
+        self._check_open("read_imu")
+        return self.world.read_imu()
+
+    def read_power(self) -> PowerReading:
+        self._check_open("read_power")
+        return self.world.read_power()
+
+    def read_thermal(self) -> ThermalReading:
+        self._check_open("read_thermal")
+        return self.world.read_thermal()
+
+    def _close(self) -> None:
+        # like the real MCU when its host goes away: the motors stop
+        self.world.vehicle.stop()
+
+
+class SimCamera(Camera):
+    """A mast camera rendering the world at its current time from the vehicle's pose."""
+
+    def __init__(self, world: World, spec: CameraSpec, url: str = "") -> None:
+        super().__init__(url)
+        self.world = world
+        self.spec = spec
+        self.name = spec.name
+        world.add_camera(spec)
+        self._seq = 0
+
+    @property
+    def has_stereo(self) -> bool:
+        return self.spec.stereo
+
+    def _frame(self, eye: str | None) -> Frame:
+        image, meta = self.world.capture(self.name, eye)
+        seq = self._seq
+        self._seq += 1
+        return Frame(
+            image=image,
+            time_s=self.world.time_s,
+            seq=seq,
+            camera=self.name if eye is None else f"{self.name}/{eye}",
+            exposure_ms=10.0,
+            gain=1.0,
+            model=self.spec.model(),
+            meta=meta,
+        )
+
+    def capture(self, timeout_s: float = 2.0) -> Frame:
+        """One frame from the mast centre (rendering is synchronous; the timeout never runs out)."""
+        self._check_open("capture")
+        return self._frame(None)
+
+    def capture_stereo(self, timeout_s: float = 2.0) -> StereoPair:
+        """A rectified pair: both eyes at the same instant, ``baseline_m`` apart."""
+        self._check_open("capture_stereo")
+        if not self.spec.stereo:
+            return super().capture_stereo(timeout_s)
+        return StereoPair(self._frame("left"), self._frame("right"), self.spec.baseline_m)
+
+
+class SimWatchdog(Watchdog):
+    """A watchdog on world time: it never resets anything, it records what it would have done."""
+
+    def __init__(self, world: World, timeout_s: float = 10.0, url: str = WATCHDOG_FORM) -> None:
+        super().__init__(url)
+        self.world = world
+        self.timeout_s = float(timeout_s)
+        self.opened_s = world.time_s
+        self.kicks: list[float] = []
+
+    def kick(self) -> None:
+        self._check_open("kick")
+        self.kicks.append(self.world.time_s)
+
+    @property
+    def last_kick_s(self) -> float:
+        return self.kicks[-1] if self.kicks else self.opened_s
+
+    @property
+    def would_bite(self) -> bool:
+        """True if, at the world's time now, the last kick is older than the timeout."""
+        return self.world.time_s - self.last_kick_s > self.timeout_s
+
+    def bites(self) -> list[float]:
+        """World times at which it would have bitten, from the kick history up to now."""
+        out = []
+        prev = self.opened_s
+        for t in [*self.kicks, self.world.time_s]:
+            if t - prev > self.timeout_s:
+                out.append(prev + self.timeout_s)
+            prev = t
+        return out
+
+
+def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdog:
+    """Open a ``sim://`` device on the world passed as ``world=`` (see the module docstring)."""
+    world = context.get("world")
+    if not isinstance(world, World):
+        raise HalError(f"{url!r}: sim:// devices need the in-process world, as open_device(url, world=...)")
+    parts = urlsplit(url)
+    host = parts.netloc.lower()
+    if parts.scheme.lower() != "sim" or parts.path not in ("", "/"):
+        raise DeviceUrlError(f"malformed sim URL {url!r}; accepted forms: {FORMS}")
+    if host == "mcu":
+        parse_options(url, {}, MCU_FORM)
+        return SimMcu(world, url)
+    if host == "camera":
+        opts = parse_options(
+            url,
+            {"name": str, "width": _positive_int, "height": _positive_int, "fov_deg": _positive_float,
+             "stereo": _flag, "baseline": _positive_float, "pan": float, "tilt": float,
+             "noise": float, "bgr": _flag},
+            CAMERA_FORM,
+        )
+        name = opts.pop("name", "navcam")
+        base = world.cameras.get(name, CameraSpec(name=name))
+        renames = {"baseline": "baseline_m", "pan": "pan_deg", "tilt": "tilt_deg", "noise": "noise_dn"}
+        changes = {renames.get(k, k): v for k, v in opts.items()}
+        try:
+            spec = dataclasses.replace(base, **changes)
+            spec.model()
+        except ValueError as exc:
+            raise DeviceUrlError(f"bad camera geometry in {url!r}: {exc}; form: {CAMERA_FORM}") from exc
+        return SimCamera(world, spec, url)
+    if host == "watchdog":
+        opts = parse_options(url, {"timeout": _positive_float}, WATCHDOG_FORM)
+        return SimWatchdog(world, opts.get("timeout", 10.0), url)
+    raise DeviceUrlError(f"unknown sim device {host!r} in {url!r}; accepted forms: {FORMS}")
