@@ -12,6 +12,7 @@ seed and duration the telemetry file is identical byte for byte.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import collections
 import logging
 import shutil
@@ -113,7 +114,10 @@ def assemble(config: VehicleConfig, seed: int, clock: Clock | None = None) -> tu
         clock = SimClock(start_s=start)
     if world is not None and isinstance(clock, SimClock):
         clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
-    context = {"world": world} if world is not None else {}
+    context: dict[str, Any] = {"world": world} if world is not None else {}
+    if world is not None and any(url.startswith("mcu+pty://") for url in config.devices.values()):
+        # the emulator on the pty drives the world's vehicle and advances it in real time
+        context["plant"] = world.mcu_plant()
     return Vehicle(config, clock, device_context=context), world
 
 
@@ -167,6 +171,9 @@ def _summary(vehicle: Vehicle, tally: _Tally, world: Any, wall_s: float, sim_s: 
             lines.append(f"  [{ev.time_ns / NS:10.1f}] {ev.severity.name:<10} {ev.component}.{ev.name}: {ev.text}")
     lines += mission_lines or []
     lines.append(f"Output        {out}/telemetry.jsonl, {out}/dictionary.json, {out}/state/")
+    if mission_lines:
+        lines.append(f"Query         magpie tlm --config {out}/ground.toml --since 0 power.soc; "
+                     f"magpie events --config {out}/ground.toml --since 0")
     lines.append("=" * 72)
     return "\n".join(lines)
 
@@ -203,6 +210,19 @@ def _realtime(args: argparse.Namespace, duration: float) -> int:
     return 0 if all(code == 0 for code in result.codes.values()) else 1
 
 
+def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
+    """A ground configuration beside the archive, so `magpie tlm/events --config` can query it."""
+    from magpie.mission import KEY_ID
+
+    archive = Path(mission.archive_path).resolve()
+    (out / "ground.toml").write_text(
+        "# Written by magpie sim: the ground side of this run, for magpie tlm / events / cmd.\n"
+        f'archive = "{archive}"\nstate_dir = "ground-state"\n'
+        f'[[vehicle]]\nscid = {config.spacecraft_id}\nname = "{config.name}"\n'
+        f'dictionary = "dictionary.json"\nkey_file = "keys/uplink.key"\nkey_id = {KEY_ID}\n',
+        encoding="utf-8")
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     try:
         duration = parse_duration(args.duration)
@@ -234,8 +254,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if has_link:
             print("magpie sim: --mcu pty runs on the real clock; the lockstep link is left out "
                   "(use --realtime for the link on real time)", file=sys.stderr)
-            config = VehicleConfig(**{**config.__dict__, "components": tuple(
-                c for c in config.components if c.type != "comm")})
+            comm_names = {c.name for c in config.components if c.type == "comm"}
+            radios = {d for c in config.components if c.type == "comm" for d in c.devices.values()}
+            config = dataclasses.replace(
+                config,
+                components=tuple(c for c in config.components if c.name not in comm_names),
+                devices={k: v for k, v in config.devices.items() if k not in radios},
+                rate_groups=tuple(dataclasses.replace(g, members=tuple(m for m in g.members if m not in comm_names))
+                                  for g in config.rate_groups))
             has_link = False
     seq_dir = state_dir / "sequences"
     seq_dir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +296,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from flight.dictionary import to_json
 
     (out / "dictionary.json").write_text(to_json(vehicle.dictionary), encoding="utf-8")
+    if mission is not None:
+        _write_ground_toml(out, mission, config)
 
     stop: dict[str, int | None] = {"signal": None}
 

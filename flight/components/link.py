@@ -13,10 +13,9 @@ import queue
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from hal.contracts import Device
-
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Severity
+from hal.contracts import Device
 
 _COUNTERS = ("frames_rx", "frames_tx", "crc_errors", "decode_errors", "nacks", "retries", "timeouts",
              "link_downs", "reconnects")

@@ -102,3 +102,33 @@ def test_sim_stops_cleanly_on_sigterm(tmp_path):
     assert "Magpie sim:" in stdout
     last = [json.loads(x) for x in Path(out / "telemetry.jsonl").read_text().splitlines()][-3:]
     assert any(x.get("name") == "Shutdown" for x in last) or any(x.get("name") == "ExecStopped" for x in last)
+
+
+def test_default_sim_flies_world_and_link_deterministically(tmp_path, capsys):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["sim", "--duration", "2m", "--seed", "3", "--out", str(out), "--quiet"]) == 0
+        runs.append((out / "telemetry.jsonl").read_bytes())
+    assert runs[0] == runs[1]
+    text = capsys.readouterr().out
+    assert "Downlink" in text and "0 duplicates discarded" in text
+    assert "World (truth)" in text
+    # the archive left behind answers the query commands
+    assert main(["tlm", "--config", str(tmp_path / "a" / "ground.toml"), "--since", "0", "--until", "3",
+                 "power.soc"]) == 0
+    tlm_out = capsys.readouterr().out.splitlines()
+    assert len(tlm_out) == 4 and all(" power.soc " in line for line in tlm_out)
+    assert main(["events", "--config", str(tmp_path / "a" / "ground.toml"), "--since", "0"]) == 0
+    events = capsys.readouterr().out
+    assert "Boot:" in events and "SeqStarted" in events and "DRIVE_SET_WHEELS" in events
+
+
+def test_sim_through_the_serial_driver_on_a_pty(tmp_path, capsys):
+    out = tmp_path / "pty"
+    assert main(["sim", "--mcu", "pty", "--duration", "5s", "--out", str(out), "--quiet"]) == 0
+    items = [json.loads(x) for x in (out / "telemetry.jsonl").read_text().splitlines()]
+    done = [i["name"] for i in items if i["kind"] == "response" and i["stage"] == "COMPLETED"]
+    assert "DRIVE_SET_WHEELS" in done
+    ticks = [i["samples"].get("drive.left_ticks") for i in items if i["kind"] == "tlm"]
+    assert max(t for t in ticks if t is not None) > 0
