@@ -12,8 +12,8 @@ seed and duration the telemetry file is identical byte for byte.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import collections
+import dataclasses
 import logging
 import shutil
 import signal

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 def rendered():
     world = World("moon", seed=5, cameras={"navcam": CameraSpec(width=320, height=240, stereo=False)})
     frames = []
-    for i in range(6):
+    for _ in range(6):
         world.vehicle.set_wheels(0.15, 0.1)
         world.step_to(world.time_s + 1.0)
         img, _ = world.capture("navcam")
