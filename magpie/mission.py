@@ -570,7 +570,11 @@ class RealtimeMission:
             "magpie.cli", "relay", "--vehicle-endpoint", f"tcp://127.0.0.1:{self.ports['vehicle']}",
             "--ground-endpoint", f"tcp://127.0.0.1:{self.ports['ground']}", "--preset", self.preset,
             "--seed", str(self.seed), "--stats-interval", "0", "--duration", f"{duration_s:.3f}"))
-        self._spawn("ground", _python_module(
+        self.start_ground(duration_s)
+
+    def start_ground(self, duration_s: float) -> subprocess.Popen[bytes]:
+        """Start (or restart, after a crash) the ground station process over the same archive."""
+        return self._spawn("ground", _python_module(
             "magpie.cli", "ground", "--config", str(self.ground_toml), "--duration", f"{duration_s:.3f}"))
 
     def start_flight(self, duration_s: float) -> subprocess.Popen[bytes]:

@@ -84,3 +84,26 @@ def test_flight_killed_mid_pass_then_restarted(tmp_path: Path) -> None:
     assert len(archived(tmp_path)) > before
     check_once(tmp_path)
     assert read_checked_json(tmp_path / "state" / "boot.json", BOOT_FORMAT)["count"] == 2
+
+
+def test_ground_killed_mid_pass_then_restarted(tmp_path: Path) -> None:
+    m = RealtimeMission(CONFIG, tmp_path, preset="ideal")
+    try:
+        m.start_link(16.0)
+        flight = m.start_flight(10.0)
+        deadline = time.monotonic() + 30.0
+        while len(archived(tmp_path)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the archive the ground process writes
+        assert len(archived(tmp_path)) >= 4, (tmp_path / "ground.log").read_text()
+        ground = m.procs["ground"]
+        os.kill(ground.pid, signal.SIGKILL)
+        assert ground.wait(10) == -signal.SIGKILL
+        before = len(archived(tmp_path))
+        m.start_ground(10.0)
+        assert flight.wait(30) == 0, (tmp_path / "flight.log").read_text()
+        codes = m.wait(30.0)
+        assert codes["relay"] == 0 and codes["ground"] == 0, codes
+    finally:
+        m.terminate()
+    assert len(archived(tmp_path)) > before
+    check_once(tmp_path)
