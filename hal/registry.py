@@ -89,6 +89,16 @@ def open_device(url: str, **context: Any) -> Device:
     return opener(url, **context)
 
 
+def parse_bool(raw: str) -> bool:
+    """A URL flag: 1/true/yes/on or 0/false/no/off (any case)."""
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
 def parse_options(url: str, allowed: dict[str, Callable[[str], Any]], form: str) -> dict[str, Any]:
     """Parse a URL's query into typed options; unknown or malformed ones raise, repeating the form.
 

@@ -38,7 +38,7 @@ from hal.contracts import (
     Watchdog,
 )
 from hal.errors import DeviceUrlError, HalError
-from hal.registry import parse_options
+from hal.registry import parse_bool, parse_options
 from sim_hw.world import CameraSpec, World
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,6 @@ CAMERA_FORM = (
 )
 WATCHDOG_FORM = "sim://watchdog?timeout=10"
 FORMS = f"{MCU_FORM} | {CAMERA_FORM} | {WATCHDOG_FORM}"
-
-
-def _flag(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a flag: {text!r}")
 
 
 def _positive_int(text: str) -> int:
@@ -212,8 +203,8 @@ def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdo
         opts = parse_options(
             url,
             {"name": str, "width": _positive_int, "height": _positive_int, "fov_deg": _positive_float,
-             "stereo": _flag, "baseline": _positive_float, "pan": float, "tilt": float,
-             "noise": float, "bgr": _flag},
+             "stereo": parse_bool, "baseline": _positive_float, "pan": float, "tilt": float,
+             "noise": float, "bgr": parse_bool},
             CAMERA_FORM,
         )
         name = opts.pop("name", "navcam")

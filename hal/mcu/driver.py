@@ -55,7 +55,7 @@ from hal.errors import (
     LinkDownError,
 )
 from hal.mcu import protocol as p
-from hal.registry import parse_options
+from hal.registry import parse_bool, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,6 @@ class McuCounters:
     timeouts: int = 0
     link_downs: int = 0
     reconnects: int = 0
-
-
-def parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {raw!r}")
 
 
 def parse_usb_id(spec: str) -> tuple[int, int, str | None]:

@@ -23,12 +23,16 @@ def rendered():
     return frames
 
 
-def test_rendered_frames_round_trip_through_a_video_file(tmp_path, rendered):
-    path = tmp_path / "nav.avi"
+def write_video(path, frames):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240), isColor=False)
-    for img in rendered:
+    for img in frames:
         writer.write(img)
     writer.release()
+
+
+def test_rendered_frames_round_trip_through_a_video_file(tmp_path, rendered):
+    path = tmp_path / "nav.avi"
+    write_video(path, rendered)
     cam = open_device(f"camera+opencv://{path}?grey=1&fov_deg=60")
     try:
         got = [cam.capture(timeout_s=2.0) for _ in rendered]
@@ -46,10 +50,7 @@ def test_rendered_frames_round_trip_through_a_video_file(tmp_path, rendered):
 
 def test_truncated_video_of_rendered_frames_fails_cleanly(tmp_path, rendered):
     path = tmp_path / "cut.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240), isColor=False)
-    for img in rendered:
-        writer.write(img)
-    writer.release()
+    write_video(path, rendered)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     cam = open_device(f"camera+opencv://{path}?grey=1")
