@@ -207,7 +207,7 @@ def _realtime(args: argparse.Namespace, duration: float) -> int:
         print(f"magpie sim: {exc}", file=sys.stderr)
         return 2
     print("\n".join(result.lines()))
-    return 0 if all(code == 0 for code in result.codes.values()) else 1
+    return 0 if all(code == 0 for code in result.returncodes.values()) else 1
 
 
 def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:

@@ -132,3 +132,11 @@ def test_sim_through_the_serial_driver_on_a_pty(tmp_path, capsys):
     assert "DRIVE_SET_WHEELS" in done
     ticks = [i["samples"].get("drive.left_ticks") for i in items if i["kind"] == "tlm"]
     assert max(t for t in ticks if t is not None) > 0
+
+
+def test_sim_realtime_runs_three_processes(tmp_path, capsys):
+    out = tmp_path / "rt"
+    assert main(["sim", "--realtime", "--duration", "3s", "--preset", "ideal", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "relay exit 0, ground exit 0, flight exit 0" in text
+    assert "0 duplicate keys" in text and (out / "archive.db").exists()
