@@ -99,12 +99,18 @@ def _fmt_time(t: float) -> str:
     return f"{t:.3f}"
 
 
+def _time_range(args: argparse.Namespace) -> tuple[float, float]:
+    """--since/--until as a closed range; a missing end is open."""
+    since = args.since if args.since is not None else float("-inf")
+    until = args.until if args.until is not None else float("inf")
+    return since, until
+
+
 def cmd_tlm(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scid = _scid(cfg, args.scid)
     if args.since is not None or args.until is not None:
-        since = args.since if args.since is not None else float("-inf")
-        until = args.until if args.until is not None else float("inf")
+        since, until = _time_range(args)
         with Archive(cfg.archive, readonly=True) as archive:
             names = archive.channel_names(scid)
             wanted = args.channels or list(names.values())
@@ -139,8 +145,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scid = _scid(cfg, args.scid)
     if args.since is not None or args.until is not None:
-        since = args.since if args.since is not None else float("-inf")
-        until = args.until if args.until is not None else float("inf")
+        since, until = _time_range(args)
         with Archive(cfg.archive, readonly=True) as archive:
             for e in archive.events(scid, since, until):
                 print(f"{_fmt_time(e.time)} {e.severity:<11} {e.name}: {e.text}")

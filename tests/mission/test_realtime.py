@@ -37,6 +37,14 @@ def archived(out: Path) -> list[tuple[int, int, float]]:
             return []
 
 
+def wait_archived(out: Path, count: int, proc, timeout_s: float = 30.0) -> bool:
+    """Poll (bounded) the archive the ground process writes until it holds ``count`` packets."""
+    deadline = time.monotonic() + timeout_s
+    while len(archived(out)) < count and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # real processes on real time: a short poll, not a wait for time to pass
+    return len(archived(out)) >= count
+
+
 def check_once(out: Path) -> None:
     rows = archived(out)
     assert rows and len(rows) == len({(a, s) for a, s, _ in rows}), "a packet was archived twice"
@@ -68,10 +76,7 @@ def test_flight_killed_mid_pass_then_restarted(tmp_path: Path) -> None:
     try:
         m.start_link(15.0)
         first = m.start_flight(12.0)
-        deadline = time.monotonic() + 30.0
-        while len(archived(tmp_path)) < 4 and time.monotonic() < deadline and first.poll() is None:
-            time.sleep(0.1)  # polling the archive the ground process writes
-        assert len(archived(tmp_path)) >= 4, (tmp_path / "flight.log").read_text()
+        assert wait_archived(tmp_path, 4, first), (tmp_path / "flight.log").read_text()
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL
         before = len(archived(tmp_path))
@@ -91,10 +96,7 @@ def test_ground_killed_mid_pass_then_restarted(tmp_path: Path) -> None:
     try:
         m.start_link(16.0)
         flight = m.start_flight(10.0)
-        deadline = time.monotonic() + 30.0
-        while len(archived(tmp_path)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the archive the ground process writes
-        assert len(archived(tmp_path)) >= 4, (tmp_path / "ground.log").read_text()
+        assert wait_archived(tmp_path, 4, flight), (tmp_path / "ground.log").read_text()
         ground = m.procs["ground"]
         os.kill(ground.pid, signal.SIGKILL)
         assert ground.wait(10) == -signal.SIGKILL
