@@ -13,6 +13,10 @@ than a cycle belongs in a :class:`~flight.worker.Worker`.
   others keep running. ``EXEC_ENABLE`` puts it back.
 * Worker results are delivered before each group runs; dead worker threads are restarted.
 * ``request_stop()`` (SIGINT/SIGTERM) ends the loop after the current cycle.
+* A group's rate can be changed, or the group suspended, at run time (:meth:`Executive.set_rate`):
+  fault protection slows the vehicle while it hibernates. The change is applied between cycles;
+  the group's next release is one new period after the change, and ``restore_rates`` puts every
+  group back to its configured rate.
 """
 
 from __future__ import annotations
@@ -64,11 +68,18 @@ class RateGroup:
     last_release_ns: int = -1
     #: when a list, every cycle's release lateness (ns) is appended (benchmarks, diagnostics)
     lateness_log: list[int] | None = None
+    #: the rate in force (``hz`` is the configured one); 0 while suspended
+    current_hz: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.hz <= 1000:
             raise ValueError(f"rate group {self.name!r}: rate {self.hz} Hz is outside (0, 1000]")
         self.period_ns = int(round(NS / self.hz))
+        self.current_hz = self.hz
+
+    @property
+    def suspended(self) -> bool:
+        return self.current_hz == 0.0
 
 
 FaultListener = Callable[[str, str, str], None]
@@ -110,6 +121,7 @@ class Executive(Component):
         self._started = False
         self._heap: list[tuple[int, float, int]] | None = None
         self._total_cycles = 0
+        self._rate_changes: dict[int, float] = {}
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -138,6 +150,8 @@ class Executive(Component):
                 Channel(f"{g.name}.late_us", "u32", "us", doc="release lateness of the last cycle"),
                 Channel(f"{g.name}.late_max_us", "u32", "us", doc="worst release lateness",
                         update="on_change"),
+                Channel(f"{g.name}.rate_hz", "f32", "Hz", doc="rate in force (0: suspended)",
+                        update="on_change"),
             ]
             for m in g.members:
                 n = m.component.name
@@ -163,6 +177,49 @@ class Executive(Component):
         worker = Worker(name, handler, on_result, queue_size, sim_cost_s)
         self.workers.append(worker)
         return worker
+
+    def group(self, name: str) -> RateGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no rate group {name!r}; groups: {', '.join(g.name for g in self.groups)}")
+
+    def set_rate(self, name: str, hz: float) -> None:
+        """Run group ``name`` at ``hz`` from its next release (0 suspends it); applied between cycles.
+
+        The configured rate stays the group's identity (its priority when releases coincide).
+        Raises KeyError for an unknown group, ValueError for a rate outside [0, 1000].
+        """
+        if not 0 <= hz <= 1000:
+            raise ValueError(f"rate group {name!r}: rate {hz} Hz is outside [0, 1000]")
+        g = self.group(name)
+        self._rate_changes[self.groups.index(g)] = float(hz)
+        if self._heap is None:
+            self._apply_rate_changes(self.fw.clock.now_ns() if self._fw else 0)
+
+    def restore_rates(self) -> None:
+        """Put every group back to its configured rate."""
+        for g in self.groups:
+            if g.current_hz != g.hz:
+                self.set_rate(g.name, g.hz)
+
+    def _apply_rate_changes(self, now_ns: int) -> None:
+        changes, self._rate_changes = self._rate_changes, {}
+        for gi, hz in changes.items():
+            g = self.groups[gi]
+            if hz == g.current_hz:
+                continue
+            g.current_hz = hz
+            if hz > 0:
+                g.period_ns = int(round(NS / hz))
+            heap = self._heap
+            if heap is None:
+                continue
+            heap[:] = [e for e in heap if e[2] != gi]
+            if hz > 0:
+                heap.append((now_ns + g.period_ns, -g.hz, gi))
+            heapq.heapify(heap)
+            log.info("rate group %s now %s", g.name, f"{hz:g} Hz" if hz else "suspended")
 
     # -- running ------------------------------------------------------------------------------
 
@@ -193,11 +250,13 @@ class Executive(Component):
         clock = self.fw.clock
         if self._heap is None:
             start = clock.now_ns()
-            self._heap = [(start, -g.hz, i) for i, g in enumerate(self.groups)]
+            self._heap = [(start, -g.hz, i) for i, g in enumerate(self.groups) if not g.suspended]
             heapq.heapify(self._heap)
         heap = self._heap
         until_ns = None if until_s is None else int(round(until_s * NS))
         cycles = 0
+        if self._rate_changes:
+            self._apply_rate_changes(clock.now_ns())
         while heap and not self._stop:
             release, prio, gi = heap[0]
             if until_ns is not None and release >= until_ns:
@@ -221,6 +280,10 @@ class Executive(Component):
                            over_ms=round((end - release - group.period_ns) / 1e6, 3), skipped=skipped)
                 self._notify_fault("slip", group.name, f"{skipped} release(s) skipped")
             heapq.heapreplace(heap, (next_release, prio, gi))
+            if self._rate_changes:
+                self._apply_rate_changes(end)
+        if not heap and until_ns is not None and not self._stop:
+            clock.sleep_until(until_ns)  # every group suspended: time still passes
 
     def _run_group(self, group: RateGroup, release: int) -> None:
         clock = self.fw.clock
@@ -274,6 +337,7 @@ class Executive(Component):
             tlm.provide(f"{p}{g.name}.late_us", lambda g=g: g.late_ns // 1000)
             tlm.provide(f"{p}{g.name}.late_max_us", lambda g=g: g.late_max_ns // 1000)
             tlm.provide(f"{p}{g.name}.slips", lambda g=g: g.slips)
+            tlm.provide(f"{p}{g.name}.rate_hz", lambda g=g: g.current_hz)
             for m in g.members:
                 n = m.component.name
                 tlm.provide(f"{p}{n}.time_us", lambda m=m: m.last_ns // 1000)

@@ -4,6 +4,11 @@ Every cycle the health member sends each worker a ping through its job queue; th
 back only if the worker thread is taking work. A worker (or a rate group that has not run) that
 stays silent past the warning timeout raises a WARNING_HI event, past the fatal timeout a FATAL
 event, and fault listeners are told. Recovery is reported too.
+
+A rate group that fault protection slowed is given three of its own periods on top of the
+timeouts, and a suspended group (hibernation) is not expected to run at all. How many items are
+fatally silent right now is published in the data store as ``health.fatal_active``: fault
+protection kicks the hardware watchdog only while it is zero.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ class Health(Component):
         Channel("pings", "u32", doc="health pings sent", update="on_change"),
         Channel("warnings", "u32", doc="health warnings raised", update="on_change"),
         Channel("fatals", "u32", doc="health fatal timeouts", update="on_change"),
+        Channel("fatal_active", "u16", doc="items silent past the fatal timeout now", update="on_change"),
     )
     EVENTS = (
         Event("HealthWarning", Severity.WARNING_HI, "{what} silent for {silent_s} s",
@@ -59,14 +65,20 @@ class Health(Component):
             if w.pongs():
                 self._last_seen[f"worker {w.name}"] = now
             w.ping(self._key)
+        slack: dict[str, int] = {}
         for g in ex.groups:
+            key = f"rate group {g.name}"
+            if g.suspended:
+                self._last_seen[key] = now  # not expected to run
+                continue
             if g.last_release_ns >= 0:
-                self._last_seen[f"rate group {g.name}"] = max(
-                    self._last_seen[f"rate group {g.name}"], g.last_release_ns)
+                self._last_seen[key] = max(self._last_seen[key], g.last_release_ns)
+            if g.current_hz != g.hz:
+                slack[key] = 3 * g.period_ns
         warn_ns = self.param("warn_s") * NS
         fatal_ns = self.param("fatal_s") * NS
         for what, seen in self._last_seen.items():
-            silent = now - seen
+            silent = now - seen - slack.get(what, 0)
             level = 2 if silent > fatal_ns else 1 if silent > warn_ns else 0
             previous = self._state.get(what, 0)
             if level == previous:
@@ -81,6 +93,9 @@ class Health(Component):
                 ex._notify_fault("health", what, f"silent {silent / NS:.1f} s")
             elif level == 0:
                 self.event("HealthRecovered", what=what)
+        active = sum(1 for level in self._state.values() if level == 2)
+        self.publish("fatal_active", active)
+        self.tlm("fatal_active", active)
         self.tlm("pings", self._key)
         self.tlm("warnings", self._warnings)
         self.tlm("fatals", self._fatals)

@@ -20,6 +20,10 @@ _BUILTIN = {
     "ticker": "flight.components.ticker:Ticker",
     "link": "flight.components.link:DeviceLink",
     "comm": "flight.components.comm:Comm",
+    "nav": "flight.nav.component:Navigator",
+    "nav_odometry": "flight.nav.component:OdometryNavigator",
+    "imaging": "flight.imaging.component:Imaging",
+    "fault": "flight.fault.protection:FaultProtection",
 }
 
 

@@ -5,6 +5,14 @@ Assembly order: open the configured devices (or take ones handed in), build the 
 that every component's declared devices exist and implement the right contract, bind them to
 the shared framework, generate the dictionary, load parameters, ``setup()`` each component and
 announce the boot. Nothing runs until all of that has succeeded.
+
+A component may also name devices it uses when present (``OPTIONAL_DEVICES``: a watchdog, a
+power switch); those are bound only when configured. A component with a ``gate(name, handler)``
+method (fault protection's mode manager) is handed every command handler at registration and may
+wrap it, so commands can be refused by mode without the owning component knowing modes exist.
+A component that wants the flight process restarted sets :attr:`Vehicle.restart_requested`
+(through ``fw.store["vehicle.restart"]``) and stops the executive; whoever runs the vehicle
+(the simulation launcher, the mission, a service manager) starts it again from its state.
 """
 
 from __future__ import annotations
@@ -91,6 +99,19 @@ class Vehicle:
             comp = cls(cc.name, **cc.options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"components.{cc.name}: {exc}") from None
+        optional: dict[str, type] = dict(getattr(cls, "OPTIONAL_DEVICES", {}))
+        for role, contract in optional.items():
+            if role not in cc.devices:
+                continue
+            dname = cc.devices[role]
+            dev = self.devices.get(dname)
+            if dev is None:
+                raise ConfigError(f"components.{cc.name}.devices.{role}: no device named {dname!r} "
+                                  f"(have: {', '.join(self.devices) or 'none'})")
+            if not isinstance(dev, contract):
+                raise ConfigError(f"components.{cc.name}.devices.{role}: device {dname!r} "
+                                  f"({type(dev).__name__}) is not a {contract.__name__}")
+            comp.devices[role] = dev
         for role, contract in cls.DEVICES.items():
             dname = cc.devices.get(role, role)
             dev = self.devices.get(dname)
@@ -101,10 +122,11 @@ class Vehicle:
                 raise ConfigError(f"components.{cc.name}.devices.{role}: device {dname!r} "
                                   f"({type(dev).__name__}) is not a {contract.__name__}")
             comp.devices[role] = dev
-        unknown_roles = set(cc.devices) - set(cls.DEVICES)
+        roles = {**cls.DEVICES, **optional}
+        unknown_roles = set(cc.devices) - set(roles)
         if unknown_roles:
             raise ConfigError(f"components.{cc.name}.devices.{sorted(unknown_roles)[0]}: "
-                              f"{cls.__name__} takes no such device role (roles: {', '.join(cls.DEVICES) or 'none'})")
+                              f"{cls.__name__} takes no such device role (roles: {', '.join(roles) or 'none'})")
         return comp
 
     def _assemble(self, extra: list[Component]) -> None:
@@ -164,6 +186,7 @@ class Vehicle:
         evs = iter(self.dictionary["events"])
         prms = iter(self.dictionary["params"])
         cmds = iter(self.dictionary["commands"])
+        gates = [c for c in self.components if callable(getattr(c, "gate", None))]
         for c in self.components:
             for ch in c.channels():
                 fw.tlm.declare(next(ids)["id"], f"{c.name}.{ch.name}", ch)
@@ -171,7 +194,9 @@ class Vehicle:
                 fw.events.declare(next(evs)["id"], c.name, ev)
             for p in c.params():
                 fw.params.declare(next(prms)["id"], f"{c.name}.{p.name}", p, c.on_param)
-            for _, handler in c.commands():
+            for cdef, handler in c.commands():
+                for g in gates:
+                    handler = g.gate(cdef.name, handler)  # type: ignore[attr-defined]
                 self.dispatcher.register(next(cmds), handler, c.name)
         fw.params.load()
         for c in self.components:
@@ -179,6 +204,12 @@ class Vehicle:
         self.system.announce(self.dictionary["hash"])
 
     # -- running ------------------------------------------------------------------------------
+
+    @property
+    def restart_requested(self) -> str | None:
+        """The reason fault protection asked for the flight process to be restarted, or None."""
+        reason = self.fw.store.get("vehicle.restart")
+        return str(reason) if reason else None
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.append(sink)
@@ -204,8 +235,11 @@ class Vehicle:
             ex.run(until_s=min(until_s, self.clock.now() + flush_every_s))
             self.flush()
 
-    def shutdown(self) -> None:
-        """Clean stop: finish workers, let components persist, flush, close sinks and devices."""
+    def shutdown(self, close_sinks: bool = True) -> None:
+        """Clean stop: finish workers, let components persist, flush, close sinks and devices.
+
+        ``close_sinks=False`` leaves the sinks open for the vehicle that restarts after this one.
+        """
         self.executive.stop_workers()
         for c in reversed(self.components):
             try:
@@ -213,8 +247,9 @@ class Vehicle:
             except Exception:
                 log.exception("shutdown of %s failed", c.name)
         self.flush()
-        for sink in self.sinks:
-            sink.close()
+        if close_sinks:
+            for sink in self.sinks:
+                sink.close()
         self.close_devices()
 
     def close_devices(self) -> None:

@@ -300,6 +300,20 @@ class Archive:
             (scid, scid, apid, apid),
         )
 
+    def product_chunks(self, scid: int | None = None, pid: int | None = None) -> list[tuple[Any, ...]]:
+        """(scid, apid, pid, idx, n, data, meta JSON, time) of archived product chunks, in order."""
+        sql = "SELECT scid, apid, pid, idx, n, data, meta, time FROM product_chunks"
+        where, args = [], []
+        if scid is not None:
+            where.append("scid = ?")
+            args.append(scid)
+        if pid is not None:
+            where.append("pid = ?")
+            args.append(pid)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._query(sql + " ORDER BY scid, pid, apid, idx", tuple(args))
+
     def commands(self, scid: int | None = None) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT id, scid, name, opcode, args, stage, reason, attempts, counters, created_at, "

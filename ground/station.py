@@ -35,6 +35,7 @@ from flight.link.packets import (
     seq_diff,
     seqs_to_ranges,
 )
+from flight.link.products import check_chunk
 from ground.archive import Archive, EventRecord, Ingest, ResponseRecord
 from ground.dictionary import Dictionary
 
@@ -214,7 +215,8 @@ class Station:
                 t,
             )
         elif apid in (Apid.THUMBNAIL, Apid.PRODUCT):
-            item.chunk = {k: obj[k] for k in ("pid", "idx", "n", "data")} | {"meta": obj.get("meta")}
+            pid, idx, n, data, meta = check_chunk(obj)  # ProductError (a ValueError) is counted
+            item.chunk = {"pid": pid, "idx": idx, "n": n, "data": data, "meta": meta}
 
     def flush(self, now_s: float) -> int:
         """Commit received packets to the archive, then note them for ACK and publish."""

@@ -215,20 +215,26 @@ _OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def open_opencv_camera(url: str, **context: Any) -> OpenCvCamera:
-    """Registry opener for ``camera+opencv``; ``context`` may carry ``clock``."""
+def parse_url(url: str) -> tuple[int | str, dict[str, Any]]:
+    """``camera+opencv://...`` -> (device index or path, typed options); DeviceUrlError.
+
+    Checks a configuration without opening the camera (``magpie flight --check``).
+    """
     if not url.lower().startswith("camera+opencv://"):
         raise DeviceUrlError(f"{url!r} is not a camera+opencv URL; form: {FORM}")
     rest = url.split("://", 1)[1]
     target = rest.split("?", 1)[0]  # verbatim: '%04d' must not be percent-decoded
     opts = parse_options(url, _OPTIONS, FORM)
-    source: int | str
     if target.startswith("/"):
-        source = target
-    elif target.isdigit():
-        source = int(target)
-    else:
-        raise DeviceUrlError(f"{url!r}: expected a device index or an absolute path; form: {FORM}")
+        return target, opts
+    if target.isdigit():
+        return int(target), opts
+    raise DeviceUrlError(f"{url!r}: expected a device index or an absolute path; form: {FORM}")
+
+
+def open_opencv_camera(url: str, **context: Any) -> OpenCvCamera:
+    """Registry opener for ``camera+opencv``; ``context`` may carry ``clock``."""
+    source, opts = parse_url(url)
     return OpenCvCamera(
         source, url=url, width=opts.get("width"), height=opts.get("height"),
         fps=opts.get("fps"), exposure_ms=opts.get("exposure"), gain=opts.get("gain"),

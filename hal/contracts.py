@@ -174,9 +174,27 @@ class Imu(Device):
 
 
 class PowerMonitor(Device):
+    """Battery and solar readings; a power board with switched rails also sheds loads.
+
+    Load switching is optional (a monitor-only device keeps these defaults, which raise
+    NotImplementedError): ``switch_load("avionics", False)`` leaves only the wake circuit powered
+    (hibernation), ``switch_load("heaters", False)`` turns the survival heaters off, and
+    ``set_heater_setpoint`` moves their thermostat (``None, None`` restores the defaults).
+    """
+
+    LOADS: tuple[str, ...] = ()
+
     @abc.abstractmethod
     def read_power(self) -> PowerReading:
         """Latest bus voltage, current, state of charge and solar input."""
+
+    def switch_load(self, load: str, on: bool) -> None:
+        """Switch a load rail (one of ``LOADS``) on or off."""
+        raise NotImplementedError(f"{type(self).__name__} cannot switch loads")
+
+    def set_heater_setpoint(self, on_below_c: float | None, off_above_c: float | None) -> None:
+        """Heater thermostat: on below ``on_below_c``, off above ``off_above_c``; None restores."""
+        raise NotImplementedError(f"{type(self).__name__} has no heater control")
 
 
 class ThermalSensors(Device):
@@ -199,6 +217,30 @@ class Camera(Device):
     def has_stereo(self) -> bool:
         return False
 
+    # Optional abilities: a pan/tilt mast and exposure control. A camera without them keeps
+    # these defaults; imaging code asks ``has_mast`` / ``has_exposure_control`` first.
+
+    @property
+    def has_mast(self) -> bool:
+        return False
+
+    @property
+    def pointing(self) -> tuple[float, float]:
+        """(pan, tilt) in degrees; pan positive to the left, tilt positive up."""
+        return (0.0, 0.0)
+
+    def point(self, pan_deg: float, tilt_deg: float) -> None:
+        """Move the mast to (pan, tilt) degrees; limits are the driver's to enforce."""
+        raise NotImplementedError(f"{type(self).__name__} has no pan/tilt mast")
+
+    @property
+    def has_exposure_control(self) -> bool:
+        return False
+
+    def set_exposure(self, exposure_ms: float, gain: float = 1.0) -> None:
+        """Set the exposure time and analogue gain of the next frames."""
+        raise NotImplementedError(f"{type(self).__name__} has no exposure control")
+
 
 class Radio(Device):
     """Sends and receives opaque link frames."""
@@ -213,8 +255,19 @@ class Radio(Device):
 
 
 class Watchdog(Device):
+    """A hardware watchdog. ``suspend``/``resume`` bracket a time when no kicks can come (the
+    computer is about to be powered down for hibernation); a driver that cannot disarm raises."""
+
     timeout_s: float = 10.0
 
     @abc.abstractmethod
     def kick(self) -> None:
         """Prove the software is alive; the hardware resets the vehicle if kicks stop."""
+
+    def suspend(self) -> None:
+        """Stop expecting kicks until :meth:`resume`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be suspended")
+
+    def resume(self) -> None:
+        """Expect kicks again (the first one is due within the timeout)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be suspended")

@@ -90,8 +90,11 @@ class ZmqRadio(Radio):
             raise HalError(f"radio {self.url}: {exc}") from exc
 
 
-def open_zmq_radio(url: str, **context: Any) -> ZmqRadio:
-    """Opener for ``radio+zmq://``; ``context`` may carry ``zmq_context``."""
+def parse_zmq_url(url: str) -> tuple[str, dict[str, int]]:
+    """``radio+zmq://...`` -> (ZeroMQ endpoint, options); DeviceUrlError naming the form.
+
+    Checks a configuration without opening anything (``magpie flight --check``).
+    """
     if not url.startswith("radio+zmq://"):
         raise DeviceUrlError(f"{url!r} is not a radio+zmq URL; form: {ZMQ_FORM}")
     rest = url[len("radio+zmq://") :]
@@ -103,7 +106,12 @@ def open_zmq_radio(url: str, **context: Any) -> ZmqRadio:
         raise DeviceUrlError(f"{url!r} has no scid option; form: {ZMQ_FORM}")
     if not 0 <= opts["scid"] <= 0xFFFF:
         raise DeviceUrlError(f"scid {opts['scid']} in {url!r} does not fit 16 bits")
-    endpoint = rest.split("?", 1)[0]
+    return rest.split("?", 1)[0], opts
+
+
+def open_zmq_radio(url: str, **context: Any) -> ZmqRadio:
+    """Opener for ``radio+zmq://``; ``context`` may carry ``zmq_context``."""
+    endpoint, opts = parse_zmq_url(url)
     return ZmqRadio(
         url,
         endpoint,

@@ -11,6 +11,10 @@ zero byte, and on ``close()`` writes the magic character ``'V'`` first so a kern
 ``nowayout`` disarms instead of resetting the vehicle. Kicks never contain ``'V'``. The timeout is
 set with the ``WDIOC_SETTIMEOUT`` ioctl when the path is a character device; anything else (a
 regular file standing in for tests) just receives the bytes.
+
+``suspend()`` (before hibernation powers the computer down) is a magic close that keeps the
+device object; ``resume()`` opens the device again, which re-arms it. A kernel built with
+``nowayout`` cannot be disarmed: there hibernation must cut the computer's power.
 """
 
 from __future__ import annotations
@@ -55,6 +59,20 @@ class LinuxWatchdog(Watchdog):
         self.path = path
         self.magic_close = magic_close
         self.kicks = 0
+        self.suspended = False
+        self._fd = -1
+        self._open()
+        if timeout_s is not None:
+            self.timeout_s = float(timeout_s)
+            if stat.S_ISCHR(os.fstat(self._fd).st_mode):
+                try:
+                    raw = fcntl.ioctl(self._fd, WDIOC_SETTIMEOUT, struct.pack("i", int(timeout_s)))
+                    self.timeout_s = float(struct.unpack("i", raw)[0])
+                except OSError as exc:
+                    log.warning("watchdog %s refused timeout %s s: %s", path, timeout_s, exc)
+
+    def _open(self) -> None:
+        path = self.path
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError as exc:
@@ -68,24 +86,41 @@ class LinuxWatchdog(Watchdog):
         except OSError as exc:
             self._closed = True
             raise HalError(f"cannot open watchdog {path}: {exc}") from exc
-        if timeout_s is not None:
-            self.timeout_s = float(timeout_s)
-            if stat.S_ISCHR(os.fstat(self._fd).st_mode):
-                try:
-                    raw = fcntl.ioctl(self._fd, WDIOC_SETTIMEOUT, struct.pack("i", int(timeout_s)))
-                    self.timeout_s = float(struct.unpack("i", raw)[0])
-                except OSError as exc:
-                    log.warning("watchdog %s refused timeout %s s: %s", path, timeout_s, exc)
 
     def kick(self) -> None:
         self._check_open("kick")
+        if self.suspended:
+            raise HalError(f"watchdog {self.path} is suspended; resume() it before kicking")
         try:
             os.write(self._fd, KICK)
         except OSError as exc:
             raise HalError(f"watchdog kick on {self.path} failed: {exc}") from exc
         self.kicks += 1
 
+    def suspend(self) -> None:
+        self._check_open("suspend")
+        if self.suspended:
+            return
+        try:
+            os.write(self._fd, MAGIC_CLOSE)
+        except OSError as exc:
+            raise HalError(f"watchdog {self.path} could not be disarmed: {exc}") from exc
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        self.suspended = True
+
+    def resume(self) -> None:
+        self._check_open("resume")
+        if not self.suspended:
+            return
+        self._open()
+        self._closed = False
+        self.suspended = False
+
     def _close(self) -> None:
+        if self._fd < 0:
+            return
         try:
             if self.magic_close:
                 os.write(self._fd, MAGIC_CLOSE)
@@ -106,6 +141,12 @@ class NullWatchdog(Watchdog):
     def kick(self) -> None:
         self._check_open("kick")
         self.kicks += 1
+
+    def suspend(self) -> None:
+        self._check_open("suspend")
+
+    def resume(self) -> None:
+        self._check_open("resume")
 
 
 def open_linux_watchdog(url: str, **context: Any) -> LinuxWatchdog:

@@ -21,6 +21,7 @@ from flight import __version__
 _PLUGINS = (
     "magpie.flightrun",
     "ground.cli",
+    "ground.images_cli",
     "sim_hw.relay",
     "hil.cli",
 )

@@ -274,6 +274,20 @@ class LockstepMission:
         self.vehicle = self._boot()
         return self.vehicle
 
+    def reboot_vehicle(self) -> Vehicle:
+        """Restart the flight process as fault protection asked: a clean stop, then a boot from
+        the persisted state; sinks other than the comm recorder are handed to the new vehicle."""
+        old = self.vehicle
+        keep = [s for s in old.sinks if not isinstance(s, Comm)]
+        old.shutdown(close_sinks=False)
+        for sink in old.sinks:
+            if isinstance(sink, Comm):
+                sink.close()
+        vehicle = self.restart_vehicle()
+        for sink in keep:
+            vehicle.add_sink(sink)
+        return vehicle
+
     # -- stepping ----------------------------------------------------------------------------------
 
     def ground_step(self, now_s: float) -> None:
@@ -300,6 +314,9 @@ class LockstepMission:
                 self.send(name, args)
             t_next = min(until_s, now + self.tick_s)
             ex.run(until_s=t_next)
+            if ex.stopping and self.vehicle.restart_requested:
+                self.vehicle.flush()
+                ex = self.reboot_vehicle().executive
             if clock.now() >= self._next_flush - 1e-9:
                 self.vehicle.flush()
                 self._next_flush = clock.now() + self.flush_every_s

@@ -65,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="run relay, ground and flight as separate processes on 127.0.0.1 in real time "
                         "(the world-less core vehicle unless --config names another without sim:// devices)")
+    p.add_argument("--fast", action="store_true",
+                   help="fast mode for long runs (a lunar day and night): the world moves power and "
+                        "heat in 60 s steps and fault protection slows every rate group while the "
+                        "vehicle is idle or hibernating (needs a fault component)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
@@ -91,24 +95,69 @@ class _Tally:
                     self.notable.append(item)
             elif isinstance(item, TlmPacket):
                 self.packets += 1
-            else:
+            elif getattr(item, "kind", "") == "response":  # product chunks are counted by comm
                 self.responses[item.stage] += 1
 
     def close(self) -> None:
         pass
 
 
-def _world_for(config: VehicleConfig, seed: int) -> Any | None:
+#: World overrides of fast mode: power and heat are slow processes, a minute is a fine step.
+FAST_WORLD = {"slow_dt_s": 60.0}
+#: Spacecraft seconds between outbound flushes (and progress reports) in fast mode.
+FAST_FLUSH_S = 600.0
+
+
+def _world_for(config: VehicleConfig, seed: int, fast: bool = False) -> Any | None:
     """The simulated world, when the configuration uses sim:// devices."""
     if not any(url.startswith(("sim://", "mcu+pty://")) for url in config.devices.values()):
         return None
     from sim_hw.world import World
 
-    return World.for_mission(seed=seed)
+    return World.for_mission(seed=seed, **(FAST_WORLD if fast else {}))
 
 
-def assemble(config: VehicleConfig, seed: int, clock: Clock | None = None) -> tuple[Vehicle, Any]:
-    world = _world_for(config, seed)
+def fast_config(config: VehicleConfig) -> VehicleConfig:
+    """``config`` with fast mode switched on in its fault component (ConfigError if it has none)."""
+    faults = [c for c in config.components if c.type == "fault"]
+    if not faults:
+        raise ConfigError(f"{config.source}: --fast needs a fault component (type = \"fault\"); "
+                          "it is what slows the vehicle while idle or hibernating")
+    comps = tuple(dataclasses.replace(c, options={**c.options, "fast": True}) if c.type == "fault" else c
+                  for c in config.components)
+    return dataclasses.replace(config, components=comps)
+
+
+def reboot(vehicle: Vehicle, context: dict[str, Any]) -> Vehicle:
+    """Restart the flight process in place, as fault protection asked: a clean stop, then a new
+    vehicle from the persisted state on the same clock and world, with the same sinks."""
+    log.warning("restarting the flight process: %s", vehicle.restart_requested)
+    sinks = list(vehicle.sinks)
+    vehicle.shutdown(close_sinks=False)
+    new = Vehicle(vehicle.config, vehicle.clock, device_context=context)
+    for sink in sinks:
+        new.add_sink(sink)
+    return new
+
+
+def fly(vehicle: Vehicle, until_s: float, context: dict[str, Any], chunk_s: float = 10.0,
+        flush_every_s: float = 1.0, report: Any = None) -> Vehicle:
+    """Run a vehicle (no link) to spacecraft time ``until_s``, restarting it when fault
+    protection asks; returns the vehicle in charge at the end."""
+    while vehicle.clock.now() < until_s:
+        vehicle.run(until_s=min(until_s, vehicle.clock.now() + chunk_s), flush_every_s=flush_every_s)
+        if report is not None:
+            report(vehicle.clock.now())
+        if vehicle.executive.stopping:
+            if not vehicle.restart_requested:
+                break
+            vehicle = reboot(vehicle, context)
+    return vehicle
+
+
+def assemble(config: VehicleConfig, seed: int, clock: Clock | None = None,
+             fast: bool = False) -> tuple[Vehicle, Any]:
+    world = _world_for(config, seed, fast)
     if clock is None:
         start = world.time_s if world is not None else 0.0
         clock = SimClock(start_s=start)
@@ -247,6 +296,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
             Path(f"{archive}{suffix}").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     config = VehicleConfig(**{**config.__dict__, "state_dir": state_dir})
+    if args.fast:
+        try:
+            config = fast_config(config)
+        except ConfigError as exc:
+            print(f"magpie sim: {exc}", file=sys.stderr)
+            return 2
     has_link = any(c.type == "comm" for c in config.components)
     if args.mcu == "pty":
         devices = {name: url.replace("sim://mcu", "mcu+pty://") for name, url in config.devices.items()}
@@ -273,18 +328,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if has_link:
             from magpie.mission import LockstepMission
 
-            world = _world_for(config, args.seed)
+            world = _world_for(config, args.seed, args.fast)
             clock = SimClock(start_s=world.time_s if world is not None else 0.0)
             if world is not None:
                 clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
             # the plan goes up from the ground like any command, through the relay
+            pace = {"tick_s": 5.0, "flush_every_s": 5.0} if args.fast else {}
             mission = LockstepMission(config, out, preset=args.preset, seed=args.seed,
                                       device_context={"world": world} if world is not None else {},
                                       clock=clock, plan=[(5.0, "SEQ_RUN", {"file": "demo.seq"})],
-                                      archive_path=args.archive)
+                                      archive_path=args.archive, **pace)
             vehicle = mission.vehicle
         else:
-            vehicle, world = assemble(config, args.seed, RealClock() if args.mcu == "pty" else None)
+            vehicle, world = assemble(config, args.seed, RealClock() if args.mcu == "pty" else None,
+                                      fast=args.fast)
             vehicle.dispatcher.submit("SEQ_RUN", {"file": "demo.seq"}, source="sim")
     except ConfigError as exc:
         print(f"magpie sim: {exc}", file=sys.stderr)
@@ -303,7 +360,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop["signal"] = signum
-        vehicle.executive.request_stop()
+        (mission.vehicle if mission is not None else current[0]).executive.request_stop()
+
+    current = [vehicle]
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     t_start = vehicle.clock.now()
@@ -323,16 +382,22 @@ def cmd_sim(args: argparse.Namespace) -> int:
                     print("  run complete; downlinking what is still on board ...", file=sys.stderr, flush=True)
                 mission.drain()
         else:
-            while vehicle.clock.now() < until and not vehicle.executive.stopping:
-                vehicle.run(until_s=min(until, vehicle.clock.now() + 10.0))
-                report(vehicle.clock.now())
+            context = {"world": world} if world is not None else {}
+            chunk, flush = (FAST_FLUSH_S, FAST_FLUSH_S) if args.fast else (10.0, 1.0)
+
+            def track(now_s: float) -> None:
+                report(now_s)
+
+            vehicle = current[0] = fly(vehicle, until, context, chunk, flush, track)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         if mission is not None:
+            vehicle = mission.vehicle
             mission_lines = mission.summary().lines()
             mission.close()
         else:
+            vehicle = current[0]
             vehicle.shutdown()
     wall_s = time.monotonic() - wall0
     sim_s = min(vehicle.clock.now(), until) - t_start

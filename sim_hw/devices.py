@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from typing import Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from hal.contracts import (
     Camera,
@@ -101,6 +104,19 @@ class SimMcu(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         self._check_open("read_power")
         return self.world.read_power()
 
+    LOADS = ("avionics", "heaters")
+
+    def switch_load(self, load: str, on: bool) -> None:
+        self._check_open("switch_load")
+        try:
+            self.world.switch_load(load, on)
+        except ValueError as exc:
+            raise HalError(str(exc)) from None
+
+    def set_heater_setpoint(self, on_below_c: float | None, off_above_c: float | None) -> None:
+        self._check_open("set_heater_setpoint")
+        self.world.thermal.set_setpoint(on_below_c, off_above_c)
+
     def read_thermal(self) -> ThermalReading:
         self._check_open("read_thermal")
         return self.world.read_thermal()
@@ -111,7 +127,19 @@ class SimMcu(DriveTrain, Imu, PowerMonitor, ThermalSensors):
 
 
 class SimCamera(Camera):
-    """A mast camera rendering the world at its current time from the vehicle's pose."""
+    """A mast camera rendering the world at its current time from the vehicle's pose.
+
+    The mast pans and tilts (:meth:`point`, within ``PAN_LIMITS_DEG`` and ``TILT_LIMITS_DEG``) and
+    the exposure is settable: the renderer's radiance is scaled by ``exposure_ms / NOMINAL_MS *
+    gain`` before the sensor clips it, so an over-long exposure saturates as a real one does. At
+    the nominal exposure and unit gain a frame is exactly what :meth:`World.capture` renders.
+    """
+
+    NOMINAL_MS = 10.0
+    PAN_LIMITS_DEG = (-170.0, 170.0)
+    TILT_LIMITS_DEG = (-80.0, 60.0)
+    EXPOSURE_LIMITS_MS = (0.05, 2000.0)
+    GAIN_LIMITS = (1.0, 16.0)
 
     def __init__(self, world: World, spec: CameraSpec, url: str = "") -> None:
         super().__init__(url)
@@ -120,13 +148,64 @@ class SimCamera(Camera):
         self.name = spec.name
         world.add_camera(spec)
         self._seq = 0
+        self.exposure_ms = self.NOMINAL_MS
+        self.gain = 1.0
 
     @property
     def has_stereo(self) -> bool:
         return self.spec.stereo
 
+    @property
+    def has_mast(self) -> bool:
+        return True
+
+    @property
+    def pointing(self) -> tuple[float, float]:
+        return (self.spec.pan_deg, self.spec.tilt_deg)
+
+    def point(self, pan_deg: float, tilt_deg: float) -> None:
+        """Move the mast (instantaneous in simulation); outside the limits raises ValueError."""
+        self._check_open("point")
+        lo, hi = self.PAN_LIMITS_DEG
+        tlo, thi = self.TILT_LIMITS_DEG
+        if not (lo <= pan_deg <= hi and tlo <= tilt_deg <= thi):
+            raise ValueError(f"pointing ({pan_deg:.1f}, {tilt_deg:.1f}) deg is outside the mast limits "
+                             f"pan {lo:g}..{hi:g}, tilt {tlo:g}..{thi:g}")
+        self.spec = dataclasses.replace(self.spec, pan_deg=float(pan_deg), tilt_deg=float(tilt_deg))
+        self.world.add_camera(self.spec)
+
+    @property
+    def has_exposure_control(self) -> bool:
+        return True
+
+    def set_exposure(self, exposure_ms: float, gain: float = 1.0) -> None:
+        self._check_open("set_exposure")
+        elo, ehi = self.EXPOSURE_LIMITS_MS
+        glo, ghi = self.GAIN_LIMITS
+        if not (elo <= exposure_ms <= ehi and glo <= gain <= ghi):
+            raise ValueError(f"exposure {exposure_ms} ms / gain {gain} outside {elo}..{ehi} ms, {glo}..{ghi}")
+        self.exposure_ms = float(exposure_ms)
+        self.gain = float(gain)
+
+    def _render(self, eye: str | None) -> tuple[Any, dict[str, Any]]:
+        scale = self.exposure_ms / self.NOMINAL_MS * self.gain
+        if abs(scale - 1.0) < 1e-12:
+            return self.world.capture(self.name, eye)
+        w = self.world
+        spec = self.spec
+        pose = w.camera_pose(self.name)
+        if eye is not None:
+            pose = pose.stereo(spec.baseline_m)[0 if eye == "left" else 1]
+        key = f"{self.name}/{eye or 'mono'}/exp"
+        rng = np.random.default_rng([w.seed, zlib.crc32(key.encode()), self._seq])
+        img = w.renderer.render(spec.model(), pose, w.sun_vector(), exposure=scale, bgr=spec.bgr,
+                                noise_dn=spec.noise_dn, rng=rng)
+        meta = {"pose": pose.as_dict(), "pan_deg": spec.pan_deg, "tilt_deg": spec.tilt_deg,
+                "eye": eye or "mono", "sun_elevation_deg": w.sun_elevation_deg(), "seq": self._seq}
+        return img, meta
+
     def _frame(self, eye: str | None) -> Frame:
-        image, meta = self.world.capture(self.name, eye)
+        image, meta = self._render(eye)
         seq = self._seq
         self._seq += 1
         return Frame(
@@ -134,8 +213,8 @@ class SimCamera(Camera):
             time_s=self.world.time_s,
             seq=seq,
             camera=self.name if eye is None else f"{self.name}/{eye}",
-            exposure_ms=10.0,
-            gain=1.0,
+            exposure_ms=self.exposure_ms,
+            gain=self.gain,
             model=self.spec.model(),
             meta=meta,
         )
@@ -154,7 +233,11 @@ class SimCamera(Camera):
 
 
 class SimWatchdog(Watchdog):
-    """A watchdog on world time: it never resets anything, it records what it would have done."""
+    """A watchdog on world time: it never resets anything, it records what it would have done.
+
+    ``suspend()`` / ``resume()`` (hibernation: the computer is off) are recorded too; no bite
+    is counted while suspended, and the timeout runs again from the resume.
+    """
 
     def __init__(self, world: World, timeout_s: float = 10.0, url: str = WATCHDOG_FORM) -> None:
         super().__init__(url)
@@ -162,28 +245,52 @@ class SimWatchdog(Watchdog):
         self.timeout_s = float(timeout_s)
         self.opened_s = world.time_s
         self.kicks: list[float] = []
+        self.suspensions: list[tuple[float, float | None]] = []  # (from, to or None while suspended)
 
     def kick(self) -> None:
         self._check_open("kick")
+        if self.suspended:
+            raise HalError("sim watchdog is suspended; resume() it before kicking")
         self.kicks.append(self.world.time_s)
 
     @property
+    def suspended(self) -> bool:
+        return bool(self.suspensions) and self.suspensions[-1][1] is None
+
+    def suspend(self) -> None:
+        self._check_open("suspend")
+        if not self.suspended:
+            self.suspensions.append((self.world.time_s, None))
+
+    def resume(self) -> None:
+        self._check_open("resume")
+        if self.suspended:
+            self.suspensions[-1] = (self.suspensions[-1][0], self.world.time_s)
+
+    @property
     def last_kick_s(self) -> float:
-        return self.kicks[-1] if self.kicks else self.opened_s
+        marks = [self.opened_s, *self.kicks, *(b for _, b in self.suspensions if b is not None)]
+        return max(marks)
 
     @property
     def would_bite(self) -> bool:
         """True if, at the world's time now, the last kick is older than the timeout."""
-        return self.world.time_s - self.last_kick_s > self.timeout_s
+        return not self.suspended and self.world.time_s - self.last_kick_s > self.timeout_s
 
     def bites(self) -> list[float]:
         """World times at which it would have bitten, from the kick history up to now."""
+        marks = [(t, "kick") for t in self.kicks]
+        for a, b in self.suspensions:
+            marks.append((a, "suspend"))
+            if b is not None:
+                marks.append((b, "resume"))
+        marks.sort(key=lambda m: (m[0], m[1] != "resume"))
         out = []
-        prev = self.opened_s
-        for t in [*self.kicks, self.world.time_s]:
-            if t - prev > self.timeout_s:
+        prev: float | None = self.opened_s
+        for t, kind in [*marks, (self.world.time_s, "now")]:
+            if prev is not None and t - prev > self.timeout_s:
                 out.append(prev + self.timeout_s)
-            prev = t
+            prev = None if kind == "suspend" else t
         return out
 
 

@@ -6,10 +6,14 @@ the host sets, and stops the motors (raising the WATCHDOG_STOP fault bit) when n
 arrives for the watchdog time. It runs on its own thread in real time.
 
 Faults can be injected while it runs: bit flips on outgoing bytes at a seeded rate, dropped
-frames, added latency, pacing to a UART line rate, and ``vanish()``/``reappear()``, which close
+frames, added latency, pacing to a UART line rate (a virtual line clock releases each frame no
+sooner than 10 bits per byte after the previous one ended, so the long-run byte rate is exactly
+``pace_baud / 10``), and ``vanish()``/``reappear()``, which close
 the pty (the host's port fails like a USB unplug) and open a new one. The host opens
 :attr:`McuEmulator.path`, a symlink re-pointed at each new pty slave, the way a udev stable name
-follows a re-enumerated device.
+follows a re-enumerated device. On a pyserial URL (``port_url``, e.g. one end of a socat pty
+pair) a port error closes the port and the emulator keeps trying to reopen it, as firmware on a
+USB CDC port waits for the host to come back.
 
 ``open_pty_mcu("mcu+pty://?stream_hz=50&corrupt=0.001&seed=1")`` starts an emulator and returns
 the connected driver; closing the driver stops the emulator.
@@ -43,6 +47,10 @@ MAX_SPEED_MM_S = 2000  # SET_WHEELS beyond this is NACKed OUT_OF_RANGE
 MAX_STREAM_HZ = 1000
 WATCHDOG_RANGE_MS = (20, 60000)
 _TICK_S = 0.002
+_REOPEN_S = 0.05  # serial-URL mode: retry period after the port failed
+# A paced line that went idle for less than this is treated as still busy, so the loop's own
+# wake-up jitter does not leak into the line rate of back-to-back frames.
+_PACE_SLACK_S = 0.005
 
 
 @dataclass(slots=True)
@@ -101,6 +109,9 @@ class McuEmulator:
         self._master: int | None = None
         self._slave: int | None = None
         self._serial: serial.SerialBase | None = None
+        self._port_url = port_url
+        self._reopen_at = 0.0
+        self._line_free = 0.0  # pacing: when the virtual UART finishes the last frame
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.slave_path = ""
         if port_url is None:
@@ -133,14 +144,14 @@ class McuEmulator:
 
     def vanish(self) -> None:
         """Unplug: close the pty and remove the stable path; the MCU itself keeps running."""
-        if self._serial is not None:
+        if self._port_url is not None:
             raise RuntimeError("vanish() needs a pty emulator")
         with self._io_lock:
             self._close_pty()
 
     def reappear(self) -> None:
         """Plug back in: a new pty, and the stable path re-pointed at its slave."""
-        if self._serial is not None:
+        if self._port_url is not None:
             raise RuntimeError("reappear() needs a pty emulator")
         with self._io_lock:
             if self._master is None:
@@ -172,10 +183,37 @@ class McuEmulator:
     def _now_ms(self, now: float) -> int:
         return int((now - self._t0) * 1000.0) & 0xFFFFFFFF
 
+    def _read_url(self, timeout: float) -> bytes:
+        """Serial-URL mode: read, or after a port error keep reopening it every 50 ms."""
+        port = self._serial
+        if port is None:
+            now = time.monotonic()
+            if now < self._reopen_at:
+                self._stop.wait(min(timeout, self._reopen_at - now))
+                return b""
+            self._reopen_at = now + _REOPEN_S
+            try:
+                port = serial.serial_for_url(self._port_url, timeout=_TICK_S)
+            except (serial.SerialException, OSError, ValueError):
+                return b""
+            log.info("emulator reopened %s", self._port_url)
+            self._serial = port
+        try:
+            port.timeout = timeout
+            return port.read(max(1, port.in_waiting))
+        except (serial.SerialException, OSError) as exc:
+            log.info("emulator port %s failed (%s); reopening", self._port_url, exc)
+            self._serial = None
+            self._reopen_at = time.monotonic() + _REOPEN_S
+            try:
+                port.close()
+            except Exception:  # a vanished port may fail to close; it is gone either way
+                log.debug("close failed", exc_info=True)
+            return b""
+
     def _read(self, timeout: float) -> bytes:
-        if self._serial is not None:
-            self._serial.timeout = timeout
-            return self._serial.read(max(1, self._serial.in_waiting))
+        if self._port_url is not None:
+            return self._read_url(timeout)
         with self._io_lock:
             fd = self._master
             if fd is None:
@@ -199,7 +237,12 @@ class McuEmulator:
         next_report = last
         while not self._stop.is_set():
             try:
-                data = self._read(_TICK_S)
+                wait = _TICK_S
+                if self.stream_hz > 0:
+                    wait = min(wait, max(0.0, next_report - time.monotonic()))
+                if self.pace_baud > 0 and self._outbox:
+                    wait = min(wait, max(0.0, self._line_free - time.monotonic()))
+                data = self._read(wait)
                 now = time.monotonic()
                 self.plant.step(now - last)
                 last = now
@@ -212,11 +255,15 @@ class McuEmulator:
                     self.faults |= p.FaultFlags.WATCHDOG_STOP
                     self.counters.watchdog_trips += 1
                     log.info("emulator watchdog: %d ms silent, motors stopped", self.watchdog_ms)
-                if self.stream_hz > 0 and now >= next_report:
-                    self._send_report(now)
+                # Every report that has come due (a loop tick may span several at high rates),
+                # each stamped with its own time; a stall longer than one period is not replayed.
+                if self.stream_hz > 0:
                     period = 1.0 / self.stream_hz
-                    next_report = max(next_report + period, now - period)
-                elif self.stream_hz <= 0:
+                    next_report = max(next_report, now - period)
+                    while now >= next_report:
+                        self._send_report(next_report)
+                        next_report += period
+                else:
                     next_report = now
                 self._flush(time.monotonic())
             except Exception:  # the firmware never dies; log and carry on
@@ -323,15 +370,29 @@ class McuEmulator:
 
     def _flush(self, now: float) -> None:
         while self._outbox and self._outbox[0][0] <= now:
-            _, frame = self._outbox.popleft()
+            if self.pace_baud > 0:
+                # The line carries 10 bits per byte (8N1); a frame starts when the previous one
+                # has finished on the virtual line, never earlier.
+                if now < self._line_free:
+                    return
+                start = self._line_free if self._line_free >= now - _PACE_SLACK_S else now
+                _, frame = self._outbox.popleft()
+                self._line_free = start + len(frame) * 10.0 / self.pace_baud
+            else:
+                _, frame = self._outbox.popleft()
             self._write(frame)
-            if self.pace_baud > 0:  # the line cannot carry bytes faster than 10 bits each
-                self._stop.wait(len(frame) * 10.0 / self.pace_baud)
 
     def _write(self, frame: bytes) -> None:
-        if self._serial is not None:
-            self._serial.write(frame)
-            self.counters.frames_tx += 1
+        if self._port_url is not None:
+            port = self._serial
+            if port is None:
+                self.counters.overflow_frames += 1
+                return
+            try:
+                port.write(frame)
+                self.counters.frames_tx += 1
+            except (serial.SerialException, OSError):
+                self.counters.overflow_frames += 1
             return
         with self._io_lock:
             fd = self._master
@@ -353,8 +414,9 @@ class McuEmulator:
         self._stop.set()
         self._thread.join(timeout=2.0)
         with self._io_lock:
-            if self._serial is not None:
-                self._serial.close()
+            if self._port_url is not None:
+                if self._serial is not None:
+                    self._serial.close()
             else:
                 self._close_pty()
         if self._dir is not None:
@@ -414,7 +476,8 @@ def open_pty_mcu(url: str, **context: Any) -> PtyMcu:
     """Registry opener for ``mcu+pty://``: an emulator on a fresh pty and the driver on it.
 
     ``context`` may carry ``plant`` (an :class:`McuPlant`, default a seeded SimplePlant) and the
-    driver's ``on_event``, ``on_report`` and ``host_id``. The emulator is ``driver.emulator``.
+    driver's ``on_event``, ``on_report``, ``on_wire`` and ``host_id``. The emulator is
+    ``driver.emulator``.
     """
     if not url.lower().startswith("mcu+pty://"):
         raise DeviceUrlError(f"{url!r} is not an mcu+pty URL; form: {PTY_FORM}")
@@ -426,7 +489,7 @@ def open_pty_mcu(url: str, **context: Any) -> PtyMcu:
     )
     driver_opts = {k: opts[k] for k in ("stream_hz", "watchdog_ms", "timeout", "retries",
                                         "ack_timeout") if k in opts}
-    extra = {k: context[k] for k in ("on_event", "on_report", "host_id") if k in context}
+    extra = {k: context[k] for k in ("on_event", "on_report", "on_wire", "host_id") if k in context}
     try:
         return PtyMcu(emulator, url=url, **driver_opts, **extra)
     except BaseException:

@@ -125,6 +125,11 @@ class SolarPanel:
 @dataclass(frozen=True)
 class PowerConfig:
     avionics_w: float = 8.0  # flight computer, MCU, radio idle: always on unless hibernating
+    hibernate_w: float = 0.2  # what stays on while hibernating: the power board's wake circuit
+
+    def __post_init__(self) -> None:
+        if self.avionics_w < 0 or self.hibernate_w < 0:
+            raise ValueError("power.avionics_w and power.hibernate_w must not be negative")
 
 
 class PowerSystem:

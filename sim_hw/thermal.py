@@ -123,6 +123,18 @@ class ThermalModel:
         self.heater_on = [False] * len(self.config.heaters)
         self.heater_wh = 0.0
         self.inhibit = False  # no bus power (brownout): every heater is off
+        self.switched_off = False  # the flight software switched the heater rail off
+        self.setpoint: tuple[float, float] | None = None  # flight-set (on below, off above), degC
+
+    def set_setpoint(self, on_below_c: float | None, off_above_c: float | None) -> None:
+        """Override every heater's thermostat (both None: back to the configured thresholds)."""
+        if on_below_c is None or off_above_c is None:
+            self.setpoint = None
+        else:
+            if off_above_c < on_below_c:
+                raise ValueError("heater setpoint: off_above_c must not be below on_below_c")
+            self.setpoint = (float(on_below_c), float(off_above_c))
+        self.update_heaters()
 
     @property
     def temps_c(self) -> dict[str, float]:
@@ -136,11 +148,12 @@ class ThermalModel:
         """Thermostat with hysteresis: on below one threshold, off above another."""
         for k, h in enumerate(self.config.heaters):
             t = self.temps_k[h.node] - KELVIN
-            if not h.enabled or self.inhibit:
+            on_below, off_above = self.setpoint or (h.on_below_c, h.off_above_c)
+            if not h.enabled or self.inhibit or self.switched_off:
                 self.heater_on[k] = False
-            elif t < h.on_below_c:
+            elif t < on_below:
                 self.heater_on[k] = True
-            elif t > h.off_above_c:
+            elif t > off_above:
                 self.heater_on[k] = False
 
     def step(

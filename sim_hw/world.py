@@ -142,7 +142,7 @@ class World:
         self.cameras: dict[str, CameraSpec] = dict(cameras) if cameras is not None else {"navcam": CameraSpec()}
         self.renderer = Renderer(terrain, shadows=shadows, seed=s_render,
                                  tint_bgr=(0.55, 0.72, 0.95) if self.body.name == "mars" else (1.0, 1.0, 1.0))
-        self.avionics_on = True  # False models hibernation: the avionics draw nothing
+        self.avionics_on = True  # False models hibernation: only the wake circuit draws power
         self.powered = True
         self.restart_soc = 0.05
         self._steps = 0
@@ -241,7 +241,20 @@ class World:
         self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
 
     def _avionics_w(self) -> float:
-        return self.power.config.avionics_w if (self.avionics_on and self.powered) else 0.0
+        if not self.powered:
+            return 0.0
+        cfg = self.power.config
+        return cfg.avionics_w if self.avionics_on else cfg.hibernate_w
+
+    def switch_load(self, load: str, on: bool) -> None:
+        """The power board's switched rails: ``avionics`` (off = hibernating) and ``heaters``."""
+        if load == "avionics":
+            self.avionics_on = bool(on)
+        elif load == "heaters":
+            self.thermal.switched_off = not on
+            self.thermal.update_heaters()
+        else:
+            raise ValueError(f"no load {load!r}; loads: avionics, heaters")
 
     def _solar_now(self) -> float:
         return self.power.panel.output_w(self.env, self.env_time_s, self.vehicle.rotation())
@@ -383,11 +396,15 @@ class World:
     # ------------------------------------------------------------------ whole missions
 
     @classmethod
-    def for_mission(cls, seed: int = 0, scenario: str = "moon-farside") -> World:
-        """The world a whole-mission run flies in: a named scenario (see :mod:`sim_hw.scenario`)."""
-        from sim_hw.scenario import get_scenario
+    def for_mission(cls, seed: int = 0, scenario: str = "moon-farside", **overrides: Any) -> World:
+        """The world a whole-mission run flies in: a named scenario (see :mod:`sim_hw.scenario`),
+        with any scenario keys overridden (``slow_dt_s=60.0`` for fast runs)."""
+        from sim_hw.scenario import Scenario, get_scenario
 
-        return get_scenario(scenario).build(seed=seed)
+        base = get_scenario(scenario)
+        if overrides:
+            base = Scenario.from_dict({"scenario": scenario, **overrides})
+        return base.build(seed=seed)
 
     def summary(self) -> str:
         """One line of truth for a run's report: where the vehicle is, its energy and heat."""

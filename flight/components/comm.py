@@ -7,6 +7,10 @@ transaction per batch) before anything else happens to it; the :class:`LinkEndpo
 the recorder within the downlink byte rate and releases only what the ground acknowledged.
 Sequence counts resume from the recorder after a reboot, so the ground sees no false gaps.
 
+Data products (:class:`~flight.link.products.ProductChunk` items the imaging task queues) become
+packets on APID 0x030 (thumbnails) or 0x031 (full products), sent on the bulk virtual channel
+after events and housekeeping, thumbnails ahead of full frames (the recorder's priorities).
+
 Uplink: each cycle the endpoint reads the radio, applies authenticated ACK/NAK link control to
 the recorder and hands back verified commands, which go to the dispatcher with
 ``source="uplink"`` and ``seq`` = the authentication counter (the ground's commander matches
@@ -34,6 +38,7 @@ from flight.link.auth import KeyFileError, Reject, Verifier, load_key
 from flight.link.endpoint import LinkEndpoint
 from flight.link.frames import OVERHEAD as FRAME_OVERHEAD
 from flight.link.packets import HEADER_LEN, PacketError, Packetizer, SequenceCounter, pack_payload, peek
+from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
 from flight.model import Arg, Channel, Event, Limits, Severity, command
 from flight.outbound import CommandResponse, EventRecord, TlmPacket
@@ -295,6 +300,13 @@ class Comm(Component):
                 return [pk.event(t, item.id, item.severity.name, item.text[:_MAX_TEXT], args)]
             if isinstance(item, CommandResponse):
                 return [pk.response(t, item.opcode, item.name, item.seq, item.stage, item.reason[:_MAX_TEXT])]
+            if isinstance(item, ProductChunk):
+                # checked before a sequence count is spent, so a refused chunk leaves no gap
+                need = HEADER_LEN + 48 + len(item.data) + len(pack_payload(item.meta))
+                if need > self._max_packet:
+                    raise PacketError(f"product {item.pid} chunk {item.idx} needs {need} bytes; "
+                                      f"a frame holds {self._max_packet}")
+                return [pk.chunk(t, item.pid, item.idx, item.n, item.data, item.meta, item.thumbnail)]
         except PacketError as exc:
             self._unencodable(type(item).__name__, str(exc))
             return []

@@ -143,6 +143,7 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         host_id: int = 0,
         on_event: EventCallback | None = None,
         on_report: Callable[[p.SensorReport], None] | None = None,
+        on_wire: Callable[[str, bytes], None] | None = None,
     ) -> None:
         super().__init__(url or port or f"usb:{usb}")
         if port is None and usb is None:
@@ -159,6 +160,8 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         self.host_id = host_id
         self.on_event = on_event
         self.on_report = on_report
+        #: ``on_wire("tx" | "rx", data)`` sees every byte written and read (wire traces).
+        self.on_wire = on_wire
         self.heartbeat_s = max(0.02, watchdog_ms / 4000.0)
         self.silence_s = max(1.0, 4.0 * self.heartbeat_s)
 
@@ -305,6 +308,14 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
                 raise LinkDownError(f"write to {self._port_name} failed: {exc}") from exc
         self._counters.frames_tx += 1
         self._counters.bytes_tx += len(frame)
+        if self.on_wire is not None:
+            self._tap("tx", frame)
+
+    def _tap(self, direction: str, data: bytes) -> None:
+        try:
+            self.on_wire(direction, data)  # type: ignore[misc]
+        except Exception:  # a tracer's bug must not take the link down
+            log.exception("on_wire listener failed")
 
     def _command(self, msg: p.Message) -> None:
         """Send an acknowledged command with bounded retries; translate the outcome."""
@@ -368,6 +379,8 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
                 return False
             data = port.read(max(1, port.in_waiting))
             if data:
+                if self.on_wire is not None:
+                    self._tap("rx", data)
                 self._ingest(data, time.monotonic())
         return True
 
@@ -460,6 +473,8 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
                 data = port.read(max(1, port.in_waiting))
                 now = time.monotonic()
                 if data:
+                    if self.on_wire is not None:
+                        self._tap("rx", data)
                     self._ingest(data, now)
                 if now - self._last_hb >= self.heartbeat_s:
                     self._last_hb = now
@@ -578,8 +593,8 @@ def split_url(url: str) -> tuple[str | None, dict[str, Any]]:
 def open_serial_mcu(url: str, **context: Any) -> McuSerial:
     """Registry opener for ``mcu+serial`` and ``mcu+<pyserial scheme>`` URLs.
 
-    ``context`` may carry ``on_event``, ``on_report`` and ``host_id``.
+    ``context`` may carry ``on_event``, ``on_report``, ``on_wire`` and ``host_id``.
     """
     port, opts = split_url(url)
-    extra = {k: context[k] for k in ("on_event", "on_report", "host_id") if k in context}
+    extra = {k: context[k] for k in ("on_event", "on_report", "on_wire", "host_id") if k in context}
     return McuSerial(port, url=url, **opts, **extra)

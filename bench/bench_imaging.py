@@ -1,0 +1,85 @@
+"""Imaging benchmarks: capture, compress and packetize, beside ``cv2.imencode`` alone.
+
+For 640x480 and 1280x960 frames of the simulated mast camera:
+
+* the whole chain (render a frame, encode it and its thumbnail, write both files atomically,
+  segment into chunks and build the space packets), in images/s;
+* the product chain without the render (encode, thumbnail, write, packetize), in images/s;
+* the baseline: ``cv2.imencode`` of the same frame in the same format, alone, in the same run;
+* bytes per image at each setting (JPEG quality 50, 75, 90 and PNG), with the thumbnail's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from bench.common import Row
+from flight.imaging.catalogue import Quota
+from flight.imaging.products import Format, ProductJob, encode, make_product
+from flight.link.packets import Packetizer
+from flight.link.products import product_chunks
+from sim_hw.devices import SimCamera
+from sim_hw.world import CameraSpec, World
+
+SIZES = ((640, 480), (1280, 960))
+SETTINGS = ((Format.JPEG, 50), (Format.JPEG, 75), (Format.JPEG, 90), (Format.PNG, 0))
+
+
+def _product(tmp: Path, i: int, image, fmt: Format, quality: int, quota: Quota, pk: Packetizer) -> int:
+    job = ProductJob(i, image, fmt, quality, tmp / f"{i}.full{fmt.ext}", tmp / f"{i}.thumb{fmt.ext}", {})
+    made = make_product(job, quota)
+    packets = 0
+    for data, thumb in ((made.thumb, True), (made.full, False)):
+        for c in product_chunks(0, i, data, {"format": fmt.label}, 3000, thumb):
+            pk.chunk(1.0, c.pid, c.idx, c.n, c.data, c.meta, c.thumbnail)
+            packets += 1
+    return packets
+
+
+def run(quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    world = World.for_mission(seed=1)
+    frames_n = 2 if quick else 6
+    reps = 5 if quick else 20
+    with tempfile.TemporaryDirectory(prefix="magpie-bench-img-") as tmpdir:
+        tmp = Path(tmpdir)
+        quota = Quota(1 << 40)
+        pk = Packetizer()
+        i = 0
+        for w, h in SIZES:
+            cam = SimCamera(world, CameraSpec(name=f"cam{w}", width=w, height=h, stereo=False, tilt_deg=-20.0))
+            frame = cam.capture()
+            tag = f"{w}x{h}"
+            for fmt, quality in ((Format.JPEG, 75), (Format.PNG, 0)):
+                label = f"{fmt.label}{quality or ''}"
+                t0 = time.perf_counter()
+                for _ in range(frames_n):
+                    i += 1
+                    _product(tmp, i, cam.capture().image, fmt, quality, quota, pk)
+                chain = frames_n / (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    i += 1
+                    _product(tmp, i, frame.image, fmt, quality, quota, pk)
+                products = reps / (time.perf_counter() - t0)
+                params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt is Format.JPEG else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    cv2.imencode(fmt.ext, frame.image, params)
+                base = reps / (time.perf_counter() - t0)
+                rows.append(Row(f"capture+compress+packetize {tag} {label}", chain, "img/s", base,
+                                "cv2.imencode alone", better="higher"))
+                rows.append(Row(f"compress+packetize (no render) {tag} {label}", products, "img/s", base,
+                                "cv2.imencode alone", better="higher"))
+            for fmt, quality in SETTINGS:
+                full = encode(frame.image, fmt, quality)
+                thumb = encode(frame.image[::8, ::8], fmt, min(quality, 80) if fmt is Format.JPEG else 0)
+                label = f"{fmt.label}{quality or ''}"
+                raw = frame.image.nbytes
+                rows.append(Row(f"bytes/image {tag} {label}", float(len(full)), "B", float(raw), "raw frame",
+                                target=f"thumbnail {len(thumb)} B"))
+    return rows

@@ -1,0 +1,99 @@
+"""Making a product from a frame: encode, thumbnail, check the quota, write atomically.
+
+:func:`make_product` is the job the imaging worker runs on its thread (never in the control
+loop). It returns the encoded bytes it stored; the executive-side code then commits the product
+to the catalogue. Anything that stops a product (an encoder refusing the image, the quota, a
+write error) raises :class:`ProductFailure` with the reason, after removing what it wrote and
+giving back what it reserved.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from flight.imaging.catalogue import Quota
+from flight.persist import write_atomic
+
+THUMB_FACTOR = 8
+
+
+class Format(enum.IntEnum):
+    JPEG = 0
+    PNG = 1
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def ext(self) -> str:
+        return ".jpg" if self is Format.JPEG else ".png"
+
+
+class ProductFailure(Exception):
+    """A product could not be made; the message is the reason sent to the ground."""
+
+
+def encode(image: np.ndarray, fmt: Format, quality: int = 90) -> bytes:
+    """JPEG at ``quality`` (1..100) or lossless PNG (compression level 3)."""
+    if fmt is Format.JPEG:
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    else:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buf = cv2.imencode(fmt.ext, image, params)
+    if not ok:
+        raise ProductFailure(f"{fmt.label} encoder refused a {image.shape} {image.dtype} image")
+    return buf.tobytes()
+
+
+def thumbnail(image: np.ndarray, factor: int = THUMB_FACTOR) -> np.ndarray:
+    """Every ``factor``-th pixel in each direction (the 8x subsampled thumbnail)."""
+    return np.ascontiguousarray(image[::factor, ::factor])
+
+
+@dataclass(frozen=True, slots=True)
+class ProductJob:
+    pid: int
+    image: np.ndarray
+    fmt: Format
+    quality: int
+    full_path: Path
+    thumb_path: Path
+    meta: dict[str, Any]
+    thumb_quality: int = 80
+
+
+@dataclass(frozen=True, slots=True)
+class MadeProduct:
+    pid: int
+    width: int
+    height: int
+    full: bytes
+    thumb: bytes
+
+
+def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
+    """Encode, reserve quota, write both files atomically. See the module docstring."""
+    img = job.image
+    if img is None or img.size == 0 or img.dtype != np.uint8:
+        raise ProductFailure("camera returned no usable image")
+    full = encode(img, job.fmt, job.quality)
+    thumb = encode(thumbnail(img), job.fmt, min(job.quality, job.thumb_quality))
+    need = len(full) + len(thumb)
+    if not quota.reserve(need):
+        raise ProductFailure(f"disk full: product needs {need} B, store holds {quota.used} of {quota.limit} B")
+    try:
+        write_atomic(job.full_path, full)
+        write_atomic(job.thumb_path, thumb)
+    except OSError as exc:
+        quota.release(need)
+        for p in (job.full_path, job.thumb_path):
+            p.unlink(missing_ok=True)
+        raise ProductFailure(f"write failed: {exc.strerror or exc}") from None
+    return MadeProduct(job.pid, int(img.shape[1]), int(img.shape[0]), full, thumb)

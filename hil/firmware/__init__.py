@@ -1,0 +1,1 @@
+"""The Raspberry Pi Pico reference firmware (MicroPython); see README.md here."""

@@ -1,0 +1,168 @@
+"""Run the shipped MicroPython firmware core under CPython, behind a pseudo-terminal.
+
+:class:`FirmwareHost` plays the part of the Pico's ``main.py``: it feeds the bytes arriving on
+the pty to :class:`magpie_fw.Firmware`, calls its ``tick`` every couple of milliseconds and
+binds its board to a :class:`sim_hw.plant.SimplePlant` (rim speeds in m/s; the firmware speaks
+mm/s). The firmware module is loaded from ``hil/firmware/magpie_fw.py``, the very file a team
+copies to the board. Like the emulator, the port can vanish and return under the same
+stable path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import select
+import sys
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sim_hw.plant import SimplePlant
+
+log = logging.getLogger(__name__)
+
+FIRMWARE_DIR = Path(__file__).resolve().parent / "firmware"
+_TICK_S = 0.002
+
+
+def load_firmware() -> ModuleType:
+    """Import ``hil/firmware/magpie_fw.py`` by path, as the Pico's filesystem would hold it."""
+    name = "magpie_fw"
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__file__", None) == str(FIRMWARE_DIR / "magpie_fw.py"):
+        return module
+    spec = importlib.util.spec_from_file_location(name, FIRMWARE_DIR / "magpie_fw.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class PlantBoard:
+    """The firmware's board interface over a SimplePlant."""
+
+    max_speed_mm_s = 2000
+    capabilities = 0x0F  # encoders, IMU, power, thermal
+
+    def __init__(self, plant: SimplePlant) -> None:
+        self.plant = plant
+
+    def set_wheels(self, left_mm_s: int, right_mm_s: int) -> None:
+        self.plant.set_wheels(left_mm_s / 1000.0, right_mm_s / 1000.0)
+
+    def stop(self) -> None:
+        self.plant.stop()
+
+    def reset_encoders(self) -> None:
+        self.plant.reset_encoders()
+
+    def sensors(self) -> tuple[Any, ...]:
+        s = self.plant.sensors()
+        t = s.temps_c
+        return (s.left_ticks, s.right_ticks, s.left_current_a, s.right_current_a, *s.accel_mps2,
+                *s.gyro_rads, s.imu_temp_c, s.bus_v, s.current_a, s.soc, s.solar_w,
+                t.get("motor_left", 0.0), t.get("motor_right", 0.0), t.get("battery", 0.0),
+                t.get("board", 0.0), s.fault_flags)
+
+
+class FirmwareHost:
+    """The firmware core on a thread, talking through a pty at :attr:`path` (a stable symlink)."""
+
+    def __init__(self, seed: int = 0, plant: SimplePlant | None = None) -> None:
+        self.fw_module = load_firmware()
+        self.plant = plant if plant is not None else SimplePlant(seed=seed)
+        self.firmware = self.fw_module.Firmware(PlantBoard(self.plant), self._write)
+        self._dir = tempfile.TemporaryDirectory(prefix="magpie-fw-")
+        self.path = os.path.join(self._dir.name, "ttyPICO")
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        #: Exceptions the firmware core raised (it must never raise; tests check this is 0).
+        self.errors = 0
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="fw-host", daemon=True)
+        self._thread.start()
+
+    def _now_ms(self) -> int:
+        return int((time.monotonic() - self._t0) * 1000.0)
+
+    def _open(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        tmp = self.path + ".new"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.ttyname(slave), tmp)
+        os.replace(tmp, self.path)
+
+    def _close_pty(self) -> None:
+        if os.path.lexists(self.path):
+            os.unlink(self.path)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+    def vanish(self) -> None:
+        """USB unplug: the pty closes and the stable path disappears; the firmware runs on."""
+        with self._lock:
+            self._close_pty()
+
+    def reappear(self) -> None:
+        with self._lock:
+            if self._master is None:
+                self._open()
+
+    def _write(self, frame: bytes) -> None:
+        with self._lock:
+            if self._master is None:
+                raise OSError("port gone")
+            os.write(self._master, frame)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            data = b""
+            with self._lock:
+                fd = self._master
+            if fd is None:
+                self._stop.wait(_TICK_S)
+            else:
+                try:
+                    if select.select([fd], [], [], _TICK_S)[0]:
+                        data = os.read(fd, 4096)
+                except (BlockingIOError, InterruptedError, ValueError):
+                    pass
+                except OSError:  # EIO while no host has the port open, or closed under us
+                    self._stop.wait(_TICK_S)
+            now = time.monotonic()
+            self.plant.step(now - last)
+            last = now
+            now_ms = self._now_ms()
+            try:
+                if data:
+                    self.firmware.feed(data, now_ms)
+                self.firmware.tick(now_ms)
+            except Exception:  # the board must keep running; a bug here is a test failure
+                self.errors += 1
+                log.exception("firmware core raised")
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(2.0)
+        with self._lock:
+            self._close_pty()
+        self._dir.cleanup()

@@ -1,0 +1,103 @@
+"""The plugin's fixtures: the rig, an opened and handshaken link, a wire trace, and assertions
+on measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from hil.checks import Measurement
+from hil.loopback import open_loopback
+from hil.mcu import McuSession
+from hil.pytestplugin.hooks import OPTIONS_KEY, TRACE_KEY, HilOptions
+from hil.rig import LoopbackRig, McuRig, make_rig
+from hil.trace import TracedPort, WireTrace
+
+MCU_DEFAULT_BAUD = 115200
+
+
+@pytest.fixture
+def hil_options(request: pytest.FixtureRequest) -> HilOptions:
+    """The configured rig (port, target, baud, soak, trace directory)."""
+    return request.config.stash[OPTIONS_KEY]
+
+
+@pytest.fixture
+def hil_backend(request: pytest.FixtureRequest) -> str:
+    """``port`` for real hardware, else the emulated backend this test instance runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def hil_baud(hil_options: HilOptions) -> int:
+    """The MCU link's baud rate (``--hil-baud``, default 115200)."""
+    return hil_options.baud or MCU_DEFAULT_BAUD
+
+
+@pytest.fixture
+def hil_trace(request: pytest.FixtureRequest) -> WireTrace:
+    """A wire trace for this test; saved beside the test report if the test fails."""
+    trace = WireTrace()
+    request.node.stash[TRACE_KEY] = trace
+    return trace
+
+
+@pytest.fixture
+def hil_loopback_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[LoopbackRig]:
+    rig = make_rig("loopback", hil_backend, hil_options.port)
+    assert isinstance(rig, LoopbackRig)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+@pytest.fixture
+def hil_loopback_port(hil_loopback_rig: LoopbackRig, hil_trace: WireTrace,
+                      hil_options: HilOptions) -> Iterator[TracedPort]:
+    """The loopback's port, opened exclusively and traced."""
+    port = open_loopback(hil_loopback_rig, hil_options.baud or 115200, hil_trace)
+    try:
+        yield port
+    finally:
+        port.close()
+
+
+@pytest.fixture
+def hil_mcu_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[McuRig]:
+    rig = make_rig("mcu", hil_backend, hil_options.port)
+    assert isinstance(rig, McuRig)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+@pytest.fixture
+def hil_mcu(hil_mcu_rig: McuRig, hil_baud: int, hil_trace: WireTrace) -> Iterator[McuSession]:
+    """The real driver on the rig's port, handshaken, watchdog and stream set; closed after."""
+    session = McuSession(hil_mcu_rig, hil_baud, hil_trace)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def hil_expect(hil_options: HilOptions,
+               record_property: Callable[[str, object], None]) -> Callable[[list[Measurement]], None]:
+    """Assert measurements against their limits and record each one in the test report.
+
+    Timing limits are enforced against real hardware only (an emulated line on a loaded CI
+    machine says nothing about a rig); their figures are recorded either way.
+    """
+
+    def check(measurements: list[Measurement]) -> None:
+        assert measurements, "a check returned no measurements"
+        for m in measurements:
+            record_property(m.name, f"{m.value} {m.unit} (limit {m.limit})")
+        failed = [m for m in measurements if not m.ok and (hil_options.hardware or not m.timing)]
+        assert not failed, "limits not met:\n" + "\n".join(m.line() for m in failed)
+
+    return check

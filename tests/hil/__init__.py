@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop suites: emulated rigs by default, real ones with --hil-port."""

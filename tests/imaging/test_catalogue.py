@@ -1,0 +1,120 @@
+"""The onboard catalogue: atomic products, repair at start, kill -9 in the middle of writing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flight.imaging.catalogue import FAILED, LOST, READY, Catalogue, CatalogueError, Quota
+from flight.imaging.products import Format, ProductFailure, ProductJob, make_product
+
+pytestmark = pytest.mark.timeout(60)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make(cat: Catalogue, quota: Quota, seed: int = 0, fmt: Format = Format.PNG) -> int:
+    img = np.random.default_rng(seed).integers(0, 255, (48, 64), dtype=np.uint8)
+    pid = cat.reserve(1.0, fmt.label, 90, 1, {"seed": seed})
+    p = cat.get(pid)
+    made = make_product(ProductJob(pid, img, fmt, 90, cat.file(p, "full"), cat.file(p, "thumb"), {}), quota)
+    cat.commit(pid, made.width, made.height, made.full, made.thumb)
+    return pid
+
+
+def test_products_survive_reopen_and_ids_are_never_reused(tmp_path: Path) -> None:
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    quota = Quota(10**7)
+    a, b = make(cat, quota, 1), make(cat, quota, 2, Format.JPEG)
+    full_a = cat.read(a, "full")
+    cat.delete(b)
+    cat.close()
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    assert [p.pid for p in cat.list()] == [a]
+    assert cat.read(a, "full") == full_a
+    assert make(cat, Quota(10**7), 3) == b + 1  # b's id is not handed out again
+    with pytest.raises(CatalogueError, match="no product 999"):
+        cat.read(999, "full")
+    with pytest.raises(CatalogueError):
+        cat.delete(999)
+
+
+def test_start_repairs_interrupted_damaged_and_orphaned_products(tmp_path: Path) -> None:
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    quota = Quota(10**7)
+    good, damaged = make(cat, quota, 1), make(cat, quota, 2)
+    pending = cat.reserve(2.0, "png", 0, 0, {})
+    (tmp_path / "files" / f"{pending:08d}.full.png").write_bytes(b"half a png")
+    (tmp_path / "files" / "stray.tmp").write_bytes(b"x")
+    f = cat.file(damaged, "full")
+    f.write_bytes(f.read_bytes()[:-10])
+    cat.close()
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    states = {p.pid: p.state for p in cat.list()}
+    assert states == {good: READY, damaged: LOST, pending: FAILED}
+    assert cat.recovery.failed_pending == 1 and cat.recovery.lost == 1 and cat.recovery.orphans_removed >= 3
+    assert sorted(x.name for x in (tmp_path / "files").iterdir()) == sorted(
+        cat.file(good, k).name for k in ("full", "thumb"))
+    with pytest.raises(CatalogueError, match="lost"):
+        cat.read(damaged, "full")
+
+
+def test_truncated_catalogue_is_moved_aside_not_trusted(tmp_path: Path) -> None:
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    make(cat, Quota(10**7), 1)
+    cat.close()
+    db = tmp_path / "c.db"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.write_bytes(db.read_bytes()[:700])
+    cat = Catalogue.open(db, tmp_path / "files")
+    assert cat.recovery.corrupt_moved.endswith(".corrupt-0")
+    assert Path(cat.recovery.corrupt_moved).exists() and cat.list() == []
+    assert make(cat, Quota(10**7), 2) >= 1
+
+
+def test_quota_refuses_a_product_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    cat = Catalogue.open(tmp_path / "c.db", tmp_path / "files")
+    quota = Quota(500)
+    with pytest.raises(ProductFailure, match="disk full"):
+        make(cat, quota, 1)
+    assert quota.used == 0 and list((tmp_path / "files").iterdir()) == []
+
+
+@pytest.mark.parametrize("after", [3, 11, 25])
+def test_kill_9_while_writing_leaves_the_catalogue_intact(tmp_path: Path, after: int) -> None:
+    """A real child process making products is killed with SIGKILL; the catalogue must hold."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-m", "tests.imaging.catalogue_writer", str(tmp_path), str(after)],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    committed = []
+    try:
+        while len(committed) < after:
+            line = child.stdout.readline()
+            assert line, child.stderr.read().decode() if child.stderr else "child ended"
+            committed.append(int(line))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    cat = Catalogue.open(tmp_path / "products.db", tmp_path / "products")
+    assert cat.recovery.corrupt_moved == ""
+    products = {p.pid: p for p in cat.list()}
+    deleted = {pid - 3 for pid in committed if pid % 7 == 0}
+    for pid in committed:  # every product reported stored is still there, whole
+        if pid in deleted:
+            continue
+        assert products[pid].state == READY
+        for kind in ("full", "thumb"):
+            data = cat.read(pid, kind)
+            assert zlib.crc32(data) == (products[pid].full_crc if kind == "full" else products[pid].thumb_crc)
+    assert all(p.state in (READY, FAILED) for p in products.values())
+    ready_files = {cat.file(p, k).name for p in products.values() if p.state == READY for k in ("full", "thumb")}
+    assert {f.name for f in (tmp_path / "products").iterdir()} == ready_files
