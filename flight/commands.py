@@ -91,6 +91,9 @@ class Dispatcher(Component):
         self.listeners: list[Callable[[CommandResponse], None]] = []
         self._overflow = 0
         self._overflow_lock = threading.Lock()
+        # Admission checks run after a command decodes and before it is accepted: each returns
+        # None to admit it or the reason it is refused (fault protection refuses by mode).
+        self.admission: list[Callable[[str], str | None]] = []
 
     # -- table ------------------------------------------------------------------------------
 
@@ -175,6 +178,11 @@ class Dispatcher(Component):
             self._reject(req, str(exc), opcode, req.name or "?")
             return
         opcode, name = entry.dict["opcode"], entry.dict["name"]
+        for admit in self.admission:
+            refusal = admit(name)
+            if refusal:
+                self._reject(req, refusal, opcode, name)
+                return
         self.counts["accepted"] += 1
         self.tlm("last_opcode", opcode)
         self.event("CmdAccepted", name=name, source=req.source, seq=req.seq)

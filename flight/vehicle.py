@@ -7,9 +7,9 @@ the shared framework, generate the dictionary, load parameters, ``setup()`` each
 announce the boot. Nothing runs until all of that has succeeded.
 
 A component may also name devices it uses when present (``OPTIONAL_DEVICES``: a watchdog, a
-power switch); those are bound only when configured. A component with a ``gate(name, handler)``
-method (fault protection's mode manager) is handed every command handler at registration and may
-wrap it, so commands can be refused by mode without the owning component knowing modes exist.
+power switch); those are bound only when configured. A component with an ``admit(name)`` method
+(fault protection's mode manager) joins the dispatcher's admission checks, so a command can be
+REJECTED by mode before it runs without the owning component knowing modes exist.
 A component that wants the flight process restarted sets :attr:`Vehicle.restart_requested`
 (through ``fw.store["vehicle.restart"]``) and stops the executive; whoever runs the vehicle
 (the simulation launcher, the mission, a service manager) starts it again from its state.
@@ -186,7 +186,6 @@ class Vehicle:
         evs = iter(self.dictionary["events"])
         prms = iter(self.dictionary["params"])
         cmds = iter(self.dictionary["commands"])
-        gates = [c for c in self.components if callable(getattr(c, "gate", None))]
         for c in self.components:
             for ch in c.channels():
                 fw.tlm.declare(next(ids)["id"], f"{c.name}.{ch.name}", ch)
@@ -194,10 +193,11 @@ class Vehicle:
                 fw.events.declare(next(evs)["id"], c.name, ev)
             for p in c.params():
                 fw.params.declare(next(prms)["id"], f"{c.name}.{p.name}", p, c.on_param)
-            for cdef, handler in c.commands():
-                for g in gates:
-                    handler = g.gate(cdef.name, handler)  # type: ignore[attr-defined]
+            for _, handler in c.commands():
                 self.dispatcher.register(next(cmds), handler, c.name)
+            admit = getattr(c, "admit", None)
+            if callable(admit):
+                self.dispatcher.admission.append(admit)
         fw.params.load()
         for c in self.components:
             c.setup()

@@ -1,7 +1,11 @@
 """Drive: wheel commands to the drive train, encoder odometry and stall reporting.
 
-This is the low-level drive service (navigation, later, commands it through the data store);
-the ground can command wheel speeds directly for tests and recovery.
+This is the low-level drive service. Navigation commands it through the data store: the
+component named by the ``nav`` option publishes ``<nav>.wheel_cmd`` as ``(epoch, seq, left,
+right)`` and the drive applies each new one whose epoch matches its stop epoch. Every stop
+(commanded, stall) starts a new epoch (``drive.stop_epoch``, with ``drive.stop_reason``), so a
+wheel command issued before a stop can never restart the wheels after it; navigation sees the
+new epoch and ends its goal. The ground can command wheel speeds directly for tests and recovery.
 """
 
 from __future__ import annotations
@@ -37,9 +41,17 @@ class Drive(Component):
               (Arg("error", "str"),), throttle=5, throttle_window_s=60.0),
     )
     PARAMS = (Param("max_speed_mps", "f32", 0.2, "m/s", min=0.0, max=2.0, doc="wheel speed limit"),)
+    OPTIONS = {"nav": "nav"}
 
     def setup(self) -> None:
         self._dev: DriveTrain = self.devices["drive"]
+        self._epoch = 0
+        self._nav_seq: int | None = None
+        self.publish("stop_epoch", 0)
+        self.publish("stop_reason", "")
+        self.publish("device_ok", True)
+        self.publish("stalled", False)
+        self.publish("geometry", (self._dev.wheel_radius_m, self._dev.track_width_m, self._dev.ticks_per_rev))
         self._last: tuple[int, int] | None = None
         self._odo = 0.0
         self._errors = 0
@@ -59,7 +71,10 @@ class Drive(Component):
             self._errors += 1
             self.tlm("device_errors", self._errors)
             self.event("DriveDeviceError", error=str(exc))
+            self.publish("device_ok", False)
             return
+        self.publish("device_ok", True)
+        self._apply_nav()
         if self._last is not None:
             dl = self._dev.ticks_to_m(st.left_ticks - self._last[0])
             dr = self._dev.ticks_to_m(st.right_ticks - self._last[1])
@@ -72,12 +87,38 @@ class Drive(Component):
         self.tlm("left_current_a", st.left_current_a)
         self.tlm("right_current_a", st.right_current_a)
         self.tlm("stalled", st.stalled)
+        self.publish("stalled", st.stalled)
         if st.stalled and not self._was_stalled:
             self.event("WheelStall")
             self._stop("wheel stall")
         self._was_stalled = st.stalled
 
+    def _apply_nav(self) -> None:
+        """Apply navigation's latest wheel command if it is new and issued in this stop epoch."""
+        nav = self.options["nav"]
+        cmd = self.read(f"{nav}.wheel_cmd") if nav else None
+        if cmd is None:
+            return
+        epoch, seq, left, right = cmd
+        if seq == self._nav_seq:
+            return
+        self._nav_seq = seq
+        if epoch != self._epoch:
+            return
+        limit = self.param("max_speed_mps")
+        left = max(-limit, min(limit, float(left)))
+        right = max(-limit, min(limit, float(right)))
+        try:
+            self._set(left, right)
+        except HalError as exc:
+            self._errors += 1
+            self.tlm("device_errors", self._errors)
+            self.event("DriveDeviceError", error=str(exc))
+
     def _stop(self, why: str) -> None:
+        self._epoch += 1
+        self.publish("stop_epoch", self._epoch)
+        self.publish("stop_reason", why)
         try:
             self._dev.stop()
         except HalError as exc:

@@ -148,6 +148,7 @@ class FaultProtection(Component):
         if not isinstance(gated, dict):
             raise ValueError("gated: expected a table of command pattern = [modes]")
         self.gated: dict[str, frozenset[Mode]] = {}
+        self._gate_cache: dict[str, frozenset[Mode] | None | tuple[()]] = {}
         for pattern, modes in gated.items():
             if not isinstance(modes, list):
                 raise ValueError(f"gated.{pattern}: expected a list of modes")
@@ -414,32 +415,27 @@ class FaultProtection(Component):
                 self._stop_drive()
             self._set_mode(mode, cause)
 
-    def gate(self, name: str, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap the handler of a gated command so it runs only in its modes (see ``gated``)."""
+    def admit(self, name: str) -> str | None:
+        """The dispatcher's admission check: None, or why ``name`` may not run in this mode (see
+        ``gated``). A refusal is counted and reported; stop commands are always admitted."""
         if name in STOP_COMMANDS:
-            return handler
-        allowed: frozenset[Mode] | None = None
-        for pattern, modes in self.gated.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                allowed = modes
-                break
-        if allowed is None:
-            return handler
-        modes = allowed
-
-        def gated(**kwargs: Any) -> Any:
-            if self.mode not in modes:
-                self._rejected += 1
-                if self._fw is not None:
-                    self.tlm("rejected", self._rejected)
-                    names = ", ".join(m.name for m in sorted(modes))
-                    self.event("CommandGated", name=name, mode=self.mode.name, allowed=names)
-                raise CommandFailed(f"{name} is not allowed in {self.mode.name} "
-                                    f"(allowed in {', '.join(m.name for m in sorted(modes))})")
-            return handler(**kwargs)
-
-        gated.__doc__ = handler.__doc__
-        return gated
+            return None
+        modes = self._gate_cache.get(name, ())
+        if modes == ():
+            modes = None
+            for pattern, allowed in self.gated.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    modes = allowed
+                    break
+            self._gate_cache[name] = modes
+        if modes is None or self.mode in modes:
+            return None
+        names = ", ".join(m.name for m in sorted(modes))
+        self._rejected += 1
+        if self._fw is not None:
+            self.tlm("rejected", self._rejected)
+            self.event("CommandGated", name=name, mode=self.mode.name, allowed=names)
+        return f"{name} is not allowed in {self.mode.name} (allowed in {names})"
 
     # -- hibernation -------------------------------------------------------------------------
 

@@ -41,7 +41,10 @@ def test_mode_commands_and_bad_input_are_refused_counted_and_rate_limited(make_r
     rig.cmd("MODE_SET", mode="HIBERNATE")
     rig.run(2)
     d = rig.vehicle.dispatcher.counts
-    assert d["rejected"] == 1
+    assert d["rejected"] == 2  # the unknown mode and the drive command gated by mode
+    gated = [r for r in rig.sink.items
+             if getattr(r, "name", "") == "DRIVE_SET_WHEELS" and hasattr(r, "stage")]
+    assert [r.stage for r in gated] == ["REJECTED"] and "not allowed in STANDBY" in gated[0].reason
     assert rig.mode == "HIBERNATE"
     assert not rig.world.avionics_on and rig.world.vehicle.quiescent
     stages = [r for r in rig.sink.items if getattr(r, "name", "") == "MODE_SET" and hasattr(r, "stage")]

@@ -64,7 +64,7 @@ def check_once(out: Path) -> None:
 
 
 def test_realtime_mission_runs_and_stops_by_itself(tmp_path: Path) -> None:
-    result = run_realtime_mission(CONFIG, tmp_path, duration_s=3.0, preset="ideal", settle_s=2.0)
+    result = run_realtime_mission(CONFIG, tmp_path, duration_s=3.0, preset="ideal", settle_s=6.0)
     assert result.returncodes == {"relay": 0, "ground": 0, "flight": 0}, result.lines()
     assert sum(result.archived.values()) >= 3 and result.duplicates_in_archive == 0
     check_once(tmp_path)

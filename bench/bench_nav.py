@@ -1,0 +1,116 @@
+"""Navigation: planning time and path cost against scikit-image, and stereo to cost map per frame.
+
+* Planning on 250x250 and 1000x1000 cost grids (a smooth random terrain cost with grown rock
+  hazards, seeded) from one corner region to the other: our A* and our sweep cost-to-go field
+  beside ``skimage.graph.MCP_Geometric`` on the same grid in the same run. The time ratio is
+  ours / MCP; the path cost ratio is our path's cost on the shared graph / MCP's cumulative cost
+  (the optimum), which must stay at or below 1.05.
+* Stereo to cost map: one 640x480 rendered stereo pair through disparity (semi-global
+  matching), terrain points, elevation fusion and traversability cost, beside the disparity
+  step alone (the floor any such pipeline pays).
+
+scikit-image is a development dependency; without it the planning rows carry no baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import cv2
+import numpy as np
+
+from bench.common import Row
+from flight.nav.costmap import ElevationMap
+from flight.nav.planner import astar, path_cost, plan_field
+from flight.nav.stereo import Capture, StereoVision
+from sim_hw.world import CameraSpec, World
+
+log = logging.getLogger(__name__)
+
+
+def cost_grid(n: int, seed: int = 7) -> np.ndarray:
+    """A terrain-like cost grid: smooth cost 1..4 and round hazards grown by a rover radius."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.random((n, n)).astype(np.float32), (0, 0), n / 40)
+    base = (base - base.min()) / (np.ptp(base) + 1e-9)
+    cost = 1.0 + 3.0 * base.astype(np.float64)
+    rocks = (rng.random((n, n)) < 0.004).astype(np.uint8)
+    rocks = cv2.dilate(rocks, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    cost[rocks > 0] = np.inf
+    cost[:8, :8] = 1.0
+    cost[-8:, -8:] = 1.0
+    return cost
+
+
+def _best(fn, repeat: int) -> tuple[float, object]:
+    best, out = math.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _planning(n: int, repeat: int) -> list[Row]:
+    cost = cost_grid(n)
+    start, goal = (2, 2), (n - 3, n - 3)
+    rows = []
+    mcp_t = mcp_cost = None
+    try:
+        from skimage.graph import MCP_Geometric
+    except ImportError:
+        log.warning("scikit-image is not installed; planning rows have no baseline")
+    else:
+        def mcp():
+            m = MCP_Geometric(np.where(np.isfinite(cost), cost, -1.0))
+            costs, _ = m.find_costs([start], [goal])
+            return float(costs[goal])
+        mcp_t, mcp_cost = _best(mcp, repeat)
+    for name, fn in (("A*", astar), ("sweep field", plan_field)):
+        secs, (path, _) = _best(lambda fn=fn: fn(cost, start, goal), repeat)  # type: ignore[misc]
+        rows.append(Row(f"plan {n}x{n} {name}", secs * 1e3, "ms", None if mcp_t is None else mcp_t * 1e3,
+                        "skimage MCP_Geometric same grid"))
+        pc = path_cost(cost, path)
+        if mcp_cost is not None:
+            rows.append(Row(f"plan {n}x{n} {name} path cost / optimum", pc / mcp_cost, "x",
+                            target="<= 1.05"))
+    return rows
+
+
+def _stereo(repeat: int) -> list[Row]:
+    world = World("moon", seed=1, start_hours_after_sunrise=72.0,
+                  cameras={"navcam": CameraSpec(width=640, height=480)})
+    left, _ = world.capture("navcam", "left")
+    right, _ = world.capture("navcam", "right")
+    spec = world.cameras["navcam"]
+    t = world.truth()
+    cap = Capture(left, right, spec.model(), spec.baseline_m, 1,
+                  (t["x"], t["y"], t["z"], t["yaw"], t["pitch"], t["roll"]))
+    vision = StereoVision(vo=False)
+
+    def pipeline():
+        res = vision.process(cap)
+        emap = ElevationMap((t["x"], t["y"]), 40.0, 0.1)
+        box = emap.fuse(res.points)
+        emap.update_cost(box)
+        return emap
+
+    secs, _ = _best(pipeline, repeat)
+    disp_s, _ = _best(lambda: vision.disparity(left, right), repeat)
+    return [Row("stereo pair 640x480 -> cost map", secs * 1e3, "ms", disp_s * 1e3, "StereoSGBM disparity alone",
+                target="< image period (1 s)")]
+
+
+def run(quick: bool) -> list[Row]:
+    repeat = 1 if quick else 3
+    rows = _planning(250, repeat) + _planning(1000, 1) + _stereo(2 if quick else 5)
+    for r in rows:
+        log.info("%s: %.4g %s", r.name, r.value, r.unit)
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover - manual run
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run(quick=True)

@@ -1,0 +1,179 @@
+"""The local elevation map and its traversability cost (GESTALT-style).
+
+The map is a world-fixed grid centred on the rover's pose when navigation starts (or its pose
+is reset), ``size_m`` a side. Stereo points fuse into it as a per-cell running mean of height
+(recent looks weigh more, so a cell seen again from closer improves). Unknown cells are NaN.
+
+Cost per cell comes from a plane fitted over a rover-sized disc around it (box-filtered moments,
+all cells at once): **slope** of the plane, **roughness** (RMS residual), and **step** (the
+largest height difference in a wheel-sized neighbourhood, less what the slope explains). Each is
+divided by its limit; any ratio at or above 1 makes the cell a hazard, and hazards are grown by
+the rover's half-width so the planner can treat the rover as a point. Passable cells cost
+``1 + gain * worst ratio``; unknown cells ``unknown_cost``; hazards are infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class CostLimits:
+    slope_deg: float = 18.0
+    roughness_m: float = 0.04
+    step_m: float = 0.07
+    footprint_m: float = 0.3  # radius of the plane-fit disc
+    inflate_m: float = 0.45  # hazards grown by this for planning (rover half-diagonal and a margin)
+    core_m: float = 0.3  # and by this for the stop check on the path ahead
+    gain: float = 3.0
+    unknown_cost: float = 1.2
+
+
+class ElevationMap:
+    def __init__(self, center: tuple[float, float], size_m: float = 40.0, resolution_m: float = 0.1) -> None:
+        self.resolution_m = float(resolution_m)
+        self.n = int(round(size_m / resolution_m))
+        self.origin = (center[0] - 0.5 * self.n * self.resolution_m, center[1] - 0.5 * self.n * self.resolution_m)
+        self.height = np.full((self.n, self.n), np.nan, np.float32)
+        self.weight = np.zeros((self.n, self.n), np.float32)
+        self.cost = np.full((self.n, self.n), np.float32(1.0), np.float32)
+        self.hazard = np.zeros((self.n, self.n), bool)
+        self.core = np.zeros((self.n, self.n), bool)  # hazards grown by the rover's half-width only
+        self.limits = CostLimits()
+        self.cost[:] = self.limits.unknown_cost
+
+    # -- geometry --------------------------------------------------------------------------------
+
+    def cell(self, x: float, y: float) -> tuple[int, int]:
+        """(row, col) of a world point (may be off the map)."""
+        return (int(math.floor((y - self.origin[1]) / self.resolution_m)),
+                int(math.floor((x - self.origin[0]) / self.resolution_m)))
+
+    def center_of(self, r: float, c: float) -> tuple[float, float]:
+        return (self.origin[0] + (c + 0.5) * self.resolution_m, self.origin[1] + (r + 0.5) * self.resolution_m)
+
+    def contains(self, x: float, y: float, margin_m: float = 0.0) -> bool:
+        r, c = self.cell(x, y)
+        m = int(math.ceil(margin_m / self.resolution_m))
+        return m <= r < self.n - m and m <= c < self.n - m
+
+    # -- fusion ----------------------------------------------------------------------------------
+
+    def fuse(self, points: np.ndarray, min_points: int = 2) -> tuple[int, int, int, int] | None:
+        """Fuse world points (N, 3); returns the touched box (r0, r1, c0, c1) or None."""
+        if points.size == 0:
+            return None
+        rr = np.floor((points[:, 1] - self.origin[1]) / self.resolution_m).astype(np.int64)
+        cc = np.floor((points[:, 0] - self.origin[0]) / self.resolution_m).astype(np.int64)
+        ok = (rr >= 0) & (rr < self.n) & (cc >= 0) & (cc < self.n)
+        if not ok.any():
+            return None
+        rr, cc, z = rr[ok], cc[ok], points[ok, 2]
+        r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
+        w = c1 - c0
+        idx = (rr - r0) * w + (cc - c0)
+        shape = (r1 - r0, w)
+        cnt = np.bincount(idx, minlength=shape[0] * w).reshape(shape)
+        zsum = np.bincount(idx, weights=z, minlength=shape[0] * w).reshape(shape)
+        seen = cnt >= min_points
+        zmean = np.where(seen, zsum / np.maximum(cnt, 1), 0.0).astype(np.float32)
+        hv = self.height[r0:r1, c0:c1]
+        wv = self.weight[r0:r1, c0:c1]
+        new_w = np.minimum(cnt, 20).astype(np.float32)
+        old = np.where(np.isnan(hv), 0.0, hv)
+        wt_old = np.where(np.isnan(hv), 0.0, np.minimum(wv, 20.0))
+        fused = (old * wt_old + zmean * new_w) / np.maximum(wt_old + new_w, 1e-6)
+        hv[seen] = fused[seen]
+        wv[seen] = np.minimum(wt_old + new_w, 40.0)[seen]
+        return r0, r1, c0, c1
+
+    # -- cost ------------------------------------------------------------------------------------
+
+    def update_cost(self, box: tuple[int, int, int, int] | None = None) -> int:
+        """Recompute cost inside ``box`` (grown by the filter reach); returns hazard cells there."""
+        lim = self.limits
+        res = self.resolution_m
+        k = max(1, int(round(lim.footprint_m / res)))
+        kin = max(1, int(math.ceil(lim.inflate_m / res)))
+        pad = 2 * (k + kin) + 2
+        if box is None:
+            box = (0, self.n, 0, self.n)
+        r0, r1 = max(0, box[0] - pad), min(self.n, box[1] + pad)
+        c0, c1 = max(0, box[2] - pad), min(self.n, box[3] + pad)
+        h = self.height[r0:r1, c0:c1].astype(np.float64)
+        valid = ~np.isnan(h)
+        v = valid.astype(np.float64)
+        z = np.where(valid, h, 0.0)
+        z = np.where(valid, cv2.medianBlur(z.astype(np.float32), 3).astype(np.float64), 0.0)
+        ys, xs = np.mgrid[0 : h.shape[0], 0 : h.shape[1]].astype(np.float64)
+        ksz = (2 * k + 1, 2 * k + 1)
+
+        def box_sum(a: np.ndarray) -> np.ndarray:
+            return cv2.boxFilter(a, -1, ksz, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+        n = box_sum(v)
+        enough = n >= 0.4 * ksz[0] * ksz[1]
+        nn = np.maximum(n, 1.0)
+        mx, my, mz = box_sum(v * xs) / nn, box_sum(v * ys) / nn, box_sum(z) / nn
+        sxx = box_sum(v * xs * xs) / nn - mx * mx
+        syy = box_sum(v * ys * ys) / nn - my * my
+        sxy = box_sum(v * xs * ys) / nn - mx * my
+        sxz = box_sum(xs * z) / nn - mx * mz
+        syz = box_sum(ys * z) / nn - my * mz
+        szz = box_sum(z * z) / nn - mz * mz
+        det = sxx * syy - sxy * sxy
+        det = np.where(np.abs(det) < 1e-9, 1e-9, det)
+        a = (sxz * syy - syz * sxy) / det
+        b = (syz * sxx - sxz * sxy) / det
+        grad = np.hypot(a, b) / res
+        slope = np.degrees(np.arctan(grad))
+        rough = np.sqrt(np.maximum(0.0, szz - a * sxz - b * syz))
+        hi = cv2.dilate(np.where(valid, z, -1e9).astype(np.float32), np.ones((3, 3), np.uint8))
+        lo = cv2.erode(np.where(valid, z, 1e9).astype(np.float32), np.ones((3, 3), np.uint8))
+        step = np.where(valid & (hi > -1e8) & (lo < 1e8), hi - lo, 0.0) - grad * 2.0 * res * math.sqrt(2.0)
+        ratio = np.maximum.reduce([slope / lim.slope_deg, rough / lim.roughness_m, step / lim.step_m])
+        ratio = np.where(enough, ratio, np.nan)
+        hazard = np.nan_to_num(ratio, nan=0.0) >= 1.0
+        grown = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * kin + 1, 2 * kin + 1))) > 0
+        near = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (4 * kin + 1, 4 * kin + 1))) > 0
+        cost = np.where(np.isnan(ratio), lim.unknown_cost, 1.0 + lim.gain * np.clip(np.nan_to_num(ratio), 0, 1))
+        kc = max(1, int(math.ceil(lim.core_m / res)))
+        core = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * kc + 1, 2 * kc + 1))) > 0
+        cost = np.where(near, cost + 1.0, cost)
+        cost = np.where(grown, np.inf, cost).astype(np.float32)
+        # write back only the inner box (the border lacked its neighbours)
+        ir0, ir1 = max(0, box[0] - (k + kin)), min(self.n, box[1] + (k + kin))
+        ic0, ic1 = max(0, box[2] - (k + kin)), min(self.n, box[3] + (k + kin))
+        sl = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
+        self.cost[ir0:ir1, ic0:ic1] = cost[sl]
+        self.hazard[ir0:ir1, ic0:ic1] = hazard[sl]
+        self.core[ir0:ir1, ic0:ic1] = core[sl]
+        return int(hazard[sl].sum())
+
+    def cost_at(self, x: float, y: float) -> float:
+        r, c = self.cell(x, y)
+        if 0 <= r < self.n and 0 <= c < self.n:
+            return float(self.cost[r, c])
+        return float(self.limits.unknown_cost)
+
+    def blocked_along(self, pts: np.ndarray, core: bool = False) -> tuple[float, float] | None:
+        """First point (x, y) of a polyline sample in an impassable cell (``core``: within the
+        rover's half-width of a hazard), or None."""
+        if pts.size == 0:
+            return None
+        rr = np.floor((pts[:, 1] - self.origin[1]) / self.resolution_m).astype(np.int64)
+        cc = np.floor((pts[:, 0] - self.origin[0]) / self.resolution_m).astype(np.int64)
+        ok = (rr >= 0) & (rr < self.n) & (cc >= 0) & (cc < self.n)
+        bad = np.zeros(len(pts), bool)
+        bad[ok] = self.core[rr[ok], cc[ok]] if core else ~np.isfinite(self.cost[rr[ok], cc[ok]])
+        hit = np.flatnonzero(bad)
+        if hit.size == 0:
+            return None
+        return float(pts[hit[0], 0]), float(pts[hit[0], 1])

@@ -1,0 +1,202 @@
+"""Localization: an extended Kalman filter on wheel odometry, gyro rates and visual odometry.
+
+**State.** ``[x, y, yaw, gyro_bias, odo_scale]`` in the world frame, plus up to two *clones* of
+``[x, y, yaw]`` (stochastic cloning): the pose at the instant a stereo pair was taken is copied
+into the state so a visual-odometry result that arrives later, as the motion between two such
+instants, is an honest measurement of two states whose correlation the filter keeps.
+
+**Prediction** (every navigation step): the wheels give the distance travelled (horizontal, by
+the pitch), times the odometry scale (which absorbs the slip visual odometry sees); the gyro,
+turned into the world's yaw rate through the attitude and less its estimated bias, gives the
+heading change (trapezoidal). Noise grows with distance (slip), with time (gyro noise, bias
+walk) and turning.
+
+**Updates.** Zero-velocity (wheels still and not commanded): the gyro must read zero, which
+estimates its bias. Wheel yaw rate: a weak measurement of the gyro's corrected rate (wheels on a
+skid-steer rover scrub and slip). Visual odometry: the body-frame motion between two clones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from flight.nav.geometry import wrap
+
+X, Y, YAW, BIAS, SCALE = range(5)
+CORE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class FilterNoise:
+    odo_frac: float = 0.03  # 1-sigma distance error per metre of wheel travel (slip)
+    gyro_rads: float = 0.0005  # white noise of one gyro sample
+    bias_walk: float = 2e-6  # gyro bias random walk, rad/s per sqrt(s)
+    scale_walk: float = 0.01  # odometry scale random walk per sqrt(m)
+    wheel_yaw_rads: float = 0.05  # wheel yaw rate as a gyro check
+    vo_trans_m: float = 0.01  # visual odometry, per frame pair
+    vo_trans_frac: float = 0.03
+    vo_yaw_rad: float = 0.003
+
+
+class PoseFilter:
+    """The navigation filter (see the module docstring)."""
+
+    def __init__(self, x: float = 0.0, y: float = 0.0, yaw: float = 0.0, noise: FilterNoise | None = None,
+                 pos_sigma_m: float = 0.01, yaw_sigma_rad: float = 0.005,
+                 bias_sigma: float = 0.001, scale_sigma: float = 0.02) -> None:
+        self.noise = noise or FilterNoise()
+        self.x = np.array([x, y, yaw, 0.0, 1.0])
+        self.P = np.diag([pos_sigma_m**2, pos_sigma_m**2, yaw_sigma_rad**2, bias_sigma**2, scale_sigma**2])
+        self.clones: list[int] = []  # ids of clones, in state order after the core
+        self.distance_m = 0.0
+
+    # -- accessors -----------------------------------------------------------------------------
+
+    @property
+    def pose(self) -> tuple[float, float, float]:
+        return float(self.x[X]), float(self.x[Y]), float(self.x[YAW])
+
+    def pos_sigma(self) -> float:
+        """Square root of the largest eigenvalue of the position covariance (m)."""
+        return float(math.sqrt(max(0.0, float(np.linalg.eigvalsh(self.P[:2, :2]).max()))))
+
+    def reset(self, x: float, y: float, yaw: float, pos_sigma_m: float = 0.01, yaw_sigma_rad: float = 0.005) -> None:
+        """Put the pose here (keeping bias and scale); clones are dropped."""
+        keep = self.P[3:5, 3:5].copy()
+        self.x = np.array([x, y, wrap(yaw), self.x[BIAS], self.x[SCALE]])
+        self.P = np.zeros((CORE, CORE))
+        self.P[:3, :3] = np.diag([pos_sigma_m**2, pos_sigma_m**2, yaw_sigma_rad**2])
+        self.P[3:5, 3:5] = keep
+        self.clones = []
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def predict(self, ds_wheel: float, yaw_rate_prev: float, yaw_rate_now: float, dt: float) -> None:
+        """Move by ``ds_wheel`` metres (horizontal, signed) while the gyro's world yaw rate went
+        from ``yaw_rate_prev`` to ``yaw_rate_now`` over ``dt`` seconds."""
+        n = self.x.size
+        nz = self.noise
+        yaw, bias, k = self.x[YAW], self.x[BIAS], self.x[SCALE]
+        dyaw = 0.5 * (yaw_rate_prev + yaw_rate_now) * dt - bias * dt
+        mid = yaw + 0.5 * dyaw
+        c, s = math.cos(mid), math.sin(mid)
+        self.x[X] += k * ds_wheel * c
+        self.x[Y] += k * ds_wheel * s
+        self.x[YAW] = wrap(yaw + dyaw)
+        self.distance_m += abs(k * ds_wheel)
+        F = np.eye(n)
+        F[X, YAW] = -k * ds_wheel * s
+        F[Y, YAW] = k * ds_wheel * c
+        F[X, BIAS] = k * ds_wheel * s * 0.5 * dt
+        F[Y, BIAS] = -k * ds_wheel * c * 0.5 * dt
+        F[X, SCALE] = ds_wheel * c
+        F[Y, SCALE] = ds_wheel * s
+        F[YAW, BIAS] = -dt
+        # noise: distance (slip), heading (gyro white noise), bias walk, scale walk
+        G = np.zeros((n, 4))
+        G[X, 0], G[Y, 0] = k * c, k * s
+        G[X, 1], G[Y, 1], G[YAW, 1] = -0.5 * k * ds_wheel * s, 0.5 * k * ds_wheel * c, 1.0
+        G[BIAS, 2] = 1.0
+        G[SCALE, 3] = 1.0
+        q = np.diag([nz.odo_frac**2 * abs(ds_wheel) + 1e-12,
+                     (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2,
+                     nz.bias_walk**2 * dt, nz.scale_walk**2 * abs(ds_wheel)])
+        self.P = F @ self.P @ F.T + G @ q @ G.T
+        self.P = 0.5 * (self.P + self.P.T)
+
+    # -- updates -------------------------------------------------------------------------------
+
+    def _update(self, z: np.ndarray, h: np.ndarray, H: np.ndarray, R: np.ndarray,
+                angle_rows: tuple[int, ...] = ()) -> float:
+        innov = z - h
+        for i in angle_rows:
+            innov[i] = wrap(innov[i])
+        S = H @ self.P @ H.T + R
+        K = self.P @ H.T @ np.linalg.inv(S)
+        self.x = self.x + K @ innov
+        self.x[YAW] = wrap(self.x[YAW])
+        for i in range(len(self.clones)):
+            j = CORE + 3 * i + 2
+            self.x[j] = wrap(self.x[j])
+        ikh = np.eye(self.x.size) - K @ H
+        self.P = ikh @ self.P @ ikh.T + K @ R @ K.T  # Joseph form
+        self.P = 0.5 * (self.P + self.P.T)
+        return float(innov @ np.linalg.solve(S, innov))
+
+    def update_zero_rate(self, gyro_yaw_rate: float) -> None:
+        """Wheels still: the true yaw rate is zero, so the gyro reads its bias."""
+        H = np.zeros((1, self.x.size))
+        H[0, BIAS] = 1.0
+        self._update(np.array([gyro_yaw_rate]), np.array([self.x[BIAS]]), H, np.array([[self.noise.gyro_rads**2]]))
+
+    def update_wheel_rate(self, wheel_yaw_rate: float, gyro_yaw_rate: float) -> None:
+        """The wheels' yaw rate against the gyro's corrected rate (a weak check of the bias)."""
+        H = np.zeros((1, self.x.size))
+        H[0, BIAS] = -1.0
+        self._update(np.array([wheel_yaw_rate]), np.array([gyro_yaw_rate - self.x[BIAS]]), H,
+                     np.array([[self.noise.wheel_yaw_rads**2]]))
+
+    # -- clones and visual odometry ------------------------------------------------------------
+
+    def clone(self, clone_id: int) -> None:
+        """Copy the present pose into the state under ``clone_id``."""
+        n = self.x.size
+        J = np.zeros((n + 3, n))
+        J[:n, :n] = np.eye(n)
+        J[n:, :3] = np.eye(3)
+        self.x = np.concatenate([self.x, self.x[:3]])
+        self.P = J @ self.P @ J.T
+        self.clones.append(clone_id)
+
+    def _slot(self, clone_id: int) -> int:
+        return CORE + 3 * self.clones.index(clone_id)
+
+    def has_clone(self, clone_id: int) -> bool:
+        return clone_id in self.clones
+
+    def clone_pose(self, clone_id: int) -> tuple[float, float, float]:
+        i = self._slot(clone_id)
+        return float(self.x[i]), float(self.x[i + 1]), float(self.x[i + 2])
+
+    def drop_clone(self, clone_id: int) -> None:
+        if clone_id not in self.clones:
+            return
+        i = self._slot(clone_id)
+        keep = [k for k in range(self.x.size) if not i <= k < i + 3]
+        self.x = self.x[keep]
+        self.P = self.P[np.ix_(keep, keep)]
+        self.clones.remove(clone_id)
+
+    def update_motion(self, a_id: int, b_id: int, dx: float, dy: float, dyaw: float) -> float:
+        """Visual odometry: clone ``b``'s pose seen from clone ``a``'s body frame is (dx, dy, dyaw).
+
+        Returns the Mahalanobis distance of the innovation (the caller may gate on it).
+        """
+        ia, ib = self._slot(a_id), self._slot(b_id)
+        xa, ya, ta = self.x[ia : ia + 3]
+        xb, yb, tb = self.x[ib : ib + 3]
+        c, s = math.cos(ta), math.sin(ta)
+        ex, ey = xb - xa, yb - ya
+        h = np.array([c * ex + s * ey, -s * ex + c * ey, wrap(tb - ta)])
+        H = np.zeros((3, self.x.size))
+        H[0, ia : ia + 3] = [-c, -s, -s * ex + c * ey]
+        H[1, ia : ia + 3] = [s, -c, -c * ex - s * ey]
+        H[2, ia + 2] = -1.0
+        H[0, ib], H[0, ib + 1] = c, s
+        H[1, ib], H[1, ib + 1] = -s, c
+        H[2, ib + 2] = 1.0
+        nz = self.noise
+        dist = math.hypot(dx, dy)
+        st = nz.vo_trans_m + nz.vo_trans_frac * dist
+        R = np.diag([st**2, st**2, nz.vo_yaw_rad**2])
+        z = np.array([dx, dy, dyaw])
+        innov = z - h
+        innov[2] = wrap(innov[2])
+        S = H @ self.P @ H.T + R
+        m2 = float(innov @ np.linalg.solve(S, innov))
+        if m2 > 16.0:  # gate: a VO blunder must not corrupt the pose
+            return m2
+        return self._update(z, h, H, R, angle_rows=(2,))

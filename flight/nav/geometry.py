@@ -1,0 +1,50 @@
+"""Frames and rotations the navigation code shares.
+
+World: x east, y north, z up. Body: x forward, y left, z up; attitude is yaw about z, pitch
+nose-up, roll left-side-up (``R = Rz(yaw) Ry(-pitch) Rx(roll)``). Camera: OpenCV's (x right, y
+down, z forward). The mast camera is panned about the body's up axis, then tilted (positive up).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Columns: camera x (right), y (down), z (forward) in the body frame.
+R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def wrap(a: float) -> float:
+    """Angle wrapped to [-pi, pi)."""
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rot_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def rot_x(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def body_to_world(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    return rot_z(yaw) @ rot_y(-pitch) @ rot_x(roll)
+
+
+def body_to_camera_rotation(pan_deg: float, tilt_deg: float) -> np.ndarray:
+    """Rotation whose columns are the camera axes in the body frame."""
+    return rot_z(math.radians(pan_deg)) @ rot_y(-math.radians(tilt_deg)) @ R_BODY_CAM
+
+
+def attitude_from_gravity(g: tuple[float, float, float]) -> tuple[float, float]:
+    """(pitch, roll) in radians from a low-passed accelerometer (specific force) vector."""
+    fx, fy, fz = g
+    return math.atan2(fx, math.hypot(fy, fz)), math.atan2(fy, fz)

@@ -1,0 +1,144 @@
+"""The navigation component on the simulated world: driving, stops, bad input, persistence."""
+
+import math
+
+import pytest
+
+from sim_hw.terrain import Terrain
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_blind_arc_and_goto_reach_their_targets(make_rover):
+    r = make_rover()
+    r.cmd("NAV_MODE", mode="blind")
+    t0 = r.world.truth()
+    r.cmd("DRIVE_ARC", distance=1.0, curvature=0.0)
+    resp = r.run_until_done("DRIVE_ARC", 20.0)
+    assert resp is not None and resp.stage == "COMPLETED"
+    r.run(1.0)
+    t1 = r.world.truth()
+    assert math.hypot(t1["x"] - t0["x"], t1["y"] - t0["y"]) == pytest.approx(1.0, abs=0.1)
+    gx, gy = t1["x"] + 2.0, t1["y"] + 1.5
+    r.cmd("NAV_GOTO", x=gx, y=gy, tolerance=0.2)
+    resp = r.run_until_done("NAV_GOTO", 60.0)
+    assert resp is not None and resp.stage == "COMPLETED", resp
+    t2 = r.world.truth()
+    assert math.hypot(t2["x"] - gx, t2["y"] - gy) < 0.35
+    # the estimate follows the truth and reports its covariance
+    assert math.hypot(r.tlm("nav.x_m") - t2["x"], r.tlm("nav.y_m") - t2["y"]) < 0.1
+    assert 0.0 < r.tlm("nav.pos_sigma_m") < 0.5
+    assert r.tlm("nav.distance_m") > 3.0
+    assert r.events("GoalReached")
+
+
+def test_tilt_beyond_the_limit_stops_the_drive(make_rover):
+    r = make_rover(Terrain.plane(size_m=30.0, slope_deg=25.0, uphill_azimuth_deg=90.0, seed=3))
+    r.cmd("NAV_MODE", mode="blind")
+    r.cmd("DRIVE_ARC", distance=2.0, curvature=0.0)
+    resp = r.run_until_done("DRIVE_ARC", 20.0)
+    assert resp is not None and resp.stage == "FAILED" and "tilt" in resp.reason
+    assert any("tilt" in e.text for e in r.events("SafetyStop"))
+    r.run(1.0)
+    assert r.tlm("nav.stops") >= 1 and "tilt" in r.tlm("nav.last_stop")
+
+
+def test_wheel_stall_and_link_loss_stop_with_a_reason(make_rover):
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(16.2, 15.0, radius=0.4, height=0.3)
+    r = make_rover(ter)
+    r.cmd("NAV_MODE", mode="blind")
+    r.cmd("DRIVE_ARC", distance=3.0, curvature=0.0)
+    resp = r.run_until_done("DRIVE_ARC", 30.0)
+    assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason
+    assert r.events("WheelStall") and any("stall" in e.text for e in r.events("SafetyStop"))
+    # now the MCU goes away in the middle of a drive
+    r.cmd("DRIVE_ARC", distance=-2.0, curvature=0.0)
+    r.run(1.0)
+    r.vehicle.devices["mcu"].close()
+    resp = r.run_until_done("DRIVE_ARC", 5.0)
+    assert resp is not None and resp.stage == "FAILED" and "link down" in resp.reason
+
+
+def test_uncertainty_limit_and_stop_commands(make_rover):
+    r = make_rover()
+    r.cmd("NAV_MODE", mode="blind")
+    r.cmd("PRM_SET", name="nav.pos_sigma_limit_m", value="0.05")
+    r.cmd("DRIVE_ARC", distance=10.0, curvature=0.0)
+    resp = r.run_until_done("DRIVE_ARC", 60.0)
+    assert resp is not None and resp.stage == "FAILED" and "uncertainty" in resp.reason
+    r.cmd("PRM_SET", name="nav.pos_sigma_limit_m", value="5")
+    for stop in ("NAV_STOP", "DRIVE_STOP"):
+        r.cmd("DRIVE_ARC", distance=5.0, curvature=0.5)
+        r.run(1.0)
+        r.cmd(stop)
+        resp = r.run_until_done("DRIVE_ARC", 5.0)
+        assert resp is not None and resp.stage == "FAILED", stop
+        r.run(1.0)
+        assert abs(r.world.truth()["speed"]) < 1e-3
+
+
+def test_bad_goals_are_refused_counted_and_explained(make_rover):
+    r = make_rover()
+    x, y = r.tlm("nav.x_m"), r.tlm("nav.y_m")
+    r.cmd("NAV_GOTO", x=x + 500.0, y=y, tolerance=0.3)
+    r.cmd("NAV_WAYPOINTS", points="", tolerance=0.3)
+    r.cmd("NAV_WAYPOINTS", points="1,2;a,b", tolerance=0.3)
+    r.cmd("NAV_GOTO", x=x, y=y, tolerance=50.0)  # out of the declared range: rejected before running
+    r.run(1.0)
+    goto = r.responses("NAV_GOTO")  # the rejects counter is sampled every half second
+    assert [g.stage for g in goto] == ["ACCEPTED", "FAILED", "REJECTED"]
+    assert "outside the navigation map" in goto[1].reason
+    wp = [w for w in r.responses("NAV_WAYPOINTS") if w.stage == "FAILED"]
+    assert "no waypoints" in wp[0].reason and "two numbers" in wp[1].reason
+    assert r.tlm("nav.rejects") == 3
+    assert len(r.events("NavCommandRejected")) == 3
+    assert abs(r.world.truth()["speed"]) < 1e-6
+
+
+def test_guarded_mode_stops_before_a_rock(make_rover):
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(18.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    r.cmd("NAV_MODE", mode="guarded")
+    r.cmd("NAV_GOTO", x=20.0, y=15.0, tolerance=0.3)
+    resp = r.run_until_done("NAV_GOTO", 60.0)
+    assert resp is not None and resp.stage == "FAILED" and "hazard ahead" in resp.reason
+    t = r.world.truth()
+    assert t["x"] < 18.0 - 0.35 - 0.2 and not t["stalled"]
+    r.run(1.0)
+    assert r.tlm("nav.hazards_seen") >= 1 and r.events("HazardAhead")
+
+
+def test_autonav_goes_around_a_rock(make_rover):
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(18.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    r.cmd("NAV_GOTO", x=21.0, y=15.0, tolerance=0.3)
+    collided = False
+    for _ in range(300):
+        r.run(0.2)
+        t = r.world.truth()
+        collided |= math.hypot(t["x"] - 18.0, t["y"] - 15.0) < 0.35 + 0.25
+        if any(x.stage in ("COMPLETED", "FAILED") for x in r.responses("NAV_GOTO")):
+            break
+    assert r.responses("NAV_GOTO")[-1].stage == "COMPLETED", r.responses("NAV_GOTO")[-1]
+    assert not collided
+    assert r.tlm("nav.plans") >= 1 and r.tlm("nav.vo_updates") >= 1
+
+
+def test_pose_survives_a_restart(make_rover, tmp_path):
+    state = tmp_path / "persist"
+    r = make_rover(state_dir=state)
+    r.cmd("NAV_MODE", mode="blind")
+    r.cmd("DRIVE_ARC", distance=1.5, curvature=0.3)
+    assert r.run_until_done("DRIVE_ARC", 30.0).stage == "COMPLETED"
+    x, y, yaw = r.vehicle.by_name["nav"].ekf.pose
+    pose = (x, y, math.degrees(yaw))
+    r.vehicle.shutdown()
+    again = make_rover(state_dir=state, reset=False)
+    assert again.events("PoseRestored")
+    assert again.tlm("nav.x_m") == pytest.approx(pose[0], abs=1e-3)
+    assert again.tlm("nav.y_m") == pytest.approx(pose[1], abs=1e-3)
+    assert again.tlm("nav.yaw_deg") == pytest.approx(pose[2], abs=0.05)
+    assert pose[0] != pytest.approx(15.0, abs=0.5)  # it did move before the restart
