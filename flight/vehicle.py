@@ -231,8 +231,11 @@ class Vehicle:
                 self.flush()
                 if ex.stopping:
                     return
-        while self.clock.now() < until_s and not ex.stopping:
-            ex.run(until_s=min(until_s, self.clock.now() + flush_every_s))
+        # Compare on the nanosecond grid the executive uses: a float such as 1.0 + 0.2 lies just
+        # above 1.2 s and would otherwise never be reached.
+        until_ns = int(round(until_s * 1e9))
+        while self.clock.now_ns() < until_ns and not ex.stopping:
+            ex.run(until_s=min(until_ns, self.clock.now_ns() + int(round(flush_every_s * 1e9))) / 1e9)
             self.flush()
 
     def shutdown(self, close_sinks: bool = True) -> None:

@@ -90,7 +90,7 @@ class Imaging(Component):
         "chunk_bytes": 3000,
         "worker_queue": 4,
         "encode_cost_s": 0.5,  # modelled encode time per product on the simulated clock
-        "pose_channels": ["nav.x_m", "nav.y_m", "nav.heading_deg"],
+        "pose_channels": ["nav.x_m", "nav.y_m", "nav.yaw_deg"],
         "mast_height_m": 1.0,  # camera height above the ground, for target ranges
         "max_list": 20,
     }

@@ -213,3 +213,14 @@ def test_executive_stops_on_request(make_vehicle):
     v.clock.on_advance(lambda t: v.executive.request_stop() if t >= NS // 2 else None)
     v.run(until_s=10.0)
     assert v.clock.now() < 1.0
+
+
+@pytest.mark.timeout(20)
+def test_vehicle_run_reaches_a_float_end_off_the_nanosecond_grid(make_vehicle) -> None:
+    """0.1 + 0.2 is 0.30000000000000004: the run must stop at 0.3 s, not loop forever."""
+    vehicle, _ = make_vehicle()
+    vehicle.run(until_s=0.1)
+    end = vehicle.clock.now() + 0.2
+    assert end > 0.3
+    vehicle.run(until_s=end)
+    assert vehicle.clock.now_ns() == 300_000_000

@@ -126,3 +126,32 @@ def test_list_downlink_by_priority_and_delete(rig) -> None:
     assert len(sink.events("ProductListed")) == 3
     assert [p.pid for p in img.catalogue.list()] == pids[1:]
     assert img.quota.used == img.catalogue.used_bytes()
+
+
+def test_metadata_carries_the_navigation_pose(tmp_path: Path) -> None:
+    """With a navigation component aboard, every image records the pose it was taken from."""
+    world, _ = rock_field(3, n=4)
+    cam = camera(world)
+    options = """
+[components.nav]
+type = "nav_odometry"
+
+[[rate_groups]]
+name = "pose"
+hz = 10
+members = ["nav"]
+"""
+    vehicle, clock = build_vehicle(tmp_path, world, cam, options)
+    sink = Collect()
+    vehicle.add_sink(sink)
+    try:
+        vehicle.fw.cmd.submit("NAV_RESET_POSE", {"x": 3.5, "y": -2.0, "yaw_deg": 30.0})
+        vehicle.run(until_s=clock.now() + 1.0)
+        vehicle.fw.cmd.submit("IMG_CAPTURE", {"format": "JPEG", "quality": 80, "priority": 3})
+        run_until(vehicle, clock, finished(sink, "IMG_CAPTURE"))
+        (product,) = vehicle.by_name["img"].catalogue.list()
+        pose = product.meta["pose"]
+        assert pose["nav.x_m"] == pytest.approx(3.5) and pose["nav.y_m"] == pytest.approx(-2.0)
+        assert pose["nav.yaw_deg"] == pytest.approx(30.0, abs=0.01)
+    finally:
+        vehicle.shutdown()
