@@ -113,7 +113,7 @@ def test_default_sim_flies_world_and_link_deterministically(tmp_path, capsys):
     assert runs[0] == runs[1]
     text = capsys.readouterr().out
     assert "Downlink" in text and "0 duplicates discarded" in text
-    assert "World (truth)" in text
+    assert "World (truth)" in text and "Mode          DRIVE; monitor trips 0" in text
     # the archive left behind answers the query commands
     assert main(["tlm", "--config", str(tmp_path / "a" / "ground.toml"), "--since", "0", "--until", "3",
                  "power.soc"]) == 0
