@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 from hal.contracts import CameraModel
+from hal.geometry import rot_y, rot_z
 from sim_hw.terrain import Terrain
-from sim_hw.vehicle import rot_y, rot_z
 
 log = logging.getLogger(__name__)
 

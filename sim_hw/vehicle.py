@@ -45,29 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hal.geometry import body_to_world
 from sim_hw.terrain import Terrain
 
 log = logging.getLogger(__name__)
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def body_to_world(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotation taking body vectors to world vectors (pitch nose-up, roll left-side-up)."""
-    return rot_z(yaw) @ rot_y(-pitch) @ rot_x(roll)
 
 
 @dataclass(frozen=True)

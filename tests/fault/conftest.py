@@ -12,29 +12,13 @@ import pytest
 from flight.clock import NS, SimClock
 from flight.component import Component
 from flight.config import parse
-from flight.outbound import EventRecord
 from flight.vehicle import Vehicle
 from magpie.simrun import fly
 from sim_hw.world import World
+from tests.recorder import Recorder
 
-
-class Sink:
-    """Keeps everything the vehicle sent."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def write(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def close(self) -> None:
-        pass
-
-    def events(self, name: str | None = None) -> list[EventRecord]:
-        return [i for i in self.items if isinstance(i, EventRecord) and (name is None or i.name == name)]
-
-    def texts(self, name: str) -> list[str]:
-        return [e.text for e in self.events(name)]
+#: The fault tests' name for the shared recording sink.
+Sink = Recorder
 
 
 def rover_doc(state_dir: Path, fault: dict | None = None, extra_members: list[str] | None = None,

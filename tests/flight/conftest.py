@@ -11,31 +11,8 @@ import pytest
 from flight.clock import SimClock
 from flight.component import Component
 from flight.config import parse
-from flight.outbound import CommandResponse, EventRecord
 from flight.vehicle import Vehicle
-
-
-class Recorder:
-    """A sink keeping everything the vehicle sent, for assertions."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def write(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def close(self) -> None:
-        pass
-
-    def events(self, name: str | None = None) -> list[EventRecord]:
-        return [i for i in self.items if isinstance(i, EventRecord) and (name is None or i.name == name)]
-
-    def responses(self, name: str | None = None) -> list[CommandResponse]:
-        return [i for i in self.items if isinstance(i, CommandResponse) and (name is None or i.name == name)]
-
-    def stages(self, name: str) -> list[str]:
-        return [r.stage for r in self.responses(name)]
-
+from tests.recorder import Recorder
 
 VehicleFactory = Callable[..., tuple[Vehicle, Recorder]]
 

@@ -14,6 +14,7 @@ from flight.vehicle import Vehicle
 from sim_hw.devices import SimCamera
 from sim_hw.terrain import Rock, Terrain
 from sim_hw.world import CameraSpec, World
+from tests.recorder import Recorder
 
 VEHICLE_TOML = """
 [vehicle]
@@ -89,20 +90,5 @@ def run_until(vehicle: Vehicle, clock: SimClock, done: Any, max_s: float = 120.0
     raise AssertionError(f"not done after {max_s} s of simulated time")
 
 
-class Collect:
-    """A vehicle sink keeping every outbound item."""
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def write(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def close(self) -> None:
-        pass
-
-    def events(self, name: str) -> list[Any]:
-        return [i for i in self.items if getattr(i, "kind", "") == "event" and i.name == name]
-
-    def responses(self, name: str) -> list[Any]:
-        return [i for i in self.items if getattr(i, "kind", "") == "response" and i.name == name]
+#: The imaging tests' name for the shared recording sink.
+Collect = Recorder

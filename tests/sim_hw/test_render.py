@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from hal.geometry import body_to_world
 from sim_hw.render import CameraPose, Renderer, camera_model, depth_of, project
 from sim_hw.terrain import Terrain
-from sim_hw.vehicle import body_to_world
 from sim_hw.world import CameraSpec, World
 
 pytestmark = pytest.mark.timeout(60)
