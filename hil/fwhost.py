@@ -18,12 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-import tty
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from sim_hw.plant import SimplePlant
+from sim_hw.ptylink import close_at, open_at
 
 log = logging.getLogger(__name__)
 
@@ -96,22 +96,10 @@ class FirmwareHost:
         return int((time.monotonic() - self._t0) * 1000.0)
 
     def _open(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        tmp = self.path + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(os.ttyname(slave), tmp)
-        os.replace(tmp, self.path)
+        self._master, self._slave, _ = open_at(self.path)
 
     def _close_pty(self) -> None:
-        if os.path.lexists(self.path):
-            os.unlink(self.path)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
+        close_at(self.path, self._master, self._slave)
         self._master = self._slave = None
 
     def vanish(self) -> None:

@@ -28,7 +28,6 @@ import select
 import tempfile
 import threading
 import time
-import tty
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from hal.mcu import protocol as p
 from hal.mcu.driver import McuSerial
 from hal.registry import parse_options
 from sim_hw.plant import McuPlant, SimplePlant
+from sim_hw.ptylink import close_at, open_at
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +158,11 @@ class McuEmulator:
                 self._open_pty()
 
     def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        self.slave_path = os.ttyname(slave)
-        tmp = self.path + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(self.slave_path, tmp)
-        os.replace(tmp, self.path)
+        self._master, self._slave, self.slave_path = open_at(self.path)
         log.debug("emulator on %s -> %s", self.path, self.slave_path)
 
     def _close_pty(self) -> None:
-        if os.path.lexists(self.path):
-            os.unlink(self.path)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
+        close_at(self.path, self._master, self._slave)
         self._master = self._slave = None
 
     # -- the firmware loop --------------------------------------------------------------------
