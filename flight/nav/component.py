@@ -351,7 +351,9 @@ class Navigator(Component):
         cost = max(self.map.cost_at(x, y), self.map.cost_at(tx, ty))
         if not math.isfinite(cost):
             return 0.5 * vmax
-        return vmax * max(0.4, min(1.0, 1.0 / (1.0 + 0.3 * (cost - 1.2))))
+        # full speed while every hazard measure is within half its limit (cost 2.5); slow
+        # linearly to half speed at the limit, and beside hazards (which add 1 to the cost)
+        return vmax * max(0.5, min(1.0, 1.0 - (cost - 2.5) / 3.0))
 
     def _start_leg(self) -> None:
         x, y, _ = self.ekf.pose
@@ -440,18 +442,21 @@ class Navigator(Component):
         c1 = min(m.n, max(s[1], g[1]) + margin + 1)
         window = m.cost[r0:r1, c0:c1].copy()
         self._plan_request += 1
+        goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m)
+                   m.origin, m.resolution_m, goal_clear)
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
     def _plan_job(payload: tuple) -> list[tuple[float, float]]:
-        goal_id, cost, start, goal, (r0, c0), origin, res = payload
+        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear = payload
         # the rover stands where it stands: clear a disc around it so it can leave a hazard margin
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
         near = (rr - start[0]) ** 2 + (cc - start[1]) ** 2 <= 4 ** 2
-        # and the goal: a hazard there stops the rover short of it (the check on the path ahead)
-        near |= (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2 <= 2 ** 2
+        # and the goal, by the hazard growth and a cell: a goal beside a steep patch lies in the
+        # grown margin, and the check on the path ahead (hazards grown by the half-width only)
+        # still stops the rover short of a real hazard there
+        near |= (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2 <= goal_clear ** 2
         cost = np.where(near & ~np.isfinite(cost), 3.0, cost)
         path, _ = plan(cost, start, goal)
         cells = smooth_path(cost, path)
@@ -549,7 +554,7 @@ class Navigator(Component):
                 rel = pts[:, :2] - (ox, oy)
                 pts = np.column_stack([cx + c * rel[:, 0] - s * rel[:, 1], cy + s * rel[:, 0] + c * rel[:, 1],
                                        pts[:, 2]])
-            box = self.map.fuse(pts)
+            box = self.map.fuse(pts, viewpoint=(cx, cy))
             if box is not None:
                 self.map.update_cost(box)
         if self._task == "goto" and self._mode == MODES["autonav"]:

@@ -1,15 +1,22 @@
 """The local elevation map and its traversability cost (GESTALT-style).
 
 The map is a world-fixed grid centred on the rover's pose when navigation starts (or its pose
-is reset), ``size_m`` a side. Stereo points fuse into it as a per-cell running mean of height
-(recent looks weigh more, so a cell seen again from closer improves). Unknown cells are NaN.
+is reset), ``size_m`` a side. Stereo points fuse into it as a per-cell weighted mean of height.
+Stereo height error grows steeply with range, so a look weighs ``(near_weight_m / range)**2``
+(full weight inside ``near_weight_m``): a cell seen again from closer is all but replaced. Each
+cell also keeps the shortest range it was seen from. Unknown cells are NaN.
 
 Cost per cell comes from a plane fitted over a rover-sized disc around it (box-filtered moments,
 all cells at once): **slope** of the plane, **roughness** (RMS residual), and **step** (the
 largest height difference in a wheel-sized neighbourhood, less what the slope explains). Each is
-divided by its limit; any ratio at or above 1 makes the cell a hazard, and hazards are grown by
-the rover's half-width so the planner can treat the rover as a point. Passable cells cost
-``1 + gain * worst ratio``; unknown cells ``unknown_cost``; hazards are infinite.
+divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
+from within** ``confirm_range_m``. Seen only from farther, where a few centimetres of stereo
+noise look like a step, it is a suspect: costly (``1 + gain + 1``) but passable, so the planner
+steers around it when it can and drives closer to look again when it cannot; the rover sees every
+cell it approaches from close range well before it gets there. Hazards are grown by the rover's
+half-width so the planner can treat the rover as a point. Passable cells cost
+``1 + gain * worst ratio`` (plus 1 beside a hazard); unknown cells ``unknown_cost``; hazards are
+infinite.
 """
 
 from __future__ import annotations
@@ -31,6 +38,25 @@ class CostLimits:
     core_m: float = 0.3  # and by this for the stop check on the path ahead
     gain: float = 3.0
     unknown_cost: float = 1.2
+    confirm_range_m: float = 3.5  # a hazard must be seen from this close to block
+    near_weight_m: float = 2.0  # looks from within this range weigh fully
+
+
+def median3_nan(h: np.ndarray) -> np.ndarray:
+    """3x3 median of the known cells around each cell (NaN where a cell is unknown).
+
+    Unknown neighbours are left out rather than read as zero height: at the edge of what has
+    been seen, a median over stand-in zeros would fake a step as tall as the terrain's height
+    above the datum, a wall of false hazards along the whole frontier.
+    """
+    rows, cols = h.shape
+    p = np.pad(h, 1, constant_values=np.nan)
+    stack = np.stack([p[i : i + rows, j : j + cols] for i in range(3) for j in range(3)])
+    stack.sort(axis=0)  # NaN sorts last
+    n = np.sum(~np.isnan(stack), axis=0)
+    lo = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
+    hi = np.take_along_axis(stack, (n // 2)[None], axis=0)[0]
+    return np.where(np.isnan(h), np.nan, 0.5 * (lo + hi))
 
 
 class ElevationMap:
@@ -40,6 +66,7 @@ class ElevationMap:
         self.origin = (center[0] - 0.5 * self.n * self.resolution_m, center[1] - 0.5 * self.n * self.resolution_m)
         self.height = np.full((self.n, self.n), np.nan, np.float32)
         self.weight = np.zeros((self.n, self.n), np.float32)
+        self.near = np.full((self.n, self.n), np.inf, np.float32)  # shortest range seen from
         self.cost = np.full((self.n, self.n), np.float32(1.0), np.float32)
         self.hazard = np.zeros((self.n, self.n), bool)
         self.core = np.zeros((self.n, self.n), bool)  # hazards grown by the rover's half-width only
@@ -63,32 +90,43 @@ class ElevationMap:
 
     # -- fusion ----------------------------------------------------------------------------------
 
-    def fuse(self, points: np.ndarray, min_points: int = 2) -> tuple[int, int, int, int] | None:
-        """Fuse world points (N, 3); returns the touched box (r0, r1, c0, c1) or None."""
+    def fuse(self, points: np.ndarray, viewpoint: tuple[float, float] | None = None,
+             min_points: int = 2) -> tuple[int, int, int, int] | None:
+        """Fuse world points (N, 3) seen from ``viewpoint`` (x, y; None: from close range);
+        returns the touched box (r0, r1, c0, c1) or None."""
         if points.size == 0:
             return None
+        if viewpoint is None:
+            rng = np.zeros(len(points))
+        else:
+            rng = np.hypot(points[:, 0] - viewpoint[0], points[:, 1] - viewpoint[1])
         rr = np.floor((points[:, 1] - self.origin[1]) / self.resolution_m).astype(np.int64)
         cc = np.floor((points[:, 0] - self.origin[0]) / self.resolution_m).astype(np.int64)
         ok = (rr >= 0) & (rr < self.n) & (cc >= 0) & (cc < self.n)
         if not ok.any():
             return None
-        rr, cc, z = rr[ok], cc[ok], points[ok, 2]
+        rr, cc, z, rng = rr[ok], cc[ok], points[ok, 2], rng[ok]
         r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
         w = c1 - c0
         idx = (rr - r0) * w + (cc - c0)
         shape = (r1 - r0, w)
         cnt = np.bincount(idx, minlength=shape[0] * w).reshape(shape)
         zsum = np.bincount(idx, weights=z, minlength=shape[0] * w).reshape(shape)
+        rsum = np.bincount(idx, weights=rng, minlength=shape[0] * w).reshape(shape)
         seen = cnt >= min_points
         zmean = np.where(seen, zsum / np.maximum(cnt, 1), 0.0).astype(np.float32)
+        rmean = rsum / np.maximum(cnt, 1)
         hv = self.height[r0:r1, c0:c1]
         wv = self.weight[r0:r1, c0:c1]
-        new_w = np.minimum(cnt, 20).astype(np.float32)
+        nv = self.near[r0:r1, c0:c1]
+        near_w = self.limits.near_weight_m
+        new_w = (np.minimum(cnt, 20) * (near_w / np.maximum(rmean, near_w)) ** 2).astype(np.float32)
         old = np.where(np.isnan(hv), 0.0, hv)
         wt_old = np.where(np.isnan(hv), 0.0, np.minimum(wv, 20.0))
         fused = (old * wt_old + zmean * new_w) / np.maximum(wt_old + new_w, 1e-6)
         hv[seen] = fused[seen]
         wv[seen] = np.minimum(wt_old + new_w, 40.0)[seen]
+        nv[seen] = np.minimum(nv, rmean)[seen]
         return r0, r1, c0, c1
 
     # -- cost ------------------------------------------------------------------------------------
@@ -107,8 +145,7 @@ class ElevationMap:
         h = self.height[r0:r1, c0:c1].astype(np.float64)
         valid = ~np.isnan(h)
         v = valid.astype(np.float64)
-        z = np.where(valid, h, 0.0)
-        z = np.where(valid, cv2.medianBlur(z.astype(np.float32), 3).astype(np.float64), 0.0)
+        z = np.where(valid, median3_nan(h), 0.0)
         ys, xs = np.mgrid[0 : h.shape[0], 0 : h.shape[1]].astype(np.float64)
         ksz = (2 * k + 1, 2 * k + 1)
 
@@ -137,7 +174,10 @@ class ElevationMap:
         step = np.where(valid & (hi > -1e8) & (lo < 1e8), hi - lo, 0.0) - grad * 2.0 * res * math.sqrt(2.0)
         ratio = np.maximum.reduce([slope / lim.slope_deg, rough / lim.roughness_m, step / lim.step_m])
         ratio = np.where(enough, ratio, np.nan)
-        hazard = np.nan_to_num(ratio, nan=0.0) >= 1.0
+        over = np.nan_to_num(ratio, nan=0.0) >= 1.0
+        close = self.near[r0:r1, c0:c1] <= lim.confirm_range_m
+        hazard = over & close
+        suspect = over & ~close
         grown = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * kin + 1, 2 * kin + 1))) > 0
         near = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
@@ -146,7 +186,7 @@ class ElevationMap:
         kc = max(1, int(math.ceil(lim.core_m / res)))
         core = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * kc + 1, 2 * kc + 1))) > 0
-        cost = np.where(near, cost + 1.0, cost)
+        cost = np.where(near | suspect, cost + 1.0, cost)
         cost = np.where(grown, np.inf, cost).astype(np.float32)
         # write back only the inner box (the border lacked its neighbours)
         ir0, ir1 = max(0, box[0] - (k + kin)), min(self.n, box[1] + (k + kin))
