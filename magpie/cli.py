@@ -80,14 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoDictionary(Exception):
+    """The configuration could not be assembled into a dictionary; the message names the key."""
+
+
 def _dictionary_for(config: Path | None) -> dict:
+    from flight.config import ConfigError
     from magpie import simrun
 
-    return simrun.dictionary_only(config)
+    try:
+        return simrun.dictionary_only(config)
+    except ConfigError as exc:
+        raise _NoDictionary(str(exc)) from None
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    doc = _dictionary_for(args.config)
+    try:
+        doc = _dictionary_for(args.config)
+    except _NoDictionary as exc:
+        print(f"magpie dict: {exc}", file=sys.stderr)
+        return 2
     from flight.dictionary import to_json
 
     text = to_json(doc)
@@ -107,7 +119,11 @@ def cmd_seq(args: argparse.Namespace) -> int:
     if args.dict_path:
         doc = json.loads(args.dict_path.read_text(encoding="utf-8"))
     else:
-        doc = _dictionary_for(args.config)
+        try:
+            doc = _dictionary_for(args.config)
+        except _NoDictionary as exc:
+            print(f"magpie seq: {exc}", file=sys.stderr)
+            return 2
     by_name = {c["name"]: c for c in doc["commands"]}
     bad = 0
     for path in args.files:

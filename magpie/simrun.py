@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fast mode for long runs (a lunar day and night): the world moves power and "
                         "heat in 60 s steps and fault protection slows every rate group while the "
                         "vehicle is idle or hibernating (needs a fault component)")
+    p.add_argument("--seq", type=Path, default=None, metavar="FILE",
+                   help="the plan: a sequence file sent up at the start (default: the built-in demo, a "
+                        "short drive, a turn, a stop and a ping; magpie/configs/imaging_demo.seq images)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
@@ -175,7 +178,15 @@ def dictionary_only(config_path: Path | None) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="magpie-dict-") as tmp:
-        config = VehicleConfig(**{**config.__dict__, "state_dir": Path(tmp)})
+        config = VehicleConfig(**{**config.__dict__, "state_dir": Path(tmp) / "state"})
+        # a comm component needs its uplink key to assemble; the dictionary does not depend on
+        # it, so a throwaway key stands in (relative key paths resolve beside the state dir)
+        from magpie.mission import ensure_key
+
+        for cc in config.components:
+            key_file = str(cc.options.get("key_file") or "") if cc.type == "comm" else ""
+            if key_file and not Path(key_file).expanduser().is_absolute():
+                ensure_key(Path(tmp) / key_file)
         vehicle, _ = assemble(config, seed=0)
         try:
             return vehicle.dictionary
@@ -324,8 +335,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
             has_link = False
     seq_dir = state_dir / "sequences"
     seq_dir.mkdir(parents=True, exist_ok=True)
-    plan = resources.files("magpie.configs").joinpath("demo.seq")
-    (seq_dir / "demo.seq").write_text(plan.read_text(encoding="utf-8"), encoding="utf-8")
+    if args.seq is not None:
+        try:
+            plan_text = args.seq.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"magpie sim: --seq {args.seq}: {exc}", file=sys.stderr)
+            return 2
+        plan_name = args.seq.name
+    else:
+        plan_text = resources.files("magpie.configs").joinpath("demo.seq").read_text(encoding="utf-8")
+        plan_name = "demo.seq"
+    (seq_dir / plan_name).write_text(plan_text, encoding="utf-8")
 
     mission = None
     try:
@@ -340,13 +360,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
             pace = {"tick_s": 5.0, "flush_every_s": 5.0} if args.fast else {}
             mission = LockstepMission(config, out, preset=args.preset, seed=args.seed,
                                       device_context={"world": world} if world is not None else {},
-                                      clock=clock, plan=[(5.0, "SEQ_RUN", {"file": "demo.seq"})],
+                                      clock=clock, plan=[(5.0, "SEQ_RUN", {"file": plan_name})],
                                       archive_path=args.archive, **pace)
             vehicle = mission.vehicle
         else:
             vehicle, world = assemble(config, args.seed, RealClock() if args.mcu == "pty" else None,
                                       fast=args.fast)
-            vehicle.dispatcher.submit("SEQ_RUN", {"file": "demo.seq"}, source="sim")
+            vehicle.dispatcher.submit("SEQ_RUN", {"file": plan_name}, source="sim")
     except ConfigError as exc:
         print(f"magpie sim: {exc}", file=sys.stderr)
         return 2

@@ -140,3 +140,27 @@ def test_sim_realtime_runs_three_processes(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "relay exit 0, ground exit 0, flight exit 0" in text
     assert "0 duplicate keys" in text and (out / "archive.db").exists()
+
+
+def test_sim_with_an_imaging_plan_then_magpie_images(tmp_path, capsys):
+    """The imaging rover flies the imaging plan (--seq); the products arrive whole and export."""
+    configs = resources.files("magpie.configs")
+    out = tmp_path / "img"
+    assert main(["sim", "--config", str(configs.joinpath("sim_imaging.toml")),
+                 "--seq", str(configs.joinpath("imaging_demo.seq")),
+                 "--duration", "2m", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    archive = str(out / "archive.db")
+    assert main(["images", "list", "--archive", archive]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    full = [r for r in rows if r[2] == "full"]
+    # one PNG and a three-frame panorama, all asked for in full by the plan
+    assert len(full) == 4 and all(r[3] == "complete" for r in full), rows
+    assert main(["images", "export", "--archive", archive, "--out", str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    pngs = sorted((tmp_path / "export").rglob("*.png"))
+    sidecars = sorted((tmp_path / "export").rglob("*.json"))
+    assert pngs and len(sidecars) >= 4
+    assert main(["sim", "--seq", str(tmp_path / "nowhere.seq"), "--duration", "1s", "--out",
+                 str(tmp_path / "x"), "--quiet"]) == 2
+    assert "nowhere.seq" in capsys.readouterr().err
