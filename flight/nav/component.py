@@ -36,7 +36,7 @@ from flight.model import Arg, Channel, Event, Limits, Param, Severity, command
 from flight.nav.costmap import ElevationMap
 from flight.nav.ekf import PoseFilter
 from flight.nav.follower import PurePursuit, WheelCommand, arc_wheels
-from flight.nav.geometry import attitude_from_gravity, body_to_world, wrap
+from flight.nav.geometry import attitude_from_gravity, wrap, yaw_rate_from_body
 from flight.nav.planner import plan, smooth_path
 from flight.nav.stereo import Capture, Mount, StereoVision, VisionResult
 from flight.nav.waypoints import parse_waypoints
@@ -145,6 +145,7 @@ class Navigator(Component):
         self._wheel_speed = 0.0
         self._last_ticks: tuple[float, int, int] | None = None
         self._last_rate = 0.0
+        self._tilt_rate = 0.0
         self._geometry = (0.1, 0.5, 4096)
         self._cmd = (0.0, 0.0)
         self._cmd_seq = 0
@@ -275,12 +276,16 @@ class Navigator(Component):
             else:
                 self._g = [g + 0.05 * (x - g) for g, x in zip(self._g, a, strict=True)]
             self._pitch, self._roll = attitude_from_gravity(tuple(self._g))  # type: ignore[arg-type]
-            rate = float((body_to_world(0.0, self._pitch, self._roll) @ w)[2])
+            # the heading's rate (Euler yaw, about world z then pitch then roll), not the world-z
+            # component of the body rate: the two differ by a term in the pitch and roll rates
+            # that does not integrate away on rough ground (degrees over a few metres)
+            rate = yaw_rate_from_body(w, self._pitch, self._roll)
+            self._tilt_rate = float(math.hypot(w[0], w[1]))
         if last is None or dt <= 0:
             self._last_rate = rate
             return
         ds = 0.5 * (dl + dr)
-        self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt)
+        self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt, tilt_rate=self._tilt_rate)
         self._z += ds * math.sin(self._pitch)
         if dl == 0 and dr == 0 and self._cmd == (0.0, 0.0):
             self.ekf.update_zero_rate(rate)

@@ -7,9 +7,10 @@ instants, is an honest measurement of two states whose correlation the filter ke
 
 **Prediction** (every navigation step): the wheels give the distance travelled (horizontal, by
 the pitch), times the odometry scale (which absorbs the slip visual odometry sees); the gyro,
-turned into the world's yaw rate through the attitude and less its estimated bias, gives the
+turned into the heading's rate through the attitude and less its estimated bias, gives the
 heading change (trapezoidal). Noise grows with distance (slip), with time (gyro noise, bias
-walk) and turning.
+walk), turning, and pitch and roll motion (the attitude behind the heading rate is least sure
+then, and visual odometry carries the heading change).
 
 **Updates.** Zero-velocity (wheels still and not commanded): the gyro must read zero, which
 estimates its bias. Wheel yaw rate: a weak measurement of the gyro's corrected rate (wheels on a
@@ -38,7 +39,12 @@ class FilterNoise:
     wheel_yaw_rads: float = 0.05  # wheel yaw rate as a gyro check
     vo_trans_m: float = 0.01  # visual odometry, per frame pair
     vo_trans_frac: float = 0.03
-    vo_yaw_rad: float = 0.003
+    vo_yaw_rad: float = 0.0015
+    # heading error per radian of pitch and roll motion: the attitude behind the gyro's heading
+    # rate is a low-passed gravity estimate (a degree or two off while driving over rough
+    # ground) and the rate kinematics are only as good as that attitude, so the heading is
+    # least certain while the rover rocks; visual odometry then carries the heading change
+    yaw_per_tilt: float = 0.2
 
 
 class PoseFilter:
@@ -74,9 +80,11 @@ class PoseFilter:
 
     # -- prediction ----------------------------------------------------------------------------
 
-    def predict(self, ds_wheel: float, yaw_rate_prev: float, yaw_rate_now: float, dt: float) -> None:
-        """Move by ``ds_wheel`` metres (horizontal, signed) while the gyro's world yaw rate went
-        from ``yaw_rate_prev`` to ``yaw_rate_now`` over ``dt`` seconds."""
+    def predict(self, ds_wheel: float, yaw_rate_prev: float, yaw_rate_now: float, dt: float,
+                tilt_rate: float = 0.0) -> None:
+        """Move by ``ds_wheel`` metres (horizontal, signed) while the gyro's heading rate went
+        from ``yaw_rate_prev`` to ``yaw_rate_now`` over ``dt`` seconds, the body pitching and
+        rolling at ``tilt_rate`` rad/s."""
         n = self.x.size
         nz = self.noise
         yaw, bias, k = self.x[YAW], self.x[BIAS], self.x[SCALE]
@@ -102,7 +110,7 @@ class PoseFilter:
         G[BIAS, 2] = 1.0
         G[SCALE, 3] = 1.0
         q = np.diag([nz.odo_frac**2 * abs(ds_wheel) + 1e-12,
-                     (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2,
+                     (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dt) ** 2,
                      nz.bias_walk**2 * dt, nz.scale_walk**2 * abs(ds_wheel)])
         self.P = F @ self.P @ F.T + G @ q @ G.T
         self.P = 0.5 * (self.P + self.P.T)

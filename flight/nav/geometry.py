@@ -48,3 +48,14 @@ def attitude_from_gravity(g: tuple[float, float, float]) -> tuple[float, float]:
     """(pitch, roll) in radians from a low-passed accelerometer (specific force) vector."""
     fx, fy, fz = g
     return math.atan2(fx, math.hypot(fy, fz)), math.atan2(fy, fz)
+
+
+def yaw_rate_from_body(w: np.ndarray | tuple[float, float, float], pitch: float, roll: float) -> float:
+    """Rate of the heading (the yaw of ``body_to_world``) from body angular rates (gyro).
+
+    Euler kinematics for yaw, then pitch, then roll: ``yaw' = (w_y sin(roll) + w_z cos(roll)) /
+    cos(pitch)``. (The world-z component of the body rate is not the heading's rate on tilted,
+    rocking ground; their difference integrates into a heading error.)
+    """
+    c = max(math.cos(pitch), 0.2)
+    return float((w[1] * math.sin(roll) + w[2] * math.cos(roll)) / c)
