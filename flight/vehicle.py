@@ -100,24 +100,15 @@ class Vehicle:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"components.{cc.name}: {exc}") from None
         optional: dict[str, type] = dict(getattr(cls, "OPTIONAL_DEVICES", {}))
-        for role, contract in optional.items():
-            if role not in cc.devices:
-                continue
-            dname = cc.devices[role]
+        # required roles default to a device of the same name; optional ones bind only if named
+        wanted = [(role, contract, cc.devices[role]) for role, contract in optional.items() if role in cc.devices]
+        wanted += [(role, contract, cc.devices.get(role, role)) for role, contract in cls.DEVICES.items()]
+        for role, contract, dname in wanted:
             dev = self.devices.get(dname)
             if dev is None:
-                raise ConfigError(f"components.{cc.name}.devices.{role}: no device named {dname!r} "
+                need = "" if role in optional else f"needs a {contract.__name__}; "
+                raise ConfigError(f"components.{cc.name}.devices.{role}: {need}no device named {dname!r} "
                                   f"(have: {', '.join(self.devices) or 'none'})")
-            if not isinstance(dev, contract):
-                raise ConfigError(f"components.{cc.name}.devices.{role}: device {dname!r} "
-                                  f"({type(dev).__name__}) is not a {contract.__name__}")
-            comp.devices[role] = dev
-        for role, contract in cls.DEVICES.items():
-            dname = cc.devices.get(role, role)
-            dev = self.devices.get(dname)
-            if dev is None:
-                raise ConfigError(f"components.{cc.name}.devices.{role}: needs a {contract.__name__}; "
-                                  f"no device named {dname!r} (have: {', '.join(self.devices) or 'none'})")
             if not isinstance(dev, contract):
                 raise ConfigError(f"components.{cc.name}.devices.{role}: device {dname!r} "
                                   f"({type(dev).__name__}) is not a {contract.__name__}")

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from hal.geometry import rot_y, rot_z
+
 #: Columns: camera x (right), y (down), z (forward) in the body frame.
 R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -18,25 +20,6 @@ R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 def wrap(a: float) -> float:
     """Angle wrapped to [-pi, pi)."""
     return (a + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def body_to_world(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    return rot_z(yaw) @ rot_y(-pitch) @ rot_x(roll)
 
 
 def body_to_camera_rotation(pan_deg: float, tilt_deg: float) -> np.ndarray:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from flight.nav.geometry import body_to_camera_rotation, body_to_world
+from flight.nav.geometry import body_to_camera_rotation
 from hal.contracts import CameraModel
+from hal.geometry import body_to_world
 
 log = logging.getLogger(__name__)
 
