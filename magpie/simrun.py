@@ -205,9 +205,10 @@ def _summary(vehicle: Vehicle, tally: _Tally, world: Any, wall_s: float, sim_s: 
     faulted = [m.component.name for g in ex.groups for m in g.members if m.faulted]
     if faulted:
         lines.append(f"Faulted       {', '.join(faulted)}")
-    mode = tlm.get("fault.mode_name") if "fault.mode_name" in set(tlm.names()) else None
+    known = set(tlm.names())
+    mode = tlm.get("fault.mode_name") if "fault.mode_name" in known else None
     if mode is not None:
-        trips = tlm.get("fault.trips") if "fault.trips" in set(tlm.names()) else None
+        trips = tlm.get("fault.trips") if "fault.trips" in known else None
         lines.append(f"Mode          {mode}" + ("" if trips is None else f"; monitor trips {trips}"))
     c = vehicle.dispatcher.counts
     lines.append(f"Commands      accepted {c['accepted']}, rejected {c['rejected']}, "
