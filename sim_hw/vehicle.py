@@ -336,11 +336,19 @@ class Vehicle:
         return rot.T @ (a_world + np.array([0.0, 0.0, self.gravity]))
 
     def angular_rate_body(self) -> np.ndarray:
-        """Ideal gyro: yaw rate about world z seen in the body, plus roll and pitch rates."""
+        """Ideal gyro: the body's angular velocity in the body frame, from the attitude's rates.
+
+        With ``R = Rz(yaw) Ry(-pitch) Rx(roll)`` the body rate is the yaw rate about world z
+        seen in the body, plus the pitch rate about the once-rolled y axis (``-pitch'`` about
+        ``Rx(roll)^T y``: it has a body-z part whenever the rover is rolled), plus the roll
+        rate about body x. Leaving the pitch rate on body y alone would make the gyro's heading
+        rate wrong by ``pitch' sin(roll) / cos(pitch)`` whenever the rover pitches while rolled.
+        """
         s = self.state
         rot = self.rotation()
         w = rot.T @ np.array([0.0, 0.0, s.yaw_rate])
-        return w + np.array([s.roll_rate, -s.pitch_rate, 0.0])
+        cr, sr = math.cos(s.roll), math.sin(s.roll)
+        return w + np.array([s.roll_rate, -s.pitch_rate * cr, s.pitch_rate * sr])
 
     def camera_mount(self) -> tuple[np.ndarray, np.ndarray]:
         """Mast head position in the world and the body-to-world rotation."""

@@ -356,9 +356,9 @@ class Navigator(Component):
         cost = max(self.map.cost_at(x, y), self.map.cost_at(tx, ty))
         if not math.isfinite(cost):
             return 0.5 * vmax
-        # full speed while every hazard measure is within half its limit (cost 2.5); slow
-        # linearly to half speed at the limit, and beside hazards (which add 1 to the cost)
-        return vmax * max(0.5, min(1.0, 1.0 - (cost - 2.5) / 3.0))
+        # full speed while every hazard measure is within two thirds of its limit (cost 3);
+        # slow linearly to 60% at the limit (cost 4) and beside hazards (which add 1)
+        return vmax * max(0.6, min(1.0, 1.0 - 0.4 * (cost - 3.0) / 1.5))
 
     def _start_leg(self) -> None:
         x, y, _ = self.ekf.pose

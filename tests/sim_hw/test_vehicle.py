@@ -156,3 +156,24 @@ def test_gyro_has_bias_and_noise_but_no_motion_at_rest() -> None:
     assert np.all(np.abs(g.mean(axis=0)) < 0.005)
     assert np.any(np.abs(g.mean(axis=0)) > 1e-4)  # the bias shows
     assert np.all(g.std(axis=0) > 1e-4)
+
+
+@pytest.mark.parametrize("attitude", [(0.3, 0.2, 0.25), (-1.0, -0.3, 0.17), (2.0, 0.05, -0.3)])
+def test_ideal_gyro_is_the_body_rate_of_the_attitude_change(attitude) -> None:
+    """The ideal gyro reads the angular velocity that turns the attitude as its Euler angles
+    change (the skew part of R^T dR/dt), including the pitch rate while rolled, so a heading
+    integrated from it by Euler kinematics does not drift on rocking ground."""
+    from hal.geometry import body_to_world
+
+    v = Vehicle(Terrain.plane(size_m=20.0), VehicleConfig())
+    yaw, pitch, roll = attitude
+    rates = (0.2, -0.15, 0.3)  # yaw, pitch, roll rates, rad/s
+    s = v.state
+    s.yaw, s.pitch, s.roll = yaw, pitch, roll
+    s.yaw_rate, s.pitch_rate, s.roll_rate = rates
+    h = 1e-6
+    r0 = body_to_world(yaw - h * rates[0], pitch - h * rates[1], roll - h * rates[2])
+    r1 = body_to_world(yaw + h * rates[0], pitch + h * rates[1], roll + h * rates[2])
+    omega = body_to_world(yaw, pitch, roll).T @ (r1 - r0) / (2 * h)
+    expected = np.array([omega[2, 1], omega[0, 2], omega[1, 0]])
+    assert np.allclose(v.angular_rate_body(), expected, atol=1e-7)
