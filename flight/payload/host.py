@@ -636,9 +636,9 @@ class PayloadHost(Component):
         budget = cfg.energy_wh_per_sol
         if not budget or not s.alive:
             return
-        if s.energy_wh >= budget:
+        if s.energy_wh >= budget * (1 - 1e-9):  # the tolerance absorbs the sum's rounding
             self._switch_off(s, f"energy budget: {s.energy_wh:.2f} of {budget:g} Wh this sol", until_next_sol=True)
-        elif s.energy_wh >= 0.9 * budget and s.state == State.RUNNING:
+        elif s.energy_wh >= 0.9 * budget * (1 - 1e-9) and s.state == State.RUNNING:
             s.state, s.strikes, s.clean = State.THROTTLED, 0, 0
             self.event("PayloadThrottled", payload=cfg.name, budget="energy",
                        detail=f"{s.energy_wh:.2f} of {budget:g} Wh this sol")
