@@ -7,9 +7,10 @@ import sqlite3
 from importlib import resources
 from pathlib import Path
 
+from magpie_spectrometer import decode_product
+
 from flight.link.products import Reassembly
 from magpie.cli import main
-from magpie_spectrometer import decode_product
 
 CONFIGS = resources.files("magpie.configs")
 LANDER = str(CONFIGS.joinpath("sim_lander_payload.toml"))
