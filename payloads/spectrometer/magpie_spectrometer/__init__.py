@@ -55,7 +55,7 @@ def decode_product(data: bytes) -> tuple[dict[str, Any], list[list[int]]]:
 def reflectance(wl_nm: float) -> float:
     """Mature lunar regolith: a red-sloped continuum with absorptions near 950 and 1050 nm."""
     continuum = 0.08 + 0.12 * (wl_nm - WL_START_NM) / (WL_END_NM - WL_START_NM)
-    pyroxene = 0.18 * math.exp(-(((wl_nm - 950.0) / 60.0) ** 2))
+    pyroxene = 0.30 * math.exp(-(((wl_nm - 950.0) / 60.0) ** 2))
     olivine = 0.08 * math.exp(-(((wl_nm - 1050.0) / 90.0) ** 2))
     return continuum * (1.0 - pyroxene - olivine)
 
