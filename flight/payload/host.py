@@ -49,6 +49,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -73,6 +74,11 @@ ENTRY_POINT_GROUP = "magpie.payloads"
 PID_FORMAT = "magpie-payload-pids/1"
 HOUR_NS = 3600 * NS
 EVENT_WINDOW_NS = 60 * NS
+#: what the host reads from one payload in one cycle at most, and the largest answer it takes
+READ_BUDGET = 512 * 1024
+MAX_ANSWER = 256 * 1024
+#: products handled from one answer at most (the rest are refused)
+MAX_PRODUCTS_PER_STEP = 4
 
 
 class State(enum.IntEnum):
@@ -146,8 +152,9 @@ class Session:
     cls: type[Payload]
     state: State = State.OFF
     proc: subprocess.Popen[bytes] | None = None
+    launch: Future[subprocess.Popen[bytes]] | None = None
     sock: socket.socket | None = None
-    reader: protocol.FrameReader = field(default_factory=protocol.FrameReader)
+    reader: protocol.FrameReader = field(default_factory=lambda: protocol.FrameReader(MAX_ANSWER))
     started_ns: int = 0
     started_real: float = 0.0
     hello: bool = False
@@ -274,6 +281,8 @@ class PayloadHost(Component):
         self._zombies: list[tuple[subprocess.Popen[bytes], float]] = []
         self._power: PowerMonitor | None = None
         self._token = 0
+        self._launcher: ThreadPoolExecutor | None = None
+        self._orphans: list[Future[subprocess.Popen[bytes]]] = []
 
     # -- declarations -------------------------------------------------------------------------
 
@@ -342,7 +351,11 @@ class PayloadHost(Component):
         for s in self.sessions:
             if s.alive:
                 self._stop(s, "vehicle shutdown", State.OFF)
+        if self._launcher is not None:
+            self._launcher.shutdown(wait=True)
+            self._launcher = None
         deadline = time.monotonic() + 1.0
+        self._reap()
         while self._zombies and time.monotonic() < deadline:
             self._reap()
             if self._zombies:
@@ -357,8 +370,12 @@ class PayloadHost(Component):
     def _service(self, s: Session, now: int, lockstep: bool) -> None:
         self._account(s, now)
         if s.state == State.BACKOFF and now >= s.next_start_ns:
-            self._start(s, now)
+            self._start(s, now, lockstep)
         if s.state == State.STARTING:
+            if not self._launched(s, now):
+                if s.alive and time.monotonic() - s.started_real > self.startup_timeout_s:
+                    self._fail(s, now, hung=True, detail=f"not started within {self.startup_timeout_s:g} s")
+                return
             self._pump(s, self.startup_timeout_s if lockstep else 0.0, until_ready=True)
             if s.state == State.STARTING and (lockstep or time.monotonic() - s.started_real > self.startup_timeout_s):
                 self._fail(s, now, hung=True, detail=f"not ready within {self.startup_timeout_s:g} s")
@@ -410,9 +427,14 @@ class PayloadHost(Component):
             self._fail(s, self.fw.clock.now_ns(), hung=True, detail="not reading its channel")
 
     def _pump(self, s: Session, wait_s: float, until_ready: bool = False) -> None:
-        """Read and handle what the payload sent, waiting up to ``wait_s`` for the awaited answer."""
+        """Read and handle what the payload sent, waiting up to ``wait_s`` for the awaited answer.
+
+        At most :data:`READ_BUDGET` bytes a call: a payload that streams junk cannot hold the
+        rate group; what it has not been read by then waits for the next cycle.
+        """
         deadline = time.monotonic() + wait_s
-        while s.sock is not None and s.alive:
+        budget = READ_BUDGET
+        while s.sock is not None and s.alive and budget > 0:
             remaining = deadline - time.monotonic()
             ready, _, _ = select.select([s.sock], [], [], max(0.0, remaining))
             if not ready:
@@ -424,6 +446,7 @@ class PayloadHost(Component):
             except OSError as exc:
                 data = b""
                 log.debug("payload %s recv: %s", s.cfg.name, exc)
+            budget -= len(data)
             if not data:
                 code = s.proc.poll() if s.proc is not None else None
                 self._fail(s, self.fw.clock.now_ns(), hung=False,
@@ -433,7 +456,7 @@ class PayloadHost(Component):
                 msgs = s.reader.feed(data)
             except protocol.ProtocolError as exc:
                 self._violation(s, "message", str(exc))
-                s.reader = protocol.FrameReader()
+                s.reader = protocol.FrameReader(MAX_ANSWER)
                 continue
             for msg in msgs:
                 self._handle(s, msg)
@@ -519,9 +542,11 @@ class PayloadHost(Component):
             self._violation(s, "message", "telemetry is not a map")
             return
         own = {c.name for c in s.cls.CHANNELS}
+        foreign = [str(k)[:40] for k in tlm if k not in own]
+        if foreign:  # one violation per answer, however many
+            self._violation(s, "channel", f"wrote {len(foreign)} channel(s) not its own: {', '.join(foreign[:3])}")
         for ch, value in tlm.items():
             if ch not in own:
-                self._violation(s, "channel", f"wrote channel {str(ch)[:60]!r}, not one of its own")
                 continue
             try:
                 self.fw.tlm.write(f"{s.cfg.name}.{ch}", value)
@@ -538,8 +563,9 @@ class PayloadHost(Component):
         if s.events_window_start < 0 or now - s.events_window_start >= EVENT_WINDOW_NS:
             s.events_window_start, s.events_in_window = now, 0
         declared = {e.name: e for e in s.cls.EVENTS}
-        dropped = 0
-        for item in events:
+        room = max(0, cfg.events_per_min - s.events_in_window)
+        dropped = max(0, len(events) - room)  # the excess is counted, never looked at
+        for item in events[:room]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)):
                 self._violation(s, "message", "an event is not [name, args]")
                 continue
@@ -547,9 +573,6 @@ class PayloadHost(Component):
             ev = declared.get(name)
             if ev is None:
                 self._violation(s, "event", f"event {str(name)[:60]!r} is not one of its own")
-                continue
-            if s.events_in_window >= cfg.events_per_min:
-                dropped += 1
                 continue
             s.events_in_window += 1
             clean = {a.name: _scalar(args.get(a.name)) for a in ev.args}
@@ -566,7 +589,10 @@ class PayloadHost(Component):
             self._violation(s, "message", "products are not a list")
             return
         base = self._dir(s)
-        for item in products:
+        if len(products) > MAX_PRODUCTS_PER_STEP:
+            s.products_refused += len(products) - MAX_PRODUCTS_PER_STEP
+            s.over.append(("data", f"{len(products)} products in one step; at most {MAX_PRODUCTS_PER_STEP}"))
+        for item in products[:MAX_PRODUCTS_PER_STEP]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
                     and isinstance(item[1], dict)):
                 self._violation(s, "message", "a product is not [file name, meta]")
@@ -660,33 +686,57 @@ class PayloadHost(Component):
 
     # -- processes ------------------------------------------------------------------------------
 
-    def _start(self, s: Session, now: int) -> None:
-        s.reader = protocol.FrameReader()
+    def _start(self, s: Session, now: int, lockstep: bool) -> None:
+        """Start the payload's process: inline in lockstep, on the launcher thread in real time.
+
+        Creating a process waits until the child has exec'd, which on a busy machine takes
+        milliseconds; in real time that wait is the launcher thread's, never the rate group's.
+        """
+        s.reader = protocol.FrameReader(MAX_ANSWER)
         s.hello, s.awaiting = False, None
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        env["PYTHONHASHSEED"] = "0"
-        log_path = self._dir(s).parent / "process.log"
-        try:
-            with open(log_path, "ab") as err:
-                s.proc = subprocess.Popen(
-                    [sys.executable, "-m", "flight.payload.child", "--fd", str(child_end.fileno()),
-                     "--target", s.target],
-                    pass_fds=(child_end.fileno(),), cwd=self._dir(s), env=env,
-                    stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        except OSError as exc:
-            host_end.close()
-            s.sock = None
-            self._fail(s, now, hung=False, detail=f"cannot start: {exc}")
-            return
-        finally:
-            child_end.close()
         host_end.setblocking(False)
         s.sock = host_end
         s.state = State.STARTING
         s.started_ns, s.started_real = now, time.monotonic()
         self._rail(s, True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env["PYTHONHASHSEED"] = "0"
+        argv = [sys.executable, "-m", "flight.payload.child", "--fd", str(child_end.fileno()), "--target", s.target]
+        cwd, log_path = self._dir(s), self._dir(s).parent / "process.log"
+
+        def spawn() -> subprocess.Popen[bytes]:
+            try:
+                with open(log_path, "ab") as err:
+                    return subprocess.Popen(argv, pass_fds=(child_end.fileno(),), cwd=cwd, env=env,
+                                            stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            finally:
+                child_end.close()
+
+        if not lockstep:
+            if self._launcher is None:
+                self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="payload-launch")
+            s.launch = self._launcher.submit(spawn)
+            return
+        try:
+            s.proc = spawn()
+        except OSError as exc:
+            self._fail(s, now, hung=False, detail=f"cannot start: {exc}")
+
+    def _launched(self, s: Session, now: int) -> bool:
+        """True once the payload's process exists (False while the launcher is still at it)."""
+        if s.launch is None:
+            return s.proc is not None
+        if not s.launch.done():
+            return False
+        fut, s.launch = s.launch, None
+        try:
+            s.proc = fut.result()
+        except OSError as exc:
+            self._fail(s, now, hung=False, detail=f"cannot start: {exc}")
+            return False
+        return True
 
     def _fail(self, s: Session, now: int, hung: bool, detail: str) -> None:
         if not s.alive:
@@ -713,6 +763,9 @@ class PayloadHost(Component):
         self.event("PayloadRestartScheduled", payload=s.cfg.name, delay_s=delay, count=len(s.restart_times))
 
     def _kill(self, s: Session, reason: str) -> None:
+        if s.launch is not None:  # still being started: killed when the launcher hands it over
+            self._orphans.append(s.launch)
+            s.launch = None
         if s.proc is not None:
             if s.proc.poll() is None:
                 s.proc.kill()
@@ -722,6 +775,9 @@ class PayloadHost(Component):
 
     def _stop(self, s: Session, reason: str, state: State) -> None:
         """Ask the payload to stop; it is killed if it has not exited a second later."""
+        if s.launch is not None:
+            self._orphans.append(s.launch)
+            s.launch = None
         if s.sock is not None and s.proc is not None and s.proc.poll() is None:
             try:
                 s.sock.send(protocol.encode({"t": "stop"}))
@@ -749,6 +805,15 @@ class PayloadHost(Component):
 
     def _reap(self) -> None:
         """Collect exited payload processes; kill the ones past their grace."""
+        pending = []
+        for fut in self._orphans:
+            if not fut.done():
+                pending.append(fut)
+            elif fut.exception() is None:
+                proc = fut.result()
+                proc.kill()
+                self._zombies.append((proc, 0.0))
+        self._orphans = pending
         keep = []
         for proc, kill_at in self._zombies:
             if proc.poll() is not None:

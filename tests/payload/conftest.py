@@ -25,14 +25,14 @@ Factory = Callable[..., tuple[Vehicle, Recorder, PayloadHost]]
 def payload_vehicle(tmp_path: Path) -> Iterator[Factory]:
     made: list[Vehicle] = []
 
-    def factory(payloads: dict[str, dict[str, Any]], clock: Any = None, hz: float = 10.0,
+    def factory(payloads: dict[str, dict[str, Any]], clock: Any = None, hz: float = 10.0, fast_hz: float = 20.0,
                 host_options: dict[str, Any] | None = None) -> tuple[Vehicle, Recorder, PayloadHost]:
         opts = {"lockstep_wait_s": 2.0, **(host_options or {})}
         host = PayloadHost("payhost", kinds=BAD, payload=payloads, **opts)
         doc = {
             "vehicle": {"state_dir": str(tmp_path / "state"), "epoch": "2026-01-01T00:00:00Z"},
             "rate_groups": [
-                {"name": "fast", "hz": 20, "members": ["cmd", "seq"]},
+                {"name": "fast", "hz": fast_hz, "members": ["cmd", "seq"]},
                 {"name": "payload", "hz": hz, "members": ["payhost"]},
                 {"name": "hk", "hz": 1, "members": ["sys", "health", "tlm"]},
             ],
