@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="flight.payload.child")
     ap.add_argument("--fd", type=int, required=True)
     ap.add_argument("--target", required=True)
+    ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by N")
     args = ap.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)  # a payload that hogs the CPU must not starve the flight process
     logging.basicConfig(level=logging.WARNING, format="payload %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host stops its payloads; Ctrl-C is for the host
     sock = socket.socket(fileno=args.fd)

@@ -222,7 +222,7 @@ _USE_CHANNELS = (
 class PayloadHost(Component):
     """Runs partner payloads in their own processes and enforces their budgets."""
 
-    OPTIONS = {"payload": {}, "lockstep_wait_s": 1.0, "startup_timeout_s": 10.0}
+    OPTIONS = {"payload": {}, "lockstep_wait_s": 1.0, "startup_timeout_s": 10.0, "nice": 10}
     OPTIONAL_DEVICES = {"power": PowerMonitor}
     EVENTS = (
         Event("PayloadStarted", Severity.ACTIVITY_HI, "payload {payload} running (start {start})",
@@ -266,6 +266,9 @@ class PayloadHost(Component):
         configs = parse_payloads(self.options["payload"])
         self.lockstep_wait_s = float(self.options["lockstep_wait_s"])
         self.startup_timeout_s = float(self.options["startup_timeout_s"])
+        self.nice = int(self.options["nice"])  # payload processes run this much below the flight process
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice: {self.nice} is outside 0..19")
         self.sessions: list[Session] = []
         for cfg in configs:
             try:
@@ -703,7 +706,8 @@ class PayloadHost(Component):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["PYTHONHASHSEED"] = "0"
-        argv = [sys.executable, "-m", "flight.payload.child", "--fd", str(child_end.fileno()), "--target", s.target]
+        argv = [sys.executable, "-m", "flight.payload.child", "--fd", str(child_end.fileno()), "--target", s.target,
+                "--nice", str(self.nice)]
         cwd, log_path = self._dir(s), self._dir(s).parent / "process.log"
 
         def spawn() -> subprocess.Popen[bytes]:
