@@ -63,3 +63,15 @@ def test_payload_declarations_are_in_the_vehicle_dictionary(capsys):
     use = {c["name"] for c in d["channels"] if c["name"].startswith("payloads.spec.")}
     assert {"payloads.spec.cpu_frac", "payloads.spec.energy_frac", "payloads.spec.data_frac",
             "payloads.spec.events_frac"} <= use
+
+
+def test_payload_configuration_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    text = Path(LANDER).read_text(encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('kind = "spectrometer"', 'kind = "telescope"'), encoding="utf-8")
+    assert main(["dict", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "payload.spec.kind: unknown payload kind 'telescope'" in err
+    bad.write_text(text.replace("cpu_ms_per_step = 50.0", 'cpu_ms_per_step = "fast"'), encoding="utf-8")
+    assert main(["dict", "--config", str(bad)]) == 2
+    assert "payload.spec.cpu_ms_per_step: expected a number" in capsys.readouterr().err
