@@ -126,3 +126,16 @@ def test_oversized_frames_are_refused():
         protocol.FrameReader(max_frame=16).feed((1000).to_bytes(4, "big") + b"x")
     with pytest.raises(protocol.ProtocolError, match="string 't'"):
         protocol.encode({"n": 1})
+
+
+def test_ground_sets_a_payload_parameter_and_it_arrives_with_the_next_step(payload_vehicle):
+    v, rec, host = payload_vehicle({"spec": {"kind": "spectrometer", "options": {"readings_per_product": 1000}}})
+    v.run(until_s=1.0)
+    bright = v.fw.tlm.get("spec.peak_counts")
+    v.fw.cmd.submit("PRM_SET", {"name": "spec.integration_ms", "value": "50"})
+    v.run(until_s=2.0)
+    assert rec.stages("PRM_SET") == ["ACCEPTED", "COMPLETED"]
+    assert v.fw.tlm.get("spec.peak_counts") < bright / 2  # a quarter of the integration time
+    v.fw.cmd.submit("PRM_SET", {"name": "spec.integration_ms", "value": "0"})  # below its minimum
+    v.run(until_s=2.5)
+    assert rec.stages("PRM_SET")[-1] == "FAILED"

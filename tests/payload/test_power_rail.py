@@ -35,3 +35,29 @@ def test_unknown_rails_and_bad_loads_are_refused(world):
         mcu.switch_load("payload.b", True)
     with pytest.raises(DeviceUrlError, match="loads"):
         open_device("sim://mcu?loads=payload.a:lots", world=world)
+
+
+def test_the_host_switches_the_payload_rail_on_the_simulated_board(tmp_path):
+    from flight.clock import NS, SimClock
+    from flight.config import parse
+    from flight.payload.host import PayloadHost
+    from flight.vehicle import Vehicle
+    from tests.payload.conftest import BAD
+
+    world = World.for_mission(seed=4)
+    clock = SimClock(start_s=world.time_s)
+    clock.on_advance(lambda t: world.step_to(t / NS))
+    host = PayloadHost("payhost", kinds=BAD, payload={"good": {"kind": "Good", "power_w": 30.0}})
+    host.devices["power"] = open_device("sim://mcu?loads=payload.good:30", world=world)
+    doc = {"vehicle": {"state_dir": str(tmp_path)},
+           "rate_groups": [{"name": "g", "hz": 10, "members": ["payhost", "cmd"]},
+                           {"name": "hk", "hz": 1, "members": ["sys", "tlm"]}]}
+    v = Vehicle(parse(doc), clock, extra_components=[host])
+    try:
+        v.run(until_s=clock.now() + 1.0)
+        assert world.switched_on == {"payload.good"}
+        v.fw.cmd.submit("PAY_OFF", {"payload": "good"})
+        v.run(until_s=clock.now() + 1.0)
+        assert world.switched_on == set()
+    finally:
+        v.shutdown()
