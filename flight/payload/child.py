@@ -112,6 +112,17 @@ def run_step(payload: Payload, methods: dict[str, str], msg: dict[str, Any]) -> 
             "prod": prod, "res": results, "error": error}
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when the flight process dies, hung payload code or not."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the end of the socket still ends a payload that is not hung
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="flight.payload.child")
     ap.add_argument("--fd", type=int, required=True)
@@ -122,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)  # a payload that hogs the CPU must not starve the flight process
     logging.basicConfig(level=logging.WARNING, format="payload %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host stops its payloads; Ctrl-C is for the host
+    die_with_parent()
     sock = socket.socket(fileno=args.fd)
     chan = Channel(sock)
     try:

@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -286,6 +287,9 @@ class PayloadHost(Component):
         self._token = 0
         self._launcher: ThreadPoolExecutor | None = None
         self._orphans: list[Future[subprocess.Popen[bytes]]] = []
+        # every process not yet reaped; killed if the host goes away without a shutdown
+        self._live: set[subprocess.Popen[bytes]] = set()
+        weakref.finalize(self, _kill_all, self._live)
 
     # -- declarations -------------------------------------------------------------------------
 
@@ -363,10 +367,8 @@ class PayloadHost(Component):
             self._reap()
             if self._zombies:
                 time.sleep(0.01)
-        for proc, _ in self._zombies:
-            proc.kill()
-            proc.wait(timeout=2.0)
         self._zombies.clear()
+        _kill_all(self._live)
 
     # -- one payload, one cycle ---------------------------------------------------------------
 
@@ -725,6 +727,7 @@ class PayloadHost(Component):
             return
         try:
             s.proc = spawn()
+            self._live.add(s.proc)
         except OSError as exc:
             self._fail(s, now, hung=False, detail=f"cannot start: {exc}")
 
@@ -737,6 +740,7 @@ class PayloadHost(Component):
         fut, s.launch = s.launch, None
         try:
             s.proc = fut.result()
+            self._live.add(s.proc)
         except OSError as exc:
             self._fail(s, now, hung=False, detail=f"cannot start: {exc}")
             return False
@@ -815,12 +819,14 @@ class PayloadHost(Component):
                 pending.append(fut)
             elif fut.exception() is None:
                 proc = fut.result()
+                self._live.add(proc)
                 proc.kill()
                 self._zombies.append((proc, 0.0))
         self._orphans = pending
         keep = []
         for proc, kill_at in self._zombies:
             if proc.poll() is not None:
+                self._live.discard(proc)
                 continue
             if time.monotonic() >= kill_at:
                 proc.kill()
@@ -875,6 +881,17 @@ class PayloadHost(Component):
         except KeyError:
             raise CommandFailed(f"no payload {payload!r}; payloads: "
                                 f"{', '.join(s.cfg.name for s in self.sessions) or 'none'}") from None
+
+
+def _kill_all(procs: set[subprocess.Popen[bytes]]) -> None:
+    for proc in list(procs):
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                log.warning("payload process %d did not exit after SIGKILL", proc.pid)
+    procs.clear()
 
 
 def _scalar(v: Any) -> Any:
