@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flight.clock import SimClock
@@ -95,9 +95,10 @@ def test_slots_fill_the_lowest_free_in_order():
 _values = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=False)
                        | st.text(max_size=20) | st.binary(max_size=40),
                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                   max_size=4), max_leaves=12)
+                                                                                   max_size=3), max_leaves=5)
 
 
+@settings(max_examples=40)
 @given(st.lists(st.dictionaries(st.text(max_size=8), _values, max_size=4), min_size=1, max_size=5),
        st.lists(st.integers(1, 64), max_size=20))
 def test_frames_survive_any_split(maps, cuts):

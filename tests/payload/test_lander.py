@@ -17,7 +17,7 @@ LANDER = str(CONFIGS.joinpath("sim_lander_payload.toml"))
 PLAN = str(CONFIGS.joinpath("payload_demo.seq"))
 
 
-def fly(out: Path, duration: str = "90s") -> None:
+def fly(out: Path, duration: str = "60s") -> None:
     assert main(["sim", "--config", LANDER, "--seq", PLAN, "--duration", duration, "--out", str(out),
                  "--quiet"]) == 0
 
@@ -32,7 +32,7 @@ def test_spectra_arrive_in_the_ground_archive_and_runs_repeat(tmp_path, capsys):
     products: dict[int, Reassembly] = {}
     for _apid, pid, idx, n, data, meta in rows:
         products.setdefault(pid, Reassembly(n)).add(idx, n, data, json.loads(meta))
-    assert len(products) >= 8
+    assert len(products) >= 5
     for r in products.values():
         head, spectra = decode_product(r.data())
         assert r.meta["payload"] == "spec" and r.meta["kind"] == "spectrometer"
