@@ -46,6 +46,17 @@ def test_spectra_arrive_in_the_ground_archive_and_runs_repeat(tmp_path, capsys):
     assert energy and 0 < energy[-1] < 40.0 and energy == sorted(energy)  # 2.5 W on its rail, within budget
     stages = db.execute("SELECT name, stage FROM responses WHERE name LIKE 'SPEC_%'").fetchall()
     assert ("SPEC_DARK", "COMPLETED") in stages and ("SPEC_TAKE", "COMPLETED") in stages
+    # the operator's view: listed and exported as the files the payload wrote
+    capsys.readouterr()
+    assert main(["payloads", "list", "--archive", str(tmp_path / "a" / "archive.db")]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count(" whole ") == len(products) and "spectrum-00001.bin" in listing
+    assert main(["payloads", "export", "--archive", str(tmp_path / "a" / "archive.db"), "--out",
+                 str(tmp_path / "exp")]) == 0
+    exported = sorted((tmp_path / "exp" / "spec").glob("spectrum-*.bin"))
+    assert len(exported) == len(products)
+    assert decode_product(exported[0].read_bytes())[0]["bins"] == 128
+    assert json.loads(exported[0].with_name(exported[0].name + ".json").read_text())["apid"] == 0x040
     # the same seed flies the same mission, byte for byte
     fly(tmp_path / "b")
     assert (tmp_path / "a" / "telemetry.jsonl").read_bytes() == (tmp_path / "b" / "telemetry.jsonl").read_bytes()
