@@ -56,6 +56,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from flight import types
 from flight.clock import NS
 from flight.commands import PENDING, CommandFailed
 from flight.component import Component
@@ -515,10 +516,13 @@ class PayloadHost(Component):
             s.cpu_ms = round(cpu_ms, 3)
         if cpu_ms > cfg.cpu_ms_per_step:
             s.over.append(("cpu", f"{cpu_ms:.1f} ms in a step, budget {cfg.cpu_ms_per_step:g} ms"))
-        if msg.get("error"):
+        if msg.get("error") is not None:
             s.errors += 1
             self.event("PayloadError", payload=cfg.name, error=str(msg["error"])[:200])
-        for res in msg.get("res") or ():
+        results = msg.get("res") or []
+        if not isinstance(results, list):
+            results = [None]
+        for res in results:
             try:
                 tok, ok, reason = res
                 full = s.inflight.pop(tok)
@@ -546,7 +550,7 @@ class PayloadHost(Component):
         if not isinstance(tlm, dict):
             self._violation(s, "message", "telemetry is not a map")
             return
-        own = {c.name for c in s.cls.CHANNELS}
+        own = {c.name: c for c in s.cls.CHANNELS}
         foreign = [str(k)[:40] for k in tlm if k not in own]
         if foreign:  # one violation per answer, however many
             self._violation(s, "channel", f"wrote {len(foreign)} channel(s) not its own: {', '.join(foreign[:3])}")
@@ -554,7 +558,7 @@ class PayloadHost(Component):
             if ch not in own:
                 continue
             try:
-                self.fw.tlm.write(f"{s.cfg.name}.{ch}", value)
+                self.fw.tlm.write(f"{s.cfg.name}.{ch}", types.coerce(own[ch].type, value))
             except (TypeError, ValueError, OverflowError):
                 self._violation(s, "message", f"bad value for {ch}: {str(value)[:40]}")
 
@@ -575,12 +579,12 @@ class PayloadHost(Component):
                 self._violation(s, "message", "an event is not [name, args]")
                 continue
             name, args = item
-            ev = declared.get(name)
+            ev = declared.get(name) if isinstance(name, str) else None
             if ev is None:
                 self._violation(s, "event", f"event {str(name)[:60]!r} is not one of its own")
                 continue
             s.events_in_window += 1
-            clean = {a.name: _scalar(args.get(a.name)) for a in ev.args}
+            clean = {a.name: _arg(a.type, args.get(a.name)) for a in ev.args}
             self.fw.events.emit(cfg.name, name, clean)
         if dropped:
             s.events_dropped += dropped
@@ -892,6 +896,14 @@ def _kill_all(procs: set[subprocess.Popen[bytes]]) -> None:
             except subprocess.TimeoutExpired:
                 log.warning("payload process %d did not exit after SIGKILL", proc.pid)
     procs.clear()
+
+
+def _arg(type_name: str, v: Any) -> Any:
+    """An event argument as declared, or its text when it does not fit (the event still goes)."""
+    try:
+        return types.coerce(type_name, v)
+    except (TypeError, ValueError, OverflowError):
+        return _scalar(v) if isinstance(v, str) else str(v)[:200]
 
 
 def _scalar(v: Any) -> Any:

@@ -140,3 +140,41 @@ def test_ground_sets_a_payload_parameter_and_it_arrives_with_the_next_step(paylo
     v.fw.cmd.submit("PRM_SET", {"name": "spec.integration_ms", "value": "0"})  # below its minimum
     v.run(until_s=2.5)
     assert rec.stages("PRM_SET")[-1] == "FAILED"
+
+
+_junk = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                 max_size=3), max_leaves=6)
+_fields = st.fixed_dictionaries({}, optional={
+    "cpu_ns": _junk, "tlm": _junk | st.dictionaries(st.sampled_from(["count", "x"]), _junk, max_size=2),
+    "ev": _junk | st.lists(st.tuples(st.sampled_from(["Tick", "Nope", 3]), _junk).map(list), max_size=3),
+    "prod": _junk, "res": _junk, "error": _junk})
+
+
+def test_any_answer_from_a_payload_is_handled_without_raising(payload_vehicle):
+    # budgets out of reach, so every answer is judged and none switches the payload off
+    v, rec, host = payload_vehicle({"good": {"kind": "Good", "max_violations": 10**5, "strikes": 1000,
+                                             "cpu_ms_per_step": 60000.0, "events_per_min": 100000}})
+    v.run(until_s=0.3)
+    s = host.session("good")
+
+    @settings(max_examples=150, deadline=None)
+    @given(_fields, st.sampled_from(["done", "hello", "ready", "cmd", "read", "weird"]))
+    def check(fields, kind):
+        s.awaiting = 10**6
+        host._handle(s, {**fields, "t": kind, "n": 10**6})
+        assert s.alive
+
+    check()
+    v.flush()  # whatever was accepted can be downlinked
+    assert v.fw.tlm.get("payhost.good.violations") > 0
+
+
+@settings(max_examples=60)
+@given(st.dictionaries(st.text(max_size=10), _junk | st.dictionaries(st.text(max_size=10), _junk, max_size=6),
+                       max_size=4))
+def test_any_payload_table_parses_or_names_what_is_wrong(table):
+    try:
+        parse_payloads(table)
+    except ValueError as exc:
+        assert str(exc).startswith("payload")
