@@ -128,7 +128,7 @@ def test_real_time_hang_and_hog_never_slip_the_vehicle(payload_vehicle):
     clock = RealClock()
     v, rec, host = payload_vehicle(
         {"hang": {"kind": "Hang", "backoff_s": 0.5}, "hog": {"kind": "CpuHog", "cpu_ms_per_step": 20.0},
-         "good": {"kind": "Good"}}, clock=clock, hz=5.0, fast_hz=10.0)
+         "good": {"kind": "Good"}}, clock=clock, hz=5.0, fast_hz=5.0)
     v.run(until_s=clock.now() + 4.0, flush_every_s=0.5)
     hung = [e for e in rec.events("PayloadHung") if "payload hang" in e.text]
     assert hung and "unanswered after one cycle" in hung[0].text
