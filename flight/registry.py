@@ -24,6 +24,7 @@ _BUILTIN = {
     "nav_odometry": "flight.nav.component:OdometryNavigator",
     "imaging": "flight.imaging.component:Imaging",
     "fault": "flight.fault.protection:FaultProtection",
+    "payload_host": "flight.payload.host:PayloadHost",
 }
 
 

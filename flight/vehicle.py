@@ -135,7 +135,9 @@ class Vehicle:
         for i, comp in enumerate(extra):
             if comp.id_base is None:
                 comp.id_base = USER_BASE + (len(user) + i) * 0x100
-        self.components: list[Component] = core + user + extra
+        # a component may bring dictionary-only children with their own ids (hosted payloads)
+        children = [ch for comp in user + extra for ch in getattr(comp, "children", list)()]
+        self.components: list[Component] = core + user + extra + children
         by_name: dict[str, Component] = {}
         for c in self.components:
             if c.name in by_name:

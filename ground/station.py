@@ -27,6 +27,7 @@ import msgpack
 from flight.link.auth import Signer
 from flight.link.frames import VC, Deframer, Framer
 from flight.link.packets import (
+    PAYLOAD_APIDS,
     Apid,
     PacketError,
     decode_packet,
@@ -214,7 +215,7 @@ class Station:
                 str(obj.get("reason", "")),
                 t,
             )
-        elif apid in (Apid.THUMBNAIL, Apid.PRODUCT):
+        elif apid in (Apid.THUMBNAIL, Apid.PRODUCT) or apid in PAYLOAD_APIDS:
             pid, idx, n, data, meta = check_chunk(obj)  # ProductError (a ValueError) is counted
             item.chunk = {"pid": pid, "idx": idx, "n": n, "data": data, "meta": meta}
 

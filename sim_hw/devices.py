@@ -8,7 +8,8 @@ through the ``magpie.devices`` entry point.
 URL forms::
 
     sim://mcu
-        drive train + IMU + power monitor + thermal sensors in one device, like the MCU
+        drive train + IMU + power monitor + thermal sensors in one device, like the MCU;
+        ``?loads=payload.spec:2.5`` adds switched rails (name:watts) to its power board
     sim://camera?name=navcam&width=640&height=480&fov_deg=60&stereo=1&baseline=0.2
         a mast camera (also pan, tilt, noise, bgr); options left out keep the world's
         camera of that name, or the defaults for a new one
@@ -46,7 +47,7 @@ from sim_hw.world import CameraSpec, World
 
 log = logging.getLogger(__name__)
 
-MCU_FORM = "sim://mcu"
+MCU_FORM = "sim://mcu[?loads=payload.spec:2.5,payload.other:1]"
 CAMERA_FORM = (
     "sim://camera?name=navcam&width=640&height=480&fov_deg=60&stereo=1&baseline=0.2"
     "[&pan=0&tilt=-20&noise=1&bgr=0]"
@@ -294,6 +295,17 @@ class SimWatchdog(Watchdog):
         return out
 
 
+def _parse_loads(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        name, _, watts = part.partition(":")
+        w = float(watts)
+        if not name or not 0 <= w <= 1000:
+            raise ValueError(part)
+        out[name] = w
+    return out
+
+
 def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdog:
     """Open a ``sim://`` device on the world passed as ``world=`` (see the module docstring)."""
     world = context.get("world")
@@ -304,7 +316,8 @@ def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdo
     if parts.scheme.lower() != "sim" or parts.path not in ("", "/"):
         raise DeviceUrlError(f"malformed sim URL {url!r}; accepted forms: {FORMS}")
     if host == "mcu":
-        parse_options(url, {}, MCU_FORM)
+        opts = parse_options(url, {"loads": _parse_loads}, MCU_FORM)
+        world.switched_loads.update(opts.get("loads", {}))
         return SimMcu(world, url)
     if host == "camera":
         opts = parse_options(

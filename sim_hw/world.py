@@ -143,6 +143,9 @@ class World:
         self.renderer = Renderer(terrain, shadows=shadows, seed=s_render,
                                  tint_bgr=(0.55, 0.72, 0.95) if self.body.name == "mars" else (1.0, 1.0, 1.0))
         self.avionics_on = True  # False models hibernation: only the wake circuit draws power
+        #: further switched rails (hosted payloads, ``sim://mcu?loads=payload.spec:2.5``): name -> W when on
+        self.switched_loads: dict[str, float] = {}
+        self.switched_on: set[str] = set()
         self.powered = True
         self.restart_soc = 0.05
         self._steps = 0
@@ -213,7 +216,7 @@ class World:
         solar = self.power.panel.output_w(self.env, t_mid, self.vehicle.rotation())
         motor_w = self._motor_j / dt
         avionics = self._avionics_w()
-        load = avionics + self.thermal.heater_power_w() + motor_w
+        load = avionics + self.thermal.heater_power_w() + motor_w + self._switched_w()
         self.power.step(dt, load, solar)
         cfg = self.thermal.config
         i = self.power.last_current_a
@@ -246,15 +249,26 @@ class World:
         cfg = self.power.config
         return cfg.avionics_w if self.avionics_on else cfg.hibernate_w
 
+    def _switched_w(self) -> float:
+        if not self.powered:
+            return 0.0
+        return sum(self.switched_loads[n] for n in sorted(self.switched_on))
+
     def switch_load(self, load: str, on: bool) -> None:
-        """The power board's switched rails: ``avionics`` (off = hibernating) and ``heaters``."""
+        """The power board's switched rails: ``avionics`` (off = hibernating), ``heaters``, and
+        any rail in :attr:`switched_loads`."""
         if load == "avionics":
             self.avionics_on = bool(on)
         elif load == "heaters":
             self.thermal.switched_off = not on
             self.thermal.update_heaters()
+        elif load in self.switched_loads:
+            if on:
+                self.switched_on.add(load)
+            else:
+                self.switched_on.discard(load)
         else:
-            raise ValueError(f"no load {load!r}; loads: avionics, heaters")
+            raise ValueError(f"no load {load!r}; loads: {', '.join(['avionics', 'heaters', *self.switched_loads])}")
 
     def _solar_now(self) -> float:
         return self.power.panel.output_w(self.env, self.env_time_s, self.vehicle.rotation())
@@ -262,7 +276,7 @@ class World:
     def _load_w(self) -> float:
         s = self.vehicle.state
         motors = self._bus_v * (s.current_left + s.current_right)
-        return self._avionics_w() + self.thermal.heater_power_w() + motors
+        return self._avionics_w() + self.thermal.heater_power_w() + motors + self._switched_w()
 
     # ------------------------------------------------------------------ sun
 

@@ -306,6 +306,9 @@ class Comm(Component):
                 if need > self._max_packet:
                     raise PacketError(f"product {item.pid} chunk {item.idx} needs {need} bytes; "
                                       f"a frame holds {self._max_packet}")
+                if item.apid is not None:  # a hosted payload's product, on its own APID
+                    return [pk.packet(item.apid, t, {"pid": item.pid, "idx": item.idx, "n": item.n,
+                                                     "data": item.data, "meta": item.meta})]
                 return [pk.chunk(t, item.pid, item.idx, item.n, item.data, item.meta, item.thumbnail)]
         except PacketError as exc:
             self._unencodable(type(item).__name__, str(exc))

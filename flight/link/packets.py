@@ -56,6 +56,8 @@ TM_APIDS = frozenset(
     {Apid.EVENT, Apid.CMD_RESPONSE, Apid.HOUSEKEEPING, Apid.THUMBNAIL, Apid.PRODUCT}
 )
 TC_APIDS = frozenset({Apid.TC_COMMAND, Apid.TC_LINK})
+#: hosted payloads' data products, one APID per payload slot (flight.payload.ids); chunk maps
+PAYLOAD_APIDS = range(0x040, 0x060)
 
 
 def encode_time(time_s: float) -> bytes:

@@ -41,6 +41,8 @@ class ProductChunk:
     data: bytes
     thumbnail: bool
     meta: dict[str, Any] | None = None
+    #: set for a hosted payload's product: its own APID (flight.payload.ids) instead of 0x030/0x031
+    apid: int | None = None
     kind = "chunk"
 
     @property
