@@ -46,7 +46,7 @@ def run_for(v: Vehicle, seconds: float) -> None:
 
 
 def nav_config(state_dir: Path, camera_width: int = 320, camera_height: int = 240, mode: str = "autonav",
-               image_period_s: float = 1.0) -> Any:
+               image_period_s: float = 1.0, nav_options: dict[str, Any] | None = None) -> Any:
     cam = f"sim://camera?name=navcam&width={camera_width}&height={camera_height}&stereo=1&baseline=0.2"
     return parse({
         "vehicle": {"name": "rover", "state_dir": str(state_dir), "epoch": "2026-01-01T00:00:00Z"},
@@ -54,7 +54,7 @@ def nav_config(state_dir: Path, camera_width: int = 320, camera_height: int = 24
         "components": {
             "drive": {"type": "drive", "devices": {"drive": "mcu"}},
             "imu": {"type": "imu", "devices": {"imu": "mcu"}},
-            "nav": {"type": "nav", "devices": {"camera": "camera"}},
+            "nav": {"type": "nav", "devices": {"camera": "camera"}, **(nav_options or {})},
         },
         "rate_groups": [
             {"name": "control", "hz": 50, "members": ["drive", "imu", "nav"]},

@@ -56,7 +56,7 @@ class Navigator(Component):
     DEVICES: dict[str, type] = {"camera": Camera}
     OPTIONS = {
         "drive": "drive", "imu": "imu", "link": "",
-        "map_size_m": 40.0, "map_resolution_m": 0.1,
+        "map_size_m": 40.0, "map_resolution_m": 0.1, "max_goal_m": 1000.0,
         "mast_forward_m": 0.1, "mast_height_m": 1.2, "cam_pan_deg": 0.0, "cam_tilt_deg": -20.0,
         "vision_cost_s": 0.3, "plan_cost_s": 0.2, "max_range_m": 5.0,
     }
@@ -76,7 +76,9 @@ class Navigator(Component):
         Channel("progress", "f32", doc="fraction of the present path behind the rover"),
         Channel("remaining_m", "f32", "m", doc="path length still to drive"),
         Channel("distance_m", "f64", "m", doc="distance driven, as estimated"),
-        Channel("hazard_cells", "u32", doc="hazard cells in the map", update="on_change"),
+        Channel("hazard_cells", "u32", doc="hazard cells in the map window", update="on_change"),
+        Channel("map_scrolls", "u32", doc="times the map window moved with the rover", update="on_change"),
+        Channel("map_tiles_stored", "u32", doc="map tiles remembered outside the window", update="on_change"),
         Channel("hazards_seen", "u32", doc="hazards found on the path ahead", update="on_change"),
         Channel("stops", "u32", doc="safety stops", update="on_change"),
         Channel("last_stop", "str", doc="why the last safety stop happened", update="on_change"),
@@ -232,6 +234,9 @@ class Navigator(Component):
 
     def step(self) -> None:
         self._propagate()
+        x, y, _ = self.ekf.pose
+        if self.map.follow(x, y) and self._task == "goto" and self._mode == MODES["autonav"]:
+            self._request_plan()
         if self._task is not None:
             self._check_safety()
         if self._task == "goto":
@@ -438,7 +443,12 @@ class Navigator(Component):
             return
         m = self.map
         x, y, _ = self.ekf.pose
-        gx, gy = self._waypoints[0]
+        goal = self._waypoints[0]
+        # a goal beyond the map window: plan to the last point on the way to it inside the
+        # window; the path goes on to the goal straight, and the window scrolls as the rover
+        # drives, so the plan reaches farther with every replan
+        gx, gy = m.toward(x, y, goal[0], goal[1], margin_m=1.0)
+        beyond = None if (gx, gy) == goal else goal
         s, g = m.cell(x, y), m.cell(gx, gy)
         margin = 40
         r0 = max(0, min(s[0], g[0]) - margin)
@@ -449,12 +459,12 @@ class Navigator(Component):
         self._plan_request += 1
         goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear)
+                   m.origin, m.resolution_m, goal_clear, beyond)
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
     def _plan_job(payload: tuple) -> list[tuple[float, float]]:
-        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear = payload
+        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond = payload
         # the rover stands where it stands: clear a disc around it so it can leave a hazard margin
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
         near = (rr - start[0]) ** 2 + (cc - start[1]) ** 2 <= 4 ** 2
@@ -465,7 +475,8 @@ class Navigator(Component):
         cost = np.where(near & ~np.isfinite(cost), 3.0, cost)
         path, _ = plan(cost, start, goal)
         cells = smooth_path(cost, path)
-        return [(origin[0] + (c + c0 + 0.5) * res, origin[1] + (r + r0 + 0.5) * res) for r, c in cells]
+        pts = [(origin[0] + (c + c0 + 0.5) * res, origin[1] + (r + r0 + 0.5) * res) for r, c in cells]
+        return pts + [beyond] if beyond is not None else pts
 
     def _on_plan(self, result: JobResult) -> None:
         goal_id = result.payload[0]
@@ -594,6 +605,8 @@ class Navigator(Component):
         self.tlm("hazard_cells", int(self.map.hazard.sum()) if force or self._task else int(self._hazard_total()))
         for k, v in self._counts.items():
             self.tlm(k, v)
+        self.tlm("map_scrolls", self.map.scrolls)
+        self.tlm("map_tiles_stored", self.map.stored_tiles)
         self.tlm("last_stop", self._last_stop)
 
     def _hazard_total(self) -> int:
@@ -607,11 +620,12 @@ class Navigator(Component):
         raise CommandFailed(why)
 
     def _begin_goto(self, cmd: str, points: list[tuple[float, float]], tolerance: float) -> Any:
+        x, y, _ = self.ekf.pose
+        reach = float(self.options["max_goal_m"])
         for px, py in points:
-            if not self.map.contains(px, py, margin_m=0.5):
-                self._reject(cmd, f"goal ({px:.2f}, {py:.2f}) is outside the navigation map "
-                                  f"({self.map.n * self.map.resolution_m:.0f} m square around "
-                                  f"{self.map.center_of(self.map.n / 2 - 0.5, self.map.n / 2 - 0.5)})")
+            if math.hypot(px - x, py - y) > reach:
+                self._reject(cmd, f"goal ({px:.2f}, {py:.2f}) is {math.hypot(px - x, py - y):.0f} m away, "
+                                  f"beyond the {reach:.0f} m a goal may be (option max_goal_m)")
         if self._task is not None:
             self._end_task(False, f"superseded by {cmd}")
         self._epoch = self.read(f"{self.options['drive']}.stop_epoch", 0)

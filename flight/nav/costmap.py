@@ -17,6 +17,12 @@ cell it approaches from close range well before it gets there. Hazards are grown
 half-width so the planner can treat the rover as a point. Passable cells cost
 ``1 + gain * worst ratio`` (plus 1 beside a hazard); unknown cells ``unknown_cost``; hazards are
 infinite.
+
+**A map that grows.** The grid in memory is a window of whole tiles (``tile_m`` a side) that
+scrolls with the rover (:meth:`ElevationMap.follow`): tiles that leave the window are kept, and
+come back as they were when the rover returns, so what was seen anywhere along a traverse is
+remembered and the window's size only bounds what one plan looks at. Cells stay on one lattice
+in the world frame, so a scroll never resamples anything.
 """
 
 from __future__ import annotations
@@ -59,19 +65,104 @@ def median3_nan(h: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(h), np.nan, 0.5 * (lo + hi))
 
 
+#: the per-cell layers, with the value of a cell never seen
+_LAYERS: tuple[tuple[str, type, float | bool], ...] = (
+    ("height", np.float32, np.nan), ("weight", np.float32, 0.0), ("near", np.float32, np.inf),
+    ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False))
+
+
 class ElevationMap:
-    def __init__(self, center: tuple[float, float], size_m: float = 40.0, resolution_m: float = 0.1) -> None:
+    def __init__(self, center: tuple[float, float], size_m: float = 40.0, resolution_m: float = 0.1,
+                 tile_m: float = 10.0) -> None:
         self.resolution_m = float(resolution_m)
-        self.n = int(round(size_m / resolution_m))
-        self.origin = (center[0] - 0.5 * self.n * self.resolution_m, center[1] - 0.5 * self.n * self.resolution_m)
-        self.height = np.full((self.n, self.n), np.nan, np.float32)
-        self.weight = np.zeros((self.n, self.n), np.float32)
-        self.near = np.full((self.n, self.n), np.inf, np.float32)  # shortest range seen from
-        self.cost = np.full((self.n, self.n), np.float32(1.0), np.float32)
-        self.hazard = np.zeros((self.n, self.n), bool)
-        self.core = np.zeros((self.n, self.n), bool)  # hazards grown by the rover's half-width only
         self.limits = CostLimits()
-        self.cost[:] = self.limits.unknown_cost
+        cells = max(2, int(round(size_m / self.resolution_m)))
+        tiles = max(2, int(round(size_m / tile_m)))
+        tile = max(1, int(round(cells / tiles)))
+        self.tile = tile  # cells a tile side
+        self.tiles = tiles  # tiles a window side
+        self.n = tile * tiles
+        # tiles lie on a lattice in the world frame anchored so that the first window is centred
+        # on ``center``; ``_t0`` is the window's first tile (row, col) on it
+        half = 0.5 * self.n * self.resolution_m
+        self._anchor = (center[0] - half, center[1] - half)
+        self._t0 = (0, 0)
+        self.origin = self._anchor
+        self._stored: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        for name, dtype, _ in _LAYERS:
+            setattr(self, name, np.empty((self.n, self.n), dtype))
+        self._blank(slice(None), slice(None))
+        self.scrolls = 0
+
+    def _fill(self, name: str, value: float | bool) -> float | bool:
+        return self.limits.unknown_cost if name == "cost" else value
+
+    def _blank(self, rows: slice, cols: slice) -> None:
+        for name, _, value in _LAYERS:
+            getattr(self, name)[rows, cols] = self._fill(name, value)
+
+    def _first_tile_for(self, center: tuple[float, float]) -> tuple[int, int]:
+        span = self.tile * self.resolution_m
+        tr = int(math.floor((center[1] - self._anchor[1]) / span - 0.5 * self.tiles + 0.5))
+        tc = int(math.floor((center[0] - self._anchor[0]) / span - 0.5 * self.tiles + 0.5))
+        return tr, tc
+
+    @property
+    def stored_tiles(self) -> int:
+        """Tiles remembered outside the window."""
+        return len(self._stored)
+
+    def follow(self, x: float, y: float) -> bool:
+        """Scroll the window by whole tiles so that (x, y) is near its middle; True if it moved.
+
+        Tiles leaving the window are stored; tiles entering it come from the store, or unknown.
+        The window moves only once (x, y) is three quarters of a tile off its middle, so a rover
+        driving along a tile's edge does not make it scroll back and forth.
+        """
+        span = self.tile * self.resolution_m
+        half = 0.5 * self.n * self.resolution_m
+        if max(abs(x - self.origin[0] - half), abs(y - self.origin[1] - half)) <= 0.75 * span:
+            return False
+        t0 = self._first_tile_for((x, y))
+        if t0 == self._t0:
+            return False
+        old = self._t0
+        k = self.tile
+        keep = {}
+        for i in range(self.tiles):
+            for j in range(self.tiles):
+                key = (old[0] + i, old[1] + j)
+                sl = (slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k))
+                keep[key] = tuple(getattr(self, name)[sl].copy() for name, _, _ in _LAYERS)
+        self._stored.update(keep)
+        self._t0 = t0
+        self.origin = (self._anchor[0] + t0[1] * span, self._anchor[1] + t0[0] * span)
+        for i in range(self.tiles):
+            for j in range(self.tiles):
+                key = (t0[0] + i, t0[1] + j)
+                rows, cols = slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k)
+                saved = self._stored.pop(key, None)
+                if saved is None:
+                    self._blank(rows, cols)
+                else:
+                    for (name, _, _), layer in zip(_LAYERS, saved, strict=True):
+                        getattr(self, name)[rows, cols] = layer
+        self.scrolls += 1
+        return True
+
+    def toward(self, x: float, y: float, gx: float, gy: float, margin_m: float) -> tuple[float, float]:
+        """The goal if it lies inside the window by ``margin_m``; else the last point of the line
+        from (x, y) to it that does (a subgoal on the way)."""
+        if self.contains(gx, gy, margin_m):
+            return gx, gy
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if self.contains(x + mid * (gx - x), y + mid * (gy - y), margin_m):
+                lo = mid
+            else:
+                hi = mid
+        return x + lo * (gx - x), y + lo * (gy - y)
 
     # -- geometry --------------------------------------------------------------------------------
 

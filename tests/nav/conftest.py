@@ -53,13 +53,14 @@ def make_rover(tmp_path: Path):
     made: list[Vehicle] = []
 
     def factory(terrain: Terrain | None = None, state_dir: Path | None = None, reset: bool = True,
-                **world_kw: Any) -> Rover:
+                nav_options: dict[str, Any] | None = None, **world_kw: Any) -> Rover:
         ter = terrain or Terrain.plane(size_m=30.0, seed=3)
         world = World("moon", seed=5, terrain=ter, start_hours_after_sunrise=72.0,
                       cameras={"navcam": CameraSpec(width=320, height=240)}, **world_kw)
         clock = SimClock(start_s=world.time_s)
         clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
-        v = Vehicle(nav_config(state_dir or tmp_path / "state"), clock, device_context={"world": world})
+        v = Vehicle(nav_config(state_dir or tmp_path / "state", nav_options=nav_options), clock,
+                    device_context={"world": world})
         sink = _Sink()
         v.add_sink(sink)
         made.append(v)

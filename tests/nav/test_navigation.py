@@ -81,14 +81,14 @@ def test_uncertainty_limit_and_stop_commands(make_rover):
 def test_bad_goals_are_refused_counted_and_explained(make_rover):
     r = make_rover()
     x, y = r.tlm("nav.x_m"), r.tlm("nav.y_m")
-    r.cmd("NAV_GOTO", x=x + 500.0, y=y, tolerance=0.3)
+    r.cmd("NAV_GOTO", x=x + 5000.0, y=y, tolerance=0.3)
     r.cmd("NAV_WAYPOINTS", points="", tolerance=0.3)
     r.cmd("NAV_WAYPOINTS", points="1,2;a,b", tolerance=0.3)
     r.cmd("NAV_GOTO", x=x, y=y, tolerance=50.0)  # out of the declared range: rejected before running
     r.run(1.0)
     goto = r.responses("NAV_GOTO")  # the rejects counter is sampled every half second
     assert [g.stage for g in goto] == ["ACCEPTED", "FAILED", "REJECTED"]
-    assert "outside the navigation map" in goto[1].reason
+    assert "5000 m away, beyond the 1000 m" in goto[1].reason
     wp = [w for w in r.responses("NAV_WAYPOINTS") if w.stage == "FAILED"]
     assert "no waypoints" in wp[0].reason and "two numbers" in wp[1].reason
     assert r.tlm("nav.rejects") == 3
@@ -142,3 +142,23 @@ def test_pose_survives_a_restart(make_rover, tmp_path):
     assert again.tlm("nav.y_m") == pytest.approx(pose[1], abs=1e-3)
     assert again.tlm("nav.yaw_deg") == pytest.approx(pose[2], abs=0.05)
     assert pose[0] != pytest.approx(15.0, abs=0.5)  # it did move before the restart
+
+
+@pytest.mark.timeout(240)
+def test_a_goal_beyond_the_map_window_is_reached_as_the_window_scrolls(make_rover):
+    """The map window (here 6 m square) scrolls with the rover and remembers what it saw, so a
+    goal farther than the window reaches is planned toward and reached, around a rock beyond
+    the first window's edge."""
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(18.6, 15.1, radius=0.3, height=0.25)
+    r = make_rover(ter, nav_options={"map_size_m": 6.0})
+    t = r.world.truth()
+    gx, gy = t["x"] + 6.5, t["y"]
+    r.cmd("NAV_GOTO", x=gx, y=gy, tolerance=0.3)
+    resp = r.run_until_done("NAV_GOTO", 90.0)
+    assert resp is not None and resp.stage == "COMPLETED", resp
+    t = r.world.truth()
+    assert math.hypot(t["x"] - gx, t["y"] - gy) < 0.45
+    assert r.events("GoalReached")
+    r.run(1.0)
+    assert r.tlm("nav.map_scrolls") >= 1
