@@ -121,7 +121,8 @@ def check_request(req: Any, token: str) -> dict[str, Any]:
     name = req.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= 64:
         raise RequestError("'name' must be a command name")
-    args = req.get("args") or {}
+    args = req.get("args")
+    args = {} if args is None else args
     if not isinstance(args, dict) or len(args) > 64:
         raise RequestError("'args' must be a map of at most 64 arguments")
     for k, v in args.items():

@@ -233,6 +233,8 @@ class Signer:
         self._next = {int(a): max(1, int(reserved.get(str(int(a)), legacy))) for a in TC_APIDS}
         self._reserved_until = dict(self._next)
         self.fsyncs = 0
+        if state and not (self.state_path.exists() and _mirror(self.state_path).exists()):
+            self._reserve(int(Apid.TC_COMMAND))  # one copy was lost or garbled: write both again
 
     @property
     def next_counter(self) -> int:
@@ -395,7 +397,7 @@ class Verifier:
         self.accepted = 0
         self.fsyncs = 0
         self.replays: list[Verified] = []
-        if self.problems:
+        if self.problems or not (self.state_path.exists() and _mirror(self.state_path).exists()):
             self._persist()  # a fresh, readable pair of copies from now on
 
     def high(self, key_id: int, apid: int) -> int:
