@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import stat
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -85,7 +84,8 @@ def test_status_with_infinite_id_and_other_bad_requests_get_an_answer(server) ->
 
 
 _any = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=10) | st.binary(max_size=10),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=10)
+    | st.binary(max_size=10),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
     max_leaves=10,
 )
