@@ -142,5 +142,5 @@ def _check_option(component: str, cls: str, key: str, default: Any, value: Any) 
     if not ok:
         want = "number" if isinstance(default, float) else type(default).__name__
         raise ValueError(
-            f"component {component!r} ({cls}): option {key} must be a {want}, not {type(value).__name__} {value!r}"
+            f"component {component!r} ({cls}): option {key} must be {want}, not {type(value).__name__} {value!r}"
         )
