@@ -43,11 +43,12 @@ import msgpack
 from flight.link.auth import Signer
 from flight.link.frames import VC, Deframer, Framer
 from flight.link.packets import (
+    SEQ_MODULO,
+    TM_APIDS,
     Apid,
     PacketError,
     decode_packet,
     encode_link_control,
-    seq_add,
     seq_diff,
     seqs_to_ranges,
 )
@@ -148,8 +149,12 @@ class GapTracker:
             return
         d = seq_diff(seq, self.high)
         if d > 0:
-            for k in range(1, d):
-                self.missing[seq_add(self.high, k)] = (None, 0)
+            if d > 1:  # one C-level update: a forged jump of thousands costs microseconds, not ms
+                first, end = self.high + 1, self.high + d  # missing: first .. end-1, maybe wrapping
+                fresh = (None, 0)
+                self.missing.update(dict.fromkeys(range(first, min(end, SEQ_MODULO)), fresh))
+                if end > SEQ_MODULO:
+                    self.missing.update(dict.fromkeys(range(max(0, first - SEQ_MODULO), end - SEQ_MODULO), fresh))
             self.high = seq
         else:
             self.missing.pop(seq, None)
@@ -376,10 +381,11 @@ class Station:
         for item, new in zip(items, flags, strict=True):
             v = self.vehicles[item.scid]
             v.to_ack.setdefault(item.apid, []).append(item.seq)
-            tracker = v.gaps.get(item.apid)
-            if tracker is None:
-                tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)
-            tracker.saw(item.seq)
+            if item.apid in TM_APIDS:  # no gap tracking (or NAKs) for APIDs the link does not use
+                tracker = v.gaps.get(item.apid)
+                if tracker is None:
+                    tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)
+                tracker.saw(item.seq)
             if new:
                 self.stats.stored += 1
                 self._publish(v, item)
