@@ -131,10 +131,11 @@ class Comm(Component):
     ) + (
         Channel("uplink_silence_s", "f32", "s", doc="seconds since the last authenticated uplink "
                 "(since boot when none)"),
+        # sampled every housekeeping cycle, not on change: a ground that lost its counters must
+        # hear them although nothing it sends is accepted (so they do not change)
         Channel("uplink_counter_cmd", "u64", doc="highest command counter accepted (the ground's signer "
-                "resynchronises from it)", update="on_change"),
-        Channel("uplink_counter_link", "u64", doc="highest link-control counter accepted or reserved",
-                update="on_change"),
+                "resynchronises from it)"),
+        Channel("uplink_counter_link", "u64", doc="highest link-control counter accepted or reserved"),
         Channel("uplink_retries", "u32", doc="re-sent commands answered from the command log, not run again",
                 update="on_change"),
         Channel("uplink_not_executed", "u32", doc="re-sent commands answered 'not executed' (never ran here)",

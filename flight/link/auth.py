@@ -41,7 +41,7 @@ from flight.link.packets import (
     decode_packet,
     encode_packet,
 )
-from flight.persist import move_aside
+from flight.persist import ensure_private_dir, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ def write_key_file(path: str | os.PathLike[str], secret: bytes | None = None) ->
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new content."""
     p = Path(path)
+    if not p.parent.is_dir():
+        ensure_private_dir(p.parent)
     tmp = p.with_name(f".{p.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from flight.config import VehicleConfig
 from flight.config import load as load_config
-from flight.link.auth import Reject
+from flight.link.auth import Reject, Signer, load_key
 from flight.link.packets import Apid
 from magpie.mission import LockstepMission
 
@@ -155,5 +155,29 @@ def test_garbled_recorder_and_lost_counter_files_after_a_crash(tmp_path: Path) -
         assert {"recorder", "uplink counters", "link counters"} <= stores
         assert list(state.glob("recorder.db.corrupt-*")) and list(state.glob("comm-counters.json.corrupt-*"))
         assert m.comm.recorder is not None and m.comm.recorder.last_seqs()[Apid.HOUSEKEEPING] > 0
+    finally:
+        m.close()
+
+
+def test_ground_counter_state_lost_resyncs_and_the_command_runs_once(tmp_path: Path) -> None:
+    m = LockstepMission(core_config(), tmp_path, preset="moon-farside", seed=9)
+    scid = m.config.spacecraft_id
+    try:
+        m.advance(10.0)
+        first = m.send("CMD_PING", {"key": 1})
+        m.advance(30.0)
+        assert first.stage == "COMPLETED"
+        # the ground's counter files are gone: a new signer starts again at counter 1
+        m.station.vehicles[scid].signer = Signer(load_key(m.key_path, 1), tmp_path / "new-ground" / "s.json")
+        second = m.send("CMD_PING", {"key": 2})
+        assert second.counters == [1]  # a counter the vehicle already used for another command
+        m.advance(m.clock.now() + 60.0)
+        # the vehicle answered "not executed" for counter 1; the station had jumped past the vehicle's
+        # reported counter, and the commander signed the command afresh: it ran once
+        assert second.stage == "COMPLETED" and len(second.counters) == 2 and second.counters[1] > 1
+        assert pongs(m, 1) == 1 and pongs(m, 2) == 1
+        assert m.station.stats.resyncs >= 1 and m.comm.not_executed == 1
+        reasons = [r[0] for r in m.archive._query("SELECT reason FROM responses WHERE seq = 1 AND stage = 'REJECTED'")]
+        assert len(reasons) == 1 and reasons[0].startswith("not executed")
     finally:
         m.close()
