@@ -39,6 +39,8 @@ class Component:
                 f"component {name!r} ({type(self).__name__}): unknown option(s) {', '.join(unknown)}; "
                 f"accepted: {', '.join(sorted(self.OPTIONS)) or 'none'}"
             )
+        for key, value in options.items():
+            _check_option(name, type(self).__name__, key, self.OPTIONS[key], value)
         self.name = name
         self.options = {**self.OPTIONS, **options}
         self.id_base: int | None = None
@@ -121,3 +123,24 @@ class Component:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _check_option(component: str, cls: str, key: str, default: Any, value: Any) -> None:
+    """An option must have its default's type (an int will do for a float), else ValueError."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, list | tuple):
+        ok = isinstance(value, list | tuple)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        want = "number" if isinstance(default, float) else type(default).__name__
+        raise ValueError(
+            f"component {component!r} ({cls}): option {key} must be {want}, not {type(value).__name__} {value!r}"
+        )

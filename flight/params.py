@@ -2,7 +2,9 @@
 
 At boot the store reads ``params.json`` from the state directory. A missing file means all
 defaults. A corrupt or truncated file, or a value that no longer fits its declaration, gives the
-defaults for what cannot be trusted and a WARNING_HI event, never a crash. ``PRM_SET`` changes a
+defaults for what cannot be trusted and a WARNING_HI event, never a crash; an unreadable file
+is moved aside (``params.json.corrupt-<time>``) so the next save starts clean and the old one
+can still be examined. ``PRM_SET`` changes a
 value in memory (the owning component is told); ``PRM_SAVE`` writes every non-default value.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Param, Severity, command
-from flight.persist import CorruptFileError, read_checked_json, write_checked_json
+from flight.persist import CorruptFileError, move_aside, read_checked_json, write_checked_json
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,9 @@ class ParamStore:
         try:
             body = read_checked_json(self.path, FORMAT)
         except CorruptFileError as exc:
-            problems.append(f"parameter file unusable, defaults in force: {exc}")
+            moved = move_aside(self.path)
+            where = f"; kept as {moved.name}" if moved is not None else ""
+            problems.append(f"parameter file unusable, defaults in force: {exc}{where}")
             body = None
         if body:
             values = body.get("values", {})

@@ -3,20 +3,79 @@
 ``write_atomic`` writes to a temporary file in the same directory, fsyncs it, renames it over
 the target and fsyncs the directory, so after a crash or power loss the file holds either the
 old content or the new, never a mix.
+
+State is private: directories made here are 0700 and files 0600 (the downlink, counters and
+parameters are nobody else's business on a shared machine). A store found unreadable at open is
+not deleted but moved aside (:func:`move_aside`) so an operator can still examine what was lost.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) if needed and make it 0700; returns it as a Path."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    try:
+        if p.stat().st_mode & 0o777 != DIR_MODE:
+            os.chmod(p, DIR_MODE)
+    except OSError as exc:  # not ours to change (a shared parent); say so once, carry on
+        log.warning("cannot make %s private: %s", p, exc)
+    return p
+
+
+def create_private_file(path: str | os.PathLike[str]) -> None:
+    """Make sure ``path`` exists with mode 0600 (before SQLite opens it, so it never was 0644)."""
+    p = Path(path)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    try:
+        if p.stat().st_mode & 0o777 != FILE_MODE:
+            os.chmod(p, FILE_MODE)
+    except OSError as exc:
+        log.warning("cannot make %s private: %s", p, exc)
+
+
+def move_aside(path: str | os.PathLike[str], why: str = "corrupt") -> Path | None:
+    """Rename an unusable store (and its SQLite side files) to ``<name>.<why>-<stamp>``.
+
+    Returns the new path of the main file, or None if there was nothing to move. Nothing is
+    deleted: what was lost can still be examined.
+    """
+    p = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = p.with_name(f"{p.name}.{why}-{stamp}")
+    n = 1
+    while target.exists():
+        target = p.with_name(f"{p.name}.{why}-{stamp}-{n}")
+        n += 1
+    moved = None
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        src = p.with_name(p.name + suffix)
+        if src.exists():
+            os.replace(src, target.with_name(target.name + suffix))
+            if suffix == "":
+                moved = target
+    return moved
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        ensure_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

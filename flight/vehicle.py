@@ -32,6 +32,7 @@ from flight.framework import Framework
 from flight.health import Health
 from flight.outbound import OutboundQueue, Sink
 from flight.params import Params, ParamStore
+from flight.persist import ensure_private_dir
 from flight.sequencer import Sequencer
 from flight.system import System
 from flight.telemetry import Housekeeping, TlmDb
@@ -58,7 +59,7 @@ class Vehicle:
         self.config = config
         self.clock = clock
         state_dir = config.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(state_dir)  # 0700: the downlink and counters are private
         outbound = OutboundQueue(config.outbound_capacity)
         tlm = TlmDb(clock)
         self.fw = Framework(clock=clock, outbound=outbound, tlm=tlm, events=EventLog(clock, outbound),

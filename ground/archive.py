@@ -9,12 +9,24 @@ decoded content is not stored again. Inserts are batched in one transaction per
 The archive commits with ``synchronous=NORMAL``: on power loss the last transactions may be lost,
 which costs nothing because the vehicle only releases what the ground acknowledged, and the
 station acknowledges only after :meth:`ingest` has committed.
+
+Any value is stored without loss: integers beyond SQLite's signed 64 bits (a u64 above 2**63 - 1)
+and NaN (which SQLite would turn into NULL) are stored as tagged blobs and come back as the same
+Python value from every reading method. A batch that SQLite refuses is stored item by item, and
+an item whose decoded content cannot be stored keeps at least its raw packet, so nothing a
+station hands in makes ingest raise (except a failing disk).
+
+Checked at open: a file SQLite cannot read is moved aside (``archive.db.corrupt-<time>``), a
+fresh archive starts, and an ``ArchiveRecovered`` event (scid 0) in the new one says what
+happened (:attr:`Archive.problems`). Opened read-only (the CLI), a missing, empty or unreadable
+archive raises :class:`ArchiveError` with one line. The file is created 0600.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -23,7 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flight.persist import create_private_file, move_aside
+
 log = logging.getLogger(__name__)
+
+INT64 = (-(2**63), 2**63 - 1)
+_TAG = b"\x00magpie:"  # tagged blobs: values SQLite cannot hold as they are
+_LIGHT_CHECK_BYTES = 256 * 1024 * 1024  # above this, open checks the schema, not every page
+
+
+class ArchiveError(OSError):
+    """The archive cannot be opened (missing, empty, not a database); the message says which."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -114,20 +136,49 @@ class Ingest:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.hex()
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).hex()
     if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
-    return v
+    return repr(v)  # msgpack extension types and anything else: readable, never an error
+
+
+def _json(v: Any) -> str:
+    return json.dumps(_jsonable(v))
 
 
 def _sql_value(v: Any) -> Any:
-    """Channel values as SQLite stores them: numbers and text as they are, the rest as JSON."""
-    if v is None or isinstance(v, int | float | str | bytes):
-        return int(v) if isinstance(v, bool) else v
-    return json.dumps(_jsonable(v))
+    """Channel values as SQLite stores them: numbers and text as they are, the rest tagged or JSON."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v if INT64[0] <= v <= INT64[1] else _TAG + b"int:" + str(v).encode()
+    if isinstance(v, float):
+        return _TAG + b"nan" if math.isnan(v) else v
+    if isinstance(v, bytes):
+        return v
+    return _json(v)
+
+
+def from_sql(v: Any) -> Any:
+    """A stored value back as the Python value that was stored (tagged blobs decoded)."""
+    if type(v) is bytes and v.startswith(_TAG):
+        body = v[len(_TAG) :]
+        if body.startswith(b"int:"):
+            return int(body[4:])
+        if body == b"nan":
+            return math.nan
+    return v
+
+
+def _num(v: Any, lo: float, hi: float) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
 
 
 class Archive:
@@ -135,100 +186,181 @@ class Archive:
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
-        self._db = sqlite3.connect(uri, uri=readonly, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
-        if not readonly:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
         self.duplicates = 0
         self.stored = 0
+        self.refused = 0  # items whose decoded content could not be stored (raw kept)
+        #: what was wrong with the file at open (empty when all was well)
+        self.problems: list[str] = []
+        if readonly:
+            self._db = self._open_readonly()
+            return
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            moved = move_aside(self.path)
+            where = f"; kept as {moved.name}" if moved else ""
+            self.problems.append(f"archive {self.path.name} unreadable ({exc}){where}; a fresh archive started")
+            log.warning("%s", self.problems[-1])
+            self._db = self._open()
+            self._db.execute(
+                "INSERT INTO events(scid, event_id, name, severity, text, args, time, packet) "
+                "VALUES (0, 0, 'ArchiveRecovered', 'WARNING_HI', ?, '[]', 0, 0)",
+                (self.problems[-1],),
+            )
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            raise ArchiveError(f"archive {self.path}: directory {self.path.parent} does not exist")
+        create_private_file(self.path)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._check(db)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        """Raise sqlite3.DatabaseError unless the file reads as a Magpie archive."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size <= _LIGHT_CHECK_BYTES:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {verdict}")
+        for table in ("packets", "samples", "events", "responses", "commands", "channel_names"):
+            db.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        p = self.path
+        if not p.exists():
+            raise ArchiveError(f"no archive at {p}")
+        if p.stat().st_size == 0 and not p.with_name(p.name + "-wal").exists():
+            raise ArchiveError(f"archive {p} is empty (0 bytes)")
+        try:
+            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"archive {p}: {exc}") from None
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "packets" not in tables or "samples" not in tables:
+                raise sqlite3.DatabaseError("not a Magpie archive (no packets or samples table)")
+            db.execute("SELECT * FROM samples LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            db.close()
+            raise ArchiveError(f"archive {p} is unreadable: {exc}") from None
+        return db
 
     # -- writing ---------------------------------------------------------------------------
 
     def ingest(self, items: Iterable[Ingest], received_at: float | None = None) -> list[bool]:
-        """Store a batch in one transaction; True per item that was new (not a duplicate)."""
+        """Store a batch in one transaction; True per item that was new (not a duplicate).
+
+        Items whose key fields are ill-typed are refused (False, counted). If SQLite refuses the
+        batch, it is stored again item by item, each keeping at least its raw packet.
+        """
         rx = time.time() if received_at is None else received_at
+        batch = list(items)
+        with self._lock:
+            try:
+                flags = self._ingest(batch, rx, raw_only=False)
+            except (sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
+                    sqlite3.DataError, OverflowError, TypeError, ValueError) as exc:
+                log.warning("archive batch of %d refused (%s); storing item by item", len(batch), exc)
+                flags = []
+                for it in batch:
+                    try:
+                        flags += self._ingest([it], rx, raw_only=False)
+                    except (sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
+                            sqlite3.DataError, OverflowError, TypeError, ValueError):
+                        self.refused += 1
+                        flags += self._ingest([it], rx, raw_only=True)
+        n_new = sum(flags)
+        self.stored += n_new
+        self.duplicates += len(flags) - n_new
+        return flags
+
+    def _key_ok(self, it: Ingest) -> bool:
+        return (
+            _num(it.scid, 0, 0xFFFF) and isinstance(it.scid, int) and _num(it.apid, 0, 0x7FF)
+            and isinstance(it.apid, int) and _num(it.seq, 0, 0x3FFF) and isinstance(it.seq, int)
+            and _num(it.time, 0, 2.0**32) and isinstance(it.raw, bytes | bytearray)
+        )
+
+    def _ingest(self, items: list[Ingest], rx: float, raw_only: bool) -> list[bool]:
         new_flags: list[bool] = []
         samples: list[tuple[int, int, float, int, Any]] = []
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN")
-            try:
-                for it in items:
-                    cur = db.execute(
-                        "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
-                        (it.scid, it.apid, it.seq, it.time, it.raw, rx),
-                    )
-                    if cur.rowcount != 1:
-                        new_flags.append(False)
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for it in items:
+                if not self._key_ok(it):
+                    self.refused += 1
+                    new_flags.append(False)
+                    continue
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
+                    (it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx),
+                )
+                if cur.rowcount != 1:
+                    new_flags.append(False)
+                    continue
+                new_flags.append(True)
+                if raw_only:
+                    continue
+                pid = cur.lastrowid
+                for pair in it.samples:
+                    try:
+                        ch, value = pair
+                    except (TypeError, ValueError):
+                        continue  # an ill-shaped sample; the raw packet keeps it
+                    if not isinstance(ch, int) or not INT64[0] <= ch <= INT64[1]:
                         continue
-                    new_flags.append(True)
-                    pid = cur.lastrowid
-                    for pair in it.samples:
-                        try:
-                            ch, value = pair
-                        except (TypeError, ValueError):
-                            continue  # an ill-shaped sample; the raw packet keeps it
-                        kind = type(value)
-                        if kind is not float and kind is not int and kind is not str:
-                            value = _sql_value(value)
-                        samples.append((it.scid, ch, it.time, pid, value))
-                    if it.event is not None:
-                        e = it.event
-                        db.execute(
-                            "INSERT INTO events(scid, event_id, name, severity, text, args, time, "
-                            "packet) VALUES (?,?,?,?,?,?,?,?)",
-                            (
-                                e.scid,
-                                e.event_id,
-                                e.name,
-                                e.severity,
-                                e.text,
-                                json.dumps(_jsonable(e.args)),
-                                e.time,
-                                pid,
-                            ),
-                        )
-                    if it.response is not None:
-                        r = it.response
-                        db.execute(
-                            "INSERT INTO responses(scid, opcode, name, seq, stage, reason, time, "
-                            "packet) VALUES (?,?,?,?,?,?,?,?)",
-                            (r.scid, r.opcode, r.name, r.seq, r.stage, r.reason, r.time, pid),
-                        )
-                    if it.chunk is not None:
-                        c = it.chunk
-                        db.execute(
-                            "INSERT OR IGNORE INTO product_chunks VALUES (?,?,?,?,?,?,?,?)",
-                            (
-                                it.scid,
-                                it.apid,
-                                c["pid"],
-                                c["idx"],
-                                c["n"],
-                                c["data"],
-                                json.dumps(_jsonable(c.get("meta"))),
-                                it.time,
-                            ),
-                        )
-                if samples:
-                    db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)", samples)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        n_new = sum(new_flags)
-        self.stored += n_new
-        self.duplicates += len(new_flags) - n_new
+                    kind = type(value)
+                    if kind is not float and kind is not str and not (
+                        kind is int and INT64[0] <= value <= INT64[1]
+                    ):
+                        value = _sql_value(value)
+                    elif kind is float and value != value:
+                        value = _sql_value(value)
+                    samples.append((it.scid, ch, it.time, pid, value))
+                if it.event is not None:
+                    e = it.event
+                    db.execute(
+                        "INSERT INTO events(scid, event_id, name, severity, text, args, time, "
+                        "packet) VALUES (?,?,?,?,?,?,?,?)",
+                        (e.scid, e.event_id, str(e.name), str(e.severity), str(e.text), _json(e.args),
+                         e.time, pid),
+                    )
+                if it.response is not None:
+                    r = it.response
+                    db.execute(
+                        "INSERT INTO responses(scid, opcode, name, seq, stage, reason, time, "
+                        "packet) VALUES (?,?,?,?,?,?,?,?)",
+                        (r.scid, r.opcode, str(r.name), r.seq, str(r.stage), str(r.reason), r.time, pid),
+                    )
+                if it.chunk is not None:
+                    c = it.chunk
+                    db.execute(
+                        "INSERT OR IGNORE INTO product_chunks VALUES (?,?,?,?,?,?,?,?)",
+                        (it.scid, it.apid, c["pid"], c["idx"], c["n"], c["data"], _json(c.get("meta")), it.time),
+                    )
+            if samples:
+                db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)", samples)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         return new_flags
 
     def add_command(self, scid: int, name: str, opcode: int, args: dict[str, Any], now: float) -> int:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO commands(scid, name, opcode, args, stage, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-                (scid, name, opcode, json.dumps(_jsonable(args)), "CREATED", now, now),
+                (scid, name, opcode, _json(args), "CREATED", now, now),
             )
             return int(cur.lastrowid)
 
@@ -270,17 +402,18 @@ class Archive:
         self, scid: int, channel: int, since: float = float("-inf"), until: float = float("inf")
     ) -> list[tuple[float, Any]]:
         """(time, value) of one channel over [since, until], oldest first."""
-        return self._query(
+        rows = self._query(
             "SELECT time, value FROM samples WHERE scid=? AND channel=? AND time BETWEEN ? AND ? ORDER BY time",
             (scid, channel, since, until),
         )
+        return [(t, from_sql(v)) if type(v) is bytes else (t, v) for t, v in rows]
 
     def latest(self, scid: int, channel: int) -> tuple[float, Any] | None:
         rows = self._query(
             "SELECT time, value FROM samples WHERE scid=? AND channel=? ORDER BY time DESC LIMIT 1",
             (scid, channel),
         )
-        return rows[0] if rows else None
+        return (rows[0][0], from_sql(rows[0][1])) if rows else None
 
     def events(
         self, scid: int | None = None, since: float = float("-inf"), until: float = float("inf")
@@ -352,7 +485,8 @@ class Archive:
             "SELECT scid, channel, time, value FROM samples WHERE (? IS NULL OR scid=?) ORDER BY scid, channel, time",
             (scid, scid),
         )
-        yield from cur
+        for scid_, ch, t, v in cur:
+            yield scid_, ch, t, from_sql(v)
 
     def close(self) -> None:
         with self._lock:

@@ -18,11 +18,18 @@ from flight.cmdcodec import CommandCodecError, check_args
 from ground.archive import Archive
 from ground.client import ClientTimeout, CommandError, GroundClient
 from ground.dictionary import Dictionary, DictionaryError
-from ground.server import ConfigError, GroundConfig, GroundServer, load_config
+from ground.server import ConfigError, GroundConfig, GroundServer, load_config, read_token
 
 
 def _config(args: argparse.Namespace) -> GroundConfig:
-    return load_config(args.config)
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        if args.config == "ground.toml" and isinstance(exc.__cause__, FileNotFoundError):
+            raise ConfigError(
+                "no ground.toml here; give --config (after `magpie sim`: --config magpie-run/ground.toml)"
+            ) from None
+        raise
 
 
 def _scid(cfg: GroundConfig, scid: int | None) -> int:
@@ -30,6 +37,8 @@ def _scid(cfg: GroundConfig, scid: int | None) -> int:
         return scid
     if len(cfg.vehicles) == 1:
         return cfg.vehicles[0].scid
+    if not cfg.vehicles:
+        raise ConfigError("no [[vehicle]] in the ground config; choose a spacecraft with --scid")
     raise ConfigError("several vehicles are configured; choose one with --scid")
 
 
@@ -81,7 +90,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     except (DictionaryError, CommandCodecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with GroundClient(command_endpoint=cfg.commands) as client:
+    with GroundClient(command_endpoint=cfg.commands, token=read_token(cfg.state_dir)) as client:
         try:
             rec = client.send_command(scid, args.name, values, timeout_s=args.timeout)
             print(f"command {rec['id']} {args.name} sent to {scid}", flush=True)
@@ -161,9 +170,14 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    archive = Archive(cfg.archive, readonly=True)  # a missing or bad archive fails before --out is made
     try:
-        with Archive(cfg.archive, readonly=True) as archive:
+        out = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    except OSError as exc:
+        archive.close()
+        raise OSError(f"--out {args.out}: {exc.strerror}") from None
+    try:
+        with archive:
             names = {v.scid: archive.channel_names(v.scid) for v in cfg.vehicles}
             writer = csv.writer(out)
             writer.writerow(["scid", "channel_id", "channel", "time_s", "value"])
@@ -276,6 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DictionaryError, OSError) as exc:
+    except (ConfigError, DictionaryError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -64,7 +64,10 @@ class GroundClient:
         archive_path: str | Path | None = None,
         subscribe_all: bool = True,
         backlog: int = 10_000,
+        token: str | None = None,
     ) -> None:
+        """``token``: the ground's command token (``ground.server.read_token(state_dir)``)."""
+        self.token = token
         self.ctx = zmq.Context.instance()
         self._sub = None
         self._req = None
@@ -151,7 +154,7 @@ class GroundClient:
         sock.setsockopt(zmq.LINGER, 0)
         try:
             sock.connect(self.command_endpoint)
-            sock.send(msgpack.packb(req, use_bin_type=True))
+            sock.send(msgpack.packb({**req, "token": self.token}, use_bin_type=True))
             if not sock.poll(int(timeout_s * 1000)):
                 raise ClientTimeout(f"ground did not answer {req.get('op')} within {timeout_s} s")
             reply = msgpack.unpackb(sock.recv(), raw=False)

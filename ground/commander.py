@@ -6,11 +6,14 @@ command history. The vehicle answers on the command-response APID with stages AC
 REJECTED, then COMPLETED or FAILED; a response names the command by ``seq``, the uplink counter
 of the TC that carried it (the full counter or its low 14 bits; both are matched).
 
-Until a first response arrives the command is re-sent every ``retry_interval_s`` (with a fresh
-counter, so the vehicle's replay check passes) up to ``max_attempts``; past its deadline it is
-TIMED_OUT. Choose ``retry_interval_s`` above the round-trip light time plus a pass gap: a response
-is never lost (it waits in the vehicle's recorder), so a retry only helps when the uplink TC itself
-was lost, and a retry sent while a response is merely late executes the command twice.
+Exactly once: until a first response arrives the command is re-sent every ``retry_interval_s``
+up to ``max_attempts`` as the *same* signed TC (same counter, same bytes), so the vehicle can
+recognise it. If the first copy was lost, the retry is the first the vehicle sees and it runs; if
+the first copy ran and only its response is late, the vehicle refuses the copy as a replay, runs
+nothing, and answers with the responses it already gave. Only when the vehicle answers REJECTED
+with a reason starting ``not executed`` (that counter never ran there: its counter state was
+reset, or another signer used the counter) is the command signed afresh with a new counter. Past
+its deadline a command is TIMED_OUT.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class CommandRecord:
     counters: list[int] = field(default_factory=list)
     last_sent_s: float = 0.0
     deadline_s: float = float("inf")
+    tc: bytes | None = None  # the signed TC, re-sent unchanged on retry
+    resigned: int = 0
 
     @property
     def done(self) -> bool:
@@ -99,6 +104,7 @@ class Commander:
         self.commands: dict[int, CommandRecord] = {}
         self._by_seq: dict[tuple[int, int], int] = {}  # (scid, counter or its low bits) -> id
         self.on_stage: list[Callable[[CommandRecord], None]] = []
+        self._now = 0.0  # the station clock at the last send or poll
         station.listeners.append(self._on_item)
 
     def build(self, scid: int, name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -120,6 +126,7 @@ class Commander:
         timeout_s: float | None = None,
     ) -> CommandRecord:
         """Check, record, sign and send a command; returns its record (stage SENT)."""
+        self._now = now_s
         entry, data = self.build(scid, name, args)
         cmd_id = self.archive.add_command(scid, name, entry["opcode"], dict(args), now_s)
         rec = CommandRecord(
@@ -135,13 +142,15 @@ class Commander:
         self._transmit(rec, now_s)
         return rec
 
-    def _transmit(self, rec: CommandRecord, now_s: float) -> None:
-        counter = self.station.send_tc(rec.scid, Apid.TC_COMMAND, rec.data, now_s)
+    def _transmit(self, rec: CommandRecord, now_s: float, fresh: bool = False) -> None:
+        if rec.tc is None or fresh:
+            counter, rec.tc = self.station.sign_tc(rec.scid, Apid.TC_COMMAND, rec.data, now_s)
+            rec.counters.append(counter)
+            self._by_seq[(rec.scid, counter)] = rec.id
+            self._by_seq[(rec.scid, counter % SEQ_MODULO)] = rec.id
+        self.station.send_signed(rec.scid, rec.tc)
         rec.attempts += 1
-        rec.counters.append(counter)
         rec.last_sent_s = now_s
-        self._by_seq[(rec.scid, counter)] = rec.id
-        self._by_seq[(rec.scid, counter % SEQ_MODULO)] = rec.id
         self._save(rec, now_s)
         log.info("command %d %s to %d sent (attempt %d)", rec.id, rec.name, rec.scid, rec.attempts)
 
@@ -151,15 +160,25 @@ class Commander:
     def _on_item(self, kind: str, scid: int, item: dict[str, Any]) -> None:
         if kind != "cmd":
             return
-        cmd_id = self._by_seq.get((scid, int(item["seq"])))
+        seq = item.get("seq")
+        cmd_id = self._by_seq.get((scid, seq)) if isinstance(seq, int) else None
         rec = self.commands.get(cmd_id) if cmd_id is not None else None
-        if rec is None or rec.opcode != item["op"]:
+        if rec is None or rec.opcode != item.get("op"):
             log.info("response %s for a command not sent from here", item)
             return
         try:
-            stage = Stage(item["stage"])
+            stage = Stage(item.get("stage"))
         except ValueError:
-            log.warning("response with unknown stage %r", item["stage"])
+            log.warning("response with unknown stage %r", item.get("stage"))
+            return
+        reason = str(item.get("reason", ""))
+        if stage == Stage.REJECTED and reason.startswith("not executed") and not rec.done:
+            # that TC never ran on board: sign it afresh (once per counter), so it runs once
+            if rec.counters and seq in (rec.counters[-1], rec.counters[-1] % SEQ_MODULO):
+                if rec.resigned < self.max_attempts:
+                    rec.resigned += 1
+                    log.info("command %d: vehicle says counter %s never ran; signing afresh", rec.id, seq)
+                    self._transmit(rec, self._now, fresh=True)
             return
         if _RANK[stage] <= _RANK[rec.stage] and not (rec.stage == Stage.TIMED_OUT):
             return  # a late ACCEPTED after COMPLETED, or a repeat
@@ -171,6 +190,7 @@ class Commander:
 
     def poll(self, now_s: float) -> None:
         """Retry unanswered commands and time out the overdue."""
+        self._now = now_s
         for rec in self.commands.values():
             if rec.done:
                 continue

@@ -18,17 +18,29 @@ Configuration is TOML::
     key_id = 1
 
 Relative paths are taken from the configuration file's directory. The command socket speaks
-msgpack maps: ``{"op": "send", "scid", "name", "args", "timeout_s"}`` answers
-``{"ok": true, "command": {...}}``; ``{"op": "status", "id"}`` answers the command's record;
-errors answer ``{"ok": false, "error": reason}``.
+msgpack maps: ``{"op": "send", "scid", "name", "args", "timeout_s", "token"}`` answers
+``{"ok": true, "command": {...}}``; ``{"op": "status", "id", "token"}`` answers the command's
+record; errors answer ``{"ok": false, "error": reason}``.
+
+Only authorised local clients may command: every request must carry the token the server keeps
+in ``<state_dir>/command.token`` (32 random bytes as hex, mode 0600 in a 0700 directory, made at
+first start), so only a process that can read the ground's state directory can have it sign a
+command. Bind ``commands`` to ``ipc://`` (a Unix socket; the server puts it in a 0700 directory)
+or to 127.0.0.1, never to another interface. Every request is checked field by field
+(:func:`check_request`) before anything acts on it; a bad one gets an error answer and the
+server carries on. The counts are in :attr:`GroundServer.request_errors`.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import math
+import secrets
 import threading
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +50,7 @@ import zmq
 
 from flight.cmdcodec import CommandCodecError
 from flight.link.auth import Signer, load_key
+from flight.persist import ensure_private_dir, write_atomic
 from ground.archive import Archive
 from ground.commander import Commander
 from ground.dictionary import Dictionary
@@ -48,6 +61,84 @@ log = logging.getLogger(__name__)
 
 class ConfigError(ValueError):
     """The ground configuration is missing a key or holds a bad value (the message names it)."""
+
+
+class RequestError(ValueError):
+    """A command-socket request that is not well formed or not authorised."""
+
+
+TOKEN_FILE = "command.token"
+_MAX_REQUEST = 64 * 1024
+_ARG_TYPES = (bool, int, float, str)
+
+
+def load_or_make_token(state_dir: Path) -> str:
+    """The command socket's token, made (0600, in a 0700 directory) if there is none yet."""
+    ensure_private_dir(state_dir)
+    path = state_dir / TOKEN_FILE
+    try:
+        text = path.read_text().strip()
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return text
+        log.warning("command token %s unusable; making a new one", path)
+    except FileNotFoundError:
+        pass
+    token = secrets.token_hex(32)
+    write_atomic(path, (token + "\n").encode())
+    return token
+
+
+def read_token(state_dir: Path) -> str:
+    """The token a client presents, read from the ground's state directory."""
+    path = state_dir / TOKEN_FILE
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"command token {path}: {exc.strerror}; is the ground running, and may this user read its state_dir?"
+        ) from None
+
+
+def _int_field(req: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    v = req.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise RequestError(f"{key!r} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def check_request(req: Any, token: str) -> dict[str, Any]:
+    """A request's fields, checked (types, ranges, the token); raises RequestError saying why."""
+    if not isinstance(req, dict):
+        raise RequestError("request must be a map")
+    given = req.get("token")
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+        raise RequestError("not authorised: missing or wrong token")
+    op = req.get("op")
+    if op == "status":
+        return {"op": op, "id": _int_field(req, "id", 1, 2**63 - 1)}
+    if op != "send":
+        raise RequestError(f"unknown op {op!r}" if isinstance(op, str) else "'op' must be a string")
+    name = req.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= 64:
+        raise RequestError("'name' must be a command name")
+    args = req.get("args")
+    args = {} if args is None else args
+    if not isinstance(args, dict) or len(args) > 64:
+        raise RequestError("'args' must be a map of at most 64 arguments")
+    for k, v in args.items():
+        if not isinstance(k, str) or not isinstance(v, _ARG_TYPES):
+            raise RequestError("each argument must be a name and a number, a boolean or a string")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise RequestError(f"argument {k!r} is not finite")
+    timeout = req.get("timeout_s")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            math.isfinite(timeout) and 0 < timeout <= 1e9
+        ):
+            raise RequestError("'timeout_s' must be a positive number of seconds")
+        timeout = float(timeout)
+    return {"op": op, "scid": _int_field(req, "scid", 0, 0xFFFF), "name": name, "args": dict(args),
+            "timeout_s": timeout}
 
 
 @dataclass
@@ -125,7 +216,7 @@ def load_config(path: str | Path) -> GroundConfig:
 
 
 def build_vehicles(cfg: GroundConfig) -> list[Vehicle]:
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(cfg.state_dir)
     out = []
     for v in cfg.vehicles:
         signer = None
@@ -145,8 +236,13 @@ class GroundServer:
         self.relay.setsockopt(zmq.LINGER, 0)
         self.relay.connect(cfg.relay)
         self.relay.send_multipart([b"", b""])  # hello: the relay starts forwarding to us
+        self.token = load_or_make_token(cfg.state_dir)
+        self.request_errors: Counter[str] = Counter()
         self.rep = self.ctx.socket(zmq.REP)
         self.rep.setsockopt(zmq.LINGER, 0)
+        self.rep.setsockopt(zmq.MAXMSGSIZE, _MAX_REQUEST)
+        if cfg.commands.startswith("ipc://"):
+            ensure_private_dir(Path(cfg.commands[len("ipc://") :]).parent)
         self.rep.bind(cfg.commands)
         self.command_endpoint = self.rep.getsockopt_string(zmq.LAST_ENDPOINT)
         self.archive = Archive(cfg.archive)
@@ -171,39 +267,42 @@ class GroundServer:
         except zmq.Again:
             log.warning("uplink to the relay is full; frame for %d dropped", scid)
 
-    def _request(self, req: Any) -> dict[str, Any]:
-        if not isinstance(req, dict):
-            return {"ok": False, "error": "request must be a map"}
-        op = req.get("op")
+    def handle(self, data: bytes) -> dict[str, Any]:
+        """One raw request in, its answer out; never raises (the socket loop depends on it)."""
         try:
-            if op == "send":
+            try:
+                raw = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            except Exception:  # msgpack raises several types on garbage
+                raise RequestError("request is not msgpack") from None
+            req = check_request(raw, self.token)
+            if req["op"] == "send":
                 rec = self.commander.send(
-                    int(req["scid"]),
-                    str(req["name"]),
-                    dict(req.get("args") or {}),
-                    self.now(),
-                    timeout_s=req.get("timeout_s"),
+                    req["scid"], req["name"], req["args"], self.now(), timeout_s=req["timeout_s"]
                 )
                 return {"ok": True, "command": rec.as_dict()}
-            if op == "status":
-                rec = self.commander.commands.get(int(req["id"]))
-                if rec is None:
-                    return {"ok": False, "error": f"no command {req['id']}"}
-                return {"ok": True, "command": rec.as_dict()}
-        except (CommandCodecError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+            rec = self.commander.commands.get(req["id"])
+            if rec is None:
+                return {"ok": False, "error": f"no command {req['id']}"}
+            return {"ok": True, "command": rec.as_dict()}
+        except RequestError as exc:
+            self.request_errors["bad_request" if "token" not in str(exc) else "unauthorised"] += 1
+            log.info("command request refused: %s", exc)
             return {"ok": False, "error": str(exc)}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        except (CommandCodecError, KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            self.request_errors["refused"] += 1
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug must cost one answer, never the ground
+            self.request_errors["internal_error"] += 1
+            log.exception("command request failed")
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}"}
 
     def _serve_request(self) -> None:
         try:
-            data = self.rep.recv(zmq.NOBLOCK)
+            parts = self.rep.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
-        try:
-            req = msgpack.unpackb(data, raw=False)
-        except Exception:  # msgpack raises several types on garbage
-            req = None
-        self.rep.send(msgpack.packb(self._request(req), use_bin_type=True))
+        answer = self.handle(parts[0]) if len(parts) == 1 else {"ok": False, "error": "one frame per request"}
+        self.rep.send(msgpack.packb(answer, use_bin_type=True))
 
     def serve(self, stop: threading.Event, duration_s: float | None = None) -> None:
         poller = zmq.Poller()

@@ -10,6 +10,18 @@ is up: an ACK of every packet archived since the last one (duplicates too, so a 
 repaired by the retransmission it causes) and a NAK of sequence counts missing from each APID's
 count sequence. Acknowledgement follows the archive commit, never precedes it.
 
+Any bytes may arrive (a forged frame passes a CRC as easily as a real one): every decoded value
+is checked against the vehicle's dictionary before it is stored or published. A channel id must
+be an integer the dictionary knows, a value must fit its channel's type; events and command
+responses must have the declared field types and ranges. What fails is refused and counted by
+reason in :attr:`Station.rejects` (the raw packet is still archived and acknowledged, so the
+vehicle does not resend it forever), and logged at most once per reason every ``log_every_s``.
+One bad sample costs only itself, never the rest of its packet.
+
+The vehicle reports its highest accepted uplink counters (``*.uplink_counter_cmd`` and
+``*.uplink_counter_link``); when they pass the station's signer (its state was lost, or another
+signer used the key) the signer jumps past them, so commanding resumes by itself.
+
 Decoded telemetry is handed to listeners and, when ``pub_endpoint`` is given, published on a
 ZeroMQ PUB socket: topic ``tlm.<scid>.<channel name>``, ``evt.<scid>``, ``cmd.<scid>`` (command
 responses), each followed by a msgpack map.
@@ -18,6 +30,10 @@ responses), each followed by a msgpack map.
 from __future__ import annotations
 
 import logging
+import math
+import sqlite3
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,15 +44,17 @@ from flight.link.auth import Signer
 from flight.link.frames import VC, Deframer, Framer
 from flight.link.packets import (
     PAYLOAD_APIDS,
+    SEQ_MODULO,
+    TM_APIDS,
     Apid,
     PacketError,
     decode_packet,
     encode_link_control,
-    seq_add,
     seq_diff,
     seqs_to_ranges,
 )
 from flight.link.products import check_chunk
+from flight.types import TYPES
 from ground.archive import Archive, EventRecord, Ingest, ResponseRecord
 from ground.dictionary import Dictionary
 
@@ -44,6 +62,76 @@ log = logging.getLogger(__name__)
 
 Uplink = Callable[[int, bytes], None]  # (scid, frame)
 Listener = Callable[[str, int, Any], None]  # (kind "tlm"|"evt"|"cmd"|"chunk", scid, record)
+
+U64_MAX = 2**64 - 1
+_STAGES = frozenset({"ACCEPTED", "REJECTED", "COMPLETED", "FAILED"})
+_SEVERITIES = frozenset(
+    {"FATAL", "WARNING_HI", "WARNING_LO", "COMMAND", "ACTIVITY_HI", "ACTIVITY_LO", "DIAGNOSTIC"}
+)
+_RESYNC = {"uplink_counter_cmd": Apid.TC_COMMAND, "uplink_counter_link": Apid.TC_LINK}
+
+
+class Refused(ValueError):
+    """A decoded item that does not fit the dictionary; ``reason`` is its counting key."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_value(type_name: str, value: Any) -> Any:
+    """``value`` if it fits a channel of ``type_name``, else raise Refused (why in the reason)."""
+    spec = TYPES.get(type_name)
+    if spec is None:
+        return value  # a type this ground does not know: stored as it came, raw kept
+    if spec.kind == "int":
+        if not _is_int(value):
+            raise Refused("sample_type", f"{type_name} channel got {type(value).__name__}")
+        if not spec.lo <= value <= spec.hi:  # type: ignore[operator]
+            raise Refused("sample_range", f"{value} outside {type_name}")
+        return value
+    if spec.kind == "float":
+        if _is_int(value) and abs(value) <= 2**53:
+            return float(value)
+        if not isinstance(value, float):
+            raise Refused("sample_type", f"{type_name} channel got {type(value).__name__}")
+        if math.isfinite(value) and spec.hi is not None and abs(value) > spec.hi:
+            raise Refused("sample_range", f"{value} outside {type_name}")
+        return value
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if _is_int(value) and value in (0, 1):
+            return bool(value)
+        raise Refused("sample_type", f"bool channel got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise Refused("sample_type", f"str channel got {type(value).__name__}")
+    return value
+
+
+class RateLimitedLog:
+    """One log line per reason at most every ``every_s`` seconds, with the count in between."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 10.0) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def __call__(self, reason: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.every_s:
+            self._held[reason] += 1
+            return
+        held = self._held.pop(reason, 0)
+        self._last[reason] = now
+        suffix = f" ({held} more since the last report)" if held else ""
+        self.logger.warning(message + suffix, *args)
 
 
 class GapTracker:
@@ -62,8 +150,12 @@ class GapTracker:
             return
         d = seq_diff(seq, self.high)
         if d > 0:
-            for k in range(1, d):
-                self.missing[seq_add(self.high, k)] = (None, 0)
+            if d > 1:  # one C-level update: a forged jump of thousands costs microseconds, not ms
+                first, end = self.high + 1, self.high + d  # missing: first .. end-1, maybe wrapping
+                fresh = (None, 0)
+                self.missing.update(dict.fromkeys(range(first, min(end, SEQ_MODULO)), fresh))
+                if end > SEQ_MODULO:
+                    self.missing.update(dict.fromkeys(range(max(0, first - SEQ_MODULO), end - SEQ_MODULO), fresh))
             self.high = seq
         else:
             self.missing.pop(seq, None)
@@ -113,6 +205,8 @@ class StationStats:
     naks_sent: int = 0
     nak_seqs: int = 0
     gaps_given_up: int = 0
+    refused: int = 0  # decoded items or samples refused (by reason in Station.rejects)
+    resyncs: int = 0
 
 
 class Station:
@@ -143,6 +237,9 @@ class Station:
             names = [(cid, ch["name"]) for cid, ch in v.dictionary.channels_by_id.items()]
             archive.register_channels(v.scid, names)
         self.stats = StationStats()
+        #: refusals by reason (bad packets, bad samples, bad fields, internal errors)
+        self.rejects: Counter[str] = Counter()
+        self._warn = RateLimitedLog(log)
         self.listeners: list[Listener] = []
         self._pending: list[Ingest] = []
         self._pub = None
@@ -161,8 +258,22 @@ class Station:
         v = self.vehicles[scid]
         return v.last_frame_s is not None and now_s - v.last_frame_s <= self.link_timeout_s
 
+    def _refuse(self, reason: str, scid: int, detail: Any) -> None:
+        self.rejects[reason] += 1
+        self.stats.refused += 1
+        self._warn(reason, "scid %s: refused (%s): %s", scid, reason, detail)
+
     def receive(self, frame: bytes, now_s: float) -> int:
-        """Take one frame; returns how many packets it carried (0 if dropped)."""
+        """Take one frame (any bytes at all); returns how many packets it carried (0 if dropped)."""
+        try:
+            return self._receive(bytes(frame), now_s)
+        except Exception as exc:  # a bug here must cost one frame, never the station
+            self.rejects["internal_error"] += 1
+            self._warn("internal_error", "frame handling failed: %r", exc)
+            log.debug("frame handling failed", exc_info=True)
+            return 0
+
+    def _receive(self, frame: bytes, now_s: float) -> int:
         fr = self.deframer.accept_frame(frame)
         if fr is None:
             return 0
@@ -174,64 +285,108 @@ class Station:
                 pkt = decode_packet(raw)
             except PacketError as exc:
                 self.stats.bad_packets += 1
-                log.debug("bad packet from scid %d: %s", fr.scid, exc)
+                self._refuse("bad_packet", fr.scid, exc)
+                continue
+            if pkt.telecommand:
+                self.stats.bad_packets += 1
+                self._refuse("telecommand_on_downlink", fr.scid, f"APID 0x{pkt.apid:03x}")
                 continue
             item = Ingest(fr.scid, pkt.apid, pkt.seq, pkt.time_s, raw)
             try:
                 self._decode(vehicle, item, pkt.value())
-            except (PacketError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            except Refused as exc:
                 self.stats.bad_packets += 1  # archived raw, decoded content refused
-                log.debug("undecodable payload on APID 0x%03x: %s", pkt.apid, exc)
+                self._refuse(exc.reason, fr.scid, exc)
+            except (PacketError, TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+                self.stats.bad_packets += 1
+                self._refuse("bad_payload", fr.scid, f"APID 0x{pkt.apid:03x}: {exc}")
             self._pending.append(item)
         if len(self._pending) >= self.batch:
             self.flush(now_s)
         return len(fr.packets)
 
+    def _samples(self, v: Vehicle, obj: Any) -> list[tuple[int, Any]]:
+        if not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
+            raise Refused("bad_housekeeping", "not a map with a sample list 's'")
+        out: list[tuple[int, Any]] = []
+        channels = v.dictionary.channels_by_id
+        for pair in obj["s"]:
+            try:
+                if not isinstance(pair, list | tuple) or len(pair) != 2:
+                    raise Refused("sample_shape", "not a [channel id, value] pair")
+                cid, value = pair
+                if not _is_int(cid):
+                    raise Refused("channel_id_type", f"channel id is {type(cid).__name__}")
+                ch = channels.get(cid)
+                if ch is None:
+                    raise Refused("unknown_channel", f"channel id {cid}")
+                out.append((cid, check_value(str(ch.get("type", "")), value)))
+            except Refused as exc:
+                self._refuse(exc.reason, v.scid, exc)
+        return out
+
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING:
-            samples = obj["s"]
-            if not isinstance(samples, list):
-                raise TypeError("housekeeping 's' is not a list")
-            item.samples = samples  # pairs are unpacked (and ill-shaped ones skipped) on ingest
+            item.samples = self._samples(v, obj)
+            if v.signer is not None:
+                self._resync(v, item.samples)
         elif apid == Apid.EVENT:
-            ev = v.dictionary.events_by_id.get(int(obj["id"]), {})
-            item.event = EventRecord(
-                v.scid,
-                int(obj["id"]),
-                ev.get("name", f"event_{obj['id']}"),
-                str(obj["sev"]),
-                str(obj["text"]),
-                list(obj["args"]),
-                t,
-            )
+            if not isinstance(obj, dict):
+                raise Refused("bad_event", "not a map")
+            eid, sev, text, args = obj.get("id"), obj.get("sev"), obj.get("text"), obj.get("args")
+            if not _is_int(eid) or not 0 <= eid <= 0xFFFF:
+                raise Refused("bad_event", f"event id {eid!r}")
+            if sev not in _SEVERITIES or not isinstance(text, str) or not isinstance(args, list):
+                raise Refused("bad_event", f"event {eid}: severity, text or args ill-typed")
+            ev = v.dictionary.events_by_id.get(eid, {})
+            item.event = EventRecord(v.scid, eid, str(ev.get("name", f"event_{eid}")), sev, text, args, t)
         elif apid == Apid.CMD_RESPONSE:
-            item.response = ResponseRecord(
-                v.scid,
-                int(obj["op"]),
-                str(obj["name"]),
-                int(obj["seq"]),
-                str(obj["stage"]),
-                str(obj.get("reason", "")),
-                t,
-            )
+            if not isinstance(obj, dict):
+                raise Refused("bad_response", "not a map")
+            op, name, seq, stage = obj.get("op"), obj.get("name"), obj.get("seq"), obj.get("stage")
+            reason = obj.get("reason", "")
+            if not _is_int(op) or not 0 <= op <= 0xFFFF or not _is_int(seq) or not 0 <= seq < 2**63:
+                raise Refused("bad_response", f"opcode {op!r} or seq {seq!r}")
+            if not isinstance(name, str) or stage not in _STAGES or not isinstance(reason, str):
+                raise Refused("bad_response", "name, stage or reason ill-typed")
+            item.response = ResponseRecord(v.scid, op, name, seq, stage, reason, t)
         elif apid in (Apid.THUMBNAIL, Apid.PRODUCT) or apid in PAYLOAD_APIDS:
             pid, idx, n, data, meta = check_chunk(obj)  # ProductError (a ValueError) is counted
             item.chunk = {"pid": pid, "idx": idx, "n": n, "data": data, "meta": meta}
+        else:
+            raise Refused("unknown_apid", f"APID 0x{apid:03x}")
+
+    def _resync(self, v: Vehicle, samples: list[tuple[int, Any]]) -> None:
+        assert v.signer is not None
+        for cid, value in samples:
+            name = v.dictionary.channel_name(cid)
+            apid = _RESYNC.get(name.rsplit(".", 1)[-1])
+            if apid is not None and _is_int(value) and v.signer.resync(apid, value):
+                self.stats.resyncs += 1
 
     def flush(self, now_s: float) -> int:
         """Commit received packets to the archive, then note them for ACK and publish."""
         if not self._pending:
             return 0
         items, self._pending = self._pending, []
-        flags = self.archive.ingest(items)
+        try:
+            flags = self.archive.ingest(items)
+        except sqlite3.Error as exc:  # the disk, not the data: keep them, acknowledge nothing yet
+            self._pending = items + self._pending
+            self.rejects["archive_write_failed"] += 1
+            self._warn("archive_write_failed", "archive write failed (%s); %d packets kept for retry", exc, len(items))
+            if len(self._pending) > 20 * self.batch:  # unacknowledged: the vehicle still holds them
+                del self._pending[: len(self._pending) - 20 * self.batch]
+            return 0
         for item, new in zip(items, flags, strict=True):
             v = self.vehicles[item.scid]
             v.to_ack.setdefault(item.apid, []).append(item.seq)
-            tracker = v.gaps.get(item.apid)
-            if tracker is None:
-                tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)
-            tracker.saw(item.seq)
+            if item.apid in TM_APIDS or item.apid in PAYLOAD_APIDS:  # no gap tracking for APIDs unused
+                tracker = v.gaps.get(item.apid)
+                if tracker is None:
+                    tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)
+                tracker.saw(item.seq)
             if new:
                 self.stats.stored += 1
                 self._publish(v, item)
@@ -242,10 +397,7 @@ class Station:
     def _publish(self, v: Vehicle, item: Ingest) -> None:
         if not self.listeners and self._pub is None:
             return
-        for pair in item.samples:
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                continue
-            cid, value = pair
+        for cid, value in item.samples:
             name = v.dictionary.channel_name(cid)
             rec = {"scid": v.scid, "id": cid, "name": name, "time": item.time, "value": value}
             self._emit("tlm", v.scid, rec, f"tlm.{v.scid}.{name}")
@@ -289,16 +441,25 @@ class Station:
 
     def send_tc(self, scid: int, apid: int, body: bytes, now_s: float) -> int:
         """Sign ``body`` for ``scid`` and send it on the uplink VC; returns the auth counter."""
+        if self.uplink is None:
+            raise RuntimeError("station has no uplink")
+        counter, tc = self.sign_tc(scid, apid, body, now_s)
+        self.send_signed(scid, tc)
+        return counter
+
+    def sign_tc(self, scid: int, apid: int, body: bytes, now_s: float) -> tuple[int, bytes]:
+        """(counter, signed TC) for ``scid``, not sent: the commander re-sends the same bytes."""
         v = self.vehicles[scid]
         if v.signer is None:
             raise RuntimeError(f"no signing key for spacecraft {scid}")
+        return v.signer.sign_counted(apid, body, time_s=min(max(0.0, now_s), 2.0**32 - 1))
+
+    def send_signed(self, scid: int, tc: bytes) -> None:
+        """Frame and send an already signed TC on the uplink VC."""
         if self.uplink is None:
             raise RuntimeError("station has no uplink")
-        counter = v.signer.next_counter
-        tc = v.signer.sign(apid, body, time_s=max(0.0, now_s))
-        for frame in v.framer.pack(VC.UPLINK, [tc]):
+        for frame in self.vehicles[scid].framer.pack(VC.UPLINK, [tc]):
             self.uplink(scid, frame)
-        return counter
 
     def poll(self, now_s: float) -> None:
         """Archive what arrived, then ACK and NAK each vehicle whose link is up."""

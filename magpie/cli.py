@@ -165,6 +165,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # an operator's mistake (or our bug) is one line and exit 2, never a traceback
+        return _error_line(exc)
+
+
+def _error_line(exc: Exception) -> int:
+    """Print one line for an error that escaped a subcommand; exit status 2."""
+    import sqlite3
+
+    logging.getLogger("magpie").debug("command failed", exc_info=exc)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, ValueError | OSError | sqlite3.Error | LookupError):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"internal error ({type(exc).__name__}: {exc}); run with -v for details"
+    print(f"error: {text}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,15 @@ the recorder and hands back verified commands, which go to the dispatcher with
 responses by it). Rejected uplink (bad tag, replay, unknown key...) is counted by reason in
 telemetry, persisted across reboots, and reported in a throttled event.
 
+Exactly once: every accepted command is noted in a :class:`~flight.link.once.CommandLog`
+before it runs. The ground re-sends an unanswered command as the same TC; the verifier refuses
+the copy as a replay, and Comm answers it from the log: the responses already given (nothing runs
+again), or REJECTED "not executed" when that TC never ran, so the ground may sign it afresh. The
+highest accepted counters go down as ``uplink_counter_cmd`` / ``uplink_counter_link`` so the
+ground can resynchronise its signer; a copy is kept in the recorder, which stands in if both
+copies of the counter file are lost. Stores found unreadable at boot (recorder, counter files,
+command log) are moved aside and reported by a ``StoreRecovered`` event.
+
 How items reach the recorder: Comm is a vehicle *sink* (``write``/``close``); the assembly
 hands it every drained batch. :func:`attach` registers the vehicle's Comm components as sinks.
 A Comm that nobody attached drains the outbound queue itself in its step, so nothing is lost
@@ -34,15 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 from flight.component import Component
 from flight.config import ConfigError
-from flight.link.auth import KeyFileError, Reject, Verifier, load_key
+from flight.link.auth import KeyFileError, Reject, Verified, Verifier, load_key
 from flight.link.endpoint import LinkEndpoint
 from flight.link.frames import OVERHEAD as FRAME_OVERHEAD
-from flight.link.packets import HEADER_LEN, PacketError, Packetizer, SequenceCounter, pack_payload, peek
+from flight.link.once import CommandLog
+from flight.link.packets import HEADER_LEN, Apid, PacketError, Packetizer, SequenceCounter, pack_payload, peek
 from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
 from flight.model import Arg, Channel, Event, Limits, Severity, command
 from flight.outbound import CommandResponse, EventRecord, TlmPacket
-from flight.persist import CorruptFileError, read_checked_json, write_checked_json
+from flight.persist import CorruptFileError, move_aside, read_checked_json, write_checked_json
 from hal.contracts import Radio
 
 if TYPE_CHECKING:
@@ -54,6 +64,11 @@ COUNTERS_FORMAT = "magpie-comm-counters/1"
 _CLASS_NAMES = {Priority.REALTIME: "realtime", Priority.HOUSEKEEPING: "hk",
                 Priority.THUMBNAIL: "thumb", Priority.PRODUCT: "product"}
 _MAX_TEXT = 512  # event text and command reasons are cut to this many characters on the link
+_MSGPACK_INT = (-(2**63), 2**64 - 1)  # what a msgpack integer can hold
+
+
+def _packable(value: Any) -> bool:
+    return not isinstance(value, int) or _MSGPACK_INT[0] <= value <= _MSGPACK_INT[1]
 
 
 class Comm(Component):
@@ -116,6 +131,17 @@ class Comm(Component):
     ) + (
         Channel("uplink_silence_s", "f32", "s", doc="seconds since the last authenticated uplink "
                 "(since boot when none)"),
+        # sampled every housekeeping cycle, not on change: a ground that lost its counters must
+        # hear them although nothing it sends is accepted (so they do not change)
+        Channel("uplink_counter_cmd", "u64", doc="highest command counter accepted (the ground's signer "
+                "resynchronises from it)"),
+        Channel("uplink_counter_link", "u64", doc="highest link-control counter accepted or reserved"),
+        Channel("uplink_retries", "u32", doc="re-sent commands answered from the command log, not run again",
+                update="on_change"),
+        Channel("uplink_not_executed", "u32", doc="re-sent commands answered 'not executed' (never ran here)",
+                update="on_change"),
+        Channel("hk_samples_dropped", "u32", doc="housekeeping samples that could not be encoded",
+                update="on_change"),
     )
     EVENTS = (
         Event("CommUp", Severity.ACTIVITY_HI,
@@ -146,6 +172,11 @@ class Comm(Component):
                Arg("naks", "u32"), Arg("resent", "u32"), Arg("rejected", "u32"), Arg("held", "u32"))),
         Event("DownlinkRateSet", Severity.ACTIVITY_HI, "downlink rate now {bytes_per_s} B/s",
               (Arg("bytes_per_s", "u32"),)),
+        Event("StoreRecovered", Severity.WARNING_HI, "{store}: {problem}",
+              (Arg("store", "str"), Arg("problem", "str")),
+              doc="a persistent store was unreadable at boot: moved aside, started afresh; says what was lost"),
+        Event("CommandRetried", Severity.ACTIVITY_LO, "command counter {counter} re-sent: {answer}",
+              (Arg("counter", "u64"), Arg("answer", "str")), throttle=5, throttle_window_s=60.0),
     )
 
     def __init__(self, name: str, **options: Any) -> None:
@@ -179,10 +210,18 @@ class Comm(Component):
             raise ConfigError(f"components.{self.name}.key_file: {exc}") from None
         max_frame = int(opts["max_frame_len"])
         self._max_packet = max_frame - FRAME_OVERHEAD
-        self.verifier = Verifier([key], fw.state_dir / f"{self.name}-uplink.json")
+        self._key_id = key.key_id
         self.recorder = Recorder(fw.state_dir / str(opts["recorder_file"]),
                                  capacity_bytes=int(opts["recorder_capacity_bytes"]),
                                  clock=fw.clock.now, resend_timeout_s=float(opts["resend_timeout_s"]))
+        self.verifier = Verifier([key], fw.state_dir / f"{self.name}-uplink.json",
+                                 floors=self.recorder.uplink_floors())
+        self.cmdlog = CommandLog(fw.state_dir / f"{self.name}-commands.json",
+                                 since={key.key_id: self.verifier.high(key.key_id, Apid.TC_COMMAND)})
+        self.retries_answered = 0
+        self.not_executed = 0
+        self.hk_dropped = 0
+        self._answered: set[tuple[int, int]] = set()
         try:
             self.packetizer = Packetizer(SequenceCounter(self.recorder.last_seqs()))
             self.endpoint = LinkEndpoint(fw.spacecraft_id, self.recorder, self.verifier, self.devices["radio"],
@@ -205,17 +244,27 @@ class Comm(Component):
         self.tlm("downlink_Bps", self.endpoint.rate)
         held = self.recorder.stats().packets
         self.event("CommUp", scid=fw.spacecraft_id, packets=held, key_id=key.key_id)
+        for store, problems in (("recorder", self.recorder.problems), ("uplink counters", self.verifier.problems),
+                                ("command log", self.cmdlog.problems), ("link counters", self._counter_problems)):
+            for problem in problems:
+                self.event("StoreRecovered", store=store, problem=problem[:_MAX_TEXT])
         log.info("comm %s: recorder %s holds %d packets; sequence counts resume at %s", self.name,
                  self.recorder.path, held, self.recorder.last_seqs())
 
     def _load_counters(self) -> dict[Reject, int]:
+        self._counter_problems: list[str] = []
         try:
             body = read_checked_json(self._counters_path, COUNTERS_FORMAT) or {}
-        except CorruptFileError as exc:
-            log.warning("comm counters %s unusable (%s); restarting them", self._counters_path, exc)
-            body = {}
-        rej = body.get("rejected", {})
-        return {r: int(rej.get(r.value, 0)) for r in Reject}
+            rej = body.get("rejected", {})
+            return {r: max(0, int(rej.get(r.value, 0))) for r in Reject}
+        except (CorruptFileError, TypeError, ValueError, AttributeError) as exc:
+            moved = move_aside(self._counters_path)
+            msg = f"rejection counters unusable ({exc}); restarted from 0"
+            if moved is not None:
+                msg += f", kept as {moved.name}"
+            log.warning("comm: %s", msg)
+            self._counter_problems.append(msg)
+            return {r: 0 for r in Reject}
 
     def _save_counters(self) -> None:
         total = {r.value: self._rejected_base[r] + self._verifier.rejected[r] for r in Reject}
@@ -242,13 +291,43 @@ class Comm(Component):
         before = dict(self._verifier.rejected)
         commands = self.endpoint.step(now_s)
         for verified in commands:
-            self.fw.cmd.submit_bytes(verified.body, source="uplink", seq=verified.counter)
+            self.cmdlog.accepted(verified)  # persisted before it can run
+            if not self.fw.cmd.submit_bytes(verified.body, source="uplink", seq=verified.counter):
+                self.cmdlog.forget(verified)
+        for replay in self._verifier.take_replays():
+            if replay.apid == Apid.TC_COMMAND:
+                self._answer_retry(replay)
+        if self.recorder is not None:
+            self.recorder.remember_uplink(self._verifier.highs())
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s
         if self._verifier.rejected != before:
             self._save_counters()
         return len(commands)
+
+    def _answer_retry(self, v: Verified) -> None:
+        """A command TC that came again: answer it from the log, never run it twice."""
+        if (v.key_id, v.counter) in self._answered:
+            return  # answered once this boot; a further copy gets nothing (bounds the work)
+        if len(self._answered) < 4096:
+            self._answered.add((v.key_id, v.counter))
+        given = self.cmdlog.lookup(v)
+        now_ns = self.fw.clock.now_ns()
+        if given is not None:
+            self.retries_answered += 1
+            for opcode, name, stage, reason in given:
+                self.fw.outbound.put(CommandResponse(now_ns, opcode, name, v.counter, "uplink", stage, reason))
+            self.event("CommandRetried", counter=v.counter, answer=f"ran once; {len(given)} response(s) re-sent")
+            return
+        opcode = int.from_bytes(v.body[:2], "big") if len(v.body) >= 2 else 0
+        if self.cmdlog.can_tell(v):
+            self.not_executed += 1
+            reason = f"not executed: counter {v.counter} was already used by another command"
+        else:
+            reason = f"replay: counter {v.counter} is older than the command log; cannot tell whether it ran"
+        self.fw.outbound.put(CommandResponse(now_ns, opcode, "", v.counter, "uplink", "REJECTED", reason))
+        self.event("CommandRetried", counter=v.counter, answer=reason)
 
     def shutdown(self) -> None:
         if not self.attached:
@@ -282,6 +361,10 @@ class Comm(Component):
             self.event("RecorderFailed", error=str(exc)[:200], items=len(items))
             return
         self.stored += sum(flags)
+        for item in items:
+            if isinstance(item, CommandResponse) and item.source == "uplink":
+                self.cmdlog.respond(item.seq, item.opcode, item.name, item.stage, item.reason[:_MAX_TEXT])
+        self.cmdlog.flush()
         if self.store_listeners:
             kept = [b[0] for b, ok in zip(batch, flags, strict=True) if ok]
             for listener in self.store_listeners:
@@ -295,8 +378,8 @@ class Comm(Component):
             if isinstance(item, TlmPacket):
                 return self._housekeeping(t, list(item.samples))
             if isinstance(item, EventRecord):
-                args = [a if isinstance(a, int | float | str | bool | bytes) or a is None else str(a)
-                        for a in item.args]
+                args = [a if (isinstance(a, int | float | str | bool | bytes) or a is None) and _packable(a)
+                        else str(a) for a in item.args]
                 return [pk.event(t, item.id, item.severity.name, item.text[:_MAX_TEXT], args)]
             if isinstance(item, CommandResponse):
                 return [pk.response(t, item.opcode, item.name, item.seq, item.stage, item.reason[:_MAX_TEXT])]
@@ -319,6 +402,14 @@ class Comm(Component):
     def _housekeeping(self, t: float, samples: list[tuple[int, Any]]) -> list[tuple[int, bytes]]:
         """One packet, or several when the samples do not fit one frame (split in halves)."""
         assert self.packetizer is not None
+        bad = [s for s in samples if not _packable(s[1])]
+        if bad:  # one out-of-range value costs its sample, never the packet (nor every later one)
+            self.hk_dropped += len(bad)
+            self._unencodable("TlmSample", f"channel {bad[0][0]} value out of the link's range "
+                              f"({len(bad)} sample(s) dropped)")
+            samples = [s for s in samples if _packable(s[1])]
+            if not samples:
+                return []
         if len(samples) > 1 and HEADER_LEN + len(pack_payload({"s": [list(s) for s in samples]})) > self._max_packet:
             half = len(samples) // 2
             return self._housekeeping(t, samples[:half]) + self._housekeeping(t, samples[half:])
@@ -329,7 +420,8 @@ class Comm(Component):
 
     def _unencodable(self, kind: str, detail: str) -> None:
         self.unencodable += 1
-        log.warning("comm: %s item not packed: %s", kind, detail)
+        if self.unencodable & (self.unencodable - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited
+            log.warning("comm: %s item not packed: %s (%d so far)", kind, detail, self.unencodable)
         self.event("DownlinkUnencodable", kind=kind, detail=detail[:200])
 
     def close(self) -> None:
@@ -411,6 +503,11 @@ class Comm(Component):
         for reason in Reject:
             self.tlm(f"rej_{reason.value}", self._rejected_base[reason] + self._verifier.rejected[reason])
         self.tlm("uplink_rejected", self.rejected_total())
+        self.tlm("uplink_counter_cmd", self._verifier.high(self._key_id, Apid.TC_COMMAND))
+        self.tlm("uplink_counter_link", self._verifier.high(self._key_id, Apid.TC_LINK))
+        self.tlm("uplink_retries", self.retries_answered)
+        self.tlm("uplink_not_executed", self.not_executed)
+        self.tlm("hk_samples_dropped", self.hk_dropped)
 
     # -- commands ------------------------------------------------------------------------------------
 

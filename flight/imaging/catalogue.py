@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flight.persist import create_private_file, ensure_private_dir
+
 log = logging.getLogger(__name__)
 
 PENDING, READY, FAILED, LOST = "pending", "ready", "failed", "lost"
@@ -128,7 +130,7 @@ class Catalogue:
     @classmethod
     def open(cls, db_path: str | os.PathLike[str], files_dir: str | os.PathLike[str]) -> Catalogue:
         db_path, files_dir = Path(db_path), Path(files_dir)
-        files_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(files_dir)  # 0700, like every state directory
         recovery = Recovery()
         db = cls._connect(db_path)
         if db is None:
@@ -151,6 +153,8 @@ class Catalogue:
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection | None:
         try:
+            ensure_private_dir(path.parent)
+            create_private_file(path)  # 0600 before SQLite writes to it (its -wal/-shm follow)
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")

@@ -17,12 +17,23 @@ packet's own; if that cannot make room, the new packet itself is dropped. So eve
 responses are never evicted while housekeeping or products are held, and a product never evicts an
 event. Drops are counted per priority class (persisted) and handed out by :meth:`take_drops` so
 the flight side can raise an event.
+
+Checked at open: a file SQLite cannot read (garbled, half-truncated, not a database) is moved
+aside (``recorder.db.corrupt-<time>``) and a fresh recorder starts; :attr:`Recorder.problems`
+says what happened and how many packets were lost, for the flight side's event. How many packets
+were held is also kept in a small sidecar (``recorder.db.held``, rewritten when the recorder goes
+from empty to holding or back, and every few seconds of activity), so a recorder that comes back
+empty (a 0-byte file, a deleted one) although it held packets is reported as a loss rather than
+a silent fresh start; the sidecar's last sequence counts let the packetizer continue, so the
+ground sees the lost counts as gaps. The file and sidecar are 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flight.link.packets import SEQ_MODULO, Apid, peek
+from flight.persist import create_private_file, ensure_private_dir, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +127,103 @@ class Recorder:
         self.capacity_bytes = capacity_bytes
         self.clock = clock
         self.resend_timeout_s = resend_timeout_s
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        #: what was wrong with the stored recorder at open (empty when all was well)
+        self.problems: list[str] = []
+        #: packets known to have been held but not found at open (moved aside or emptied)
+        self.lost_packets = 0
+        self._sidecar = self.path.with_name(self.path.name + ".held")
+        prior = self._read_sidecar()
+        ensure_private_dir(self.path.parent)
+        was_empty = not self.path.exists() or (
+            self.path.stat().st_size == 0 and not self.path.with_name(self.path.name + "-wal").exists()
+        )
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            moved = move_aside(self.path)
+            where = f", kept as {moved.name}" if moved else ""
+            self.problems.append(f"recorder {self.path.name} unreadable ({exc}){where}; started empty")
+            was_empty = True
+            self._db = self._open()
         self._used = int(
             self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
         )
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM packets").fetchone()[0])
         self._pending_drops: dict[int, int] = {}
+        self._pending_meta: dict[str, int] = {}
         self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if was_empty and prior.get("held", 0) > 0 and self._count == 0:
+            self.lost_packets = int(prior["held"])
+            self.problems.append(
+                f"recorder {self.path.name} came back empty but held {self.lost_packets} packets; "
+                "they are lost"
+            )
+        if not any(k.startswith("last_seq.") for k in self._counters) and prior.get("last_seqs"):
+            with self._tx():  # continue the counts, so the ground sees the loss as gaps
+                for apid, seq in prior["last_seqs"].items():
+                    self._set_meta(f"last_seq.{int(apid)}", int(seq) % SEQ_MODULO)
+        self._noted_held: int | None = None
+        self._noted_at = float("-inf")
+        self._note_held(force=True)
+        for problem in self.problems:
+            log.warning("%s", problem)
         log.info("recorder %s opened: %d bytes held of %d", self.path, self._used, capacity_bytes)
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, set WAL and FULL sync, create the schema and check the file's integrity."""
+        create_private_file(self.path)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {verdict}")
+            cols = {r[1] for r in db.execute("PRAGMA table_info(packets)")}
+            if not {"apid", "seq", "priority", "bytes", "size", "state"} <= cols:
+                raise sqlite3.DatabaseError("packets table has another layout")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _read_sidecar(self) -> dict:
+        try:
+            doc = json.loads(self._sidecar.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict) or not isinstance(doc.get("held", 0), int):
+            return {}
+        seqs = doc.get("last_seqs")
+        if not isinstance(seqs, dict) or not all(
+            isinstance(v, int) and str(k).isdigit() for k, v in seqs.items()
+        ):
+            doc["last_seqs"] = {}
+        return doc
+
+    def _note_held(self, force: bool = False) -> None:
+        """Rewrite the sidecar when holding changes to or from nothing, or every few seconds.
+
+        A rename without fsync: it must survive kill -9 (it does: the page cache does), and after
+        a power loss it is at worst a few seconds behind.
+        """
+        now = time.monotonic()
+        held = self._count
+        changed = self._noted_held is None or (held > 0) != (self._noted_held > 0)
+        if not (force or changed or (held != self._noted_held and now - self._noted_at >= 5.0)):
+            return
+        doc = {"held": held, "last_seqs": self.last_seqs()}
+        tmp = self._sidecar.with_name(self._sidecar.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(doc))
+            os.replace(tmp, self._sidecar)
+        except OSError as exc:
+            log.warning("recorder sidecar %s not written: %s", self._sidecar, exc)
+            return
+        self._noted_held, self._noted_at = held, now
 
     # -- storing ---------------------------------------------------------------------------
 
@@ -161,8 +260,13 @@ class Recorder:
                     (apid, seq, prio, now if time_s is None else time_s, data, size),
                 )
                 self._used += size
+                self._count += 1
                 self._set_meta(f"last_seq.{apid}", seq)
                 results.append(True)
+            for key, value in self._pending_meta.items():
+                self._set_meta(key, value)
+            self._pending_meta.clear()
+        self._note_held()
         return results
 
     def _make_room(self, size: int, prio: int) -> bool:
@@ -178,6 +282,7 @@ class Recorder:
                 return False
             self._db.execute("DELETE FROM packets WHERE id = ?", (row[0],))
             self._used -= row[2]
+            self._count -= 1
             self._drop(row[1], 1)
         return True
 
@@ -201,6 +306,7 @@ class Recorder:
             self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
         )
         self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM packets").fetchone()[0])
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -268,9 +374,12 @@ class Recorder:
                         "DELETE FROM packets WHERE id = ?", [(r[0],) for r in rows]
                     )
                     self._used -= sum(r[1] for r in rows)
+                    self._count -= len(rows)
                     released += len(rows)
             if released:
                 self._bump("acked", released)
+        if released:
+            self._note_held()
         return released
 
     def nak(self, apid: int, seqs: Iterable[int]) -> int:
@@ -292,6 +401,27 @@ class Recorder:
         return n
 
     # -- reporting -------------------------------------------------------------------------
+
+    def remember_uplink(self, highs: dict[int, dict[int, int]]) -> None:
+        """Keep a copy of the uplink verifier's counters, written with the next stored batch.
+
+        Free (it rides on a transaction that is fsynced anyway) and in another file than the
+        counter state, so the vehicle still refuses old commands if that state is lost.
+        """
+        for kid, per_apid in highs.items():
+            for apid, high in per_apid.items():
+                key = f"uplink.{int(kid)}.{int(apid)}"
+                if self._counters.get(key) != high and 0 <= high < 2**63:
+                    self._pending_meta[key] = int(high)
+
+    def uplink_floors(self) -> dict[int, dict[int, int]]:
+        """The copy kept by :meth:`remember_uplink`: {key id: {apid: counter}}."""
+        out: dict[int, dict[int, int]] = {}
+        for k, v in self._counters.items():
+            parts = k.split(".")
+            if parts[0] == "uplink" and len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+                out.setdefault(int(parts[1]), {})[int(parts[2])] = int(v)
+        return out
 
     def take_drops(self) -> dict[int, int]:
         """Drops per priority since the last call (for the flight side to raise an event)."""
@@ -336,6 +466,8 @@ class Recorder:
         )
 
     def close(self) -> None:
+        if self._count != self._noted_held:
+            self._note_held(force=True)
         self._db.close()
 
     def __enter__(self) -> Recorder:

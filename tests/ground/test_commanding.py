@@ -128,7 +128,7 @@ def test_retry_until_response_then_timeout(tmp_path: Path) -> None:
     veh.radio.recv = recv_after_outage
     rec = client.send_command(66, "NAV_STOP", {}, timeout_s=60)
     client.wait_command(rec, timeout_s=60, stages={"ACCEPTED"})
-    assert rec.attempts >= 3 and len(rec.counters) == rec.attempts
+    assert rec.attempts >= 3 and len(rec.counters) == 1  # every retry is the same signed TC
     # never completes (execute=False): times out at its deadline
     client.wait_command(rec, timeout_s=100)
     assert rec.stage == Stage.TIMED_OUT

@@ -117,7 +117,7 @@ def mission(tmp_path: Path):
 def test_live_telemetry_commands_and_cli(mission, capsys: pytest.CaptureFixture[str]) -> None:
     tmp, ground = mission
     cfg = str(tmp / "ground.toml")
-    with GroundClient(ground.pub_endpoint, ground.command_endpoint, tmp / "ground.db") as client:
+    with GroundClient(ground.pub_endpoint, ground.command_endpoint, tmp / "ground.db", token=ground.token) as client:
         sample = client.wait_channel(66, "nav.heading_deg", lambda v: v >= 5, timeout_s=20)
         assert sample["scid"] == 66 and sample["value"] >= 5
         rec = client.run_command(66, "NAV_GOTO", {"x_m": 1, "y_m": 2}, timeout_s=20)

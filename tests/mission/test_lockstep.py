@@ -166,9 +166,11 @@ def test_crash_and_restart_lose_and_duplicate_nothing(tmp_path: Path) -> None:
         assert m.drain(1200.0)
         check_exactly_once(m)
         assert pongs(m, 1) == 1 and pongs(m, 2) == 1
-        # lossy uplink: a replay whose original never arrived is (rightly) a first sighting
+        # after a crash the vehicle refuses link-control counters up to its reserved window (it
+        # persists them ahead, not per ACK); the ground's ACKs signed before it resynchronised from
+        # the vehicle's uplink_counter_link telemetry are refused as replays too, then it jumps past
         replays = m.comm.verifier.rejected[Reject.REPLAY]
-        assert 1 <= replays <= 5
+        assert replays >= 1 and m.station.stats.resyncs >= 1
         # the bad-tag count from before the crash survived the restart
         assert m.comm.verifier.rejected[Reject.BAD_TAG] == 0
         assert m.archive.latest(scid, channel_id(m, "comm.rej_bad_tag"))[1] == bad_tags
