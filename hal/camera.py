@@ -4,13 +4,16 @@ URL forms::
 
     camera+opencv://0?width=1280&height=960&fps=15&exposure=20&gain=2&grey=1&fov_deg=62
     camera+opencv:///data/run3/left.avi
+    camera+opencv:///data/run3/left.avi?loop=1         (rewinds at the end: a bench camera)
     camera+opencv:///data/run3/frame_%04d.png          (an image sequence)
 
 The path is used verbatim (not percent-decoded) so printf-style sequence patterns survive.
 Options: ``width``, ``height``, ``fps``, ``exposure`` (ms; set through the V4L2 convention of
 100 us units with manual auto-exposure), ``gain``, ``grey`` (0/1), ``fov_deg`` (horizontal field
 of view for the pinhole model, default 60), ``name``, ``timeout`` (s, default for capture and
-open), ``reopen`` (attempts after a failed live read, default 3).
+open), ``reopen`` (attempts after a failed live read, default 3), ``loop`` (0/1, files only:
+start again from the first frame at the end instead of raising end-of-stream, so a recorded
+video can stand in for a camera on a bench for as long as the rover runs).
 
 ``cv2.VideoCapture`` can block forever on a wedged device, so every call into it runs on one
 helper thread and the caller waits with a deadline: a read that does not return in time raises
@@ -54,6 +57,7 @@ log = logging.getLogger(__name__)
 FORM = (
     "camera+opencv://INDEX?width=W&height=H&fps=F&exposure=MS&gain=G&grey=0|1&fov_deg=60"
     "&name=N&timeout=S&reopen=N  or  camera+opencv:///path/video.avi | /path/frame_%04d.png"
+    " (files also take loop=0|1)"
 )
 
 
@@ -67,6 +71,7 @@ class CameraCounters:
     timeouts: int = 0
     read_failures: int = 0
     reopens: int = 0
+    rewinds: int = 0
 
 
 def pinhole_model(width: int, height: int, fov_deg: float) -> CameraModel:
@@ -93,6 +98,7 @@ class OpenCvCamera(Camera):
         name: str = "camera",
         timeout_s: float = 2.0,
         reopen: int = 3,
+        loop: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(url or f"camera+opencv://{source}")
@@ -105,6 +111,7 @@ class OpenCvCamera(Camera):
         self.name = name
         self.timeout_s = timeout_s
         self.reopen = reopen
+        self.loop = loop and isinstance(source, str)
         self.clock = clock
         self.counters = CameraCounters()
         self._seq = 0
@@ -153,9 +160,16 @@ class OpenCvCamera(Camera):
         self._cap = cap
 
     def _read(self) -> tuple[np.ndarray, dict[str, Any]]:
-        """Runs on the helper thread: one frame, reopening a live camera when a read fails."""
+        """Runs on the helper thread: one frame, reopening a live camera when a read fails and
+        rewinding a looping file at its end."""
         for attempt in range(self.reopen + 1):
             ok, image = self._cap.read()
+            if not ok and self.is_file and self.loop and self._seq > 0:
+                # the end of a looping file: start again from its first frame (once per read,
+                # so a file that yields nothing at all still ends)
+                self.counters.rewinds += 1
+                self._open()
+                ok, image = self._cap.read()
             if ok and image is not None:
                 meta = {"source": str(self.source), "backend": self._cap.getBackendName(),
                         "pos_ms": float(self._cap.get(cv2.CAP_PROP_POS_MSEC)),
@@ -211,7 +225,7 @@ def _bool(raw: str) -> bool:
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
     "width": int, "height": int, "fps": float, "exposure": float, "gain": float, "grey": _bool,
-    "fov_deg": float, "name": str, "timeout": float, "reopen": int,
+    "fov_deg": float, "name": str, "timeout": float, "reopen": int, "loop": _bool,
 }
 
 
@@ -227,6 +241,9 @@ def parse_url(url: str) -> tuple[int | str, dict[str, Any]]:
     opts = parse_options(url, _OPTIONS, FORM)
     if target.startswith("/"):
         return target, opts
+    if "loop" in opts:
+        raise DeviceUrlError(f"{url!r}: loop applies to a video file or image sequence, not a device; "
+                             f"form: {FORM}")
     if target.isdigit():
         return int(target), opts
     raise DeviceUrlError(f"{url!r}: expected a device index or an absolute path; form: {FORM}")
@@ -240,5 +257,6 @@ def open_opencv_camera(url: str, **context: Any) -> OpenCvCamera:
         fps=opts.get("fps"), exposure_ms=opts.get("exposure"), gain=opts.get("gain"),
         grey=opts.get("grey", False), fov_deg=opts.get("fov_deg", 60.0),
         name=opts.get("name", "camera"), timeout_s=opts.get("timeout", 2.0),
-        reopen=opts.get("reopen", 3), clock=context.get("clock", time.monotonic),
+        reopen=opts.get("reopen", 3), loop=opts.get("loop", False),
+        clock=context.get("clock", time.monotonic),
     )

@@ -120,3 +120,23 @@ def test_errors_are_clear(tmp_path: Path, avi: Path) -> None:
     cam.close()
     with pytest.raises(DeviceClosedError, match=r"capture\(\)"):
         cam.capture()  # type: ignore[attr-defined]
+
+
+def test_a_looping_file_starts_again_and_says_it_did(avi: Path) -> None:
+    """``loop=1``: a recorded video stands in for a camera for as long as the rover runs."""
+    with open_device(f"camera+opencv://{avi}?loop=1") as cam:
+        frames = [cam.capture(timeout_s=5.0) for _ in range(2 * N + 3)]  # type: ignore[attr-defined]
+        assert cam.counters.rewinds == 2  # type: ignore[attr-defined]
+    assert [f.seq for f in frames] == list(range(2 * N + 3))
+    for i, f in enumerate(frames):
+        assert similar(f.image, synthetic(i % N))
+    with pytest.raises(DeviceUrlError, match="loop applies to a video file"):
+        open_device("camera+opencv://0?loop=1")
+
+
+def test_a_looping_file_that_holds_nothing_still_ends(tmp_path: Path) -> None:
+    cut = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(cut), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+    writer.release()
+    with open_device(f"camera+opencv://{cut}?loop=1") as cam, pytest.raises(CameraEndOfStream):
+        cam.capture(timeout_s=5.0)  # type: ignore[attr-defined]
