@@ -8,16 +8,16 @@ of the TC that carried it (the full counter or its low 14 bits; both are matched
 
 Until a first response arrives the command is re-sent every ``retry_interval_s`` (with a fresh
 counter, so the vehicle's replay check passes) up to ``max_attempts``; past its deadline it is
-TIMED_OUT.
+TIMED_OUT. Choose ``retry_interval_s`` above the round-trip light time plus a pass gap: a response
+is never lost (it waits in the vehicle's recorder), so a retry only helps when the uplink TC itself
+was lost, and a retry sent while a response is merely late executes the command twice.
 
 A vehicle about to stop listening by itself (hibernation, a restart) says so first with a
 ``GoingSilent`` event ("hibernating until ..."). The commander then ends every command still
 waiting on that vehicle as UNREACHABLE with that reason, and a command sent while the vehicle is
 silent is sent (it is read when the vehicle listens again) and ends UNREACHABLE at once, so an
 operator is told why instead of waiting out a timeout. A real response arriving later still
-updates the record. A newer ``ModeChanged`` or ``Woke`` event from the vehicle ends the silence. Choose ``retry_interval_s`` above the round-trip light time plus a pass gap: a response
-is never lost (it waits in the vehicle's recorder), so a retry only helps when the uplink TC itself
-was lost, and a retry sent while a response is merely late executes the command twice.
+updates the record. A newer ``ModeChanged`` or ``Woke`` event from the vehicle ends the silence.
 """
 
 from __future__ import annotations
