@@ -107,6 +107,15 @@ def test_hibernation_sends_its_reason_before_the_link_stops(make_rig: RigFactory
         rig.run(500.0)
         assert ground.pump(rig.clock.now()) == 0 and len(ground.heard) == heard
         assert ground.commander.silent  # still known silent
+        # the sun is up: the first wake check (600 s in) wakes it into SAFE, and the command
+        # sent while it slept, which waited in its radio, runs then
+        rig.run(130.0)
+        ground.pump(rig.clock.now())
+        rig.run(5.0)
+        ground.pump(rig.clock.now())
+        assert rig.mode == "SAFE"
+        assert not ground.commander.silent and ground.silences[-1] == ""
+        assert waiting.stage == Stage.COMPLETED
     finally:
         ground.close()
         rig.vehicle.shutdown()
