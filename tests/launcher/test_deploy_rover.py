@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
+from flight.cmdcodec import check_args
+from ground.dictionary import Dictionary
+from ground.server import load_config
 from hil.testbed import DEPLOY, Testbed, with_power_sensing
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,6 +93,38 @@ def test_the_shipped_rover_drives_takes_a_picture_and_the_laptop_exports_it(benc
     assert "MonitorTripped" not in events and "SAFE" not in events, events
     odometry = tb.magpie("tlm", "--since", "0", "nav.distance_m").stdout.split()
     assert odometry and max(float(v) for v in odometry[2::3]) > 0.25
+    check_the_guide_against(tb)
+
+
+def typed_value(text: str) -> object:
+    """A value as `magpie cmd` reads it: JSON, or else an enum label."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def check_the_guide_against(tb: Testbed) -> None:
+    """INSTALL.md taken literally: its ground.toml loads, and every `magpie cmd` it tells an
+    operator to type is a command of the shipped rover's dictionary with valid arguments."""
+    guide = (DEPLOY / "INSTALL.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", guide, re.S)
+    assert block is not None
+    cfg_path = tb.root / "guide-ground.toml"
+    cfg_path.write_text(block.group(1))
+    cfg = load_config(cfg_path)
+    assert cfg.vehicles[0].scid == 66 and cfg.vehicles[0].key_file == tb.root / "keys" / "uplink.key"
+    assert cfg.archive == tb.root / "archive.db"  # beside the configuration, not in the source tree
+    dictionary = Dictionary.load(tb.var / "dictionary.json")
+    typed = [shlex.split(line.split("magpie cmd", 1)[1]) for line in guide.splitlines()
+             if "magpie cmd --config" in line]
+    assert len(typed) >= 5
+    for words in typed:
+        words = [w for w in words if not w.startswith("--") and not w.endswith("ground.toml")]
+        name, args = words[0], dict(w.split("=", 1) for w in words[1:])
+        check_args(dictionary.command(name), {k: typed_value(v) for k, v in args.items()})
+    for name in ("MODE_SET", "DRIVE_ARC", "NAV_GOTO", "NAV_STOP", "IMG_CAPTURE", "IMG_DOWNLINK"):
+        assert f"{name}" in guide and dictionary.command(name)
 
 
 def test_a_rover_that_hibernates_tells_the_ground_why_before_it_goes_silent(tmp_path: Path) -> None:
