@@ -30,6 +30,7 @@ Opener = Callable[..., Device]
 _BUILTIN: dict[str, str] = {
     "mcu+serial": "hal.mcu.driver:open_serial_mcu",
     "camera+opencv": "hal.camera:open_opencv_camera",
+    "camera+opencv-stereo": "hal.camera:open_opencv_stereo",
     "radio+zmq": "hal.radio:open_zmq_radio",
     "radio+loop": "hal.radio:open_loop_radio",
     "watchdog+linux": "hal.watchdog:open_linux_watchdog",

@@ -31,6 +31,22 @@ def test_example_rover_configuration_validates() -> None:
                                                    "comm", "fault"}
 
 
+def test_the_stereo_variant_the_comments_describe_validates(tmp_path: Path) -> None:
+    text = (DEPLOY / "rover.toml").read_text()
+    stereo = "camera+opencv-stereo://0,2?baseline=0.12&width=640&height=480&fps=15&name=navcam"
+    assert stereo in text and 'devices = { camera = "stereo" }' in text
+    variant = tmp_path / "rover-stereo.toml"
+    variant.write_text(text.replace('type = "nav_odometry"', 'type = "nav"\ndevices = { camera = "stereo" }')
+                       .replace("[devices]\n", f'[devices]\nstereo = "{stereo}"\n'))
+    config = prepare(variant, None, [])
+    check_config(config)
+    assert {c.type for c in config.components} >= {"nav", "imaging"}
+    broken = tmp_path / "rover-stereo-broken.toml"
+    broken.write_text(variant.read_text().replace("baseline=0.12&", ""))
+    with pytest.raises(ConfigError, match="devices.stereo: .*baseline"):
+        check_config(prepare(broken, None, []))
+
+
 @pytest.mark.parametrize(("old", "new", "key"), [
     ("baud=921600", "baudrate=921600", "devices.mcu: unknown option 'baudrate'"),
     ("?scid=66", "?scidd=66", "devices.radio: unknown option 'scidd'"),
