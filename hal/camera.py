@@ -255,7 +255,7 @@ def parse_url(url: str) -> tuple[int | str, dict[str, Any]]:
     if "loop" in opts:
         raise DeviceUrlError(f"{url!r}: loop applies to a video file or image sequence, not a device; "
                              f"form: {FORM}")
-    if target.isdigit():
+    if target.isascii() and target.isdigit():
         return int(target), opts
     raise DeviceUrlError(f"{url!r}: expected a device index or an absolute path; form: {FORM}")
 
@@ -323,7 +323,7 @@ def parse_stereo_url(url: str) -> tuple[tuple[int | str, int | str], dict[str, A
     for eye in eyes:
         if eye.startswith("/"):
             sources.append(eye)
-        elif eye.isdigit():
+        elif eye.isascii() and eye.isdigit():
             sources.append(int(eye))
         else:
             raise DeviceUrlError(f"{url!r}: {eye!r} is not a device index or an absolute path; form: {STEREO_FORM}")

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hal import open_device
 from hal.camera import CameraEndOfStream, OpenCvCamera, pinhole_model
@@ -174,3 +176,16 @@ def test_a_stereo_pair_from_two_videos(tmp_path: Path) -> None:
             open_device(bad)
     with pytest.raises(HalError, match="does not exist"):
         open_device(f"camera+opencv-stereo://{paths[0]},{tmp_path}/none.avi?baseline=0.1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_camera_urls_either_parse_or_say_why(tail: str) -> None:
+    """Any text after either scheme: a parsed URL or a DeviceUrlError, never another exception."""
+    from hal.camera import parse_stereo_url, parse_url
+
+    for parse, scheme in ((parse_url, "camera+opencv://"), (parse_stereo_url, "camera+opencv-stereo://")):
+        try:
+            parse(scheme + tail)  # type: ignore[operator]
+        except DeviceUrlError as exc:
+            assert str(exc)
