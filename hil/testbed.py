@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import IO
 
 from flight.link.auth import write_key_file
+from ground.archive import Archive
+from ground.images import collect
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +209,37 @@ class Testbed:
     def events(self) -> str:
         """Every archived event so far, one line each (``magpie events --since 0``)."""
         return self.magpie("events", "--since", "0").stdout
+
+    # The archive read in this process (what the CLI would print, without starting a process
+    # each time: on a loaded machine that costs seconds a call).
+
+    def _archive(self) -> Archive | None:
+        path = self.ground_dir / "archive.db"
+        return Archive(path, readonly=True) if path.exists() else None
+
+    def archived_events(self, scid: int = 66) -> list[str]:
+        """``NAME: text`` of every archived event of ``scid``, oldest first."""
+        archive = self._archive()
+        if archive is None:
+            return []
+        with archive:
+            return [f"{e.name}: {e.text}" for e in archive.events(scid)]
+
+    def archived_channel(self, name: str, scid: int = 66) -> list[tuple[float, object]]:
+        archive = self._archive()
+        if archive is None:
+            return []
+        with archive:
+            cid = archive.channel_id(scid, name)
+            return [] if cid is None else archive.channel(scid, cid)
+
+    def products(self, scid: int = 66) -> dict[tuple[int, str], str]:
+        """(pid, kind) -> status ("complete", "partial") of the products the ground holds."""
+        archive = self._archive()
+        if archive is None:
+            return {}
+        with archive:
+            return {(v.pid, v.kind): v.status for v in collect(archive, scid)}
 
     # -- the end ---------------------------------------------------------------------------------
 
