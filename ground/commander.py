@@ -116,6 +116,7 @@ class Commander:
         self.silent: dict[int, tuple[float, str]] = {}
         #: called with (scid, text) when a vehicle goes silent, and (scid, "") when it is back
         self.on_silence: list[Callable[[int, str], None]] = []
+        self._back_s: dict[int, float] = {}  # scid -> time of the newest BACK_EVENTS event seen
         station.listeners.append(self._on_item)
 
     def build(self, scid: int, name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -165,7 +166,12 @@ class Commander:
         """Track GoingSilent events and the first newer item after one (see the docstring)."""
         t = float(item.get("time", 0.0))
         silent = self.silent.get(scid)
-        if item.get("name") == SILENCE_EVENT and (silent is None or t > silent[0]):
+        if item.get("name") in BACK_EVENTS:
+            self._back_s[scid] = max(t, self._back_s.get(scid, float("-inf")))
+        # a last word the recorder resends after the vehicle is back is old news: not newer than
+        # the newest mode change, it changes nothing
+        if (item.get("name") == SILENCE_EVENT and (silent is None or t > silent[0])
+                and t >= self._back_s.get(scid, float("-inf"))):
             vehicle = self.station.vehicles.get(scid)
             who = f"{vehicle.name} ({scid})" if vehicle is not None and vehicle.name else f"spacecraft {scid}"
             text = f"{who} {item.get('text', 'went silent')}"

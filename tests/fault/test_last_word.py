@@ -163,3 +163,30 @@ def test_a_restart_says_so_before_the_process_stops(make_rig: RigFactory, tmp_pa
     finally:
         ground.close()
         rig.vehicle.shutdown()
+
+
+def test_the_ground_tells_old_news_from_new(make_rig: RigFactory, tmp_path: Path) -> None:
+    """The station's listener contract, fed in the orders a link can deliver: a last word that
+    arrives again (resent) after the vehicle is back does not make it silent again."""
+    rig, ground = rig_with_link(make_rig, tmp_path, {"channel": "sys.uptime_s", "condition": "> 1e9",
+                                                     "response": "hibernate"})
+    try:
+        def hear(name: str, t: float, text: str = "") -> None:
+            for listener in ground.station.listeners:
+                listener("evt", ground.scid, {"name": name, "time": t, "text": text})
+
+        hear("ModeChanged", 100.0, "mode STANDBY -> HIBERNATE: dusk")
+        hear("GoingSilent", 100.0, "hibernating until solar input reaches 12 W: dusk")
+        assert ground.commander.silent
+        hear("ModeChanged", 90.0, "an older mode change, resent")
+        assert ground.commander.silent
+        hear("ModeChanged", 5000.0, "mode HIBERNATE -> SAFE: woke")
+        assert not ground.commander.silent
+        hear("GoingSilent", 100.0, "hibernating until ...: the same last word, resent")
+        assert not ground.commander.silent
+        rec = ground.commander.send(ground.scid, "CMD_NOOP", {}, 5001.0)
+        assert rec.stage == Stage.SENT
+        assert ground.silences == ["rover (66) hibernating until solar input reaches 12 W: dusk", ""]
+    finally:
+        ground.close()
+        rig.vehicle.shutdown()
