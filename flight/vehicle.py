@@ -67,6 +67,7 @@ class Vehicle:
                             epoch=config.epoch, spacecraft=config.name,
                             spacecraft_id=config.spacecraft_id)
         self.sinks: list[Sink] = []
+        self._send_after_flush = False
         self.devices: dict[str, Any] = dict(devices or {})
         self._opened: list[Any] = []
         try:
@@ -148,6 +149,7 @@ class Vehicle:
         self.by_name = by_name
         fw.cmd = self.dispatcher
         fw.executive = self.executive
+        fw.store["vehicle.downlink_now"] = self.downlink_now  # fault protection's last word
 
         groups = self.config.rate_groups or DEFAULT_GROUPS
         placed = {m for g in groups for m in g.members}
@@ -214,7 +216,28 @@ class Vehicle:
         if items:
             for sink in self.sinks:
                 sink.write(items)
+        if self._send_after_flush:
+            self._send_after_flush = False
+            self._send_links()
         return len(items)
+
+    def downlink_now(self) -> int:
+        """The last word of a vehicle about to go silent (fault protection calls it through
+        ``fw.store["vehicle.downlink_now"]``): flush into the recorder and have every link send
+        at once; the next flush sends again, for what the present cycle still adds (the final
+        response of the command that put the vehicle to sleep). Returns the packets sent."""
+        self.flush()
+        sent = self._send_links()
+        self._send_after_flush = True
+        return sent
+
+    def _send_links(self) -> int:
+        sent = 0
+        for c in self.components:
+            send_now = getattr(c, "send_now", None)
+            if callable(send_now):
+                sent += int(send_now())
+        return sent
 
     def run(self, until_s: float | None = None, flush_every_s: float = 1.0) -> None:
         """Run the executive, flushing outbound items to the sinks every ``flush_every_s``."""

@@ -52,6 +52,8 @@ def _parse_value(text: str) -> Any:
 
 def cmd_ground(args: argparse.Namespace) -> int:
     server = GroundServer(_config(args))
+    server.commander.on_silence.append(
+        lambda scid, text: print(f"ground: {text or f'spacecraft {scid} is back'}", flush=True))
     print(
         f"ground: telemetry on {server.pub_endpoint}, commands on {server.command_endpoint}, "
         f"archive {server.cfg.archive}",
@@ -94,6 +96,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         try:
             rec = client.send_command(scid, args.name, values, timeout_s=args.timeout)
             print(f"command {rec['id']} {args.name} sent to {scid}", flush=True)
+            if rec["stage"] == "UNREACHABLE":  # the vehicle said it went silent
+                print(f"command {rec['id']} UNREACHABLE {rec['reason']}", flush=True)
+                return 1
             if args.wait:
                 rec = client.wait_command(rec["id"], timeout_s=args.timeout)
                 print(f"command {rec['id']} {rec['stage']} {rec['reason']}".rstrip(), flush=True)

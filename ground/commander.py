@@ -14,6 +14,13 @@ nothing, and answers with the responses it already gave. Only when the vehicle a
 with a reason starting ``not executed`` (that counter never ran there: its counter state was
 reset, or another signer used the counter) is the command signed afresh with a new counter. Past
 its deadline a command is TIMED_OUT.
+
+A vehicle about to stop listening by itself (hibernation, a restart) says so first with a
+``GoingSilent`` event ("hibernating until ..."). The commander then ends every command still
+waiting on that vehicle as UNREACHABLE with that reason, and a command sent while the vehicle is
+silent is sent (it is read when the vehicle listens again) and ends UNREACHABLE at once, so an
+operator is told why instead of waiting out a timeout. A real response arriving later still
+updates the record. A newer ``ModeChanged`` or ``Woke`` event from the vehicle ends the silence.
 """
 
 from __future__ import annotations
@@ -38,9 +45,14 @@ class Stage(enum.StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    UNREACHABLE = "UNREACHABLE"  # the vehicle said it went silent (see the module docstring)
 
 
-TERMINAL = frozenset({Stage.REJECTED, Stage.COMPLETED, Stage.FAILED, Stage.TIMED_OUT})
+TERMINAL = frozenset({Stage.REJECTED, Stage.COMPLETED, Stage.FAILED, Stage.TIMED_OUT, Stage.UNREACHABLE})
+SILENCE_EVENT = "GoingSilent"
+#: Events that say a silent vehicle is back: its mode changed after it went silent (it woke, or
+#: the restarted process booted). Telemetry flushed just after the last word does not count.
+BACK_EVENTS = frozenset({"ModeChanged", "Woke"})
 _RANK = {
     Stage.SENT: 0,
     Stage.ACCEPTED: 1,
@@ -48,6 +60,7 @@ _RANK = {
     Stage.COMPLETED: 2,
     Stage.FAILED: 2,
     Stage.TIMED_OUT: 2,
+    Stage.UNREACHABLE: 2,
 }
 
 
@@ -105,6 +118,11 @@ class Commander:
         self._by_seq: dict[tuple[int, int], int] = {}  # (scid, counter or its low bits) -> id
         self.on_stage: list[Callable[[CommandRecord], None]] = []
         self._now = 0.0  # the station clock at the last send or poll
+        #: scid -> (spacecraft time of its GoingSilent event, what it said) while it is silent
+        self.silent: dict[int, tuple[float, str]] = {}
+        #: called with (scid, text) when a vehicle goes silent, and (scid, "") when it is back
+        self.on_silence: list[Callable[[int, str], None]] = []
+        self._back_s: dict[int, float] = {}  # scid -> time of the newest BACK_EVENTS event seen
         station.listeners.append(self._on_item)
 
     def build(self, scid: int, name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -140,7 +158,42 @@ class Commander:
         )
         self.commands[cmd_id] = rec
         self._transmit(rec, now_s)
+        silent = self.silent.get(scid)
+        if silent is not None:
+            self._unreachable(rec, f"{silent[1]} (sent; it runs when the vehicle listens again)", now_s)
         return rec
+
+    def _unreachable(self, rec: CommandRecord, reason: str, now_s: float) -> None:
+        rec.stage, rec.reason = Stage.UNREACHABLE, reason
+        self._save(rec, now_s)
+        for cb in self.on_stage:
+            cb(rec)
+
+    def _silence(self, scid: int, item: dict[str, Any]) -> None:
+        """Track GoingSilent events and the first newer item after one (see the docstring)."""
+        t = float(item.get("time", 0.0))
+        silent = self.silent.get(scid)
+        if item.get("name") in BACK_EVENTS:
+            self._back_s[scid] = max(t, self._back_s.get(scid, float("-inf")))
+        # a last word the recorder resends after the vehicle is back is old news: not newer than
+        # the newest mode change, it changes nothing
+        if (item.get("name") == SILENCE_EVENT and (silent is None or t > silent[0])
+                and t >= self._back_s.get(scid, float("-inf"))):
+            vehicle = self.station.vehicles.get(scid)
+            who = f"{vehicle.name} ({scid})" if vehicle is not None and vehicle.name else f"spacecraft {scid}"
+            text = f"{who} {item.get('text', 'went silent')}"
+            self.silent[scid] = (t, text)
+            log.warning("%s", text)
+            for rec in self.commands.values():
+                if rec.scid == scid and not rec.done:
+                    self._unreachable(rec, text, t)
+            for cb in self.on_silence:
+                cb(scid, text)
+        elif silent is not None and t > silent[0] and item.get("name") in BACK_EVENTS:
+            del self.silent[scid]
+            log.warning("spacecraft %d is back (t=%.3f)", scid, t)
+            for cb in self.on_silence:
+                cb(scid, "")
 
     def _transmit(self, rec: CommandRecord, now_s: float, fresh: bool = False) -> None:
         if rec.tc is None or fresh:
@@ -158,6 +211,8 @@ class Commander:
         self.archive.update_command(rec.id, str(rec.stage), rec.reason, rec.attempts, rec.counters, now_s)
 
     def _on_item(self, kind: str, scid: int, item: dict[str, Any]) -> None:
+        if kind == "evt":
+            self._silence(scid, item)
         if kind != "cmd":
             return
         seq = item.get("seq")
@@ -180,7 +235,7 @@ class Commander:
                     log.info("command %d: vehicle says counter %s never ran; signing afresh", rec.id, seq)
                     self._transmit(rec, self._now, fresh=True)
             return
-        if _RANK[stage] <= _RANK[rec.stage] and not (rec.stage == Stage.TIMED_OUT):
+        if _RANK[stage] <= _RANK[rec.stage] and rec.stage not in (Stage.TIMED_OUT, Stage.UNREACHABLE):
             return  # a late ACCEPTED after COMPLETED, or a repeat
         rec.stage = stage
         rec.reason = str(item.get("reason", ""))

@@ -30,6 +30,7 @@ Opener = Callable[..., Device]
 _BUILTIN: dict[str, str] = {
     "mcu+serial": "hal.mcu.driver:open_serial_mcu",
     "camera+opencv": "hal.camera:open_opencv_camera",
+    "camera+opencv-stereo": "hal.camera:open_opencv_stereo",
     "radio+zmq": "hal.radio:open_zmq_radio",
     "radio+loop": "hal.radio:open_loop_radio",
     "watchdog+linux": "hal.watchdog:open_linux_watchdog",
@@ -104,7 +105,10 @@ def parse_options(url: str, allowed: dict[str, Callable[[str], Any]], form: str)
 
     ``allowed`` maps option name to a converter (int, float, str, a custom parser).
     """
-    query = urlsplit(url).query
+    try:
+        query = urlsplit(url).query
+    except ValueError as exc:  # e.g. an unbalanced '[' is taken for an IPv6 address
+        raise DeviceUrlError(f"{url!r} is not a URL ({exc}); accepted form: {form}") from None
     out: dict[str, Any] = {}
     for key, raw in parse_qsl(query, keep_blank_values=True):
         if key not in allowed:

@@ -2,9 +2,15 @@
 
 A check returns :class:`Measurement` objects. Each has a limit and says whether it met it;
 ``timing`` marks figures that depend on the machine's speed and load (goodput, latency, rates).
-Timing limits decide a rig check (``magpie hil check``) and a pytest run against real hardware;
-against an emulator they are measured and reported but never fail a test, because an emulated
-line on a busy CI runner says nothing about a rig.
+
+Every limit is enforced, on hardware and on emulated rigs alike, so a regression fails where it
+shows. A timing figure has two limits (:class:`TimingLimit`): the rig's, which a real board or
+adapter must meet, and a looser one for an emulated rig, which shares a loaded CI machine with
+everything else (two cores, other jobs) yet still meets it with a wide margin; a driver that
+grew a 100 ms stall per command, a pacing loop that lost half the line, or a watchdog that
+fires late fails either way. The limit applied is the one a measurement shows (``emulated``
+marks the looser kind). Figures an emulated line cannot mean anything for (goodput on an
+unpaced pty) are reported without a limit.
 """
 
 from __future__ import annotations
@@ -27,20 +33,52 @@ class Measurement:
     limit: str
     ok: bool
     timing: bool = False
+    emulated: bool = False  # the limit is the emulated rig's (see TimingLimit)
 
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
         value = f"{self.value:.4g}" if isinstance(self.value, float) else str(self.value)
-        kind = " (timing)" if self.timing and self.limit != "reported" else ""
+        kind = ""
+        if self.timing and self.limit != "reported":
+            kind = " (timing, emulated-rig limit)" if self.emulated else " (timing)"
         return f"    {mark} {self.name}: {value} {self.unit}   limit {self.limit}{kind}"
 
 
-def at_least(name: str, value: float, limit: float, unit: str, timing: bool = False) -> Measurement:
-    return Measurement(name, value, unit, f">= {limit:g}", value >= limit, timing)
+@dataclass(frozen=True, slots=True)
+class TimingLimit:
+    """A timing limit for a rig (``hardware``) and the looser one an emulated rig is held to."""
+
+    hardware: float
+    emulated: float
+
+    def pick(self, emulated_rig: bool) -> float:
+        return self.emulated if emulated_rig else self.hardware
 
 
-def at_most(name: str, value: float, limit: float, unit: str, timing: bool = False) -> Measurement:
-    return Measurement(name, value, unit, f"<= {limit:g}", value <= limit, timing)
+def at_least(name: str, value: float, limit: float | TimingLimit, unit: str, timing: bool = False,
+             emulated_rig: bool = False) -> Measurement:
+    """``value >= limit``; a :class:`TimingLimit` picks by ``emulated_rig`` and marks it timing."""
+    emulated = isinstance(limit, TimingLimit) and emulated_rig
+    bound = limit.pick(emulated_rig) if isinstance(limit, TimingLimit) else limit
+    return Measurement(name, value, unit, f">= {bound:g}", value >= bound,
+                       timing or isinstance(limit, TimingLimit), emulated)
+
+
+def at_most(name: str, value: float, limit: float | TimingLimit, unit: str, timing: bool = False,
+            emulated_rig: bool = False) -> Measurement:
+    """``value <= limit``; a :class:`TimingLimit` picks by ``emulated_rig`` and marks it timing."""
+    emulated = isinstance(limit, TimingLimit) and emulated_rig
+    bound = limit.pick(emulated_rig) if isinstance(limit, TimingLimit) else limit
+    return Measurement(name, value, unit, f"<= {bound:g}", value <= bound,
+                       timing or isinstance(limit, TimingLimit), emulated)
+
+
+def within(name: str, value: float, centre: float, tolerance: TimingLimit, unit: str,
+           emulated_rig: bool = False) -> Measurement:
+    """``value`` within ``centre`` times (1 +- tolerance), the tolerance picked by the rig."""
+    tol = tolerance.pick(emulated_rig)
+    lo, hi = centre * (1 - tol), centre * (1 + tol)
+    return Measurement(name, value, unit, f"{lo:g}..{hi:g}", lo <= value <= hi, True, emulated_rig)
 
 
 def equals(name: str, value: float, want: float, unit: str = "") -> Measurement:

@@ -116,4 +116,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "emulator-pty, emulator-socat, firmware-pty)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_check)
+    from hil import fwhost
+
+    fwhost.build_parser(sub.add_parser(
+        "firmware", help="run the reference firmware on a pseudo-terminal, standing in for a Pico"))
     return hil

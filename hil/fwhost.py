@@ -6,14 +6,22 @@ binds its board to a :class:`sim_hw.plant.SimplePlant` (rim speeds in m/s; the f
 mm/s). The firmware module is loaded from ``hil/firmware/magpie_fw.py``, the very file a team
 copies to the board. Like the emulator, the port can vanish and return under the same
 stable path.
+
+Two boards: ``plant`` (:class:`PlantBoard`) reports everything the plant simulates; ``pico``
+(:class:`PicoBoard`) reports what the reference Pico board of ``hil/firmware/main.py`` measures
+and nothing more: encoders and the chip's temperature, zeros elsewhere, and capability bits
+that say so. ``python -m hil.fwhost --link PATH`` (or ``magpie hil firmware``) runs one as a
+process, standing in for a Pico on a Raspberry Pi rover.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
 import select
+import signal
 import sys
 import tempfile
 import threading
@@ -72,15 +80,39 @@ class PlantBoard:
                 t.get("board", 0.0), s.fault_flags)
 
 
-class FirmwareHost:
-    """The firmware core on a thread, talking through a pty at :attr:`path` (a stable symlink)."""
+class PicoBoard(PlantBoard):
+    """The reference Pico board (``hil/firmware/main.py``): wheels and encoders over the plant,
+    the RP2040's temperature as ``board`` and IMU temperature, and zero for the IMU, motor
+    currents, power and the other temperatures, which that board does not measure."""
 
-    def __init__(self, seed: int = 0, plant: SimplePlant | None = None) -> None:
+    max_speed_mm_s = 1000  # main.py's MAX_MM_S
+    capabilities = 0x01 | 0x08  # ENCODERS | THERMAL, as main.py's Board
+
+    def sensors(self) -> tuple[Any, ...]:
+        s = self.plant.sensors()
+        board_c = s.temps_c.get("board", 25.0)
+        return (s.left_ticks, s.right_ticks, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                board_c, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, board_c, 0)
+
+
+BOARDS: dict[str, type[PlantBoard]] = {"plant": PlantBoard, "pico": PicoBoard}
+
+
+class FirmwareHost:
+    """The firmware core on a thread, talking through a pty at :attr:`path` (a stable symlink).
+
+    ``path`` names the stable link (default: one in a fresh temporary directory); ``board`` is
+    ``plant`` or ``pico`` (see the module docstring)."""
+
+    def __init__(self, seed: int = 0, plant: SimplePlant | None = None, path: str | None = None,
+                 board: str = "plant") -> None:
+        if board not in BOARDS:
+            raise ValueError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")
         self.fw_module = load_firmware()
         self.plant = plant if plant is not None else SimplePlant(seed=seed)
-        self.firmware = self.fw_module.Firmware(PlantBoard(self.plant), self._write)
+        self.firmware = self.fw_module.Firmware(BOARDS[board](self.plant), self._write)
         self._dir = tempfile.TemporaryDirectory(prefix="magpie-fw-")
-        self.path = os.path.join(self._dir.name, "ttyPICO")
+        self.path = path if path is not None else os.path.join(self._dir.name, "ttyPICO")
         self._master: int | None = None
         self._slave: int | None = None
         self._lock = threading.Lock()
@@ -154,3 +186,58 @@ class FirmwareHost:
         with self._lock:
             self._close_pty()
         self._dir.cleanup()
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="python -m hil.fwhost")
+    p.description = ("Run the reference firmware core (hil/firmware/magpie_fw.py) on a pseudo-terminal "
+                     "behind a stable path, standing in for a Pico: point the rover's devices.mcu at "
+                     "mcu+serial://PATH.")
+    p.add_argument("--link", required=True, help="the stable path to create, e.g. /tmp/magpie-mcu")
+    p.add_argument("--board", choices=sorted(BOARDS), default="pico",
+                   help="pico: what the reference board measures (encoders, temperature); plant: the "
+                        "simulated plant's power, IMU and currents too (default %(default)s)")
+    p.add_argument("--soc", type=float, default=None, help="plant board: starting state of charge 0..1")
+    p.add_argument("--solar-w", type=float, default=0.0, help="plant board: solar input in watts")
+    p.add_argument("--bus-v", type=float, default=14.8, help="plant board: nominal bus voltage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Serve the firmware until SIGTERM/SIGINT or ``--duration``; one line when ready."""
+    if args.soc is not None and not 0.0 <= args.soc <= 1.0:
+        print(f"error: --soc {args.soc} is outside 0..1", file=sys.stderr)
+        return 2
+    link = os.path.abspath(args.link)
+    if not os.path.isdir(os.path.dirname(link)):
+        print(f"error: --link {args.link}: no directory {os.path.dirname(link)}", file=sys.stderr)
+        return 2
+    plant = SimplePlant(seed=args.seed, solar_w=args.solar_w, bus_nominal_v=args.bus_v)
+    if args.soc is not None:
+        plant.energy_wh = plant.capacity_wh * args.soc
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    host = FirmwareHost(seed=args.seed, plant=plant, path=link, board=args.board)
+    try:
+        print(f"firmware: {args.board} board on {link} -> {os.path.realpath(link)}", flush=True)
+        stop.wait(args.duration)
+    finally:
+        host.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    print(f"firmware: stopped ({host.firmware.counters['frames']} frames in, "
+          f"{host.firmware.counters['reports']} reports out, {host.errors} errors)", flush=True)
+    return 0 if host.errors == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

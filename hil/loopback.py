@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hal.mcu import protocol as p
-from hil.checks import CheckFailed, CheckResult, Measurement, at_least, equals, info
+from hil.checks import CheckFailed, CheckResult, Measurement, TimingLimit, at_least, equals, info
 from hil.ports import RigError, open_port, set_baud
 from hil.rig import LoopbackRig
 from hil.trace import TracedPort, WireTrace
@@ -26,7 +26,10 @@ from hil.trace import TracedPort, WireTrace
 log = logging.getLogger(__name__)
 
 TEST_ID = 0x7F  # a message id no MCU uses: frames for the loopback only
-GOODPUT_LIMIT = 0.85  # of the line byte rate; 250-byte frames can reach 250/259 = 0.965
+# of the line byte rate; 250-byte frames can reach 250/259 = 0.965. A paced pty measures about
+# 0.93 on a quiet machine; its limit leaves room for a loaded one and still catches a line that
+# lost half its rate.
+GOODPUT_LIMIT = TimingLimit(0.85, 0.5)
 
 
 @dataclass(slots=True)
@@ -161,7 +164,7 @@ def goodput(port: TracedPort, rig: LoopbackRig, baud: int, seconds: float = 0.25
     name = f"{baud} baud: goodput / line byte rate"
     out = [equals(f"{baud} baud: frames intact of {count}", n, count, "frames")]
     if rig.paced:
-        out.append(at_least(name, frac, GOODPUT_LIMIT, "ratio", timing=True))
+        out.append(at_least(name, frac, GOODPUT_LIMIT, "ratio", emulated_rig=rig.emulated))
     else:  # an unpaced pty moves bytes at memory speed: a figure, not a line rate
         out.append(info(name + " (unpaced line)", frac, "ratio"))
     out.append(info(f"{baud} baud: goodput", rate, "B/s"))

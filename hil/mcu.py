@@ -19,18 +19,23 @@ from typing import Any
 from hal.errors import DeviceTimeoutError, HalError, LinkDownError
 from hal.mcu import protocol as p
 from hal.mcu.driver import McuSerial
-from hil.checks import CheckFailed, CheckResult, Measurement, at_least, at_most, equals, info
+from hil.checks import CheckFailed, CheckResult, Measurement, TimingLimit, at_least, at_most, equals, info, within
 from hil.ports import RigError, explain, open_port
 from hil.rig import McuRig
 from hil.trace import TracedPort, WireTrace
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_LIMIT_MS = 1000.0
-ACK_P99_LIMIT_MS = 50.0
-STREAM_TOLERANCE = 0.15
-WATCHDOG_SLACK_MS = 150.0  # beyond the timeout: a report period, scheduling, USB latency
-RECONNECT_LIMIT_S = 2.0
+# Timing limits: (a rig's, an emulated rig's). The emulated ones leave room for a loaded
+# two-core CI machine (an emulated rig measures about 10 ms handshakes, 5 ms p99 ACKs, 0.05 s
+# reconnects and a watchdog 2 to 10 ms late when the machine is quiet) and still catch a stall.
+HANDSHAKE_LIMIT_MS = TimingLimit(1000.0, 2000.0)
+ACK_P50_LIMIT_MS = TimingLimit(20.0, 50.0)
+ACK_P99_LIMIT_MS = TimingLimit(50.0, 250.0)
+STREAM_TOLERANCE = TimingLimit(0.15, 0.15)  # by the MCU's own clock
+STREAM_SEEN_TOLERANCE = TimingLimit(0.15, 0.35)  # as the host's threads see it
+WATCHDOG_SLACK_MS = TimingLimit(150.0, 400.0)  # beyond the timeout: a report period, scheduling, USB
+RECONNECT_LIMIT_S = TimingLimit(2.0, 4.0)
 
 
 class McuSession:
@@ -117,7 +122,7 @@ def handshake(s: McuSession) -> list[Measurement]:
         at_least("firmware major version", v.fw_major, 1, ""),
         info(f"firmware {v.firmware}, board 0x{v.board_id:04x}, capabilities", v.capabilities, "bits"),
         at_most("open + handshake + watchdog and stream set-up", s.open_s * 1000, HANDSHAKE_LIMIT_MS,
-                "ms", timing=True),
+                "ms", emulated_rig=s.rig.emulated),
     ]
 
 
@@ -136,8 +141,8 @@ def ack_latency(s: McuSession, n: int = 200) -> list[Measurement]:
     return [
         equals(f"timeouts in {n} commands", after.timeouts - before.timeouts, 0, "commands"),
         info("retries", after.retries - before.retries, "resends"),
-        info("ack latency p50", p50, "ms"),
-        at_most("ack latency p99", p99, ACK_P99_LIMIT_MS, "ms", timing=True),
+        at_most("ack latency p50", p50, ACK_P50_LIMIT_MS, "ms", emulated_rig=s.rig.emulated),
+        at_most("ack latency p99", p99, ACK_P99_LIMIT_MS, "ms", emulated_rig=s.rig.emulated),
         info("ack latency max", samples[-1] * 1000, "ms"),
     ]
 
@@ -160,12 +165,10 @@ def stream_rate(s: McuSession, hz: int = 100, window_s: float = 1.0) -> list[Mea
     backwards = sum(1 for a, b in zip(times, times[1:], strict=False) if b < a)
     span_s = (times[-1] - times[0]) / 1000.0
     mcu_rate = (len(window) - 1) / span_s if span_s > 0 else 0.0
-    lo, hi = hz * (1 - STREAM_TOLERANCE), hz * (1 + STREAM_TOLERANCE)
+    emulated = s.rig.emulated
     return [
-        Measurement(f"stream rate seen by the host (set {hz} Hz)", rate, "Hz", f"{lo:g}..{hi:g}",
-                    lo <= rate <= hi, True),
-        Measurement("stream rate by the MCU's clock", mcu_rate, "Hz", f"{lo:g}..{hi:g}",
-                    lo <= mcu_rate <= hi, True),
+        within(f"stream rate seen by the host (set {hz} Hz)", rate, hz, STREAM_SEEN_TOLERANCE, "Hz", emulated),
+        within("stream rate by the MCU's clock", mcu_rate, hz, STREAM_TOLERANCE, "Hz", emulated),
         equals("reports whose MCU time went backwards", backwards, 0, "reports"),
     ]
 
@@ -200,7 +203,8 @@ def reconnect(s: McuSession) -> list[Measurement]:
         equals("LinkDown reported after the unplug", int(down), 1),
         equals("commands refused while the link is down", refused, 1),
         equals("link up again after the port returned", int(up), 1),
-        at_most("time from the port's return to link up", back_s, RECONNECT_LIMIT_S, "s", timing=True),
+        at_most("time from the port's return to link up", back_s, RECONNECT_LIMIT_S, "s",
+                emulated_rig=rig.emulated),
         equals("Reconnected reported", int("Reconnected" in s.event_names()[mark:]), 1),
         equals("commands accepted after the reconnect", works, 1),
     ]
@@ -305,7 +309,8 @@ def watchdog(rig: McuRig, baud: int, trace: WireTrace, timeout_ms: int = 100) ->
         equals("wheels turning while the host talks", int(turning), 1),
         equals("WATCHDOG_STOP raised after silence", int(tripped_at is not None), 1),
         at_most(f"time to WATCHDOG_STOP (timeout {timeout_ms} ms)", trip_ms,
-                timeout_ms + WATCHDOG_SLACK_MS, "ms", timing=True),
+                TimingLimit(timeout_ms + WATCHDOG_SLACK_MS.hardware, timeout_ms + WATCHDOG_SLACK_MS.emulated),
+                "ms", emulated_rig=rig.emulated),
         equals("wheels stopped (encoders still for 100 ms)", int(stopped), 1),
     ]
 

@@ -85,6 +85,10 @@ def _check_url(source: str, name: str, url: str) -> None:
             from hal.camera import parse_url
 
             parse_url(url)
+        elif scheme == "camera+opencv-stereo":
+            from hal.camera import parse_stereo_url
+
+            parse_stereo_url(url)
         elif scheme == "radio+zmq":
             from hal.radio import parse_zmq_url
 

@@ -329,6 +329,16 @@ class Comm(Component):
         self.fw.outbound.put(CommandResponse(now_ns, opcode, "", v.counter, "uplink", "REJECTED", reason))
         self.event("CommandRetried", counter=v.counter, answer=reason)
 
+    def send_now(self) -> int:
+        """Send what the recorder holds at once, without reading the uplink: the vehicle's last
+        word before it goes silent (see :meth:`flight.vehicle.Vehicle.downlink_now`). At least
+        one frame goes even when this cycle's byte budget is spent. Returns packets sent."""
+        if self.endpoint is None:
+            return 0
+        if not self.attached:
+            self.write(self.fw.outbound.drain())
+        return self.endpoint.transmit(self.fw.clock.now(), min_budget=self.endpoint.framer.max_frame_len)
+
     def shutdown(self) -> None:
         if not self.attached:
             self.write(self.fw.outbound.drain())

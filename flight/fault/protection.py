@@ -26,6 +26,16 @@ energy budget); the vehicle wakes into SAFE when the panel gives ``wake_solar_w`
 commanded time. In simulation the wake check stands in for the power board's wake comparator and
 timer, which on hardware run while the flight computer is off.
 
+**The last word.** Before the vehicle goes silent by itself (hibernation, which stops the link's
+rate group, or a restart, which ends the process) it says why: a ``GoingSilent`` event
+("hibernating until solar input reaches 12 W ...: battery_critical ...") is raised, the outbound
+queue is flushed into the onboard recorder and the link is asked to send at once
+(``vehicle.downlink_now`` in the data store, which the vehicle assembly provides). Events go
+first on the link, so the reason reaches the ground before the silence does; the recorder holds
+the packet until the ground acknowledges it, so a reason that did not get through goes again
+when the vehicle wakes or comes back. The ground's commander ends the commands it is waiting
+on with the reason instead of waiting out their timeouts.
+
 **Fast mode** (``fast = true``, a simulation option): while the vehicle is idle in SAFE or
 STANDBY (wheels still, no sequence running) every rate group runs once per ``idle_period_s``,
 and the watchdog is suspended; DRIVE, SCIENCE or a sequence bring the configured rates back. It
@@ -54,7 +64,8 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = "magpie-fault/1"
 STOP_COMMANDS = ("DRIVE_STOP", "NAV_STOP")
-DEFAULT_GATED = {"DRIVE_SET_*": ["DRIVE"], "NAV_GOTO*": ["DRIVE"], "NAV_DRIVE*": ["DRIVE"]}
+DEFAULT_GATED = {"DRIVE_SET_*": ["DRIVE"], "DRIVE_ARC*": ["DRIVE"], "NAV_GOTO*": ["DRIVE"],
+                 "NAV_WAYPOINTS*": ["DRIVE"], "NAV_DRIVE*": ["DRIVE"]}
 
 
 class FaultProtection(Component):
@@ -113,6 +124,10 @@ class FaultProtection(Component):
         Event("Hibernating", Severity.ACTIVITY_HI,
               "hibernating: {cause}; wake at {wake_solar_w} W solar{wake_at}; heaters down to {floor_soc} SOC",
               (Arg("cause", "str"), Arg("wake_solar_w", "f32"), Arg("wake_at", "str"), Arg("floor_soc", "f32"))),
+        Event("GoingSilent", Severity.WARNING_HI, "{state} until {until}: {cause}",
+              (Arg("state", "str"), Arg("until", "str"), Arg("cause", "str")),
+              doc="the vehicle is about to stop listening and sending by itself (hibernation or a "
+                  "restart); the ground ends the commands it waits on with this reason"),
         Event("Woke", Severity.ACTIVITY_HI,
               "awake after {slept_s} s: {reason}; SOC {soc}, solar {solar_w} W",
               (Arg("reason", "str"), Arg("slept_s", "f64"), Arg("soc", "f32"), Arg("solar_w", "f32"))),
@@ -375,6 +390,7 @@ class FaultProtection(Component):
         self.event("RestartRequested", cause=cause[:200], count=len(self._restart_times))
         self._save()
         self.fw.store["vehicle.restart"] = self._restart_reason
+        self._last_word("restarting", "the flight process is started again (seconds)", cause)
         self.fw.executive.request_stop()
 
     # -- modes -------------------------------------------------------------------------------
@@ -471,6 +487,32 @@ class FaultProtection(Component):
         self.event("Hibernating", cause=cause[:200], wake_solar_w=float(self.param("wake_solar_w")),
                    wake_at=at, floor_soc=floor)
         self._save()
+        if not resumed:
+            self._last_word("hibernating", self._wake_condition(wake_at), cause)
+
+    def _wake_condition(self, wake_at: float | None) -> str:
+        """When a hibernating vehicle will listen again, in words for the ground."""
+        if wake_at is not None:
+            when = f"t={float(wake_at):.0f} s"
+            epoch = self.fw.epoch
+            if epoch is not None:
+                from datetime import timedelta
+
+                when += f" ({(epoch + timedelta(seconds=float(wake_at))).strftime('%Y-%m-%d %H:%M:%S UTC')})"
+            return when
+        return (f"solar input reaches {float(self.param('wake_solar_w')):g} W with the battery at "
+                f"{float(self.param('wake_min_soc')):.0%} or more")
+
+    def _last_word(self, state: str, until: str, cause: str) -> None:
+        """Say why the vehicle goes silent and get it onto the link now (module docstring)."""
+        self.event("GoingSilent", state=state, until=until[:160], cause=cause[:200])
+        downlink_now = self.fw.store.get("vehicle.downlink_now")
+        if not callable(downlink_now):
+            return  # no link in this assembly: the recorder (if any) sends it later
+        try:
+            downlink_now()
+        except Exception:  # the last word must never stop the response it announces
+            log.exception("%s: sending the last word failed", self.name)
 
     def _read_power(self) -> tuple[float | None, float | None]:
         if self._power is not None:

@@ -100,12 +100,13 @@ class LinkEndpoint:
         for apid, seqs in naks:
             self.stats.naked += self.recorder.nak(apid, seqs)
 
-    def transmit(self, now_s: float) -> int:
-        """Send what the byte budget allows; returns packets sent."""
+    def transmit(self, now_s: float, min_budget: int = 0) -> int:
+        """Send what the byte budget allows (at least ``min_budget`` bytes); returns packets sent."""
         if self._last_s is not None:
             self._budget = min(self.max_burst, self._budget + (now_s - self._last_s) * self.rate)
         else:
             self._budget = float(self.framer.max_frame_len)
+        self._budget = max(self._budget, float(min_budget))
         self._last_s = now_s
         if self._budget < 64:
             return 0

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hal import open_device
 from hal.camera import CameraEndOfStream, OpenCvCamera, pinhole_model
@@ -120,3 +122,70 @@ def test_errors_are_clear(tmp_path: Path, avi: Path) -> None:
     cam.close()
     with pytest.raises(DeviceClosedError, match=r"capture\(\)"):
         cam.capture()  # type: ignore[attr-defined]
+
+
+def test_a_looping_file_starts_again_and_says_it_did(avi: Path) -> None:
+    """``loop=1``: a recorded video stands in for a camera for as long as the rover runs."""
+    with open_device(f"camera+opencv://{avi}?loop=1") as cam:
+        frames = [cam.capture(timeout_s=5.0) for _ in range(2 * N + 3)]  # type: ignore[attr-defined]
+        assert cam.counters.rewinds == 2  # type: ignore[attr-defined]
+    assert [f.seq for f in frames] == list(range(2 * N + 3))
+    for i, f in enumerate(frames):
+        assert similar(f.image, synthetic(i % N))
+    with pytest.raises(DeviceUrlError, match="loop applies to a video file"):
+        open_device("camera+opencv://0?loop=1")
+
+
+def test_a_looping_file_that_holds_nothing_still_ends(tmp_path: Path) -> None:
+    cut = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(cut), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+    writer.release()
+    with open_device(f"camera+opencv://{cut}?loop=1") as cam, pytest.raises(CameraEndOfStream):
+        cam.capture(timeout_s=5.0)  # type: ignore[attr-defined]
+
+
+def test_a_stereo_pair_from_two_videos(tmp_path: Path) -> None:
+    """``camera+opencv-stereo``: two eyes read as one camera with a baseline."""
+    paths = []
+    for side, shift in (("left", 0), ("right", 8)):
+        path = tmp_path / f"{side}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+        for i in range(4):
+            writer.write(np.roll(synthetic(i), -shift, axis=1))
+        writer.release()
+        paths.append(path)
+    url = f"camera+opencv-stereo://{paths[0]},{paths[1]}?baseline=0.12&loop=1&name=navcam&fov_deg=70"
+    with open_device(url) as cam:
+        assert cam.has_stereo  # type: ignore[attr-defined]
+        pairs = [cam.capture_stereo(timeout_s=5.0) for _ in range(6)]  # type: ignore[attr-defined]
+        single = cam.capture(timeout_s=5.0)  # type: ignore[attr-defined]
+    assert cam.closed
+    assert all(p.baseline_m == 0.12 for p in pairs)
+    for i, pair in enumerate(pairs):
+        assert pair.left.camera == "navcam-left" and pair.right.camera == "navcam-right"
+        assert similar(pair.left.image, synthetic(i % 4))
+        assert similar(pair.right.image, np.roll(synthetic(i % 4), -8, axis=1))
+        assert pair.left.model == pinhole_model(W, H, 70.0)
+    assert single.camera == "navcam-left"
+    for bad, why in ((f"camera+opencv-stereo://{paths[0]}?baseline=0.1", "two sources"),
+                     (f"camera+opencv-stereo://{paths[0]},{paths[1]}", "baseline"),
+                     ("camera+opencv-stereo://0,front?baseline=0.1", "not a device index"),
+                     ("camera+opencv-stereo://0,1?baseline=0.1&loop=1", "loop applies"),
+                     ("camera+opencv-stereo://0,1?baseline=0.1&zoom=2", "unknown option")):
+        with pytest.raises(DeviceUrlError, match=why):
+            open_device(bad)
+    with pytest.raises(HalError, match="does not exist"):
+        open_device(f"camera+opencv-stereo://{paths[0]},{tmp_path}/none.avi?baseline=0.1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_camera_urls_either_parse_or_say_why(tail: str) -> None:
+    """Any text after either scheme: a parsed URL or a DeviceUrlError, never another exception."""
+    from hal.camera import parse_stereo_url, parse_url
+
+    for parse, scheme in ((parse_url, "camera+opencv://"), (parse_stereo_url, "camera+opencv-stereo://")):
+        try:
+            parse(scheme + tail)  # type: ignore[operator]
+        except DeviceUrlError as exc:
+            assert str(exc)

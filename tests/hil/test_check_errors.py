@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
+import tempfile
 import threading
 from pathlib import Path
 
@@ -58,14 +60,53 @@ def test_permission_problem_names_the_group() -> None:
     assert "usermod -aG" in str(err) and "log out" in str(err)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root opens any file whatever its mode")
-def test_permission_problem_on_a_real_file(tmp_path: Path) -> None:
-    dev = tmp_path / "ttyFAKE"
-    dev.write_bytes(b"")
-    dev.chmod(0)
-    with pytest.raises(RigError) as info:
-        open_port(str(dev), 115200)
-    assert info.value.kind == "permission"
+def _open_as_unprivileged(path: str) -> str:
+    """``open_port(path)`` as the unprivileged ``nobody`` when we are root (in a forked child
+    that drops its groups, gid and uid), as ourselves otherwise; the RigError kind, or "opened"."""
+
+    def attempt() -> str:
+        try:
+            open_port(path, 115200).close()
+        except RigError as exc:
+            return f"{exc.kind}:{exc}"
+        return "opened"
+
+    if os.geteuid() != 0:
+        return attempt()
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no privileges, then the same call, the answer down the pipe
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write_end, attempt().encode()[:4000])
+        except BaseException:  # noqa: BLE001 - a child must never return into pytest
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        answer = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged child failed"
+    return answer
+
+
+def test_permission_problem_on_a_real_file() -> None:
+    """A port file nobody may open: the translation says permission and names the group. As
+    root (how CI runs) the open is made by ``nobody``, since root opens any file."""
+    with tempfile.TemporaryDirectory(prefix="magpie-perm-") as d:
+        os.chmod(d, 0o755)  # the directory may be searched; the file may not be opened
+        dev = Path(d) / "ttyFAKE"
+        dev.write_bytes(b"")
+        dev.chmod(0)
+        answer = _open_as_unprivileged(str(dev))
+    kind, _, message = answer.partition(":")
+    assert kind == "permission", answer
+    assert "permission denied" in message and "usermod -aG" in message
 
 
 def test_baud_the_port_refuses() -> None:

@@ -26,18 +26,36 @@ def test_example_rover_configuration_validates() -> None:
     assert config.devices["mcu"].startswith("mcu+serial:///dev/magpie-mcu?baud=921600")
     assert config.devices["camera"].startswith("camera+opencv://0")
     assert config.devices["radio"].startswith("radio+zmq://tcp://")
-    assert {c.type for c in config.components} >= {"drive", "imu", "power", "thermal", "comm"}
+    # the bench profile: no power or IMU component on a board that measures neither
+    assert {c.type for c in config.components} == {"drive", "link", "thermal", "nav_odometry", "imaging",
+                                                   "comm", "fault"}
+
+
+def test_the_stereo_variant_the_comments_describe_validates(tmp_path: Path) -> None:
+    text = (DEPLOY / "rover.toml").read_text()
+    stereo = "camera+opencv-stereo://0,2?baseline=0.12&width=640&height=480&fps=15&name=navcam"
+    assert stereo in text and 'devices = { camera = "stereo" }' in text
+    variant = tmp_path / "rover-stereo.toml"
+    variant.write_text(text.replace('type = "nav_odometry"', 'type = "nav"\ndevices = { camera = "stereo" }')
+                       .replace("[devices]\n", f'[devices]\nstereo = "{stereo}"\n'))
+    config = prepare(variant, None, [])
+    check_config(config)
+    assert {c.type for c in config.components} >= {"nav", "imaging"}
+    broken = tmp_path / "rover-stereo-broken.toml"
+    broken.write_text(variant.read_text().replace("baseline=0.12&", ""))
+    with pytest.raises(ConfigError, match="devices.stereo: .*baseline"):
+        check_config(prepare(broken, None, []))
 
 
 @pytest.mark.parametrize(("old", "new", "key"), [
     ("baud=921600", "baudrate=921600", "devices.mcu: unknown option 'baudrate'"),
     ("?scid=66", "?scidd=66", "devices.radio: unknown option 'scidd'"),
     ("width=1280", "width=wide", "devices.camera: bad value 'wide' for option 'width'"),
-    ('type = "imu"', 'type = "imu9"', "components.imu.type: unknown component type 'imu9'"),
+    ('type = "thermal"', 'type = "thermal9"', "components.thermal.type: unknown component type 'thermal9'"),
     ("hz = 50", "hz = 5000", "rate_groups[0].hz"),
     ('devices = { drive = "mcu" }', 'devices = { drive = "mcu2" }', "components.drive.devices.drive"),
     ("key_id = 1", "key_idx = 1", "unknown option(s) key_idx"),
-    ('members = ["drive", "imu"]', 'members = ["drive", "imu", "nav"]', "rate_groups[0].members[2]"),
+    ('members = ["drive", "nav"]', 'members = ["drive", "nav", "imu"]', "rate_groups[0].members[2]"),
 ])
 def test_a_broken_copy_names_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     text = (DEPLOY / "rover.toml").read_text()
