@@ -34,7 +34,9 @@ from typing import IO
 
 from flight.link.auth import write_key_file
 from ground.archive import Archive
+from ground.client import GroundClient
 from ground.images import collect
+from ground.server import read_token
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +202,11 @@ class Testbed:
             self.start_ground()
 
     # -- operators -------------------------------------------------------------------------------
+
+    def client(self) -> GroundClient:
+        """A client of the ground's command socket, with the ground's command token."""
+        return GroundClient(command_endpoint=f"tcp://127.0.0.1:{self.ports['commands']}",
+                            token=read_token(self.ground_dir / "ground-state"))
 
     def magpie(self, *args: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
         """``magpie ARGS --config ground.toml`` as an operator on the laptop runs it."""

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from flight.cmdcodec import check_args
-from ground.client import GroundClient
 from ground.dictionary import Dictionary
 from ground.server import load_config
 from hil.testbed import DEPLOY, Testbed, with_power_sensing
@@ -62,7 +61,7 @@ def test_the_shipped_rover_drives_takes_a_picture_and_the_laptop_exports_it(benc
     tb.start()
     # a first boot is STANDBY: motion is refused, with the reason, until MODE_SET DRIVE (asked
     # through the client API, which `magpie cmd` uses, to spare a process start)
-    with GroundClient(command_endpoint=f"tcp://127.0.0.1:{tb.ports['commands']}") as client:
+    with tb.client() as client:
         rec = client.wait_command(client.send_command(66, "DRIVE_ARC", {"distance": 0.3, "curvature": 0.0},
                                                       timeout_s=25.0)["id"], timeout_s=25.0)
     assert rec["stage"] == "REJECTED" and "not allowed in STANDBY" in rec["reason"], str(rec) + tb.tails()
