@@ -24,6 +24,7 @@ _PLUGINS = (
     "ground.images_cli",
     "sim_hw.relay",
     "hil.cli",
+    "campaign.cli",
 )
 
 

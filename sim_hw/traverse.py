@@ -1,6 +1,6 @@
 """Traverse evaluation, world side: terrains of graded difficulty, goals, and the truth monitor.
 
-A harness (``bench/traverse.py``) flies the navigation software against these worlds; this
+A harness (``campaign/traverse.py``) flies the navigation software against these worlds; this
 module knows only the world. :func:`build_world` makes a seeded world of a named difficulty,
 :func:`pick_goals` chooses reachable-looking goals from the truth (flat, clear of rocks), and
 :class:`TruthMonitor`, sampled as the run goes, counts rock contacts and over-limit tilt and

@@ -1,6 +1,6 @@
 """Traverse harness: the flight navigation software driving goals in a simulated world.
 
-Shared by ``tests/nav`` and ``bench/bench_nav.py``. The vehicle is assembled from a small
+Shared by ``tests/nav``, ``bench/bench_nav.py`` and ``magpie campaign``. The vehicle is assembled from a small
 configuration (drive, IMU and navigation on 50 Hz, a 320x240 stereo navigation camera) in
 lockstep with a world of the named difficulty (:mod:`sim_hw.traverse`). The harness tells the
 rover where it starts (NAV_RESET_POSE, as operators would from orbital imagery), sends the
