@@ -13,16 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+from campaign.faults import FAULTS
 from campaign.grid import MODES, Grid, GridError
 from campaign.report import table_lines, write_report
-from campaign.runner import CampaignError, run_campaign
+from campaign.runner import CampaignError, ResultsFile, run_campaign
 from sim_hw.traverse import LEVELS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "campaign", help="fly a grid of seeded traverses and write the validation report",
-        description="Fly every (difficulty, mode, seed) of a grid with the traverse harness, on Dask "
+        description="Fly every (difficulty, mode, fault, seed) of a grid with the traverse harness, on Dask "
                     "(a local cluster of one worker process per core, or --scheduler ADDRESS) or "
                     "--serial, appending each finished run to OUT/results.jsonl; a rerun with the same "
                     "grid skips the runs already there. Then write OUT/report.md, OUT/report.html and "
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", default=",".join(LEVELS), help=f"terrain difficulties (default: {','.join(LEVELS)})")
     p.add_argument("--seeds", default="1-4", help="seeds, e.g. 1-30 or 1,5,9-12 (default: 1-4)")
     p.add_argument("--modes", default="autonav", help=f"navigation modes, of {','.join(MODES)} (default: autonav)")
+    p.add_argument("--faults", default="none",
+                   help=f"fault injections, of {','.join(FAULTS)} (default: none; see campaign.faults)")
     p.add_argument("--goals", type=int, default=3, help="goals per run (default: 3)")
     p.add_argument("--goal-distance", type=float, default=8.0, help="metres between goals (default: 8)")
     p.add_argument("--timeout-per-goal", type=float, default=150.0,
@@ -53,7 +56,8 @@ def _fail(message: str) -> int:
 
 def cmd_campaign(args: argparse.Namespace) -> int:
     try:
-        grid = Grid.parse(args.levels, args.seeds, args.goals, args.goal_distance, args.timeout_per_goal, args.modes)
+        grid = Grid.parse(args.levels, args.seeds, args.goals, args.goal_distance, args.timeout_per_goal, args.modes,
+                          args.faults)
     except GridError as exc:
         return _fail(str(exc))
     if args.serial and args.scheduler:
@@ -70,18 +74,20 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         what = (f"goals {r['reached']}/{r['goals']}, collisions {r['collisions']}, "
                 f"loc error {100 * (r['loc_error_frac'] or 0):.2f}%, speed {100 * (r['mean_speed_frac'] or 0):.0f}%"
                 if r else f"error: {rec.get('error')}")
-        print(f"[{done}/{total}] {spec['level']} {spec['mode']} seed {spec['seed']}: {what} "
+        fault = "" if spec.get("fault", "none") == "none" else f" {spec['fault']}"
+        print(f"[{done}/{total}] {spec['level']} {spec['mode']}{fault} seed {spec['seed']}: {what} "
               f"({rec['wall_s']:.0f} s; {time.monotonic() - t0:.0f} s elapsed)", file=sys.stderr, flush=True)
 
     try:
+        found = ResultsFile.open(args.out).records
         if args.report_only:
-            from campaign.runner import ResultsFile
-
-            found = ResultsFile.open(args.out).records
             records = [found[s.key] for s in grid.runs() if s.key in found]
             if not records:
                 return _fail(f"no results for this grid in {args.out}")
         else:
+            already = sum(s.key in found for s in grid.runs())
+            if already:
+                print(f"resuming: {already} of {len(grid.runs())} runs already in {args.out}", file=sys.stderr)
             records = run_campaign(grid, args.out, serial=args.serial, scheduler=args.scheduler,
                                    n_workers=args.workers, progress=progress,
                                    connect_timeout_s=args.connect_timeout)

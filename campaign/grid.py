@@ -1,6 +1,7 @@
 """The grid of a validation campaign: which seeded runs, and the one key that names each.
 
-A campaign is the product of terrain difficulties, navigation modes and seeds, every run with
+A campaign is the product of terrain difficulties, navigation modes, fault injections
+(:mod:`campaign.faults`) and seeds, every run with
 the same goal chain (count, spacing, timeout). A run is named by its :attr:`RunSpec.key`, a
 string made of every parameter that changes its outcome: the results file is keyed by it, so a
 rerun of the same grid knows which runs are already done, and a run with other parameters is
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict, dataclass
 
+from campaign.faults import FAULTS
 from sim_hw.traverse import LEVELS
 
 #: navigation modes a run may fly (``NAV_MODE``)
@@ -32,11 +34,13 @@ class RunSpec:
     goal_distance_m: float = 8.0
     timeout_per_goal_s: float = 150.0
     mode: str = "autonav"
+    fault: str = "none"
 
     @property
     def key(self) -> str:
+        fault = "" if self.fault == "none" else f"/fault={self.fault}"
         return (f"{self.level}/seed={self.seed}/goals={self.goals}/dist={self.goal_distance_m:g}"
-                f"/timeout={self.timeout_per_goal_s:g}/mode={self.mode}")
+                f"/timeout={self.timeout_per_goal_s:g}/mode={self.mode}{fault}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,13 +49,15 @@ class RunSpec:
     def from_dict(cls, d: dict) -> RunSpec:
         return cls(level=str(d["level"]), seed=int(d["seed"]), goals=int(d["goals"]),
                    goal_distance_m=float(d["goal_distance_m"]), timeout_per_goal_s=float(d["timeout_per_goal_s"]),
-                   mode=str(d["mode"]))
+                   mode=str(d["mode"]), fault=str(d.get("fault", "none")))
 
     def replay_command(self, out_dir: str = "campaign-replay") -> str:
         """The one command that flies this run again, alone and without Dask."""
         args = ["magpie", "campaign", "--levels", self.level, "--seeds", str(self.seed), "--goals", str(self.goals),
                 "--goal-distance", f"{self.goal_distance_m:g}", "--timeout-per-goal", f"{self.timeout_per_goal_s:g}",
                 "--modes", self.mode, "--serial", "--out", out_dir]
+        if self.fault != "none":
+            args[-3:-3] = ["--faults", self.fault]
         return shlex.join(args)
 
 
@@ -86,7 +92,7 @@ def parse_names(text: str, allowed: tuple[str, ...] | list[str], what: str) -> t
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """Difficulties x modes x seeds, every run with the same goal chain."""
+    """Difficulties x modes x fault injections x seeds, every run with the same goal chain."""
 
     levels: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -94,14 +100,17 @@ class Grid:
     goal_distance_m: float = 8.0
     timeout_per_goal_s: float = 150.0
     modes: tuple[str, ...] = ("autonav",)
+    faults: tuple[str, ...] = ("none",)
 
     def __post_init__(self) -> None:
-        if not self.levels or not self.seeds or not self.modes:
-            raise GridError("the grid is empty: give at least one level, seed and mode")
+        if not self.levels or not self.seeds or not self.modes or not self.faults:
+            raise GridError("the grid is empty: give at least one level, seed, mode and fault")
         for level in self.levels:
             parse_names(level, tuple(LEVELS), "level")
         for mode in self.modes:
             parse_names(mode, MODES, "mode")
+        for fault in self.faults:
+            parse_names(fault, tuple(FAULTS), "fault")
         if not 1 <= self.goals <= 20:
             raise GridError(f"goals {self.goals}: must be 1 to 20")
         if not 0.5 <= self.goal_distance_m <= 30.0:
@@ -111,11 +120,12 @@ class Grid:
 
     @classmethod
     def parse(cls, levels: str, seeds: str, goals: int = 3, goal_distance_m: float = 8.0,
-              timeout_per_goal_s: float = 150.0, modes: str = "autonav") -> Grid:
+              timeout_per_goal_s: float = 150.0, modes: str = "autonav", faults: str = "none") -> Grid:
         return cls(parse_names(levels, tuple(LEVELS), "level"), parse_seeds(seeds), int(goals),
-                   float(goal_distance_m), float(timeout_per_goal_s), parse_names(modes, MODES, "mode"))
+                   float(goal_distance_m), float(timeout_per_goal_s), parse_names(modes, MODES, "mode"),
+                   parse_names(faults, tuple(FAULTS), "fault"))
 
     def runs(self) -> list[RunSpec]:
-        """Every run, in the report's order: level, then mode, then seed."""
-        return [RunSpec(level, seed, self.goals, self.goal_distance_m, self.timeout_per_goal_s, mode)
-                for level in self.levels for mode in self.modes for seed in self.seeds]
+        """Every run, in the report's order: level, mode, fault, then seed."""
+        return [RunSpec(level, seed, self.goals, self.goal_distance_m, self.timeout_per_goal_s, mode, fault)
+                for level in self.levels for mode in self.modes for fault in self.faults for seed in self.seeds]

@@ -54,14 +54,14 @@ FIGURES = (
 )
 
 
-def _cell(rec: dict) -> tuple[str, str]:
+def _cell(rec: dict) -> tuple[str, str, str]:
     spec = rec["spec"]
-    return spec["level"], spec["mode"]
+    return spec["level"], spec["mode"], spec.get("fault", "none")
 
 
-def cells(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """Records grouped by (level, mode), in the order first seen."""
-    out: dict[tuple[str, str], list[dict]] = {}
+def cells(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Records grouped by (level, mode, fault), in the order first seen."""
+    out: dict[tuple[str, str, str], list[dict]] = {}
     for rec in records:
         out.setdefault(_cell(rec), []).append(rec)
     return out
@@ -85,12 +85,12 @@ def run_meets_targets(rec: dict) -> bool:
 def cell_rows(records: list[dict]) -> list[dict]:
     """One summary row per cell: counts and the medians the targets speak of."""
     rows = []
-    for (level, mode), recs in cells(records).items():
+    for (level, mode, fault), recs in cells(records).items():
         ok = [r for r in recs if _res(r)]
         loc = [FIGURES[0].value(r) for r in ok]
         speed = [FIGURES[1].value(r) for r in ok]
         rows.append({
-            "level": level, "mode": mode, "runs": len(recs), "errors": len(recs) - len(ok),
+            "level": level, "mode": mode, "fault": fault, "runs": len(recs), "errors": len(recs) - len(ok),
             "all_goals": sum(_all_reached(r) for r in recs),
             "goals_reached": sum(_res(r).get("reached", 0) for r in recs),
             "goals_asked": sum(r["spec"]["goals"] for r in recs),
@@ -139,18 +139,23 @@ def _run_summary(rec: dict) -> str:
 
 def table_lines(records: list[dict]) -> list[str]:
     """The cell table as Markdown lines."""
-    lines = ["| terrain | mode | runs | all goals reached | runs with a collision | collisions "
+    lines = ["| terrain | mode | fault | runs | all goals reached | runs with a collision | collisions "
              "| median loc error / distance | worst | median speed / max | slowest | runs meeting every target |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in cell_rows(records):
         errors = f" ({row['errors']} crashed)" if row["errors"] else ""
         lines.append(
-            f"| {row['level']} | {row['mode']} | {row['runs']}{errors} | {row['all_goals']}/{row['runs']} "
-            f"({row['goals_reached']}/{row['goals_asked']} goals) | {row['with_collision']}/{row['runs']} "
+            f"| {row['level']} | {row['mode']} | {row['fault']} | {row['runs']}{errors} "
+            f"| {row['all_goals']}/{row['runs']} ({row['goals_reached']}/{row['goals_asked']} goals) "
+            f"| {row['with_collision']}/{row['runs']} "
             f"| {row['collisions']} | {_fmt(row['loc_median'])} | {_fmt(row['loc_max'])} "
             f"| {_fmt(row['speed_median'], digits=0)} | {_fmt(row['speed_min'], digits=0)} "
             f"| {row['meets_targets']}/{row['runs']} |")
     return lines
+
+
+def _how(spec: RunSpec) -> str:
+    return spec.mode if spec.fault == "none" else f"{spec.mode}, fault {spec.fault}"
 
 
 def markdown(records: list[dict], out_dir: Path) -> str:
@@ -165,7 +170,7 @@ def markdown(records: list[dict], out_dir: Path) -> str:
         lines.append("Every run met every target.")
     for rec in worst:
         spec = RunSpec.from_dict(rec["spec"])
-        lines += [f"- **{spec.level} seed {spec.seed}** ({spec.mode}): {_run_summary(rec)}",
+        lines += [f"- **{spec.level} seed {spec.seed}** ({_how(spec)}): {_run_summary(rec)}",
                   f"  replay: `{spec.replay_command(str(out_dir / 'replay' / f'{spec.level}-{spec.seed}'))}`"]
     lines += ["", "## Figures", ""]
     lines += [f"- {f.title}: `fig-{f.name}.svg`" for f in FIGURES]
@@ -180,7 +185,7 @@ def strip_plot(fig: Figure, records: list[dict]) -> str:
     width, left, right, row_h, top, bottom = 640, 150, 20, 34, 34, 36
     height = top + row_h * max(1, len(groups)) + bottom
     values = [fig.value(r) for r in records if _res(r)]
-    targets = [t for lvl, _ in groups if (t := fig.target(lvl)) is not None]
+    targets = [t for lvl, _, _ in groups if (t := fig.target(lvl)) is not None]
     hi = max(values + targets + [1.0])
     lo = min(values + targets + [0.0])
     span = (hi - lo) * 1.08 or 1.0
@@ -201,10 +206,10 @@ def strip_plot(fig: Figure, records: list[dict]) -> str:
         x = sx(v)
         out.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#444"/>'
                    f'<text x="{x:.1f}" y="{axis_y + 18}" text-anchor="middle">{v:.3g}</text>')
-    for row, ((level, mode), recs) in enumerate(groups.items()):
+    for row, ((level, mode, fault), recs) in enumerate(groups.items()):
         cy = top + row_h * row + row_h / 2
-        out.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(level)} '
-                   f'{html.escape(mode)}</text>')
+        label = f"{level} {mode}" + ("" if fault == "none" else f" {fault}")
+        out.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end">{html.escape(label)}</text>')
         target = fig.target(level)
         if target is not None:
             tx = sx(target)
@@ -227,11 +232,11 @@ def strip_plot(fig: Figure, records: list[dict]) -> str:
 
 def _html(records: list[dict], out_dir: Path, svgs: dict[str, str]) -> str:
     rows = cell_rows(records)
-    head = ("terrain", "mode", "runs", "all goals reached", "runs with a collision", "collisions",
+    head = ("terrain", "mode", "fault", "runs", "all goals reached", "runs with a collision", "collisions",
             "median loc error / distance", "worst", "median speed / max", "slowest", "runs meeting every target")
     body = []
     for r in rows:
-        cells_ = (r["level"], r["mode"], str(r["runs"]),
+        cells_ = (r["level"], r["mode"], r["fault"], str(r["runs"]),
                   f"{r['all_goals']}/{r['runs']} ({r['goals_reached']}/{r['goals_asked']} goals)",
                   f"{r['with_collision']}/{r['runs']}", str(r["collisions"]), _fmt(r["loc_median"]),
                   _fmt(r["loc_max"]), _fmt(r["speed_median"], digits=0), _fmt(r["speed_min"], digits=0),
@@ -241,7 +246,7 @@ def _html(records: list[dict], out_dir: Path, svgs: dict[str, str]) -> str:
     for rec in worst_runs(records):
         spec = RunSpec.from_dict(rec["spec"])
         cmd = spec.replay_command(str(out_dir / "replay" / f"{spec.level}-{spec.seed}"))
-        worst.append(f"<li><b>{html.escape(spec.level)} seed {spec.seed}</b> ({html.escape(spec.mode)}): "
+        worst.append(f"<li><b>{html.escape(spec.level)} seed {spec.seed}</b> ({html.escape(_how(spec))}): "
                      f"{html.escape(_run_summary(rec))}<br><code>{html.escape(cmd)}</code></li>")
     style = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
              "td,th{border:1px solid #bbb;padding:.3em .6em;text-align:right}th{background:#eee}"

@@ -19,6 +19,7 @@ import math
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +56,14 @@ def _finite(x: float) -> float | None:
 def execute(spec: RunSpec) -> dict:
     """Fly one traverse (the real harness, :func:`campaign.traverse.run_traverse`) and return
     its figures as plain JSON values."""
+    from campaign.faults import apply_fault
     from campaign.traverse import run_traverse
 
+    hook = None if spec.fault == "none" else (lambda world: apply_fault(world, spec.fault))
     with _one_blas_thread(), tempfile.TemporaryDirectory(prefix="magpie-campaign-") as state:
         rep = run_traverse(spec.level, spec.seed, Path(state), goals=spec.goals,
                            goal_distance_m=spec.goal_distance_m, timeout_per_goal_s=spec.timeout_per_goal_s,
-                           mode=spec.mode)
+                           mode=spec.mode, world_hook=hook)
     return {
         "goals": rep.goals,
         "reached": rep.reached,
@@ -179,7 +182,9 @@ def _on_dask(client: Any, cluster: Any, specs: list[RunSpec], run: RunFn) -> Ite
     from distributed import as_completed
 
     try:
-        futures = [client.submit(_timed, run, spec, key=f"magpie-run-{spec.key}", pure=False) for spec in specs]
+        token = uuid.uuid4().hex[:8]  # this campaign's tasks never meet another's on a shared scheduler
+        futures = [client.submit(_timed, run, spec, key=f"magpie-run-{token}-{spec.key}", pure=False)
+                   for spec in specs]
         for fut in as_completed(futures):
             yield fut.result()
     finally:

@@ -79,8 +79,8 @@ def test_the_report_has_the_table_plots_and_replay_commands(serial: tuple[Path, 
     paths = write_report([records[0], bad], tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "| terrain | mode | runs |" in md
-    assert "| easy | autonav | 1 | 1/1 (1/1 goals) | 0/1 | 0 |" in md
-    assert "| hard | autonav | 1 |" in md and "| 1/1 | 2 |" in md
+    assert "| easy | autonav | none | 1 | 1/1 (1/1 goals) | 0/1 | 0 |" in md
+    assert "| hard | autonav | none | 1 |" in md and "| 1/1 | 2 |" in md
     assert "replay: `magpie campaign --levels hard --seeds 3 --goals 1 --goal-distance 1.5" in md
     page = (tmp_path / "report.html").read_text()
     assert "<table>" in page and page.count("<svg") == 4 and "hard seed 3" in page
@@ -98,8 +98,8 @@ def test_the_cli_resumes_and_prints_the_table(serial: tuple[Path, list[dict]], t
     rc = main(["campaign", "--levels", "easy,hard", "--seeds", "3", *SHORT, "--serial", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert rc == 0
-    assert "| easy | autonav | 1 |" in out and "| hard | autonav | 1 |" in out
-    assert "[" not in err.split("report:")[0]  # no progress lines: nothing was flown again
+    assert "| easy | autonav | none | 1 |" in out and "| hard | autonav | none | 1 |" in out
+    assert "resuming: 2 of 2 runs" in err and "[1/" not in err  # nothing was flown again
     assert (tmp_path / "report.html").exists()
 
 
@@ -114,6 +114,7 @@ def _closed_port() -> int:
     (["--seeds", "4-1"], "seeds '4-1'"),
     (["--seeds", "x"], "seeds 'x'"),
     (["--modes", "warp"], "unknown mode 'warp'"),
+    (["--faults", "meteor"], "unknown fault 'meteor'"),
     (["--goal-distance", "-1"], "goal distance"),
     (["--workers", "0"], "--workers"),
     (["--serial", "--scheduler", "tcp://127.0.0.1:1"], "exclude"),
@@ -135,3 +136,13 @@ def test_an_unwritable_output_directory_is_one_line_and_exit_2(tmp_path: Path, c
     rc = main(["campaign", "--levels", "easy", "--seeds", "1", *SHORT, "--serial", "--out", str(blocker / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "not writable" in err
+
+
+def test_a_fault_injection_reaches_the_run(serial: tuple[Path, list[dict]]) -> None:
+    _, records = serial
+    plain = RunSpec.from_dict(records[0]["spec"])
+    slipping = RunSpec(plain.level, plain.seed, plain.goals, plain.goal_distance_m, plain.timeout_per_goal_s,
+                       plain.mode, fault="slip")
+    res = execute(slipping)
+    assert res["goals"] == 1
+    assert res["loc_errors"] != records[0]["result"]["loc_errors"]  # the wheels now slip under the same rover

@@ -46,6 +46,7 @@ def test_ranges_written_out_give_back_their_seeds(parts: list[tuple[int, int]]) 
 @pytest.mark.parametrize(("kw", "match"), [
     ({"levels": "easy,medium"}, "unknown level 'medium'"),
     ({"modes": "fast"}, "unknown mode 'fast'"),
+    ({"faults": "meteor"}, "unknown fault 'meteor'"),
     ({"goals": 0}, "goals"),
     ({"goal_distance_m": 100.0}, "goal distance"),
     ({"timeout_per_goal_s": 0.0}, "timeout"),
@@ -57,9 +58,9 @@ def test_bad_grids_name_what_is_wrong(kw: dict, match: str) -> None:
 
 
 def test_every_run_has_its_own_key_and_grid_order() -> None:
-    grid = Grid.parse("easy,hard", "1-3", modes="autonav,guarded")
-    runs = grid.runs()
-    assert len(runs) == 12 and len({r.key for r in runs}) == 12
+    grid = Grid.parse("easy,hard", "1-3", modes="autonav,guarded", faults="none,slip")
+    runs = [r for r in grid.runs() if r.fault == "none"]
+    assert len(grid.runs()) == 24 and len({r.key for r in grid.runs()}) == 24
     assert [(r.level, r.mode, r.seed) for r in runs[:4]] == [
         ("easy", "autonav", 1), ("easy", "autonav", 2), ("easy", "autonav", 3), ("easy", "guarded", 1)]
     assert RunSpec("easy", 1).key != RunSpec("easy", 1, goal_distance_m=8.5).key
@@ -67,9 +68,12 @@ def test_every_run_has_its_own_key_and_grid_order() -> None:
 
 
 def test_the_replay_command_flies_exactly_that_run() -> None:
-    spec = RunSpec("hard", 17, goals=2, goal_distance_m=6.5, timeout_per_goal_s=90.0, mode="guarded")
+    spec = RunSpec("hard", 17, goals=2, goal_distance_m=6.5, timeout_per_goal_s=90.0, mode="guarded", fault="slip")
     argv = shlex.split(spec.replay_command("out dir"))
     assert argv[:2] == ["magpie", "campaign"]
     args = build_parser().parse_args(argv[1:])
-    grid = Grid.parse(args.levels, args.seeds, args.goals, args.goal_distance, args.timeout_per_goal, args.modes)
+    grid = Grid.parse(args.levels, args.seeds, args.goals, args.goal_distance, args.timeout_per_goal, args.modes,
+                      args.faults)
     assert grid.runs() == [spec] and args.serial and str(args.out) == "out dir"
+    plain = RunSpec("easy", 1)
+    assert "--faults" not in plain.replay_command() and "fault" not in plain.key  # keys of older results hold
