@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,8 +170,10 @@ def _connect(scheduler: str | None, n_workers: int | None, timeout_s: float = 10
     try:
         if scheduler:
             return Client(scheduler, timeout=f"{timeout_s:g}s"), None
-        cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+        with warnings.catch_warnings():  # its HTTP port taken (another cluster): Dask picks another
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None, silence_logs=logging.ERROR)
         return Client(cluster), cluster
     except (OSError, TimeoutError, ValueError) as exc:
         if cluster is not None:

@@ -78,7 +78,7 @@ def test_the_report_has_the_table_plots_and_replay_commands(serial: tuple[Path, 
     bad["result"]["collisions"] = 2  # make one run miss a target, so it is listed as a worst run
     paths = write_report([records[0], bad], tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert "| terrain | mode | runs |" in md
+    assert "| terrain | mode | fault | runs |" in md
     assert "| easy | autonav | none | 1 | 1/1 (1/1 goals) | 0/1 | 0 |" in md
     assert "| hard | autonav | none | 1 |" in md and "| 1/1 | 2 |" in md
     assert "replay: `magpie campaign --levels hard --seeds 3 --goals 1 --goal-distance 1.5" in md
