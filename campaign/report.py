@@ -16,6 +16,7 @@ every machine (a report is reproducible like the runs), and the HTML stays one f
 from __future__ import annotations
 
 import html
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,16 @@ def markdown(records: list[dict], out_dir: Path) -> str:
 
 # ---------------------------------------------------------------------- SVG strip plots
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round axis ticks (steps of 1, 2, 2.5 or 5 times a power of ten) covering [lo, hi]."""
+    raw = max(hi - lo, 1e-9) / count
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    n = int(math.ceil((hi - first) / step - 1e-9))
+    return [round(first + k * step, 10) for k in range(max(n, 1) + 1)]
+
+
 def strip_plot(fig: Figure, records: list[dict]) -> str:
     """One row per cell: a dot per run, a bar at the median, the cell's target dashed."""
     groups = cells(records)
@@ -186,10 +197,8 @@ def strip_plot(fig: Figure, records: list[dict]) -> str:
     height = top + row_h * max(1, len(groups)) + bottom
     values = [fig.value(r) for r in records if _res(r)]
     targets = [t for lvl, _, _ in groups if (t := fig.target(lvl)) is not None]
-    hi = max(values + targets + [1.0])
-    lo = min(values + targets + [0.0])
-    span = (hi - lo) * 1.08 or 1.0
-    lo = lo - 0.02 * span
+    ticks = nice_ticks(min(values + targets + [0.0]), max(values + targets + [1.0]))
+    lo, span = ticks[0], ticks[-1] - ticks[0]
 
     def sx(v: float) -> float:
         return left + (v - lo) / span * (width - left - right)
@@ -201,8 +210,7 @@ def strip_plot(fig: Figure, records: list[dict]) -> str:
            f'{" (" + fig.unit + ")" if fig.unit else ""}</text>']
     axis_y = top + row_h * len(groups)
     out.append(f'<line x1="{left}" y1="{axis_y}" x2="{width - right}" y2="{axis_y}" stroke="#444"/>')
-    for i in range(6):
-        v = lo + span * i / 5
+    for v in ticks:
         x = sx(v)
         out.append(f'<line x1="{x:.1f}" y1="{axis_y}" x2="{x:.1f}" y2="{axis_y + 4}" stroke="#444"/>'
                    f'<text x="{x:.1f}" y="{axis_y + 18}" text-anchor="middle">{v:.3g}</text>')

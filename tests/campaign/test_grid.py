@@ -77,3 +77,14 @@ def test_the_replay_command_flies_exactly_that_run() -> None:
     assert grid.runs() == [spec] and args.serial and str(args.out) == "out dir"
     plain = RunSpec("easy", 1)
     assert "--faults" not in plain.replay_command() and "fault" not in plain.key  # keys of older results hold
+
+
+@given(st.floats(-1e4, 1e4), st.floats(1e-3, 1e4))
+def test_axis_ticks_are_round_and_cover_the_range(lo: float, width: float) -> None:
+    from campaign.report import nice_ticks
+
+    ticks = nice_ticks(lo, lo + width)
+    assert ticks[0] <= lo + 1e-9 and ticks[-1] >= lo + width - 1e-6 * max(1.0, abs(lo) + width)
+    assert 2 <= len(ticks) <= 12
+    steps = {round(b - a, 6) for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(steps) == 1
