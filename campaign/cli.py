@@ -1,7 +1,8 @@
 """``magpie campaign``: fly a grid of seeded traverses and write the validation report.
 
 Progress goes to stderr, one line per finished run; the report's table goes to stdout at the
-end. Exit status: 0 when the campaign ran (whatever its figures), 2 for bad input (an unknown
+end. Exit status: 0 when the campaign ran (whatever its figures), 1 when the engine lost runs
+(a worker died: the report covers the rest, a rerun flies them), 2 for bad input (an unknown
 difficulty or mode, a bad seed list, an unwritable output directory, an unreachable scheduler,
 Dask missing without ``--serial``), 130 when interrupted (finished runs are kept: rerun to resume).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from campaign.faults import FAULTS
 from campaign.grid import MODES, Grid, GridError
 from campaign.report import table_lines, write_report
-from campaign.runner import CampaignError, ResultsFile, run_campaign
+from campaign.runner import CampaignError, ResultsFile, RunsLost, run_campaign
 from sim_hw.traverse import LEVELS
 
 
@@ -92,6 +93,11 @@ def cmd_campaign(args: argparse.Namespace) -> int:
                                    n_workers=args.workers, progress=progress,
                                    connect_timeout_s=args.connect_timeout)
         paths = write_report(records, args.out)
+    except RunsLost as exc:
+        if exc.records:
+            write_report(exc.records, args.out)
+        print(f"magpie campaign: {exc}", file=sys.stderr)
+        return 1
     except CampaignError as exc:
         return _fail(str(exc))
     except OSError as exc:

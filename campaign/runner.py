@@ -38,6 +38,15 @@ class CampaignError(Exception):
     """A campaign that cannot start (output directory, scheduler, missing engine): one line."""
 
 
+class RunsLost(Exception):
+    """Some runs never came back (their worker died or the scheduler went away); the finished
+    ones are in ``records`` and in the results file, and a rerun flies the rest."""
+
+    def __init__(self, message: str, records: list[dict]) -> None:
+        super().__init__(message)
+        self.records = records
+
+
 def _one_blas_thread() -> Any:
     try:
         from threadpoolctl import threadpool_limits
@@ -61,6 +70,9 @@ def execute(spec: RunSpec) -> dict:
     from campaign.traverse import run_traverse
 
     hook = None if spec.fault == "none" else (lambda world: apply_fault(world, spec.fault))
+    events = logging.getLogger("flight.events")
+    if events.level == logging.NOTSET:  # a worker process: events would bury the progress lines
+        events.setLevel(logging.ERROR)
     with _one_blas_thread(), tempfile.TemporaryDirectory(prefix="magpie-campaign-") as state:
         rep = run_traverse(spec.level, spec.seed, Path(state), goals=spec.goals,
                            goal_distance_m=spec.goal_distance_m, timeout_per_goal_s=spec.timeout_per_goal_s,
@@ -189,7 +201,11 @@ def _on_dask(client: Any, cluster: Any, specs: list[RunSpec], run: RunFn) -> Ite
         futures = [client.submit(_timed, run, spec, key=f"magpie-run-{token}-{spec.key}", pure=False)
                    for spec in specs]
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as exc:  # noqa: BLE001 - the engine lost it; not the run's result
+                log.error("a run was lost by the engine: %s", exc)
+                yield {"lost": str(fut.key), "error": f"{type(exc).__name__}: {exc}"}
     finally:
         client.close()
         if cluster is not None:
@@ -214,12 +230,20 @@ def run_campaign(grid: Grid, out_dir: Path, *, serial: bool = False, scheduler: 
         source = _serial(todo, run)
     elif todo or scheduler:  # a scheduler given is checked even when nothing is left to fly
         source = _on_dask(*_connect(scheduler, n_workers, connect_timeout_s), todo, run)
+    lost = []
     for record in source:
+        if "lost" in record:
+            lost.append(record)
+            continue
         results.append(record)
         done += 1
         if progress is not None:
             progress(done, total, record)
-    return [results.records[s.key] for s in specs]
+    finished = [results.records[s.key] for s in specs if s.key in results.records]
+    if lost:
+        raise RunsLost(f"{len(lost)} of {total} runs lost by the engine ({lost[0]['error']}); "
+                       "rerun the same command to fly them", finished)
+    return finished
 
 
 def comparable(records: list[dict]) -> list[dict]:

@@ -7,16 +7,18 @@ The runs are real traverses (the same harness ``magpie campaign`` flies), kept s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import dask
 import pytest
 
 from campaign.grid import Grid, RunSpec
 from campaign.report import write_report
-from campaign.runner import RESULTS_NAME, comparable, execute, run_campaign
+from campaign.runner import RESULTS_NAME, RunsLost, comparable, execute, run_campaign
 from magpie.cli import main
 
 pytestmark = pytest.mark.timeout(90)
@@ -146,3 +148,30 @@ def test_a_fault_injection_reaches_the_run(serial: tuple[Path, list[dict]]) -> N
     res = execute(slipping)
     assert res["goals"] == 1
     assert res["loc_errors"] != records[0]["result"]["loc_errors"]  # the wheels now slip under the same rover
+
+
+def _dies_on_seed_4(spec: RunSpec) -> dict:
+    """The real run, except that seed 4's worker process dies under it (a lost machine)."""
+    if spec.seed == 4:
+        os._exit(3)
+    return execute(spec)
+
+
+@pytest.mark.timeout(180)
+def test_a_run_lost_with_its_worker_is_reported_and_flown_on_rerun(serial: tuple[Path, list[dict]],
+                                                                   tmp_path: Path) -> None:
+    _, want = serial
+    grid = Grid.parse("easy", "3-4", goals=1, goal_distance_m=1.5, timeout_per_goal_s=30.0)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with pytest.raises(RunsLost, match="of 2 runs lost by the engine") as lost:
+            run_campaign(grid, tmp_path, n_workers=1, run=_dies_on_seed_4)
+    kept = lost.value.records
+    # seed 3 normally finishes; on a machine loaded enough for the scheduler to give up on the
+    # worker it may be lost too; whatever was kept is the serial result
+    assert [r["spec"]["seed"] for r in kept] in ([3], [])
+    assert comparable(kept) == comparable(want[: len(kept)])
+    flown: list[int] = []
+    again = run_campaign(grid, tmp_path, serial=True, run=lambda spec: flown.append(spec.seed) or execute(spec))
+    assert flown == [4] if kept else flown == [3, 4]
+    assert [r["spec"]["seed"] for r in again] == [3, 4]
+    assert comparable(again[:1]) == comparable(want[:1])
