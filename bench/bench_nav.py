@@ -8,7 +8,7 @@
 * Stereo to cost map: one 640x480 rendered stereo pair through disparity (semi-global
   matching), terrain points, elevation fusion and traversability cost, beside the disparity
   step alone (the floor any such pipeline pays).
-* Traverses (:mod:`bench.traverse`): the flight software driving three goals 8 m apart in seeded
+* Traverses (:mod:`campaign.traverse`): the flight software driving three goals 8 m apart in seeded
   worlds of each difficulty, scored from the truth: goals reached, rock collisions, samples with
   tilt over the limit, mean speed as a fraction of the maximum wheel speed, and the worst
   localization error at a goal as a fraction of the distance driven. ``--quick`` runs one seed
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from bench.common import Row
-from bench.traverse import run_traverse
+from campaign.traverse import run_traverse
 from flight.nav.costmap import ElevationMap
 from flight.nav.planner import astar, path_cost, plan_field
 from flight.nav.stereo import Capture, StereoVision

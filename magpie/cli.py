@@ -25,6 +25,7 @@ _PLUGINS = (
     "sim_hw.relay",
     "hil.cli",
     "magpie.payload_products",
+    "campaign.cli",
 )
 
 

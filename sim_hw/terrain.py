@@ -422,3 +422,159 @@ class Terrain:
         n = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
         n /= np.linalg.norm(n, axis=-1, keepdims=True)
         return n.astype(np.float32)
+
+
+# ---------------------------------------------------------------------- where a vehicle can stand
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What the ground under a vehicle must offer for it to stand there safely.
+
+    ``half_length_m`` and ``half_width_m`` place the four wheel contacts (as the vehicle model
+    does: half the wheelbase and half the track); ``body_radius_m`` is the disc the whole vehicle
+    covers, which must be clear of rocks by ``rock_clearance_m``. The tilt the four contacts give,
+    at any heading (the vehicle turns on the spot before it drives), and the slope of the plane
+    fitted under the body must stay ``margin_deg`` below ``tilt_limit_deg``; no point under the body
+    may rise more than ``max_step_m`` above its grid neighbour beyond that plane (a step the wheels
+    could not climb).
+    """
+
+    half_length_m: float = 0.2
+    half_width_m: float = 0.25
+    body_radius_m: float = 0.45
+    tilt_limit_deg: float = 20.0
+    margin_deg: float = 5.0
+    max_step_m: float = 0.08
+    rock_clearance_m: float = 0.1
+    headings: int = 12
+
+    @classmethod
+    def for_vehicle(cls, config: object, **overrides: float) -> Footprint:
+        """The footprint of a vehicle configuration (anything with the ``VehicleConfig`` fields)."""
+        wheelbase = float(config.wheelbase_m)  # type: ignore[attr-defined]
+        track = float(config.track_width_m)  # type: ignore[attr-defined]
+        wheel = float(config.wheel_radius_m)  # type: ignore[attr-defined]
+        kw: dict = {
+            "half_length_m": wheelbase / 2.0,
+            "half_width_m": track / 2.0,
+            "body_radius_m": math.hypot(wheelbase / 2.0 + wheel, track / 2.0 + 0.05),
+            "max_step_m": float(getattr(config, "max_step_m", 0.08)),
+        }
+        kw.update(overrides)
+        return cls(**kw)
+
+    @property
+    def max_tilt_deg(self) -> float:
+        """The steepest tilt accepted: the limit less the margin."""
+        return self.tilt_limit_deg - self.margin_deg
+
+
+@dataclass(frozen=True, slots=True)
+class Stance:
+    """A place a vehicle can stand: where, the worst tilt over headings, the plane's slope, the
+    largest step between grid neighbours, and how far it is from the place asked for."""
+
+    x: float
+    y: float
+    max_tilt_deg: float
+    slope_deg: float
+    step_m: float
+    moved_m: float
+
+
+def contact_tilt_deg(terrain: Terrain, x: float, y: float, yaw: float, half_length_m: float,
+                     half_width_m: float) -> float:
+    """Tilt (deg from level) of a body resting on four contacts at (x, y) facing ``yaw`` (rad).
+
+    The same pitch and roll the vehicle model computes from its wheel contacts.
+    """
+    c, s = math.cos(yaw), math.sin(yaw)
+    h = terrain.height_at_fast
+
+    def at(fwd: float, left: float) -> float:
+        return h(x + c * fwd - s * left, y + s * fwd + c * left)
+
+    fl, fr = at(half_length_m, half_width_m), at(half_length_m, -half_width_m)
+    rl, rr = at(-half_length_m, half_width_m), at(-half_length_m, -half_width_m)
+    pitch = math.atan2(0.5 * (fl + fr - rl - rr), 2.0 * half_length_m)
+    roll = math.atan2(0.5 * (fl + rl - fr - rr), 2.0 * half_width_m)
+    return math.degrees(math.acos(max(-1.0, min(1.0, math.cos(pitch) * math.cos(roll)))))
+
+
+def _rocks_near(rocks: np.ndarray, x: float, y: float, reach_m: float) -> bool:
+    if not rocks.size:
+        return False
+    return bool(np.any(np.hypot(rocks[:, 0] - x, rocks[:, 1] - y) < rocks[:, 2] + reach_m))
+
+
+def stance_at(terrain: Terrain, x: float, y: float, footprint: Footprint | None = None,
+              rocks: np.ndarray | None = None) -> Stance | None:
+    """The stance at (x, y), or None when a vehicle of that footprint cannot stand there."""
+    fp = footprint or Footprint()
+    rocks = terrain.rocks_array() if rocks is None else rocks
+    x0, x1, y0, y1 = terrain.bounds
+    r = fp.body_radius_m
+    if not (x0 + r <= x <= x1 - r and y0 + r <= y <= y1 - r):
+        return None
+    if _rocks_near(rocks, x, y, fp.body_radius_m + fp.rock_clearance_m):
+        return None
+    # plane fitted to every grid node under the body disc: its slope, and the largest rise from one
+    # node to its neighbour beyond what that plane explains (a step a wheel would meet)
+    rows, cols, dist, _ = terrain._window(x, y, r)
+    z = terrain.heights[rows, cols].astype(np.float64)
+    on = dist <= r
+    res = terrain.resolution_m
+    gx = (terrain.origin[0] + np.arange(cols.start, cols.stop) * res - x)[None, :] * np.ones_like(z)
+    gy = (terrain.origin[1] + np.arange(rows.start, rows.stop) * res - y)[:, None] * np.ones_like(z)
+    a = np.column_stack([gx[on], gy[on], np.ones(int(on.sum()))])
+    coef, *_ = np.linalg.lstsq(a, z[on], rcond=None)
+    slope = math.degrees(math.atan(math.hypot(coef[0], coef[1])))
+    flat = z - (coef[0] * gx + coef[1] * gy)
+    step_x = np.abs(np.diff(flat, axis=1))[on[:, 1:] & on[:, :-1]]
+    step_y = np.abs(np.diff(flat, axis=0))[on[1:, :] & on[:-1, :]]
+    step = float(max(step_x.max(initial=0.0), step_y.max(initial=0.0)))
+    if slope > fp.max_tilt_deg or step > fp.max_step_m:
+        return None
+    # contact tilt over headings on half a turn (a heading and its reverse tilt alike)
+    tilt = max(contact_tilt_deg(terrain, x, y, math.pi * k / fp.headings, fp.half_length_m, fp.half_width_m)
+               for k in range(fp.headings))
+    if tilt > fp.max_tilt_deg:
+        return None
+    return Stance(float(x), float(y), tilt, slope, step, 0.0)
+
+
+def safe_start(terrain: Terrain, x: float | None = None, y: float | None = None,
+               footprint: Footprint | None = None, *, search_radius_m: float = 12.0,
+               step_m: float = 0.25) -> Stance:
+    """The nearest place to (x, y) (default: the map centre) where a vehicle can stand.
+
+    Candidates lie on a square lattice ``step_m`` apart around the place asked for, visited
+    nearest first (ties broken by angle, then position), so the answer depends only on the
+    terrain and the arguments: the same seed always gives the same start, and a start that was
+    already safe is kept exactly. Raises ``ValueError`` when nothing within ``search_radius_m``
+    will do.
+    """
+    fp = footprint or Footprint()
+    cx, cy = terrain.center
+    px = cx if x is None else float(x)
+    py = cy if y is None else float(y)
+    rocks = terrain.rocks_array()
+    n = int(math.ceil(search_radius_m / step_m))
+    ii, jj = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1))
+    ii, jj = ii.ravel(), jj.ravel()
+    d2 = ii * ii + jj * jj
+    keep = d2 * step_m * step_m <= search_radius_m * search_radius_m
+    ii, jj, d2 = ii[keep], jj[keep], d2[keep]
+    order = np.lexsort((jj, ii, np.arctan2(jj, ii), d2))
+    for k in order:
+        qx, qy = px + float(ii[k]) * step_m, py + float(jj[k]) * step_m
+        st = stance_at(terrain, qx, qy, fp, rocks)
+        if st is not None:
+            moved = math.hypot(qx - px, qy - py)
+            if moved > 0.0:
+                log.info("start moved %.2f m to (%.2f, %.2f): tilt %.1f deg, slope %.1f deg",
+                         moved, qx, qy, st.max_tilt_deg, st.slope_deg)
+            return Stance(st.x, st.y, st.max_tilt_deg, st.slope_deg, st.step_m, moved)
+    raise ValueError(f"no place to stand within {search_radius_m:g} m of ({px:.2f}, {py:.2f}): "
+                     f"tilt limit {fp.tilt_limit_deg:g} deg less {fp.margin_deg:g} deg margin")

@@ -1,6 +1,6 @@
 """Traverse evaluation, world side: terrains of graded difficulty, goals, and the truth monitor.
 
-A harness (``bench/traverse.py``) flies the navigation software against these worlds; this
+A harness (``campaign/traverse.py``) flies the navigation software against these worlds; this
 module knows only the world. :func:`build_world` makes a seeded world of a named difficulty,
 :func:`pick_goals` chooses reachable-looking goals from the truth (flat, clear of rocks), and
 :class:`TruthMonitor`, sampled as the run goes, counts rock contacts and over-limit tilt and
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim_hw.terrain import TerrainConfig
+from sim_hw.terrain import Footprint, TerrainConfig, safe_start, stance_at
 from sim_hw.world import CameraSpec, World
 
 #: name -> (relief RMS m, crater density, rock abundance)
@@ -26,26 +26,42 @@ LEVELS: dict[str, tuple[float, float, float]] = {
 }
 
 
-def build_world(level: str, seed: int, *, size_m: float = 60.0, camera_width: int = 320,
-                camera_height: int = 240) -> World:
-    """A lunar world of the named difficulty with a stereo navigation camera."""
+def level_config(level: str, size_m: float = 60.0) -> TerrainConfig:
+    """The terrain configuration of a named difficulty; ``ValueError`` names the levels."""
     try:
         relief, craters, rocks = LEVELS[level]
     except KeyError:
         raise ValueError(f"unknown level {level!r}; levels: {', '.join(LEVELS)}") from None
-    tc = TerrainConfig(size_m=size_m, relief_rms_m=relief, crater_density=craters, rock_abundance=rocks,
-                       clear_radius_m=2.0, crater_max_d_m=12.0)
+    return TerrainConfig(size_m=size_m, relief_rms_m=relief, crater_density=craters, rock_abundance=rocks,
+                         clear_radius_m=2.0, crater_max_d_m=12.0)
+
+
+def build_world(level: str, seed: int, *, size_m: float = 60.0, camera_width: int = 320,
+                camera_height: int = 240) -> World:
+    """A lunar world of the named difficulty with a stereo navigation camera.
+
+    The rover starts at the map centre when it can stand there, else at the nearest place it can
+    (:func:`sim_hw.terrain.safe_start`: tilt under the limit with margin at every heading, no rock
+    under it), so no run begins beyond the vehicle's own limits.
+    """
+    tc = level_config(level, size_m)
     cam = CameraSpec(name="navcam", width=camera_width, height=camera_height)
-    return World("moon", seed=seed, terrain_config=tc, start_hours_after_sunrise=72.0, cameras={"navcam": cam})
+    kw = {"start_hours_after_sunrise": 72.0, "cameras": {"navcam": cam}}
+    world = World("moon", seed=seed, terrain_config=tc, **kw)
+    stance = safe_start(world.terrain, footprint=Footprint.for_vehicle(world.vehicle.config))
+    if stance.moved_m > 0.0:
+        world = World("moon", seed=seed, terrain=world.terrain, start_x=stance.x, start_y=stance.y, **kw)
+    return world
 
 
 def pick_goals(world: World, count: int = 3, distance_m: float = 8.0, seed: int = 0,
                within_m: float = 15.0) -> list[tuple[float, float]]:
     """Goals ``distance_m`` apart in a chain from the start, all within ``within_m`` of it:
-    flat spots clear of rocks."""
+    flat spots clear of rocks where the vehicle can stand (:func:`sim_hw.terrain.stance_at`)."""
     rng = np.random.default_rng(seed)
     ter = world.terrain
     rocks = ter.rocks_array()
+    footprint = Footprint.for_vehicle(world.vehicle.config)
     t = world.truth()
     here = (t["x"], t["y"])
     start = here
@@ -63,6 +79,8 @@ def pick_goals(world: World, count: int = 3, distance_m: float = 8.0, seed: int 
             if rocks.size and np.any(np.hypot(rocks[:, 0] - gx, rocks[:, 1] - gy) < rocks[:, 2] + 1.0):
                 continue
             if ter.slope_deg_at(gx, gy) > 10.0:
+                continue
+            if stance_at(ter, gx, gy, footprint, rocks) is None:
                 continue
             goals.append((float(gx), float(gy)))
             heading = math.atan2(gy - here[1], gx - here[0])

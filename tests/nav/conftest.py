@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.traverse import _Sink, nav_config, run_for
+from campaign.traverse import _Sink, nav_config, run_for
 from flight.clock import NS, SimClock
 from flight.outbound import CommandResponse, EventRecord
 from flight.vehicle import Vehicle

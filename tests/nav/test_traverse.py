@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from bench.traverse import TraverseReport, run_traverse
+from campaign.traverse import TraverseReport, run_traverse
 
 log = logging.getLogger(__name__)
 

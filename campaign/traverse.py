@@ -1,6 +1,6 @@
 """Traverse harness: the flight navigation software driving goals in a simulated world.
 
-Shared by ``tests/nav`` and ``bench/bench_nav.py``. The vehicle is assembled from a small
+Shared by ``tests/nav``, ``bench/bench_nav.py`` and ``magpie campaign``. The vehicle is assembled from a small
 configuration (drive, IMU and navigation on 50 Hz, a 320x240 stereo navigation camera) in
 lockstep with a world of the named difficulty (:mod:`sim_hw.traverse`). The harness tells the
 rover where it starts (NAV_RESET_POSE, as operators would from orbital imagery), sends the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,16 @@ class TraverseReport:
 
 def run_traverse(level: str, seed: int, state_dir: Path, *, goals: int = 3, goal_distance_m: float = 8.0,
                  timeout_per_goal_s: float = 150.0, mode: str = "autonav", tolerance_m: float = 0.3,
-                 camera_width: int = 320, camera_height: int = 240) -> TraverseReport:
-    """Drive ``goals`` goals in a world of ``level`` and score the run (see the module docstring)."""
+                 camera_width: int = 320, camera_height: int = 240,
+                 world_hook: Callable[[Any], None] | None = None) -> TraverseReport:
+    """Drive ``goals`` goals in a world of ``level`` and score the run (see the module docstring).
+
+    ``world_hook(world)``, when given, is called on the world once it is built, before the
+    vehicle starts (a campaign's fault injection).
+    """
     world = build_world(level, seed, camera_width=camera_width, camera_height=camera_height)
+    if world_hook is not None:
+        world_hook(world)
     clock = SimClock(start_s=world.time_s)
     clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
     v = Vehicle(nav_config(state_dir, camera_width, camera_height), clock, device_context={"world": world})
