@@ -279,18 +279,20 @@ class SharedRelay:
         # this frame would push its transmission past the end of the window
         t = reach
         start = None
+        held = False  # waits at the relay for the leg, not only for the transponder queue
         for _ in range(64):
             nxt = _next_visible(second, t)
             if nxt is None:
                 break
+            held = held or nxt > t + 1e-9
             start = max(nxt, self._tx_free_at[direction])
             if second.visible(start):
                 break
-            t, start = start, None
+            t, start, held = start, None, True
         if start is None:
             self._count(scid, direction, "store_dropped")
             return False
-        if start > reach + 1e-9:
+        if held:
             if not self._hold(reach, start, len(frame)):
                 self._count(scid, direction, "store_dropped")
                 return False

@@ -397,12 +397,7 @@ class World:
         seq = self._frame_seq.get(key, 0)
         self._frame_seq[key] = seq + 1
         rng = np.random.default_rng([self.seed, zlib.crc32(key.encode()), seq])
-        img = self.renderer.render(spec.model(), pose, self.sun_vector(), bgr=spec.bgr,
-                                   noise_dn=spec.noise_dn, rng=rng, return_depth=bool(self.neighbours))
-        if self.neighbours:
-            img, depth = img
-            draw_boxes(img, depth, spec.model(), pose, [n.footprint() for n in self.neighbours], self.sun_vector(),
-                       float(np.mean(self.terrain.albedo)), self.renderer.tint_bgr if spec.bgr else (1.0, 1.0, 1.0))
+        img = self.render_view(spec, pose, rng=rng)
         s = self.vehicle.state
         meta = {
             "pose": pose.as_dict(),
@@ -422,6 +417,18 @@ class World:
             c = self.vehicle.config
             length, width, height, albedo = c.wheelbase_m + 2 * c.wheel_radius_m, c.track_width_m + 0.1, 0.6, 0.6
         return Box(s.x, s.y, s.z, s.yaw, length, width, height, albedo)
+
+    def render_view(self, spec: CameraSpec, pose: CameraPose, exposure: float = 1.0,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+        """One image of the terrain and the other vehicles on the site from ``pose``."""
+        img = self.renderer.render(spec.model(), pose, self.sun_vector(), exposure=exposure, bgr=spec.bgr,
+                                   noise_dn=spec.noise_dn, rng=rng, return_depth=bool(self.neighbours))
+        if self.neighbours:
+            img, depth = img
+            draw_boxes(img, depth, spec.model(), pose, [n.footprint() for n in self.neighbours], self.sun_vector(),
+                       float(np.mean(self.terrain.albedo)), self.renderer.tint_bgr if spec.bgr else (1.0, 1.0, 1.0),
+                       exposure=exposure)
+        return img  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ the MCU plant
 
