@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", default="10m",
                    help="simulated time to run: 90, 90s, 15m, 1h30m, 2d (default 10m)")
-    p.add_argument("--seed", type=int, default=1, help="seed for the world and all noise (default 1)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="seed for the world and all noise (default 1; a scenario's own seed with --scenario)")
     p.add_argument("--config", type=Path, default=None,
                    help="vehicle TOML (default: the built-in simulated rover)")
     p.add_argument("--out", type=Path, default=Path("magpie-run"),
@@ -75,6 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq", type=Path, default=None, metavar="FILE",
                    help="the plan: a sequence file sent up at the start (default: the built-in demo, a "
                         "short drive, a turn, a stop and a ping; magpie/configs/imaging_demo.seq images)")
+    p.add_argument("--scenario", default=None, metavar="NAME|FILE",
+                   help="fly a scenario: several vehicles on one world through one relay (built-in: "
+                        "change4-farside, zhurong-utopia, ilrs-southpole, lunar-day, imaging-demo; or a "
+                        "scenario TOML file; 'list' lists them). --duration, --seed, --out, --fast and "
+                        "--archive apply")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
@@ -210,6 +216,66 @@ def _realtime(args: argparse.Namespace, duration: float) -> int:
     return 0 if all(code == 0 for code in result.returncodes.values()) else 1
 
 
+def _scenario(args: argparse.Namespace, duration: float) -> int:
+    """``magpie sim --scenario``: the fleet mission of :mod:`mission.fleet`, summarised per vehicle."""
+    from mission.fleet import FleetMission
+    from mission.scenario import ScenarioError, describe_builtins, load
+
+    if args.scenario == "list":
+        print("\n".join(describe_builtins()))
+        return 0
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as exc:
+        print(f"magpie sim: {exc}", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    if not args.keep_state and out.exists():
+        for v in scenario.vehicles:
+            shutil.rmtree(out / v.name, ignore_errors=True)
+        shutil.rmtree(out / "ground-state", ignore_errors=True)
+        archive = args.archive or out / "archive.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{archive}{suffix}").unlink(missing_ok=True)
+    fast = args.fast or scenario.fast
+    try:
+        mission = FleetMission(scenario, out, seed=args.seed if args.seed_given else None, fast=fast,
+                               archive_path=args.archive)
+    except (ConfigError, ValueError) as exc:
+        print(f"magpie sim: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"magpie sim: scenario {scenario.name} ({scenario.roster()}), {format_duration(duration)} of "
+              f"simulated time{' in fast mode' if fast else ''}, seed {mission.seed}, output {out}/",
+              file=sys.stderr, flush=True)
+    stop: dict[str, int | None] = {"signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+        for craft in mission.crafts.values():
+            craft.vehicle.executive.request_stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    report = _progress(args, mission.now, duration)
+    try:
+        mission.advance(mission.start_s + duration, lambda t: None if stop["signal"] else report(t))
+        if stop["signal"] is None:
+            if not args.quiet:
+                print("  run complete; downlinking what is still on board ...", file=sys.stderr, flush=True)
+            mission.drain()
+        summary = mission.summary()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        mission.close()
+    print("\n".join(["", "=" * 72, *summary.lines(),
+                     f"Query         magpie tlm --config {out}/ground.toml --scid N --since 0 power.soc; "
+                     f"magpie images list --archive {summary.archive_path}", "=" * 72]))
+    if stop["signal"] is not None:
+        return 130 if stop["signal"] == signal.SIGINT else 143
+    return 0
+
+
 def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
     """A ground configuration beside the archive, so `magpie tlm/events --config` can query it."""
     from mission.lockstep import KEY_ID
@@ -223,12 +289,24 @@ def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
         encoding="utf-8")
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
+    args.seed_given = args.seed is not None
+    if args.seed is None:
+        args.seed = 1
     try:
         duration = parse_duration(args.duration)
     except ValueError as exc:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
         return 2
+    if args.scenario is not None:
+        return _scenario(args, duration)
     if args.realtime:
         return _realtime(args, duration)
     try:

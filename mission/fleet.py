@@ -193,6 +193,8 @@ class FleetMission:
             ((start + v.plan_at_s, v.scid, "SEQ_RUN", {"file": v.plan.name}) for v in scenario.vehicles if v.plan),
             key=lambda e: (e[0], e[1]))
         self.sent: list[CommandRecord] = []
+        #: (ground time, scid, bytes) of every frame the ground antenna took in
+        self.received: list[tuple[float, int, int]] = []
         self.wall_s = 0.0
         self.skipped_s = 0.0
         self.drained = False
@@ -286,6 +288,7 @@ class FleetMission:
     def ground_step(self) -> None:
         for c in self.crafts.values():
             while (frame := c.ground_radio.recv()) is not None:
+                self.received.append((self.now, c.scid, len(frame)))
                 self.station.receive(frame, self.now)
         self.station.poll(self.now)
         self.commander.poll(self.now)
@@ -293,12 +296,12 @@ class FleetMission:
     def _idle_until(self, until_s: float) -> float | None:
         """In fast mode, how far every clock may jump at once (None: step one tick).
 
-        Idle means: no vehicle's wheels turn and no vehicle has a sequence running, nothing
-        waits in an outbound queue, and no vehicle holds packets it could send now (its hop is
-        down, or its recorder is empty). The jump ends at the first of: the run's end, the next
-        planned command, the next frame arriving anywhere, the next pass of a vehicle holding
-        packets, and :data:`MAX_SKIP_S`. Inside the jump each executive still runs its (slowed)
-        rate groups, so time tags and monitors act on time; only the ground is stepped less often.
+        Idle means: no vehicle's wheels turn and no vehicle has a sequence running, and no
+        vehicle holds packets it could send now (its hop is down, or its recorder is empty).
+        The jump ends at the first of: the run's end, the next planned command, the next frame
+        arriving anywhere, the next pass of a vehicle holding packets, and :data:`MAX_SKIP_S`.
+        Inside the jump each executive still runs its (slowed) rate groups, so time tags and
+        monitors act on time; only the ground is stepped less often.
         """
         if not self.fast:
             return None
@@ -310,7 +313,7 @@ class FleetMission:
             nxt.append(due)
         for c in self.crafts.values():
             rec = c.comm.recorder
-            if not c.world.vehicle.quiescent or rec is None or len(c.vehicle.fw.outbound):
+            if not c.world.vehicle.quiescent or rec is None:
                 return None
             if c.vehicle.fw.tlm.get("seq.state"):
                 return None
@@ -333,6 +336,8 @@ class FleetMission:
             t_next = min(until_s, self.now + self.tick_s)
             jump = self._idle_until(until_s)
             if jump is not None:
+                for c in self.crafts.values():
+                    c.vehicle.flush()
                 self.skipped_s += jump - t_next
                 t_next = jump
             for c in self.crafts.values():

@@ -311,7 +311,7 @@ def _vehicle(doc: dict[str, Any], i: int, base: Path, world: WorldScenario) -> V
     if "plan" in doc:
         if not isinstance(doc["plan"], str):
             raise ScenarioError(f"{where}plan: expected a sequence file name")
-        cands = [base / doc["plan"], scenario_dir() / "vehicles" / doc["plan"]]
+        cands = [d / doc["plan"] for d in _vehicle_search_path(base)]
         plan = next((p for p in cands if p.is_file()), None)
         if plan is None:
             raise ScenarioError(f"{where}plan: sequence {doc['plan']!r} does not exist beside the scenario")

@@ -412,10 +412,10 @@ class World:
         s = self.vehicle.state
         if isinstance(self.vehicle, Lander):
             length, width, height = self.vehicle.size_m()
-            albedo = 0.75  # foil and deck
+            albedo = 0.3  # foil and deck, darker than the regolith in the sun
         else:
             c = self.vehicle.config
-            length, width, height, albedo = c.wheelbase_m + 2 * c.wheel_radius_m, c.track_width_m + 0.1, 0.6, 0.6
+            length, width, height, albedo = c.wheelbase_m + 2 * c.wheel_radius_m, c.track_width_m + 0.1, 0.6, 0.3
         return Box(s.x, s.y, s.z, s.yaw, length, width, height, albedo)
 
     def render_view(self, spec: CameraSpec, pose: CameraPose, exposure: float = 1.0,
