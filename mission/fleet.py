@@ -153,10 +153,12 @@ class FleetMission:
     """A scenario's vehicles, relay and ground in lockstep (see the module docstring)."""
 
     def __init__(self, scenario: MissionScenario, out_dir: Path, *, seed: int | None = None, fast: bool = False,
-                 tick_s: float | None = None, ack_interval_s: float = 1.0, archive_path: Path | None = None) -> None:
+                 tick_s: float | None = None, ack_interval_s: float = 1.0, archive_path: Path | None = None,
+                 skip_idle: bool = True) -> None:
         self.scenario = scenario
         self.seed = scenario.world.seed if seed is None else int(seed)
         self.fast = fast
+        self.skip_idle = skip_idle
         self.tick_s = tick_s if tick_s is not None else (5.0 if fast else 0.1)
         self.flush_every_s = 5.0 if fast else 1.0
         self.out = Path(out_dir).resolve()
@@ -303,7 +305,7 @@ class FleetMission:
         Inside the jump each executive still runs its (slowed) rate groups, so time tags and
         monitors act on time; only the ground is stepped less often.
         """
-        if not self.fast:
+        if not (self.fast and self.skip_idle):
             return None
         nxt = [until_s, self.now + MAX_SKIP_S]
         if self.plan:
