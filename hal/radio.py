@@ -168,6 +168,16 @@ class LoopRadio(Radio):
                 ch.inbox[self.peer].append(bytes(frame))
             ch.cond.notify_all()
 
+    @property
+    def carrier(self) -> bool:
+        """Whether the far end is in view now, as a proximity radio knows from its lock on the
+        relay: the link model's ``visible(now)`` for the vehicle's end, always True without one."""
+        ch = self.channel
+        visible = getattr(ch.relay, "visible", None)
+        if self.side != "vehicle" or visible is None or ch.clock is None:
+            return True
+        return bool(visible(ch.clock()))
+
     def recv(self, timeout_s: float = 0.0) -> bytes | None:
         self._check_open("recv")
         ch = self.channel

@@ -370,7 +370,8 @@ class RelayPort:
         return self.relay.next_due(self.scid)
 
     def visible(self, now_s: float) -> bool:
-        return self.relay.visible(now_s, self.scid)
+        """Whether this vehicle's hop to the relay is in view (what its radio can lock onto)."""
+        return self.relay.hop(self.scid).windows.visible(now_s)
 
 
 class RelayLink(SharedRelay):

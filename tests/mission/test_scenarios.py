@@ -166,22 +166,35 @@ def test_zhurong_utopia_three_sols_through_orbiter_passes(tmp_path: Path) -> Non
     passes = [p for p in passes if p + windows.up_s < sols * 88_775.0]
     assert len(passes) >= 8
     with open_archive(tmp_path) as archive:
-        assert gaps(archive, rover.scid) == {}
+        # no gaps among what was made before the last two passes (the newest losses are still
+        # being asked for again when the run ends)
+        made: dict[int, list[tuple[float, int]]] = {}
+        for _, apid, seq, t, *_ in archive.packets(rover.scid):
+            made.setdefault(int(apid), []).append((float(t), int(seq)))
+        for apid, rows in made.items():
+            have = {q for _, q in rows}
+            old = [q for t, q in rows if t < passes[-2]]
+            assert not old or set(range(min(old), max(old) + 1)) <= have, f"apid {apid} has gaps"
         queued = _series(archive, rover.scid, "comm.rec_queued")
         stored = _series(archive, rover.scid, "comm.rec_stored")
-        acked = _series(archive, rover.scid, "comm.rec_acked")
+        acked = _series(archive, rover.scid, "comm.rec_acked")  # sampled when it changes
         drained_at: list[float] = []
         for p in passes[:-1]:
             end = p + windows.up_s
-            # the recorder had sent everything it held before the pass closed
+            # every pass drains the recorder: nothing was left waiting to be sent when it closed
             in_pass = [(t, v) for t, v in queued if p <= t < end]
             assert in_pass and in_pass[-1][1] == 0, f"pass at {p:.0f} s left packets queued"
             drained_at.append(in_pass[-1][0])
-        for t_drained, p_next in zip(drained_at, passes[1:], strict=True):
-            # every packet stored before that moment was acknowledged early in the next pass
+
+        def acked_by(t_s: float) -> float:
+            return max((v for t, v in acked if t <= t_s), default=0.0)
+
+        for k, t_drained in enumerate(drained_at[:-1]):
             before = max(v for t, v in stored if t <= t_drained)
-            soon = [v for t, v in acked if p_next <= t <= p_next + 120.0]
-            assert soon and max(soon) >= before, f"ACKs of the pass before {p_next:.0f} s came late"
+            # the ACKs of a pass come back in the pass that follows (all but what the link lost,
+            # whose NAKs and resends take one more pass)
+            assert acked_by(passes[k + 1] + windows.up_s) >= 0.95 * before
+            assert acked_by(passes[k + 2] + windows.up_s) >= before
         # the plan went up before the first pass, waited at the orbiter, and ran in that pass
         cmds = archive.commands(rover.scid)
         assert cmds and all(c["stage"] == "COMPLETED" for c in cmds)
