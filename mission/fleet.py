@@ -215,7 +215,7 @@ class FleetMission:
         if not url.startswith("radio+loop://"):
             raise ConfigError(f"vehicle {plan.name}: the mission needs a radio+loop:// radio, not {url!r}")
         dname = cc.devices.get("radio", "radio")
-        link = f"radio+loop://{self.scenario.name}-{plan.scid}-{id(self)}?side=vehicle"
+        link = f"radio+loop://{self.scenario.name}-{plan.scid}-{id(self)}?side=vehicle&carrier=1"
         resend = max(float(cc.options.get("resend_timeout_s", Comm.OPTIONS["resend_timeout_s"])),
                      self.rtt_s + 2 * ack_interval_s + 5.0)
         options = {**cc.options, "key_file": str(self.key_path), "key_id": KEY_ID, "resend_timeout_s": resend}
@@ -234,7 +234,7 @@ class FleetMission:
         port = self.relay.port(plan.scid)
         context = {"world": world, "relay": port, "clock": clock.now}
         craft = Craft(plan, world, clock, port, cfg, context, *self._boot(cfg, clock, context),
-                      ground_radio=open_loop_radio(link.replace("side=vehicle", "side=ground"), relay=port,
+                      ground_radio=open_loop_radio(link.replace("side=vehicle&carrier=1", "side=ground"), relay=port,
                                                    clock=clock.now))
         craft.comm.store_listeners.append(lambda pkts, c=craft: self._stored(c, pkts))
         from flight.dictionary import to_json

@@ -78,10 +78,7 @@ def test_lossy_moon_farside_mission_archives_everything_once(tmp_path: Path) -> 
         assert m.drain(1800.0), m.summary().lines()
         check_exactly_once(m)
         down, up = m.relay.stats["down"], m.relay.stats["up"]
-        assert down.lost > 0 and down.corrupted > 0 and up.lost > 0
-        # the vehicle's radio has no lock on the relay in the gaps: it keeps its packets on board
-        # instead of sending them into a dead link, and uplink sent in a gap waits at the relay
-        assert down.blocked == 0 and up.stored > 0
+        assert down.lost > 0 and down.corrupted > 0 and down.blocked > 0 and up.lost > 0
         assert m.station.deframer.stats.crc_errors == down.corrupted
         assert m.station.stats.naks_sent > 0 and m.station.stats.bad_packets == 0
         # the command went up through the relay, ran once, and both stages came home
