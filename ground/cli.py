@@ -33,13 +33,16 @@ def _config(args: argparse.Namespace) -> GroundConfig:
 
 
 def _scid(cfg: GroundConfig, scid: int | None) -> int:
+    roster = ", ".join(f"{v.scid} ({v.name})" for v in cfg.vehicles)
     if scid is not None:
+        if cfg.vehicles and scid not in {v.scid for v in cfg.vehicles}:
+            raise ConfigError(f"--scid {scid}: no such vehicle; vehicles: {roster}")
         return scid
     if len(cfg.vehicles) == 1:
         return cfg.vehicles[0].scid
     if not cfg.vehicles:
         raise ConfigError("no [[vehicle]] in the ground config; choose a spacecraft with --scid")
-    raise ConfigError("several vehicles are configured; choose one with --scid")
+    raise ConfigError(f"several vehicles are configured; choose one with --scid: {roster}")
 
 
 def _parse_value(text: str) -> Any:
@@ -204,6 +207,19 @@ def _time_arg(text: str) -> float:
         return _dt.datetime.fromisoformat(text).timestamp()
 
 
+def _guarded(func: Any) -> Any:
+    """A subcommand whose configuration errors are one line and exit 2 (under ``magpie`` too)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args) or 0)
+        except (ConfigError, DictionaryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
     p.add_argument("--config", default="ground.toml", help="ground configuration TOML (default %(default)s)")
     if scid:
@@ -253,7 +269,7 @@ def register(subparsers: Any) -> None:
         default=60.0,
         help="seconds before the command times out (default %(default)s)",
     )
-    p.set_defaults(func=cmd_send)
+    p.set_defaults(func=_guarded(cmd_send))
 
     for name, func, what in (("tlm", cmd_tlm, "channel samples"), ("events", cmd_events, "events")):
         p = subparsers.add_parser(
@@ -269,7 +285,7 @@ def register(subparsers: Any) -> None:
         p.add_argument("--since", type=_time_arg, default=None, help="start of the time range")
         p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
         p.add_argument("--count", type=int, default=None, help="stop a live tail after N items")
-        p.set_defaults(func=func)
+        p.set_defaults(func=_guarded(func))
 
     p = subparsers.add_parser("archive", help="work with the ground archive")
     sub = p.add_subparsers(dest="archive_cmd", required=True)
@@ -282,7 +298,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--out", default=None, help="output file (default: standard output)")
     e.add_argument("--channel", action="append", default=None, help="only this channel (repeatable)")
     _common(e)
-    e.set_defaults(func=cmd_export)
+    e.set_defaults(func=_guarded(cmd_export))
 
 
 def build_parser() -> argparse.ArgumentParser:

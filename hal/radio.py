@@ -5,7 +5,8 @@ identity ``scid:N`` to the relay's vehicle endpoint (``magpie relay``); the firs
 empty hello so the relay can route uplink frames before the vehicle has sent anything. Any
 ZeroMQ transport after ``radio+zmq://`` works (``ipc://``, ``inproc://`` with a shared context).
 
-``radio+loop://NAME?side=vehicle|ground`` opens one end of an in-process pair named NAME. With
+``radio+loop://NAME?side=vehicle|ground[&carrier=1]`` opens one end of an in-process pair named
+NAME; ``carrier=1`` lets the vehicle's end sense when the link model has it out of view. With
 ``relay=`` (an object with ``submit(direction, frame, now_s)`` and ``deliver_due(now_s)``, such
 as the simulated relay model) and ``clock=`` (a callable returning seconds) in the opener's
 context, frames pass through the model in lockstep; without them they cross at once.
@@ -24,12 +25,12 @@ import zmq
 
 from hal.contracts import Radio
 from hal.errors import DeviceUrlError, HalError, LinkDownError
-from hal.registry import parse_options
+from hal.registry import parse_bool, parse_options
 
 log = logging.getLogger(__name__)
 
 ZMQ_FORM = "radio+zmq://tcp://HOST:PORT?scid=N[&hwm=N][&linger_ms=N]"
-LOOP_FORM = "radio+loop://NAME?side=vehicle|ground"
+LOOP_FORM = "radio+loop://NAME?side=vehicle|ground[&carrier=1]"
 
 
 class ZmqRadio(Radio):
@@ -150,8 +151,9 @@ _channels_lock = threading.Lock()
 class LoopRadio(Radio):
     """One end of an in-process radio pair (see the module docstring)."""
 
-    def __init__(self, url: str, channel: _LoopChannel, side: str) -> None:
+    def __init__(self, url: str, channel: _LoopChannel, side: str, carrier_sense: bool = False) -> None:
         super().__init__(url)
+        self.carrier_sense = carrier_sense
         self.channel = channel
         self.side = side
         self.peer = "ground" if side == "vehicle" else "vehicle"
@@ -168,6 +170,17 @@ class LoopRadio(Radio):
                 ch.inbox[self.peer].append(bytes(frame))
             ch.cond.notify_all()
 
+    @property
+    def carrier(self) -> bool:
+        """Whether the far end is in view now, as a proximity radio knows from its lock on the
+        relay: with ``carrier=1`` in the URL, the link model's ``visible(now)`` for the vehicle's
+        end; otherwise (and without a model) always True."""
+        ch = self.channel
+        visible = getattr(ch.relay, "visible", None)
+        if not self.carrier_sense or self.side != "vehicle" or visible is None or ch.clock is None:
+            return True
+        return bool(visible(ch.clock()))
+
     def recv(self, timeout_s: float = 0.0) -> bytes | None:
         self._check_open("recv")
         ch = self.channel
@@ -183,7 +196,7 @@ def open_loop_radio(url: str, **context: Any) -> LoopRadio:
     """Opener for ``radio+loop://NAME?side=vehicle|ground``; context: ``relay``, ``clock``."""
     if not url.startswith("radio+loop://"):
         raise DeviceUrlError(f"{url!r} is not a radio+loop URL; form: {LOOP_FORM}")
-    opts = parse_options(url, {"side": str}, LOOP_FORM)
+    opts = parse_options(url, {"side": str, "carrier": parse_bool}, LOOP_FORM)
     side = opts.get("side", "vehicle")
     if side not in ("vehicle", "ground"):
         raise DeviceUrlError(
@@ -195,4 +208,4 @@ def open_loop_radio(url: str, **context: Any) -> LoopRadio:
         if ch is None or ("relay" in context and context["relay"] is not ch.relay):
             ch = _LoopChannel(context.get("relay"), context.get("clock"))
             _channels[name] = ch
-    return LoopRadio(url, ch, side)
+    return LoopRadio(url, ch, side, bool(opts.get("carrier", False)))

@@ -23,13 +23,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flight.clock import NS, Clock, RealClock, SimClock
+from flight.clock import NS, RealClock, SimClock
 from flight.config import ConfigError, VehicleConfig
 from flight.config import load as load_config
 from flight.model import Severity
 from flight.outbound import ConsoleSink, EventRecord, JsonLinesSink, TlmPacket
 from flight.vehicle import Vehicle
 from magpie.durations import format_duration, parse_duration
+from mission.solo import FAST_FLUSH_S, FAST_WORLD, _world_for, assemble, fast_config, fly, reboot
+
+__all__ = ["FAST_FLUSH_S", "FAST_WORLD", "assemble", "cmd_sim", "fast_config", "fly", "reboot", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", default="10m",
                    help="simulated time to run: 90, 90s, 15m, 1h30m, 2d (default 10m)")
-    p.add_argument("--seed", type=int, default=1, help="seed for the world and all noise (default 1)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="seed for the world and all noise (default 1; a scenario's own seed with --scenario)")
     p.add_argument("--config", type=Path, default=None,
                    help="vehicle TOML (default: the built-in simulated rover)")
     p.add_argument("--out", type=Path, default=Path("magpie-run"),
@@ -72,6 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq", type=Path, default=None, metavar="FILE",
                    help="the plan: a sequence file sent up at the start (default: the built-in demo, a "
                         "short drive, a turn, a stop and a ping; magpie/configs/imaging_demo.seq images)")
+    p.add_argument("--scenario", default=None, metavar="NAME|FILE",
+                   help="fly a scenario: several vehicles on one world through one relay (built-in: "
+                        "change4-farside, zhurong-utopia, ilrs-southpole, lunar-day, imaging-demo; or a "
+                        "scenario TOML file; 'list' lists them). --duration, --seed, --out, --fast and "
+                        "--archive apply")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
@@ -105,74 +114,6 @@ class _Tally:
         pass
 
 
-#: World overrides of fast mode: power and heat are slow processes, a minute is a fine step.
-FAST_WORLD = {"slow_dt_s": 60.0}
-#: Spacecraft seconds between outbound flushes (and progress reports) in fast mode.
-FAST_FLUSH_S = 600.0
-
-
-def _world_for(config: VehicleConfig, seed: int, fast: bool = False) -> Any | None:
-    """The simulated world, when the configuration uses sim:// devices."""
-    if not any(url.startswith(("sim://", "mcu+pty://")) for url in config.devices.values()):
-        return None
-    from sim_hw.world import World
-
-    return World.for_mission(seed=seed, **(FAST_WORLD if fast else {}))
-
-
-def fast_config(config: VehicleConfig) -> VehicleConfig:
-    """``config`` with fast mode switched on in its fault component (ConfigError if it has none)."""
-    faults = [c for c in config.components if c.type == "fault"]
-    if not faults:
-        raise ConfigError(f"{config.source}: --fast needs a fault component (type = \"fault\"); "
-                          "it is what slows the vehicle while idle or hibernating")
-    comps = tuple(dataclasses.replace(c, options={**c.options, "fast": True}) if c.type == "fault" else c
-                  for c in config.components)
-    return dataclasses.replace(config, components=comps)
-
-
-def reboot(vehicle: Vehicle, context: dict[str, Any]) -> Vehicle:
-    """Restart the flight process in place, as fault protection asked: a clean stop, then a new
-    vehicle from the persisted state on the same clock and world, with the same sinks."""
-    log.warning("restarting the flight process: %s", vehicle.restart_requested)
-    sinks = list(vehicle.sinks)
-    vehicle.shutdown(close_sinks=False)
-    new = Vehicle(vehicle.config, vehicle.clock, device_context=context)
-    for sink in sinks:
-        new.add_sink(sink)
-    return new
-
-
-def fly(vehicle: Vehicle, until_s: float, context: dict[str, Any], chunk_s: float = 10.0,
-        flush_every_s: float = 1.0, report: Any = None) -> Vehicle:
-    """Run a vehicle (no link) to spacecraft time ``until_s``, restarting it when fault
-    protection asks; returns the vehicle in charge at the end."""
-    while vehicle.clock.now() < until_s:
-        vehicle.run(until_s=min(until_s, vehicle.clock.now() + chunk_s), flush_every_s=flush_every_s)
-        if report is not None:
-            report(vehicle.clock.now())
-        if vehicle.executive.stopping:
-            if not vehicle.restart_requested:
-                break
-            vehicle = reboot(vehicle, context)
-    return vehicle
-
-
-def assemble(config: VehicleConfig, seed: int, clock: Clock | None = None,
-             fast: bool = False) -> tuple[Vehicle, Any]:
-    world = _world_for(config, seed, fast)
-    if clock is None:
-        start = world.time_s if world is not None else 0.0
-        clock = SimClock(start_s=start)
-    if world is not None and isinstance(clock, SimClock):
-        clock.on_advance(lambda t_ns: world.step_to(t_ns / NS))
-    context: dict[str, Any] = {"world": world} if world is not None else {}
-    if world is not None and any(url.startswith("mcu+pty://") for url in config.devices.values()):
-        # the emulator on the pty drives the world's vehicle and advances it in real time
-        context["plant"] = world.mcu_plant()
-    return Vehicle(config, clock, device_context=context), world
-
-
 def dictionary_only(config_path: Path | None) -> dict:
     config = _load(config_path)
     import tempfile
@@ -181,7 +122,7 @@ def dictionary_only(config_path: Path | None) -> dict:
         config = VehicleConfig(**{**config.__dict__, "state_dir": Path(tmp) / "state"})
         # a comm component needs its uplink key to assemble; the dictionary does not depend on
         # it, so a throwaway key stands in (relative key paths resolve beside the state dir)
-        from magpie.mission import ensure_key
+        from mission.lockstep import ensure_key
 
         for cc in config.components:
             key_file = str(cc.options.get("key_file") or "") if cc.type == "comm" else ""
@@ -260,7 +201,7 @@ def _progress(args: argparse.Namespace, t_start: float, duration: float) -> Any:
 
 
 def _realtime(args: argparse.Namespace, duration: float) -> int:
-    from magpie.mission import run_realtime_mission
+    from mission.lockstep import run_realtime_mission
 
     config = args.config or Path(str(resources.files("magpie.configs").joinpath("core_mission.toml")))
     if not args.quiet:
@@ -275,9 +216,69 @@ def _realtime(args: argparse.Namespace, duration: float) -> int:
     return 0 if all(code == 0 for code in result.returncodes.values()) else 1
 
 
+def _scenario(args: argparse.Namespace, duration: float) -> int:
+    """``magpie sim --scenario``: the fleet mission of :mod:`mission.fleet`, summarised per vehicle."""
+    from mission.fleet import FleetMission
+    from mission.scenario import ScenarioError, describe_builtins, load
+
+    if args.scenario == "list":
+        print("\n".join(describe_builtins()))
+        return 0
+    try:
+        scenario = load(args.scenario)
+    except ScenarioError as exc:
+        print(f"magpie sim: {exc}", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    if not args.keep_state and out.exists():
+        for v in scenario.vehicles:
+            shutil.rmtree(out / v.name, ignore_errors=True)
+        shutil.rmtree(out / "ground-state", ignore_errors=True)
+        archive = args.archive or out / "archive.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{archive}{suffix}").unlink(missing_ok=True)
+    fast = args.fast or scenario.fast
+    try:
+        mission = FleetMission(scenario, out, seed=args.seed if args.seed_given else None, fast=fast,
+                               archive_path=args.archive)
+    except (ConfigError, ValueError) as exc:
+        print(f"magpie sim: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"magpie sim: scenario {scenario.name} ({scenario.roster()}), {format_duration(duration)} of "
+              f"simulated time{' in fast mode' if fast else ''}, seed {mission.seed}, output {out}/",
+              file=sys.stderr, flush=True)
+    stop: dict[str, int | None] = {"signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+        for craft in mission.crafts.values():
+            craft.vehicle.executive.request_stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    report = _progress(args, mission.now, duration)
+    try:
+        mission.advance(mission.start_s + duration, lambda t: None if stop["signal"] else report(t))
+        if stop["signal"] is None:
+            if not args.quiet:
+                print("  run complete; downlinking what is still on board ...", file=sys.stderr, flush=True)
+            mission.drain()
+        summary = mission.summary()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        mission.close()
+    print("\n".join(["", "=" * 72, *summary.lines(),
+                     f"Query         magpie tlm --config {out}/ground.toml --scid N --since 0 power.soc; "
+                     f"magpie images list --archive {summary.archive_path}", "=" * 72]))
+    if stop["signal"] is not None:
+        return 130 if stop["signal"] == signal.SIGINT else 143
+    return 0
+
+
 def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
     """A ground configuration beside the archive, so `magpie tlm/events --config` can query it."""
-    from magpie.mission import KEY_ID
+    from mission.lockstep import KEY_ID
 
     archive = Path(mission.archive_path).resolve()
     (out / "ground.toml").write_text(
@@ -288,12 +289,24 @@ def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
         encoding="utf-8")
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
+    args.seed_given = args.seed is not None
+    if args.seed is None:
+        args.seed = 1
     try:
         duration = parse_duration(args.duration)
     except ValueError as exc:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
         return 2
+    if args.scenario is not None:
+        return _scenario(args, duration)
     if args.realtime:
         return _realtime(args, duration)
     try:
@@ -351,7 +364,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     mission = None
     try:
         if has_link:
-            from magpie.mission import LockstepMission
+            from mission.lockstep import LockstepMission
 
             world = _world_for(config, args.seed, args.fast)
             clock = SimClock(start_s=world.time_s if world is not None else 0.0)

@@ -199,8 +199,7 @@ class SimCamera(Camera):
             pose = pose.stereo(spec.baseline_m)[0 if eye == "left" else 1]
         key = f"{self.name}/{eye or 'mono'}/exp"
         rng = np.random.default_rng([w.seed, zlib.crc32(key.encode()), self._seq])
-        img = w.renderer.render(spec.model(), pose, w.sun_vector(), exposure=scale, bgr=spec.bgr,
-                                noise_dn=spec.noise_dn, rng=rng)
+        img = w.render_view(spec, pose, exposure=scale, rng=rng)
         meta = {"pose": pose.as_dict(), "pan_deg": spec.pan_deg, "tilt_deg": spec.tilt_deg,
                 "eye": eye or "mono", "sun_elevation_deg": w.sun_elevation_deg(), "seq": self._seq}
         return img, meta

@@ -1,16 +1,19 @@
 """The relay link: a pure model of the space link's physics, and the ``magpie relay`` process.
 
-:class:`RelayLink` is a model on a clock it is given (no threads, no sleeping): frames submitted
-at ``now_s`` come out of :meth:`RelayLink.deliver_due` after the serialization time at the data
-rate, the relay hop and the one-way light time, unless the link was out of view (blocked), the
-transmit queue was full (tail drop), the frame was lost at random, or arrives with bits flipped
-at the bit error rate (corrupted: the frame CRC must catch it). It knows nothing of the frames'
-contents. Directions are ``"down"`` (vehicle to ground) and ``"up"``.
+:class:`SharedRelay` is a model on a clock it is given (no threads, no sleeping) of one relay
+serving several vehicles: frames submitted at ``now_s`` come out of
+:meth:`SharedRelay.deliver_due` after the relay hop, the serialization time at the shared
+transponder's rate and the one-way light time, unless a leg was out of view when the frame
+reached it (blocked at the sender; stored at the relay until the leg is up), the transmit
+queue or the store was full (dropped), the frame was lost at random, or arrives with bits
+flipped at the bit error rate (corrupted: the frame CRC must catch it). It knows nothing of the
+frames' contents. Directions are ``"down"`` (vehicle to ground) and ``"up"``.
+:class:`RelayLink` is the same model serving one vehicle.
 
 :class:`RelayServer` runs the same model on the real clock between ZeroMQ sockets: vehicles
 connect a DEALER with identity ``scid:<n>`` to the vehicle endpoint; ground stations connect a
-DEALER to the ground endpoint and exchange ``[scid (ascii), frame]`` messages. Each spacecraft
-gets its own model (seeded from the seed and its id), so one relay serves several vehicles.
+DEALER to the ground endpoint and exchange ``[scid (ascii), frame]`` messages. One
+:class:`SharedRelay` serves every spacecraft: each has its own hop, all share the transponder.
 """
 
 from __future__ import annotations
@@ -79,6 +82,11 @@ class Schedule:
 
 @dataclass
 class RelayParams:
+    """The link's physics. ``windows`` is when the surface-to-relay hop is in view,
+    ``earth_windows`` when the relay-to-Earth leg is (always, by default); ``rate_bps`` and
+    ``queue_limit_bytes`` are the relay transponder's, shared by every vehicle it serves;
+    ``store_limit_bytes`` bounds what the relay holds for a leg that is down (0: unbounded)."""
+
     light_time_s: float = 1.28
     hop_delay_s: float = 0.0
     rate_bps: dict[str, float] = field(default_factory=lambda: {"down": 0.0, "up": 0.0})
@@ -86,6 +94,8 @@ class RelayParams:
     loss: float = 0.0
     ber: float = 0.0
     windows: Schedule = field(default_factory=Schedule)
+    earth_windows: Schedule = field(default_factory=Schedule)
+    store_limit_bytes: int = 0
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RelayParams:
@@ -98,11 +108,13 @@ class RelayParams:
         return cls(
             light_time_s=float(spec["light_time_s"]),
             hop_delay_s=float(spec["hop_delay_s"]),
-            rate_bps=dict(rate),
+            rate_bps={"down": float(rate.get("down", 0.0)), "up": float(rate.get("up", 0.0))},
             queue_limit_bytes=int(spec["queue_limit_bytes"]),
             loss=float(spec["loss"]),
             ber=float(spec["ber"]),
             windows=Schedule.from_spec(spec["windows"]),
+            earth_windows=Schedule.from_spec(spec.get("earth_windows")),
+            store_limit_bytes=int(spec.get("store_limit_bytes", 0)),
         )
 
 
@@ -113,29 +125,99 @@ class DirectionStats:
     lost: int = 0
     corrupted: int = 0
     dropped: int = 0  # tail drop at a full transmit queue
-    blocked: int = 0  # submitted while out of view
+    blocked: int = 0  # submitted while the first leg was out of view
     queued: int = 0  # in the model now, not yet delivered
+    stored: int = 0  # held at the relay for a leg that was down, forwarded later
+    store_dropped: int = 0  # refused by a full store at the relay
+    bytes_delivered: int = 0
 
 
-class RelayLink:
-    """Deterministic (for a seed) model of one vehicle's link. See the module docstring."""
+@dataclass(frozen=True)
+class Hop:
+    """One vehicle's hop to the relay: its delay and when it is in view."""
+
+    hop_delay_s: float
+    windows: Schedule
+
+
+def _next_visible(schedule: Schedule, t: float, limit: int = 64) -> float | None:
+    """The first time at or after ``t`` when ``schedule`` is in view (None if never)."""
+    for _ in range(limit):
+        if schedule.visible(t):
+            return t
+        nxt = schedule.next_change(t)
+        if nxt is None:
+            return None
+        t = nxt
+    return None
+
+
+class SharedRelay:
+    """One relay serving several vehicles (see the module docstring): per-vehicle hops, one
+    transponder (rate and queue) per direction shared by all, store-and-forward for a leg that
+    is down, and an Earth leg with the light time.
+
+    A frame is carried on a leg only if that leg is in view when the frame reaches it: a
+    downlink frame meets the vehicle's hop when it is sent (out of view: ``blocked``, the
+    recorder will resend it) and the Earth leg when it reaches the relay; an uplink frame meets
+    the Earth leg when it is sent and the vehicle's hop when it reaches the relay after the
+    light time. A frame that reaches the relay while its next leg is down is stored there
+    (bounded by ``store_limit_bytes``, counted as ``stored`` / ``store_dropped``) and goes out
+    when the leg comes up, so uplink sent ahead of a pass waits at the relay for the pass.
+    """
 
     def __init__(self, params: RelayParams | str = "moon-farside", seed: int = 0) -> None:
         self.params = RelayParams.preset(params) if isinstance(params, str) else params
         self.rng = random.Random(seed)
         self.stats = {d: DirectionStats() for d in DIRECTIONS}
+        self.vehicle_stats: dict[int, dict[str, DirectionStats]] = {}
+        self.hops: dict[int, Hop] = {}
         self._tx_free_at = dict.fromkeys(DIRECTIONS, -math.inf)
         self._backlog: dict[str, deque[tuple[float, int]]] = {d: deque() for d in DIRECTIONS}
         self._backlog_bytes = dict.fromkeys(DIRECTIONS, 0)
-        self._heap: list[tuple[float, int, str, bytes]] = []
+        self._store: list[tuple[float, int]] = []  # (release time, bytes) of frames held at the relay
+        self._store_bytes = 0
+        self.store_peak_bytes = 0
+        self._heaps: dict[int, list[tuple[float, int, str, bytes]]] = {}
         self._order = 0
+        #: (start, finish, scid, direction, bytes) of the last transmissions through the transponder
+        self.tx_log: deque[tuple[float, float, int, str, int]] = deque(maxlen=200_000)
 
-    def visible(self, now_s: float) -> bool:
-        return self.params.windows.visible(now_s)
+    # -- configuration ----------------------------------------------------------------------------
 
-    def next_due(self) -> float | None:
+    def add_vehicle(self, scid: int, hop_delay_s: float | None = None, windows: Schedule | Any = None) -> None:
+        """Serve ``scid`` with its own hop (defaults: the params' hop delay and windows)."""
+        sched = self.params.windows if windows is None else Schedule.from_spec(windows)
+        delay = self.params.hop_delay_s if hop_delay_s is None else float(hop_delay_s)
+        self.hops[scid] = Hop(delay, sched)
+        self.vehicle_stats.setdefault(scid, {d: DirectionStats() for d in DIRECTIONS})
+        self._heaps.setdefault(scid, [])
+
+    def hop(self, scid: int) -> Hop:
+        if scid not in self.hops:
+            self.add_vehicle(scid)
+        return self.hops[scid]
+
+    def port(self, scid: int) -> RelayPort:
+        """The link model as one vehicle's loop radio sees it (``submit`` / ``deliver_due``)."""
+        self.hop(scid)
+        return RelayPort(self, scid)
+
+    def visible(self, now_s: float, scid: int = 0) -> bool:
+        """Is the whole path (the vehicle's hop and the Earth leg) in view now?"""
+        return self.hop(scid).windows.visible(now_s) and self.params.earth_windows.visible(now_s)
+
+    def next_due(self, scid: int | None = None) -> float | None:
         """Arrival time of the next frame in transit, for stepping a simulated clock."""
-        return self._heap[0][0] if self._heap else None
+        heaps = self._heaps.values() if scid is None else [self._heaps.get(scid, [])]
+        due = [h[0][0] for h in heaps if h]
+        return min(due) if due else None
+
+    def next_pass(self, now_s: float, scid: int = 0) -> float | None:
+        """When the vehicle's hop is next in view (``now_s`` if it is now)."""
+        return _next_visible(self.hop(scid).windows, now_s)
+
+    # -- the model --------------------------------------------------------------------------------
 
     def _flip_bits(self, frame: bytes) -> bytes:
         ber = self.params.ber
@@ -152,53 +234,153 @@ class RelayLink:
             pos += 1 + int(math.log(1.0 - self.rng.random()) / log1p)
         return bytes(buf)
 
-    def submit(self, direction: str, frame: bytes, now_s: float) -> bool:
-        """Offer one frame to the link at ``now_s``. False if it was blocked or tail-dropped."""
+    def _count(self, scid: int, direction: str, name: str, n: int = 1) -> None:
+        for st in (self.stats[direction], self.vehicle_stats[scid][direction]):
+            setattr(st, name, getattr(st, name) + n)
+
+    def _hold(self, reach_s: float, release_s: float, size: int) -> bool:
+        """Keep a frame at the relay from ``reach_s`` to ``release_s``; False if the store is full."""
+        if release_s <= reach_s:
+            return True
+        if self._store:
+            kept = [(r, b) for r, b in self._store if r > reach_s]
+            self._store_bytes = sum(b for _, b in kept)
+            self._store = kept
+        limit = self.params.store_limit_bytes
+        if limit and self._store_bytes + size > limit:
+            return False
+        self._store.append((release_s, size))
+        self._store_bytes += size
+        self.store_peak_bytes = max(self.store_peak_bytes, self._store_bytes)
+        return True
+
+    def submit(self, direction: str, frame: bytes, now_s: float, scid: int = 0) -> bool:
+        """Offer one frame at ``now_s``. False if it was blocked, tail-dropped or refused by a
+        full store (the sender cannot tell a frame lost on the way)."""
         if direction not in self.stats:
             raise ValueError(f"direction must be 'down' or 'up', not {direction!r}")
-        st = self.stats[direction]
-        st.sent += 1
-        if not self.visible(now_s):
-            st.blocked += 1
+        hop = self.hop(scid)
+        self._count(scid, direction, "sent")
+        p = self.params
+        if direction == "down":
+            first, second = hop.windows, p.earth_windows
+            reach = now_s + hop.hop_delay_s  # at the relay
+            tail = p.light_time_s
+        else:
+            first, second = p.earth_windows, hop.windows
+            reach = now_s + p.light_time_s
+            tail = hop.hop_delay_s
+        if not first.visible(now_s):
+            self._count(scid, direction, "blocked")
             return False
+        rate = p.rate_bps.get(direction, 0.0)
+        tx_s = len(frame) * 8 / rate if rate > 0 else 0.0
+        # the second leg: wait at the relay until it is in view, also when the queue ahead of
+        # this frame would push its transmission past the end of the window
+        t = reach
+        start = None
+        held = False  # waits at the relay for the leg, not only for the transponder queue
+        for _ in range(64):
+            nxt = _next_visible(second, t)
+            if nxt is None:
+                break
+            held = held or nxt > t + 1e-9
+            start = max(nxt, self._tx_free_at[direction])
+            if second.visible(start):
+                break
+            t, start, held = start, None, True
+        if start is None:
+            self._count(scid, direction, "store_dropped")
+            return False
+        if held:
+            if not self._hold(reach, start, len(frame)):
+                self._count(scid, direction, "store_dropped")
+                return False
+            self._count(scid, direction, "stored")
         backlog = self._backlog[direction]
-        while backlog and backlog[0][0] <= now_s:
+        while backlog and backlog[0][0] <= reach:
             self._backlog_bytes[direction] -= backlog.popleft()[1]
-        limit = self.params.queue_limit_bytes
+        limit = p.queue_limit_bytes
         if limit and self._backlog_bytes[direction] + len(frame) > limit:
-            st.dropped += 1
+            self._count(scid, direction, "dropped")
             return False
-        rate = self.params.rate_bps.get(direction, 0.0)
-        start = max(now_s, self._tx_free_at[direction])
-        finish = start + (len(frame) * 8 / rate if rate > 0 else 0.0)
+        finish = start + tx_s
         self._tx_free_at[direction] = finish
         backlog.append((finish, len(frame)))
         self._backlog_bytes[direction] += len(frame)
-        if self.params.loss > 0 and self.rng.random() < self.params.loss:
-            st.lost += 1
-            return True  # the sender cannot tell
+        self.tx_log.append((start, finish, scid, direction, len(frame)))
+        if p.loss > 0 and self.rng.random() < p.loss:
+            self._count(scid, direction, "lost")
+            return True
         out = self._flip_bits(frame)
         if out is not frame:
-            st.corrupted += 1
-        arrival = finish + self.params.hop_delay_s + self.params.light_time_s
-        heapq.heappush(self._heap, (arrival, self._order, direction, out))
+            self._count(scid, direction, "corrupted")
+        heapq.heappush(self._heaps[scid], (finish + tail, self._order, direction, out))
         self._order += 1
-        st.queued += 1
+        self._count(scid, direction, "queued")
         return True
 
-    def deliver_due(self, now_s: float) -> list[tuple[str, bytes]]:
-        """Frames whose arrival time is at or before ``now_s``, in arrival order."""
-        out: list[tuple[str, bytes]] = []
-        while self._heap and self._heap[0][0] <= now_s:
-            _, _, direction, frame = heapq.heappop(self._heap)
-            st = self.stats[direction]
-            st.queued -= 1
-            st.delivered += 1
-            out.append((direction, frame))
-        return out
+    def deliver_due(self, now_s: float, scid: int | None = None) -> list[tuple[str, bytes]]:
+        """Frames (of one vehicle, or all) whose arrival time is at or before ``now_s``."""
+        out: list[tuple[float, int, str, bytes]] = []
+        for key in ([scid] if scid is not None else list(self._heaps)):
+            heap = self._heaps.get(key, [])
+            while heap and heap[0][0] <= now_s:
+                item = heapq.heappop(heap)
+                self._count(key, item[2], "queued", -1)
+                self._count(key, item[2], "delivered")
+                self._count(key, item[2], "bytes_delivered", len(item[3]))
+                out.append(item)
+        if scid is None and len(self._heaps) > 1:
+            out.sort(key=lambda it: (it[0], it[1]))
+        return [(d, f) for _, _, d, f in out]
 
-    def stats_dict(self) -> dict[str, dict[str, int]]:
-        return {d: dict(vars(s)) for d, s in self.stats.items()}
+    def stats_dict(self, scid: int | None = None) -> dict[str, dict[str, int]]:
+        src = self.stats if scid is None else self.vehicle_stats.get(scid, {})
+        return {d: dict(vars(s)) for d, s in src.items()}
+
+    def report_lines(self) -> list[str]:
+        """Per-vehicle traffic and the relay store, for a run's summary."""
+        lines = []
+        for scid, st in sorted(self.vehicle_stats.items()):
+            d, u = st["down"], st["up"]
+            lines.append(f"scid {scid}: down sent {d.sent} delivered {d.delivered} blocked {d.blocked} "
+                         f"stored {d.stored} lost {d.lost}; up sent {u.sent} delivered {u.delivered} "
+                         f"stored {u.stored} blocked {u.blocked}")
+        s = self.stats
+        lines.append(f"relay store: {s['down'].stored + s['up'].stored} frames held for a leg that was down, "
+                     f"{s['down'].store_dropped + s['up'].store_dropped} refused, peak {self.store_peak_bytes} bytes")
+        return lines
+
+
+class RelayPort:
+    """One vehicle's face of a :class:`SharedRelay`: what a ``radio+loop://`` pair needs."""
+
+    def __init__(self, relay: SharedRelay, scid: int) -> None:
+        self.relay = relay
+        self.scid = scid
+
+    def submit(self, direction: str, frame: bytes, now_s: float) -> bool:
+        return self.relay.submit(direction, frame, now_s, self.scid)
+
+    def deliver_due(self, now_s: float) -> list[tuple[str, bytes]]:
+        return self.relay.deliver_due(now_s, self.scid)
+
+    def next_due(self) -> float | None:
+        return self.relay.next_due(self.scid)
+
+    def visible(self, now_s: float) -> bool:
+        """Whether this vehicle's hop to the relay is in view (what its radio can lock onto)."""
+        return self.relay.hop(self.scid).windows.visible(now_s)
+
+
+class RelayLink(SharedRelay):
+    """The relay serving one vehicle (scid 0 unless a port is asked for): the model of a
+    single link, with the same per-leg semantics as :class:`SharedRelay`."""
+
+    def __init__(self, params: RelayParams | str = "moon-farside", seed: int = 0) -> None:
+        super().__init__(params, seed)
+        self.add_vehicle(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,7 +414,7 @@ class RelayServer:
         self.seed = seed
         self.stats_interval_s = stats_interval_s
         self.report = report or (lambda text: log.info("%s", text))
-        self.links: dict[int, RelayLink] = {}
+        self.relay = SharedRelay(self.params, seed=seed)
         self.grounds: set[bytes] = set()
         self.ctx = zmq.Context.instance()
         self.vehicles = self.ctx.socket(zmq.ROUTER)
@@ -246,10 +428,9 @@ class RelayServer:
         self.ground_endpoint = self.ground.getsockopt_string(zmq.LAST_ENDPOINT)
         self.ready = threading.Event()
 
-    def link(self, scid: int) -> RelayLink:
-        if scid not in self.links:
-            self.links[scid] = RelayLink(self.params, seed=self.seed * 100_003 + scid)
-        return self.links[scid]
+    def link(self, scid: int) -> RelayPort:
+        """The shared relay as vehicle ``scid`` sees it (one transponder for all vehicles)."""
+        return self.relay.port(scid)
 
     def _on_vehicle(self, parts: list[bytes], now: float) -> None:
         if len(parts) < 2:
@@ -278,7 +459,8 @@ class RelayServer:
     def _deliver(self, now: float) -> float | None:
         zmq = self._zmq
         nxt: float | None = None
-        for scid, link in self.links.items():
+        for scid in list(self.relay.hops):
+            link = self.relay.port(scid)
             for direction, frame in link.deliver_due(now):
                 if direction == "down":
                     for g in self.grounds:
@@ -292,8 +474,8 @@ class RelayServer:
 
     def stats_text(self) -> str:
         lines = []
-        for scid, link in sorted(self.links.items()):
-            for d, s in link.stats_dict().items():
+        for scid in sorted(self.relay.hops):
+            for d, s in self.relay.stats_dict(scid).items():
                 lines.append(f"scid {scid} {d:>4}: " + " ".join(f"{k}={v}" for k, v in s.items()))
         return "\n".join(lines) or "no traffic yet"
 

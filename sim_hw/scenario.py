@@ -167,8 +167,10 @@ class Scenario:
                           centre if self.start_y is None else self.start_y),
         )
 
-    def build(self, seed: int | None = None) -> World:
-        """A fresh world for this scenario (``seed`` overrides the scenario's)."""
+    def build(self, seed: int | None = None, **kw: Any) -> World:
+        """A fresh world for this scenario (``seed`` overrides the scenario's); ``kw`` goes to
+        :class:`~sim_hw.world.World` over the scenario's own arguments (a shared ``terrain``,
+        another start pose, ``kind="lander"`` and ``lander=``, ``name=``)."""
         from sim_hw.world import CameraSpec, World
 
         cameras = None
@@ -177,9 +179,7 @@ class Scenario:
         thermal = ThermalConfig(heaters=(HeaterConfig(enabled=self.heaters_enabled),))
         start_time = self.start_time_s
         hours = None if start_time is not None else self.start_hours_after_sunrise
-        world = World(
-            self.preset,
-            self.seed if seed is None else seed,
+        args: dict[str, Any] = dict(
             terrain_config=self.terrain_config(),
             latitude_deg=self.latitude_deg,
             longitude_deg=self.longitude_deg,
@@ -201,6 +201,10 @@ class Scenario:
             slow_dt_s=self.slow_dt_s,
             shadows=self.shadows,
         )
+        args.update(kw)
+        if args.get("terrain") is not None:
+            args.pop("terrain_config")
+        world = World(self.preset, self.seed if seed is None else seed, **args)
         log.info("built scenario %s (seed %d)", self.name, world.seed)
         return world
 

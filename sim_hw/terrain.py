@@ -152,6 +152,7 @@ class TerrainConfig:
     crater_albedo_factor: float = 0.9
     clear_radius_m: float = 0.0  # keep a disc free of rocks (the landing site)
     clear_center: tuple[float, float] | None = None  # default: the map centre
+    also_clear: tuple[tuple[float, float], ...] = ()  # more rock-free discs (other vehicles' sites)
 
 
 class Terrain:
@@ -229,6 +230,8 @@ class Terrain:
         if cfg.clear_radius_m > 0:
             cx0, cy0 = cfg.clear_center or (cfg.size_m / 2, cfg.size_m / 2)
             keep = np.hypot(rx - cx0, ry - cy0) > cfg.clear_radius_m + diam / 2
+            for ax, ay in cfg.also_clear:
+                keep &= np.hypot(rx - ax, ry - ay) > cfg.clear_radius_m + diam / 2
             diam, rx, ry, h_ratio, alb = diam[keep], rx[keep], ry[keep], h_ratio[keep], alb[keep]
         for x, y, d, hr, a in zip(rx, ry, diam, h_ratio, alb, strict=True):
             terrain._stamp_rock(base, float(x), float(y), float(d / 2), float(d * hr), albedo_factor=float(a))

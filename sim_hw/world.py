@@ -1,5 +1,10 @@
 """The simulated world: terrain, sun, one vehicle, its sensors, power, heat and cameras.
 
+A ``World`` is one vehicle's view of a site: a rover (``kind="rover"``) or a static lander
+(``kind="lander"``, :mod:`sim_hw.lander`). Several vehicles share a site through
+:class:`sim_hw.site.Site`, which builds one terrain and one world per vehicle on it; each
+world's ``neighbours`` are drawn in its camera images.
+
 **Time.** The world keeps its own simulated clock, ``time_s``, on a fixed grid of physics steps
 (``physics_dt_s``, 0.02 s by default). :meth:`World.step_to` integrates up to a time and is
 idempotent: asking for a time at or before ``now`` does nothing. Power and heat move on a
@@ -37,6 +42,8 @@ from hal.contracts import CameraModel, DriveStatus, ImuReading, PowerReading, Th
 from hal.mcu.protocol import FaultFlags
 from sim_hw.environment import BodyPreset, Environment
 from sim_hw.environment import preset as body_preset
+from sim_hw.lander import Lander, LanderConfig
+from sim_hw.objects import Box, draw_boxes
 from sim_hw.power import Battery, BatteryConfig, PowerConfig, PowerSystem, SolarConfig, SolarPanel
 from sim_hw.render import CameraPose, Renderer, camera_model
 from sim_hw.sensors import EncoderModel, ImuConfig, ImuModel
@@ -101,6 +108,9 @@ class World:
         physics_dt_s: float = 0.02,
         slow_dt_s: float = 10.0,
         shadows: bool = True,
+        kind: str = "rover",
+        lander: LanderConfig | None = None,
+        name: str = "vehicle",
     ) -> None:
         self.body = body_preset(preset)
         self.seed = int(seed)
@@ -133,7 +143,18 @@ class World:
             start_time_s = sunrise + 3600.0 * start_hours_after_sunrise
         self.start_time_s = float(start_time_s if start_time_s is not None else 0.35 * self.body.day_length_s)
 
-        self.vehicle = Vehicle(terrain, vehicle, start_x, start_y, start_yaw_deg, self.body.gravity_mps2, s_vehicle)
+        if kind not in ("rover", "lander"):
+            raise ValueError(f"kind must be 'rover' or 'lander', not {kind!r}")
+        self.kind = kind
+        self.name = name
+        self.vehicle: Vehicle
+        if kind == "lander":
+            self.vehicle = Lander(terrain, lander, start_x, start_y, start_yaw_deg, self.body.gravity_mps2, s_vehicle)
+        else:
+            self.vehicle = Vehicle(terrain, vehicle, start_x, start_y, start_yaw_deg, self.body.gravity_mps2,
+                                   s_vehicle)
+        #: the other vehicles on the same site, drawn in this vehicle's camera images
+        self.neighbours: list[World] = []
         self.imu = ImuModel(imu, seed=s_imu)
         self.encoders = EncoderModel(self.vehicle.config.ticks_per_rev)
         self.power = PowerSystem(Battery(battery), SolarPanel(solar), power)
@@ -390,8 +411,7 @@ class World:
         seq = self._frame_seq.get(key, 0)
         self._frame_seq[key] = seq + 1
         rng = np.random.default_rng([self.seed, zlib.crc32(key.encode()), seq])
-        img = self.renderer.render(spec.model(), pose, self.sun_vector(), bgr=spec.bgr,
-                                   noise_dn=spec.noise_dn, rng=rng)
+        img = self.render_view(spec, pose, rng=rng)
         s = self.vehicle.state
         meta = {
             "pose": pose.as_dict(),
@@ -400,6 +420,29 @@ class World:
             "sun_elevation_deg": self.sun_elevation_deg(), "seq": seq,
         }
         return img, meta  # type: ignore[return-value]
+
+    def footprint(self) -> Box:
+        """This vehicle's body as another vehicle's camera sees it."""
+        s = self.vehicle.state
+        if isinstance(self.vehicle, Lander):
+            length, width, height = self.vehicle.size_m()
+            albedo = 0.3  # foil and deck, darker than the regolith in the sun
+        else:
+            c = self.vehicle.config
+            length, width, height, albedo = c.wheelbase_m + 2 * c.wheel_radius_m, c.track_width_m + 0.1, 0.6, 0.3
+        return Box(s.x, s.y, s.z, s.yaw, length, width, height, albedo)
+
+    def render_view(self, spec: CameraSpec, pose: CameraPose, exposure: float = 1.0,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+        """One image of the terrain and the other vehicles on the site from ``pose``."""
+        img = self.renderer.render(spec.model(), pose, self.sun_vector(), exposure=exposure, bgr=spec.bgr,
+                                   noise_dn=spec.noise_dn, rng=rng, return_depth=bool(self.neighbours))
+        if self.neighbours:
+            img, depth = img
+            draw_boxes(img, depth, spec.model(), pose, [n.footprint() for n in self.neighbours], self.sun_vector(),
+                       float(np.mean(self.terrain.albedo)), self.renderer.tint_bgr if spec.bgr else (1.0, 1.0, 1.0),
+                       exposure=exposure)
+        return img  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ the MCU plant
 

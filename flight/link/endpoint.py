@@ -110,6 +110,8 @@ class LinkEndpoint:
         self._last_s = now_s
         if self._budget < 64:
             return 0
+        if not getattr(self.radio, "carrier", True):
+            return 0  # no lock on the relay (out of its view): the recorder keeps everything queued
         sent = self.recorder.next_to_send(int(self._budget), now_s=now_s)
         if not sent:
             return 0
