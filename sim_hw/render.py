@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,11 +112,14 @@ class Renderer:
 
     The keyword arguments are the reference renderer's (see
     :class:`sim_hw.render_reference.ReferenceRenderer`), and so is everything cached per terrain
-    version and per sun direction.
+    version and per sun direction. Rendering from two threads at once is safe (an imaging worker
+    and the control thread): the caches are filled under a lock and the kernel reads only the
+    arrays it was handed.
     """
 
     def __init__(self, terrain: Terrain, **kw: Any) -> None:
         self.reference = ReferenceRenderer(terrain, **kw)
+        self._lock = threading.Lock()
         self._lip = math.inf
         self._lip_version = -1
 
@@ -125,7 +129,8 @@ class Renderer:
 
     def radiance_grid(self, sun: np.ndarray) -> np.ndarray:
         """Albedo times Lambertian shading at every grid node for a unit sun vector."""
-        return self.reference.radiance_grid(sun)
+        with self._lock:
+            return self.reference.radiance_grid(sun)
 
     def _rays(self, model: CameraModel, pose: CameraPose, step: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
         return self.reference._rays(model, pose, step)
@@ -136,7 +141,7 @@ class Renderer:
         ter = ref.terrain
         levels = [mx for mx, _ in ref._levels]
         radii = np.array([r for _, r in ref._levels], dtype=np.float64)
-        return (np.asarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h, ref._slope,
+        return (np.ascontiguousarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h, ref._slope,
                 levels[0], levels[1], levels[2], radii, float(ref._hmax), float(ref._slope_radius),
                 float(ter.resolution_m * ref.max_step_cells), float(pixel_angle * ref.min_step_px),
                 float(pixel_angle * ref.cap_px))
@@ -148,7 +153,10 @@ class Renderer:
         """
         d = np.ascontiguousarray(dirs, dtype=np.float64).reshape(-1, 3)
         out = np.empty(d.shape[0], np.float32)
-        render_kernel.cast_rays(d, np.asarray(origin, dtype=np.float64), *self._march_args(pixel_angle), out)
+        with self._lock:
+            args = self._march_args(pixel_angle)
+        render_kernel.run_threads(render_kernel.cast_rays, d.shape[0], True, d,
+                                  np.ascontiguousarray(origin, dtype=np.float64), *args, out)
         return out
 
     def _lipschitz(self) -> float:
@@ -169,30 +177,34 @@ class Renderer:
         albedo_ref = float(np.mean(self.terrain.albedo))
         return exposure / (2.2 * albedo_ref * max(float(sun[2]), 0.25))
 
-    def _image(self, model: CameraModel, pose: CameraPose, sun: np.ndarray | None, exposure: float = 1.0
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def _image(self, model: CameraModel, pose: CameraPose, sun: np.ndarray | None, exposure: float = 1.0,
+               parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Depth (inf for sky) and relative brightness of every pixel, one compiled pass.
 
-        With ``sun`` None only the depth is computed (the brightness is left undefined).
+        With ``sun`` None only the depth is computed (the brightness is left undefined);
+        ``parallel`` False renders on the calling thread alone.
         """
         ref = self.reference
-        if sun is None:
-            shade = False
-            ref._prepare()
-            rad = ref._h  # not read
-            gain = 0.0
-        else:
-            shade = True
-            sun = np.asarray(sun, dtype=float)
-            rad = self.radiance_grid(sun)  # prepares the caches too
-            gain = self._gain(sun, exposure)
+        with self._lock:
+            if sun is None:
+                shade = False
+                ref._prepare()
+                rad = ref._h  # not read
+                gain = 0.0
+            else:
+                shade = True
+                sun = np.asarray(sun, dtype=float)
+                rad = ref.radiance_grid(sun)  # prepares the caches too
+                gain = self._gain(sun, exposure)
+            args = self._march_args(1.0 / model.fx)
+            lip = self._lipschitz()
         depth = np.empty((model.height, model.width), np.float32)
         lum = np.empty((model.height, model.width), np.float32)
-        render_kernel.render_image(
-            render_kernel.thread_order(model.width), np.ascontiguousarray(pose.rotation, dtype=np.float64),
-            np.asarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
-            float(model.cy), int(model.height), *self._march_args(1.0 / model.fx), self._lipschitz(), shade,
-            rad, ref._detail_tile, float(ref.detail), float(ref.detail_scale_m), gain, depth, lum)
+        render_kernel.run_threads(
+            render_kernel.render_image, model.width, parallel, np.ascontiguousarray(pose.rotation, dtype=np.float64),
+            np.ascontiguousarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
+            float(model.cy), int(model.height), *args, lip, shade, rad, ref._detail_tile, float(ref.detail),
+            float(ref.detail_scale_m), gain, depth, lum)
         return depth, lum
 
     def render_depth(self, model: CameraModel, pose: CameraPose) -> np.ndarray:
@@ -208,7 +220,8 @@ class Renderer:
         exposure: float = 1.0,
     ) -> np.ndarray:
         """Relative brightness (H, W) float32 of the ground seen at each pixel's depth."""
-        return self.reference.shade(model, pose, depth, sun, exposure)
+        with self._lock:
+            return self.reference.shade(model, pose, depth, sun, exposure)
 
     def render(
         self,
@@ -221,9 +234,13 @@ class Renderer:
         noise_dn: float = 0.0,
         rng: np.random.Generator | None = None,
         return_depth: bool = False,
+        parallel: bool = True,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """A uint8 image (grey HxW or BGR HxWx3) of the terrain from a pose under a sun vector."""
-        depth, lum = self._image(model, pose, sun, exposure)
+        """A uint8 image (grey HxW or BGR HxWx3) of the terrain from a pose under a sun vector.
+
+        ``parallel`` False renders on the calling thread alone (a worker's background capture).
+        """
+        depth, lum = self._image(model, pose, sun, exposure, parallel)
         lum *= np.float32(255.0)
         if noise_dn > 0:
             gen = rng if rng is not None else np.random.default_rng(0)
@@ -245,4 +262,5 @@ class Renderer:
     def render_reference(self, model: CameraModel, pose: CameraPose, sun: np.ndarray, **kw: Any
                          ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The same image by the numpy reference renderer (for tests and the bench)."""
-        return self.reference.render(model, pose, sun, **kw)
+        with self._lock:
+            return self.reference.render(model, pose, sun, **kw)

@@ -12,17 +12,20 @@ numba earns its place in ``sim_hw`` (never on the vehicle: the flight side does 
 the work is an irregular loop per ray whose length depends on the terrain, which is exactly what
 array programming does badly and a loop compiler does well; it keeps the renderer in Python and
 caches the compiled kernel on disk (``cache=True``), so only the first run on a machine pays the
-compilation (a few seconds). Rows are spread over the threads interleaved, so the sky at the top
-and the near ground at the bottom are shared evenly.
+compilation (a few seconds). The kernels release the GIL and a frame's columns are dealt out
+to one thread per core, interleaved, so the load is even; a worker thread's background capture
+runs on that thread alone.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _TINY = 1e-9
 
@@ -194,28 +197,38 @@ def _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax,
     return hit, hit
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def cast_rays(dirs, origin, grid_origin, res, h, slope, lv0, lv1, lv2, radii, hmax,
+# Explicit signatures compile (or load from the cache) at import, so the first frame is not the
+# one that pays, and a test's timeout never includes the compilation.
+_A2 = "float32[:, ::1]"
+_CAST_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, "
+             f"{_A2}, float64[::1], float64, float64, float64, float64, float64, float32[::1])")
+_IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64, float64, float64, int64, "
+              f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, float64, "
+              f"float64, float64, float64, boolean, {_A2}, {_A2}, float64, float64, float64, {_A2}, {_A2})")
+
+
+@njit(_CAST_SIG, cache=True, nogil=True, error_model="numpy")
+def cast_rays(idx, dirs, origin, grid_origin, res, h, slope, lv0, lv1, lv2, radii, hmax,
               slope_r, cell, pa_min, pa_cap, out):
-    """Depth of the first hit of each ray ``origin + t * dirs[i]`` into ``out`` (inf for sky)."""
+    """Depth of the first hit of rays ``origin + t * dirs[i]`` (``i`` in ``idx``) into ``out``."""
     ox = (origin[0] - grid_origin[0]) / res
     oy = (origin[1] - grid_origin[1]) / res
     oz = origin[2]
-    for i in prange(dirs.shape[0]):
+    for k in range(idx.shape[0]):
+        i = idx[k]
         dxm = dirs[i, 0]
         dym = dirs[i, 1]
         out[i] = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dxm / res, dym / res, dirs[i, 2],
                         math.hypot(dxm, dym) + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, 0.0)[0]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
+@njit(cache=True, inline="always", error_model="numpy")
+def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
                  radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale, gain,
                  depth_out, lum_out):
-    """Depth and relative brightness (times ``gain``) of every pixel of a pinhole image.
+    """Depth and relative brightness (times ``gain``) of the pixels of image column ``u``.
 
-    ``cols`` is the order the image columns are handed to the threads; ``rot`` has the camera
-    axes as columns; with ``shade`` false only the depth is written. A pixel's direction is
+    ``rot`` has the camera axes as columns; with ``shade`` false only the depth is written. A pixel's direction is
     ``rot @ ((u - cx) / fx, (v - cy) / fy, 1)``, so its depth is the ray parameter, exactly as in
     the reference.
 
@@ -232,52 +245,89 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
     oy = (origin[1] - grid_origin[1]) / res
     oz = origin[2]
     inv_fx = 1.0 / fx
-    for k in prange(cols.shape[0]):
-        u = cols[k]
-        xn = (u - cx) / fx
-        free_s = 0.0  # horizontal distance the ray below is known clear up to
-        bx = 0.0
-        by = 0.0
-        bxy = 0.0
-        tan_b = -np.inf
-        for j in range(height):
-            v = height - 1 - j
-            yn = (v - cy) / fy
-            wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
-            wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
-            wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
-            hxy = math.hypot(wx, wy)
-            t_start = 0.0
-            if hxy > 1e-9 and bxy > 1e-9 and bx * wx + by * wy > 0.0:
-                tan_e = wz / hxy
-                # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
-                x = abs(bx * wy - by * wx) / (bxy * hxy)
-                if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                    t_start = free_s / hxy * (1.0 - 1e-6)
-            t, t_free = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz,
-                               hxy + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, t_start)
-            free_s = t_free * hxy if t_free < np.inf else np.inf
-            bx = wx
-            by = wy
-            bxy = hxy
-            tan_b = wz / hxy if hxy > 1e-9 else np.inf
-            depth_out[v, u] = t
-            if not shade:
-                continue
-            if t == np.inf:
-                lum_out[v, u] = 0.0
-                continue
-            px = origin[0] + wx * t
-            py = origin[1] + wy * t
-            val = _bilinear(rad, (px - grid_origin[0]) / res, (py - grid_origin[1]) / res)
-            if detail > 0.0:
-                det = _bilinear_wrap(tile, px / detail_scale, py / detail_scale)
-                wgt = min(max(1.0 - t * inv_fx / (4.0 * detail_scale), 0.0), 1.0) * detail
-                val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-            lum_out[v, u] = val * gain
+    xn = (u - cx) / fx
+    free_s = 0.0  # horizontal distance the ray below is known clear up to
+    bx = 0.0
+    by = 0.0
+    bxy = 0.0
+    tan_b = -np.inf
+    for j in range(height):
+        v = height - 1 - j
+        yn = (v - cy) / fy
+        wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
+        wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
+        wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
+        hxy = math.hypot(wx, wy)
+        t_start = 0.0
+        if hxy > 1e-9 and bxy > 1e-9 and bx * wx + by * wy > 0.0:
+            tan_e = wz / hxy
+            # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
+            x = abs(bx * wy - by * wx) / (bxy * hxy)
+            if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
+                t_start = free_s / hxy * (1.0 - 1e-6)
+        t, t_free = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz,
+                           hxy + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, t_start)
+        free_s = t_free * hxy if t_free < np.inf else np.inf
+        bx = wx
+        by = wy
+        bxy = hxy
+        tan_b = wz / hxy if hxy > 1e-9 else np.inf
+        depth_out[v, u] = t
+        if not shade:
+            continue
+        if t == np.inf:
+            lum_out[v, u] = 0.0
+            continue
+        px = origin[0] + wx * t
+        py = origin[1] + wy * t
+        val = _bilinear(rad, (px - grid_origin[0]) / res, (py - grid_origin[1]) / res)
+        if detail > 0.0:
+            det = _bilinear_wrap(tile, px / detail_scale, py / detail_scale)
+            wgt = min(max(1.0 - t * inv_fx / (4.0 * detail_scale), 0.0), 1.0) * detail
+            val *= min(max(1.0 + wgt * det, 0.2), 2.0)
+        lum_out[v, u] = val * gain
 
 
-def thread_order(n_items: int) -> np.ndarray:
-    """Item order that gives each of numba's threads every n-th item (its static split is by blocks)."""
-    n = max(1, numba.get_num_threads())
-    return np.concatenate([np.arange(i, n_items, n) for i in range(n)]).astype(np.int64)
+@njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
+def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
+                 radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale,
+                 gain, depth_out, lum_out):
+    """The image columns listed in ``cols`` (see :func:`_render_column`), without the GIL.
+
+    Called from several threads at once on disjoint column sets (:func:`run_threads`), or from
+    one worker thread alone for a background capture.
+    """
+    for k in range(cols.shape[0]):
+        _render_column(cols[k], rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
+                       radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail,
+                       detail_scale, gain, depth_out, lum_out)
+
+
+def threads() -> int:
+    """How many threads a frame is split over: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def run_threads(kernel, n_items: int, parallel: bool, *args) -> None:
+    """Run ``kernel(items, *args)`` over ``range(n_items)``, interleaved across the cores.
+
+    The kernels release the GIL, so plain threads run them in parallel; with ``parallel`` False
+    the calling thread does all of it (a worker's background capture uses one core, leaving the
+    other to the control loop).
+    """
+    n = threads() if parallel else 1
+    if n == 1 or n_items < 2 * n:
+        kernel(np.arange(n_items, dtype=np.int64), *args)
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="render")
+    futures = [_pool.submit(kernel, np.arange(i, n_items, n, dtype=np.int64), *args) for i in range(1, n)]
+    kernel(np.arange(0, n_items, n, dtype=np.int64), *args)
+    for f in futures:
+        f.result()
