@@ -91,25 +91,22 @@ def _sweep_lines(d: np.ndarray, c: np.ndarray, order: range) -> None:
             np.minimum(row, np.minimum.accumulate((row + w)[::-1])[::-1] - w, out=row)
 
 
-def grid_graph(c: np.ndarray) -> csr_matrix:
-    """The planning graph of a sanitised cost grid as a CSR matrix (cell ``r * nx + q``).
+_STRUCTURE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    Eight slots a cell, in ascending neighbour order, so the index array is already sorted and
-    the row pointer is a plain range: building it is a few whole-array operations.
-    """
-    ny, nx = c.shape
+
+def _structure(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index array and row pointer of the grid graph; they depend on the shape alone, so a rover
+    replanning on its fixed-size map builds them once (read-only, shared by every call)."""
+    key = (ny, nx)
+    got = _STRUCTURE.get(key)
+    if got is not None:
+        return got
     n = ny * nx
-    w = np.where(c < BLOCKED, c, np.inf)
-    pad = np.full((ny + 2, nx + 2), np.inf)
-    pad[1:-1, 1:-1] = w
-    val = np.empty((ny, nx, 8))
     idx = np.empty((ny, nx, 8), np.int32)
     base = np.arange(n, dtype=np.int32).reshape(ny, nx)
-    for k, (dr, dq, length) in enumerate(_NEIGHBOURS):
-        np.add(w, pad[1 + dr:ny + 1 + dr, 1 + dq:nx + 1 + dq], out=val[:, :, k])
-        val[:, :, k] *= 0.5 * length
+    for k, (dr, dq, _) in enumerate(_NEIGHBOURS):
         np.add(base, np.int32(dr * nx + dq), out=idx[:, :, k])
-        # slots that leave the grid point at their own cell (their weight is already infinite)
+        # slots that leave the grid point at their own cell (their weight is infinite)
         if dr:
             edge = 0 if dr < 0 else ny - 1
             idx[edge, :, k] = base[edge, :]
@@ -117,7 +114,34 @@ def grid_graph(c: np.ndarray) -> csr_matrix:
             edge = 0 if dq < 0 else nx - 1
             idx[:, edge, k] = base[:, edge]
     indptr = np.arange(0, 8 * n + 1, 8, dtype=np.int32)
-    graph = csr_matrix((val.reshape(-1), idx.reshape(-1), indptr), shape=(n, n))
+    idx = idx.reshape(-1)
+    idx.flags.writeable = False
+    indptr.flags.writeable = False
+    if len(_STRUCTURE) >= 4:
+        _STRUCTURE.clear()
+    _STRUCTURE[key] = (idx, indptr)
+    return idx, indptr
+
+
+def grid_graph(c: np.ndarray) -> csr_matrix:
+    """The planning graph of a sanitised cost grid as a CSR matrix (cell ``r * nx + q``).
+
+    Eight slots a cell, in ascending neighbour order, so the index array is already sorted and
+    the row pointer is a plain range: building it is a few whole-array operations, and only the
+    weights change from one call to the next on a grid of the same shape.
+    """
+    ny, nx = c.shape
+    n = ny * nx
+    w = np.where(c < BLOCKED, c, np.inf)
+    pad = np.full((ny + 2, nx + 2), np.inf)
+    pad[1:-1, 1:-1] = w
+    val = np.empty((ny, nx, 8))
+    for k, (dr, dq, length) in enumerate(_NEIGHBOURS):
+        out = val[:, :, k]
+        np.add(w, pad[1 + dr:ny + 1 + dr, 1 + dq:nx + 1 + dq], out=out)
+        out *= 0.5 * length
+    idx, indptr = _structure(ny, nx)
+    graph = csr_matrix((val.reshape(-1), idx, indptr), shape=(n, n), copy=False)
     graph.has_sorted_indices = True
     return graph
 
