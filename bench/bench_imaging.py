@@ -6,7 +6,12 @@ For 640x480 and 1280x960 frames of the simulated mast camera:
   segment into chunks and build the space packets), in images/s;
 * the product chain without the render (encode, thumbnail, write, packetize), in images/s;
 * the baseline: ``cv2.imencode`` of the same frame in the same format, alone, in the same run;
-* bytes per image at each setting (JPEG quality 50, 75, 90 and PNG), with the thumbnail's.
+* bytes per image at each setting (JPEG quality 50, 75, 90 and PNG), with the thumbnail's;
+* what a capture costs the control thread now that the frame is made in the worker (the
+  camera's ``expose()``: the instant, the pose and the seed), beside ``cv2.imencode`` alone.
+
+The product chain writes both files durably (three fsyncs a product); on a disk where an fsync
+costs milliseconds that, not the encoder, sets the chain's rate.
 """
 
 from __future__ import annotations
@@ -75,6 +80,16 @@ def run(quick: bool) -> list[Row]:
                                 "cv2.imencode alone", better="higher"))
                 rows.append(Row(f"compress+packetize (no render) {tag} {label}", products, "img/s", base,
                                 "cv2.imencode alone", better="higher"))
+            t0 = time.perf_counter()
+            for _ in range(reps * 10):
+                cam.expose()
+            expose_s = (time.perf_counter() - t0) / (reps * 10)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+            jpeg_s = (time.perf_counter() - t0) / reps
+            rows.append(Row(f"capture on the control thread (expose) {tag}", expose_s * 1e3, "ms", jpeg_s * 1e3,
+                            "cv2.imencode jpeg75 alone", target="<< one 50 Hz cycle (20 ms)"))
             for fmt, quality in SETTINGS:
                 full = encode(frame.image, fmt, quality)
                 thumb = encode(frame.image[::8, ::8], fmt, min(quality, 80) if fmt is Format.JPEG else 0)

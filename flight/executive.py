@@ -122,6 +122,11 @@ class Executive(Component):
         self._heap: list[tuple[int, float, int]] | None = None
         self._total_cycles = 0
         self._rate_changes: dict[int, float] = {}
+        #: Measured-time hook for the simulated clock: a nanosecond counter (say
+        #: :func:`sim_hw.blocking.thread_ns`, or ``time.thread_time_ns``) read around each member's
+        #: step; what it advanced is consumed on the simulated clock, so blocking work in the
+        #: control thread makes groups late and slip there as it would on the vehicle.
+        self.measured_ns: Callable[[], int] | None = None
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -309,6 +314,8 @@ class Executive(Component):
             if not m.enabled or m.faulted:
                 continue
             t0 = clock.cpu_ns()
+            hook = self.measured_ns
+            h0 = hook() if hook is not None else 0
             try:
                 m.component.step()
             except Exception as exc:
@@ -317,6 +324,10 @@ class Executive(Component):
                 log.exception("member %s faulted", m.component.name)
                 self.event("MemberFaulted", member=m.component.name, error=err)
                 self._notify_fault("member", m.component.name, err)
+            if hook is not None and lockstep:
+                spent = hook() - h0
+                if spent > 0:
+                    clock.sleep_until(clock.now_ns() + spent)  # the simulated clock moves by what it cost
             took = clock.cpu_ns() - t0
             m.last_ns = took
             m.runs += 1

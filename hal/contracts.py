@@ -12,6 +12,7 @@ device raises :class:`~hal.errors.DeviceClosedError` naming the method.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +132,19 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class Exposure:
+    """A frame whose instant is fixed but whose image is not made yet (see :meth:`Camera.expose`).
+
+    ``develop(exposure_ms, gain)`` makes the :class:`Frame` (``None`` keeps the camera's own
+    setting); it may be slow (a sensor readout, a render) and is meant for a worker thread, and
+    it may be called again with another exposure while metering.
+    """
+
+    camera: str
+    develop: Callable[[float | None, float | None], Frame]
+
+
+@dataclass(frozen=True, slots=True)
 class StereoPair:
     left: Frame
     right: Frame
@@ -209,6 +223,22 @@ class Camera(Device):
     @abc.abstractmethod
     def capture(self, timeout_s: float = 2.0) -> Frame:
         """Take one frame; raise DeviceTimeoutError past the timeout."""
+
+    def expose(self, timeout_s: float = 2.0) -> Exposure:
+        """Start a frame now and make it later, off the control thread.
+
+        The default defers the whole capture to whoever develops it (a worker): a driver whose
+        readout can be split from the trigger overrides this to fix the instant here. Raises
+        now if the camera is closed.
+        """
+        self._check_open("expose")
+
+        def develop(exposure_ms: float | None = None, gain: float | None = None) -> Frame:
+            if exposure_ms is not None and self.has_exposure_control:
+                self.set_exposure(exposure_ms, 1.0 if gain is None else gain)
+            return self.capture(timeout_s)
+
+        return Exposure(self.name, develop)
 
     def capture_stereo(self, timeout_s: float = 2.0) -> StereoPair:
         raise NotImplementedError(f"{type(self).__name__} has one eye; it cannot take stereo pairs")

@@ -31,6 +31,7 @@ from hal.contracts import (
     Camera,
     DriveStatus,
     DriveTrain,
+    Exposure,
     Frame,
     Imu,
     ImuReading,
@@ -43,6 +44,7 @@ from hal.contracts import (
 )
 from hal.errors import DeviceUrlError, HalError
 from hal.registry import parse_bool, parse_options
+from sim_hw import blocking
 from sim_hw.world import CameraSpec, World
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,9 @@ class SimCamera(Camera):
     """
 
     NOMINAL_MS = 10.0
+    #: Modelled time a real camera holds its caller per megapixel (readout and image pipeline:
+    #: about 0.3 s for a 1280x960 frame), charged to the calling thread (:mod:`sim_hw.blocking`).
+    READOUT_S_PER_MPIX = 0.25
     PAN_LIMITS_DEG = (-170.0, 170.0)
     TILT_LIMITS_DEG = (-80.0, 60.0)
     EXPOSURE_LIMITS_MS = (0.05, 2000.0)
@@ -204,8 +209,12 @@ class SimCamera(Camera):
                 "eye": eye or "mono", "sun_elevation_deg": w.sun_elevation_deg(), "seq": self._seq}
         return img, meta
 
+    def _readout_s(self) -> float:
+        return self.READOUT_S_PER_MPIX * self.spec.width * self.spec.height / 1e6
+
     def _frame(self, eye: str | None) -> Frame:
         image, meta = self._render(eye)
+        blocking.charge(self._readout_s())
         seq = self._seq
         self._seq += 1
         return Frame(
@@ -223,6 +232,53 @@ class SimCamera(Camera):
         """One frame from the mast centre (rendering is synchronous; the timeout never runs out)."""
         self._check_open("capture")
         return self._frame(None)
+
+    def expose(self, timeout_s: float = 2.0) -> Exposure:
+        """Fix the frame's instant now (pose, sun, sequence, noise seed); render it on develop.
+
+        Developing renders on the calling thread alone (a worker's), from what was fixed here, so
+        the image does not depend on when the worker gets to it; at the camera's own exposure it
+        is the frame :meth:`capture` would have returned at this instant.
+        """
+        self._check_open("expose")
+        w = self.world
+        spec = self.spec
+        pose = w.camera_pose(self.name)
+        sun = w.sun_vector()
+        key = f"{self.name}/mono"
+        world_seq = w._frame_seq.get(key, 0)
+        w._frame_seq[key] = world_seq + 1
+        seq = self._seq
+        self._seq += 1
+        time_s = w.time_s
+        s = w.vehicle.state
+        meta = {"pose": pose.as_dict(),
+                "vehicle": {"x": s.x, "y": s.y, "z": s.z, "yaw": s.yaw, "pitch": s.pitch, "roll": s.roll},
+                "pan_deg": spec.pan_deg, "tilt_deg": spec.tilt_deg, "eye": "mono",
+                "sun_elevation_deg": w.sun_elevation_deg(), "seq": seq}
+        exposure0, gain0 = self.exposure_ms, self.gain
+        readout_s = self._readout_s()
+        name = self.name
+
+        def develop(exposure_ms: float | None = None, gain: float | None = None) -> Frame:
+            e = exposure0 if exposure_ms is None else float(exposure_ms)
+            g = gain0 if gain is None else float(gain)
+            elo, ehi = self.EXPOSURE_LIMITS_MS
+            glo, ghi = self.GAIN_LIMITS
+            if not (elo <= e <= ehi and glo <= g <= ghi):
+                raise ValueError(f"exposure {e} ms / gain {g} outside {elo}..{ehi} ms, {glo}..{ghi}")
+            scale = e / self.NOMINAL_MS * g
+            if abs(scale - 1.0) < 1e-12:  # the noise World.capture would have drawn
+                rng = np.random.default_rng([w.seed, zlib.crc32(key.encode()), world_seq])
+            else:
+                rng = np.random.default_rng([w.seed, zlib.crc32(f"{key}/exp".encode()), seq])
+            img = w.renderer.render(spec.model(), pose, sun, exposure=scale, bgr=spec.bgr,
+                                    noise_dn=spec.noise_dn, rng=rng, parallel=False)
+            blocking.charge(readout_s)
+            return Frame(image=img, time_s=time_s, seq=seq, camera=name, exposure_ms=e, gain=g,
+                         model=spec.model(), meta=dict(meta))
+
+        return Exposure(name, develop)
 
     def capture_stereo(self, timeout_s: float = 2.0) -> StereoPair:
         """A rectified pair: both eyes at the same instant, ``baseline_m`` apart."""

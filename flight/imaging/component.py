@@ -2,15 +2,19 @@
 
 **Requests.** ``IMG_CAPTURE`` (one frame), ``IMG_BURST`` (frames at a fixed step of the
 imaging rate group) and ``IMG_PANORAMA`` (a pan x tilt grid on the mast) become a job of shots
-queued in order. One shot is taken per cycle of the component's rate group, in the executive's
-thread (a camera and the simulated world are read there, never from a worker). The command
-completes when every product of its job is stored, or fails naming what went wrong.
+queued in order. One shot is started per cycle of the component's rate group, in the executive's
+thread, by :meth:`~hal.contracts.Camera.expose`: that fixes the frame's instant (pointing, and in
+simulation the pose, sun and noise seed) and costs next to nothing. The frame is made (read out,
+or rendered in simulation), metered, encoded and written by the worker, so a capture never holds
+up the control loop. The command completes when every product of its job is stored, or fails
+naming what went wrong.
 
 **Exposure.** With ``auto_exposure`` on and a camera that has exposure control, the first shot of
-a job is metered: the mean of the central half of the image is brought to ``ae_target_dn``
-(the exposure scales linearly; saturation above 2 % of the pixels halves it), at most
-``ae_max_iter`` metering frames. The exposure then stays locked for the rest of the job so a
-burst or a panorama's frames match.
+a job is metered, in the worker: the mean of the central half of the image is brought to
+``ae_target_dn`` (the exposure scales linearly; saturation above 2 % of the pixels halves it), at
+most ``ae_max_iter`` metering frames. The job's next shots wait for that result; the exposure is
+then set on the camera and stays locked for the rest of the job so a burst or a panorama's
+frames match.
 
 **Products.** Each frame is encoded (JPEG at a quality, or lossless PNG) with an 8x subsampled
 thumbnail in the same format, by the worker (:mod:`flight.imaging.products`); the files are
@@ -43,11 +47,11 @@ from flight.commands import PENDING, CommandFailed
 from flight.component import Component
 from flight.imaging import targets as tg
 from flight.imaging.catalogue import READY, Catalogue, CatalogueError, Quota
-from flight.imaging.products import Format, MadeProduct, ProductJob, make_product
+from flight.imaging.products import Format, MadeProduct, ProductFailure, ProductJob, make_product
 from flight.link.products import ProductError, parse_segments, product_chunks
 from flight.model import Arg, Channel, Event, Param, Severity, command
 from flight.worker import JobResult
-from hal.contracts import Camera, Frame
+from hal.contracts import Camera, Exposure, Frame
 from hal.errors import HalError
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,40 @@ class Job:
     done: int = 0
     failed: list[str] = field(default_factory=list)
     metered: bool = False
+    metering: bool = False  # the metered first shot is with the worker; the next shots wait for it
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    """Auto-exposure settings handed to the worker with a job's first shot."""
+
+    target_dn: float
+    max_iter: int
+    limits_ms: tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureJob:
+    """A shot for the worker: develop the exposure (metering first if asked), then the product."""
+
+    pid: int
+    exposure: Exposure
+    metering: Metering | None
+    fmt: Format
+    quality: int
+    full_path: Any
+    thumb_path: Any
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """What the worker made of a shot: the frame's facts, the metering and the stored product."""
+
+    frame: Frame
+    mean_dn: float
+    metering_frames: int
+    made: MadeProduct
 
 
 class Imaging(Component):
@@ -213,7 +251,7 @@ class Imaging(Component):
     # -- stepping ----------------------------------------------------------------------------
 
     def step(self) -> None:
-        if self.jobs and self._worker.depth < self._worker.queue_size:
+        if self.jobs and not self.jobs[0].metering and self._worker.depth < self._worker.queue_size:
             job = self.jobs[0]
             shot = job.shots.popleft()
             self._take(job, shot)
@@ -227,14 +265,7 @@ class Imaging(Component):
         try:
             if shot.pan_deg is not None and cam.has_mast:
                 cam.point(shot.pan_deg, shot.tilt_deg if shot.tilt_deg is not None else cam.pointing[1])
-            if not job.metered:
-                job.metered = True
-                if self.param("auto_exposure") and cam.has_exposure_control:
-                    frame = self._auto_expose()
-                else:
-                    frame = cam.capture()
-            else:
-                frame = cam.capture()
+            exposure = cam.expose()
         except (HalError, ValueError, NotImplementedError) as exc:
             reason = f"camera fault: {type(exc).__name__}: {exc}"
             self.failures += 1
@@ -243,36 +274,14 @@ class Imaging(Component):
             self.event("CaptureFailed", reason=reason[:200])
             self._telemetry()
             return
+        metering = None
+        if not job.metered:
+            job.metered = True
+            if self.param("auto_exposure") and cam.has_exposure_control:
+                metering = Metering(float(self.param("ae_target_dn")), int(self.param("ae_max_iter")),
+                                    tuple(getattr(cam, "EXPOSURE_LIMITS_MS", (0.05, 2000.0))))
         self.captures += 1
-        self._store(job, shot, frame)
-
-    def _auto_expose(self) -> Frame:
-        cam = self.camera
-        target = float(self.param("ae_target_dn"))
-        exposure = getattr(cam, "exposure_ms", 10.0)
-        gain = getattr(cam, "gain", 1.0)
-        frames = 0
-        frame = cam.capture()
-        for _ in range(int(self.param("ae_max_iter"))):
-            frames += 1
-            mean, saturated = meter(frame.image)
-            if saturated <= 0.02 and abs(mean - target) <= 0.12 * target:
-                break
-            factor = 0.5 if saturated > 0.02 and mean >= target else target / max(mean, 1.0)
-            factor = min(8.0, max(0.125, factor))
-            want = exposure * factor
-            lo, hi = getattr(cam, "EXPOSURE_LIMITS_MS", (0.05, 2000.0))
-            new_exp = min(hi, max(lo, want))
-            new_gain = min(16.0, max(1.0, gain * want / new_exp)) if want > hi else 1.0
-            if abs(new_exp - exposure) < 1e-9 and abs(new_gain - gain) < 1e-9:
-                break
-            exposure, gain = new_exp, new_gain
-            cam.set_exposure(exposure, gain)
-            frame = cam.capture()
-        mean, _ = meter(frame.image)
-        self.event("ExposureSet", exposure_ms=round(frame.exposure_ms, 3), gain=round(frame.gain, 2),
-                   frames=frames, mean_dn=round(mean, 1))
-        return frame
+        self._store(job, shot, exposure, metering)
 
     def _pose(self) -> dict[str, float] | None:
         tlm = self.fw.tlm
@@ -287,28 +296,20 @@ class Imaging(Component):
                 out[c] = float(v)
         return out or None
 
-    def _store(self, job: Job, shot: Shot, frame: Frame) -> None:
+    def _store(self, job: Job, shot: Shot, exposure: Exposure, metering: Metering | None) -> None:
         cat = self.cat
         pan, tilt = self.camera.pointing
-        m = frame.model
         meta: dict[str, Any] = {
-            "time_s": round(self.now(), 6), "frame_time_s": frame.time_s, "camera": frame.camera,
-            "seq": frame.seq, "exposure_ms": frame.exposure_ms, "gain": frame.gain,
+            "time_s": round(self.now(), 6), "camera": exposure.camera,
             "pan_deg": pan, "tilt_deg": tilt, "format": job.fmt.label,
             "quality": job.quality if job.fmt is Format.JPEG else 0, "priority": job.priority,
             "source": job.command or "autonomy",
         }
-        if m is not None:
-            meta["model"] = {"width": m.width, "height": m.height, "fx": m.fx, "fy": m.fy, "cx": m.cx, "cy": m.cy}
         pose = self._pose()
         if pose is not None:
             meta["pose"] = pose
         if shot.note:
             meta["target"] = shot.note
-        mean, _ = meter(frame.image)
-        self.tlm("exposure_ms", frame.exposure_ms)
-        self.tlm("gain", frame.gain)
-        self.tlm("last_mean_dn", mean)
         try:
             pid = cat.reserve(self.now(), job.fmt.label, meta["quality"], job.priority, meta)
         except Exception as exc:  # sqlite3 errors and the like: the catalogue stays as it was
@@ -316,39 +317,74 @@ class Imaging(Component):
             return
         meta["pid"] = pid
         p = cat.get(pid)
-        job_item = ProductJob(pid, frame.image, job.fmt, job.quality, cat.file(p, "full"), cat.file(p, "thumb"), meta)
-        if not self._worker.submit(job_item, self.fw.clock.now_ns()):
+        item = CaptureJob(pid, exposure, metering, job.fmt, job.quality, cat.file(p, "full"), cat.file(p, "thumb"),
+                          meta)
+        if not self._worker.submit(item, self.fw.clock.now_ns()):
             cat.fail(pid, "encoder queue full")
             self._fail_job(job, pid, "encoder queue full")
             return
+        if metering is not None:
+            job.metering = True
         self._inflight[pid] = (job, meta)
-        self.event("ImageCaptured", pid=pid, seq=frame.seq, pan_deg=round(pan, 2), tilt_deg=round(tilt, 2),
-                   exposure_ms=round(frame.exposure_ms, 3), gain=round(frame.gain, 2))
 
     # -- the worker --------------------------------------------------------------------------
 
-    def _work(self, job: ProductJob) -> MadeProduct:
+    def _work(self, job: CaptureJob) -> Captured:
+        """On the worker's thread: make the frame (metering it first if asked), then the product."""
         assert self.quota is not None
-        return make_product(job, self.quota)
+        try:
+            if job.metering is not None:
+                frame, frames = auto_expose(job.exposure, job.metering)
+            else:
+                frame, frames = job.exposure.develop(None, None), 0
+        except (HalError, ValueError, NotImplementedError) as exc:
+            raise ProductFailure(f"camera fault: {type(exc).__name__}: {exc}") from None
+        mean, _ = meter(frame.image)
+        made = make_product(ProductJob(job.pid, frame.image, job.fmt, job.quality, job.full_path, job.thumb_path,
+                                       job.meta), self.quota)
+        return Captured(frame, mean, frames, made)
 
     def _on_result(self, result: JobResult) -> None:
-        pj: ProductJob = result.payload
-        job, meta = self._inflight.pop(pj.pid, (None, pj.meta))
+        cj: CaptureJob = result.payload
+        job, meta = self._inflight.pop(cj.pid, (None, cj.meta))
+        if job is not None and cj.metering is not None:
+            job.metering = False  # the job's next shots may go
         if self.catalogue is None:
             return
         if not result.ok:
             reason = result.error.split(": ", 1)[1] if result.error.startswith("ProductFailure") else result.error
-            self.catalogue.fail(pj.pid, reason)
-            self._fail_job(job, pj.pid, reason)
+            if reason.startswith("camera fault"):
+                self.event("CaptureFailed", reason=reason[:200])
+            self.catalogue.fail(cj.pid, reason)
+            self._fail_job(job, cj.pid, reason)
             return
-        made: MadeProduct = result.value
+        got: Captured = result.value
+        frame, made = got.frame, got.made
+        if cj.metering is not None:
+            self.event("ExposureSet", exposure_ms=round(frame.exposure_ms, 3), gain=round(frame.gain, 2),
+                       frames=got.metering_frames, mean_dn=round(got.mean_dn, 1))
+            try:  # lock the metered exposure for the rest of the job
+                self.camera.set_exposure(frame.exposure_ms, frame.gain)
+            except (HalError, ValueError, NotImplementedError) as exc:
+                self.event("CaptureFailed", reason=f"exposure not set: {exc}"[:200])
+        meta = dict(meta) | {"frame_time_s": frame.time_s, "camera": frame.camera, "seq": frame.seq,
+                             "exposure_ms": frame.exposure_ms, "gain": frame.gain}
+        m = frame.model
+        if m is not None:
+            meta["model"] = {"width": m.width, "height": m.height, "fx": m.fx, "fy": m.fy, "cx": m.cx, "cy": m.cy}
+        self.tlm("exposure_ms", frame.exposure_ms)
+        self.tlm("gain", frame.gain)
+        self.tlm("last_mean_dn", got.mean_dn)
+        self.event("ImageCaptured", pid=cj.pid, seq=frame.seq, pan_deg=round(float(meta["pan_deg"]), 2),
+                   tilt_deg=round(float(meta["tilt_deg"]), 2), exposure_ms=round(frame.exposure_ms, 3),
+                   gain=round(frame.gain, 2))
         try:
-            p = self.catalogue.commit(pj.pid, made.width, made.height, made.full, made.thumb, meta)
+            p = self.catalogue.commit(cj.pid, made.width, made.height, made.full, made.thumb, meta)
         except Exception as exc:
             assert self.quota is not None
             self.quota.release(len(made.full) + len(made.thumb))
-            self.catalogue.fail(pj.pid, f"catalogue commit failed: {exc}")
-            self._fail_job(job, pj.pid, f"catalogue commit failed: {exc}")
+            self.catalogue.fail(cj.pid, f"catalogue commit failed: {exc}")
+            self._fail_job(job, cj.pid, f"catalogue commit failed: {exc}")
             return
         self.event("ProductReady", pid=p.pid, format=p.format, width=p.width, height=p.height,
                    full_bytes=p.full_size, thumb_bytes=p.thumb_size)
@@ -572,6 +608,32 @@ class Imaging(Component):
             self.jobs.append(Job(None, deque(shots), Format.PNG, 0, 200, total=len(shots)))
             self._telemetry()
         return ranked
+
+
+def auto_expose(exposure: Exposure, m: Metering) -> tuple[Frame, int]:
+    """Develop an exposure until its central mean is near ``m.target_dn`` (see the module docstring).
+
+    Returns the frame kept and how many metering frames were looked at.
+    """
+    frame = exposure.develop(None, None)
+    exp_ms, gain = frame.exposure_ms, frame.gain
+    frames = 0
+    lo, hi = m.limits_ms
+    for _ in range(m.max_iter):
+        frames += 1
+        mean, saturated = meter(frame.image)
+        if saturated <= 0.02 and abs(mean - m.target_dn) <= 0.12 * m.target_dn:
+            break
+        factor = 0.5 if saturated > 0.02 and mean >= m.target_dn else m.target_dn / max(mean, 1.0)
+        factor = min(8.0, max(0.125, factor))
+        want = exp_ms * factor
+        new_exp = min(hi, max(lo, want))
+        new_gain = min(16.0, max(1.0, gain * want / new_exp)) if want > hi else 1.0
+        if abs(new_exp - exp_ms) < 1e-9 and abs(new_gain - gain) < 1e-9:
+            break
+        exp_ms, gain = new_exp, new_gain
+        frame = exposure.develop(exp_ms, gain)
+    return frame, frames
 
 
 def meter(image: np.ndarray) -> tuple[float, float]:

@@ -10,6 +10,7 @@ giving back what it reserved.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ import cv2
 import numpy as np
 
 from flight.imaging.catalogue import Quota
-from flight.persist import write_atomic
 
 THUMB_FACTOR = 8
 
@@ -78,6 +78,36 @@ class MadeProduct:
     thumb: bytes
 
 
+def write_atomic_files(files: list[tuple[Path, bytes]]) -> None:
+    """Write several files atomically with one directory sync for each directory they share.
+
+    Each file goes to a temporary name, is synced, and is renamed over its target; then each
+    directory is synced once. A product's full frame and thumbnail (one directory) cost three
+    syncs instead of the four two separate atomic writes would, and after a crash either file is
+    whole or absent (the catalogue's recovery removes a half-made product's orphans).
+    """
+    dirs: dict[Path, None] = {}
+    for path, data in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dirs[path.parent] = None
+    for d in dirs:
+        dir_fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
 def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
     """Encode, reserve quota, write both files atomically. See the module docstring."""
     img = job.image
@@ -89,8 +119,7 @@ def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
     if not quota.reserve(need):
         raise ProductFailure(f"disk full: product needs {need} B, store holds {quota.used} of {quota.limit} B")
     try:
-        write_atomic(job.full_path, full)
-        write_atomic(job.thumb_path, thumb)
+        write_atomic_files([(Path(job.full_path), full), (Path(job.thumb_path), thumb)])
     except OSError as exc:
         quota.release(need)
         for p in (job.full_path, job.thumb_path):

@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flight.nav.planner import PlanningError, astar, cost_to_go, extract_path, path_cost, plan, smooth_path
+from flight.nav.planner import (
+    PlanningError,
+    astar,
+    cost_to_go,
+    cost_to_go_sweeps,
+    extract_path,
+    path_cost,
+    plan,
+    smooth_path,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,6 +54,24 @@ def test_paths_are_valid_and_optimal(spec):
     assert cf == pytest.approx(ca, rel=1e-6)
     assert path_cost(c, pf) >= ca * (1 - 1e-6)
     assert path_cost(c, extract_path(cost_to_go(c, (n - 1, n - 1)), c, (0, 0))) == pytest.approx(ca, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grids(30), st.data())
+def test_compiled_field_matches_the_sweep_reference(spec, data):
+    """Dijkstra's field and the numpy sweeps' field agree cell for cell, reachable or not."""
+    n, seed, blocked = spec
+    c = make(n, seed, blocked)
+    # a rectangular grid too, so rows and columns cannot be confused
+    c = c[:, : data.draw(st.integers(2, n))]
+    goal = (n - 1, 0)
+    c[goal] = 1.0
+    fast = cost_to_go(c, goal)
+    ref = cost_to_go_sweeps(c, goal)
+    reach = ref < 1e8
+    assert np.array_equal(reach, fast < 1e8)
+    assert np.allclose(fast[reach], ref[reach], rtol=1e-6, atol=1e-6)  # the sweeps carry prefix-sum rounding
+    assert fast[goal] == 0.0
 
 
 @settings(max_examples=40, deadline=None)
