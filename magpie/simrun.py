@@ -29,6 +29,7 @@ from flight.config import load as load_config
 from flight.model import Severity
 from flight.outbound import ConsoleSink, EventRecord, JsonLinesSink, TlmPacket
 from flight.vehicle import Vehicle
+from magpie import sitlrun
 from magpie.durations import format_duration, parse_duration
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the plan: a sequence file sent up at the start (default: the built-in demo, a "
                         "short drive, a turn, a stop and a ping; magpie/configs/imaging_demo.seq images)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    sitlrun.add_arguments(p)  # --scenario, --speed, --web-port: live operations in the world
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
 
@@ -261,6 +263,9 @@ def _progress(args: argparse.Namespace, t_start: float, duration: float) -> Any:
 
 def _realtime(args: argparse.Namespace, duration: float) -> int:
     from magpie.mission import run_realtime_mission
+
+    if sitlrun.selected(args):
+        return sitlrun.run(args, duration)
 
     config = args.config or Path(str(resources.files("magpie.configs").joinpath("core_mission.toml")))
     if not args.quiet:
