@@ -173,8 +173,7 @@ class LiveMission:
             'key_file = "keys/uplink.key"\nkey_id = 1\n', encoding="utf-8")
         self.start_ground()
         if self.web_port is not None:
-            self._spawn("web", [py, "-m", "magpie.cli", "web", "--config", str(self.ground_toml),
-                                "--port", str(self.web_port), "--link", str(self.out / "link.json")])
+            self.start_web()
 
     @property
     def ground_toml(self) -> Path:
@@ -187,6 +186,11 @@ class LiveMission:
     def start_ground(self) -> subprocess.Popen[bytes]:
         """Start (or restart) the ground station over the same archive."""
         return self._spawn("ground", [sys.executable, "-m", "magpie.cli", "ground", "--config", str(self.ground_toml)])
+
+    def start_web(self) -> subprocess.Popen[bytes]:
+        """Start (or restart) the web ground on its port."""
+        return self._spawn("web", [sys.executable, "-m", "magpie.cli", "web", "--config", str(self.ground_toml),
+                                   "--port", str(self.web_port), "--link", str(self.out / "link.json")])
 
     def stop_one(self, name: str, timeout_s: float = 10.0) -> int | None:
         """SIGINT (a clean stop), then SIGKILL if it does not stop in time; returns the exit code."""
