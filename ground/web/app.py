@@ -207,18 +207,31 @@ class WebGround:
         sub.connect(self.cfg.pub)
         try:
             while True:
-                parts = await sub.recv_multipart()
-                try:
-                    topic = parts[0].decode()
-                    rec = msgpack.unpackb(parts[1], raw=False)
-                    self._take(topic, rec)
-                except (IndexError, UnicodeDecodeError, ValueError, TypeError, KeyError,
-                        msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-                    self.bad_messages += 1
-                    if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
-                        log.warning("%d malformed live messages ignored", self.bad_messages)
+                batch = [await sub.recv_multipart()]
+                # drain what is already queued, then yield: awaiting a socket that always has a
+                # message ready never returns control to the event loop, which would starve the
+                # pages, the HTTP routes and shutdown
+                for _ in range(2000):
+                    try:
+                        batch.append(sub.recv_multipart(zmq.NOBLOCK).result())
+                    except zmq.Again:
+                        break
+                for parts in batch:
+                    self._take_raw(parts)
+                await asyncio.sleep(0)
         finally:
             sub.close(0)
+
+    def _take_raw(self, parts: list[bytes]) -> None:
+        try:
+            topic = parts[0].decode()
+            rec = msgpack.unpackb(parts[1], raw=False)
+            self._take(topic, rec)
+        except (IndexError, UnicodeDecodeError, ValueError, TypeError, KeyError,
+                msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            self.bad_messages += 1
+            if self.bad_messages in (1, 10, 100) or self.bad_messages % 1000 == 0:
+                log.warning("%d malformed live messages ignored", self.bad_messages)
 
     def _take(self, topic: str, rec: dict[str, Any]) -> None:
         self.last_rx_unix = time.time()
