@@ -79,11 +79,13 @@ def device_overrides(config: VehicleConfig, sitl: dict[str, str], radio: str) ->
             out[name] = sitl["mcu"]
         elif url.startswith(("sim://camera", "camera+")):
             out[name] = sitl[f"camera.{name}"]
+        elif url.startswith(("sim://watchdog", "watchdog+")):
+            out[name] = sitl["watchdog"]
         elif url.startswith("radio+"):
             out[name] = radio
         elif url.startswith("sim://"):
             raise ConfigError(f"{config.source}: devices.{name}: {url} has no real-time transport yet "
-                              "(the real-time world serves the MCU and cameras)")
+                              "(the real-time world serves the MCU, cameras and the watchdog)")
     return out
 
 

@@ -3,10 +3,12 @@
 ``python -m sim_hw.sitl --out DIR [--seed N] [--speed N] [--camera NAME=OPTIONS]`` builds the
 world, starts the MCU emulator on a pseudo-terminal with the world as its plant (the real MCU
 protocol: COBS frames, CRC, hello, streamed sensor reports, the link watchdog) and serves the
-world's cameras over ZeroMQ on 127.0.0.1. It writes ``DIR/sitl.json`` with the device URLs a
+world's cameras over ZeroMQ on 127.0.0.1, and offers the vehicle computer's watchdog as a FIFO
+the real Linux watchdog driver writes to. It writes ``DIR/sitl.json`` with the device URLs a
 flight process uses instead of ``sim://``::
 
     {"mcu": "mcu+serial:///tmp/magpie-mcu-.../ttyMCU?stream_hz=50",
+     "watchdog": "watchdog+linux:///tmp/magpie-sitl-.../watchdog?timeout=10",
      "camera.navcam": "camera+sitl://tcp://127.0.0.1:PORT?name=navcam"}
 
 so ``magpie flight --device mcu=... --device navcam=...`` flies the same vehicle TOML against
@@ -24,10 +26,12 @@ socket is rebuilt for the next call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -257,11 +261,70 @@ def _parse_camera(text: str) -> tuple[str, str]:
     return name, f"sim://camera?name={name}&{opts}" if opts else f"sim://camera?name={name}"
 
 
+class WatchdogPipe:
+    """The vehicle computer's watchdog as the flight sees ``/dev/watchdog``: a FIFO it writes to.
+
+    The flight opens it with the real Linux driver (``watchdog+linux:///.../watchdog``): a zero
+    byte is a kick, ``V`` a magic close (disarm). The first kick arms it; ``timeout_s`` of wall time
+    without one is a bite, counted and reported (a world cannot power-cycle another process; the
+    launcher decides what a bite means).
+    """
+
+    def __init__(self, directory: str, timeout_s: float = 10.0) -> None:
+        import os
+
+        self.path = os.path.join(directory, "watchdog")
+        os.mkfifo(self.path, 0o600)
+        # read-write: the FIFO never reports end-of-file between two flight processes
+        self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self.timeout_s = timeout_s
+        self.kicks = 0
+        self.bites = 0
+        self.armed = False
+        self.last_kick = 0.0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sitl-watchdog", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import os
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            now = time.monotonic()
+            if ready:
+                try:
+                    data = os.read(self._fd, 4096)
+                except BlockingIOError:
+                    data = b""
+                for byte in data:
+                    if byte == ord("V"):
+                        self.armed = False
+                    else:
+                        self.kicks += 1
+                        self.armed = True
+                        self.last_kick = now
+            if self.armed and now - self.last_kick > self.timeout_s:
+                self.bites += 1
+                self.armed = False
+                log.warning("watchdog bit: no kick for %.1f s (%d bites)", self.timeout_s, self.bites)
+
+    def close(self) -> None:
+        import os
+
+        self._stop.set()
+        self.thread.join(2)
+        os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
 class SitlWorld:
     """World + MCU emulator on a pty + camera server; :meth:`devices` are the URLs for the flight side."""
 
     def __init__(self, seed: int = 1, speed: float = 1.0, cameras: dict[str, str] | None = None,
-                 scenario: str = "moon-farside", stream_hz: int = 50) -> None:
+                 scenario: str = "moon-farside", stream_hz: int = 50, watchdog_s: float = 10.0) -> None:
         from sim_hw.mcu_emulator import McuEmulator
         from sim_hw.world import World
 
@@ -274,9 +337,12 @@ class SitlWorld:
         self.emulator = McuEmulator(ScaledPlant(self.world.mcu_plant(), self.lock, speed), seed=seed)
         self.cameras = CameraServer(self.world, self.lock, cameras or {}, "tcp://127.0.0.1:*")
         self.cameras.thread.start()
+        self._dir = tempfile.TemporaryDirectory(prefix="magpie-sitl-")
+        self.watchdog = WatchdogPipe(self._dir.name, watchdog_s)
 
     def devices(self) -> dict[str, str]:
-        out = {"mcu": f"mcu+serial://{self.emulator.path}?stream_hz={self.stream_hz}"}
+        out = {"mcu": f"mcu+serial://{self.emulator.path}?stream_hz={self.stream_hz}",
+               "watchdog": f"watchdog+linux://{self.watchdog.path}?timeout={self.watchdog.timeout_s:g}"}
         for name in self.cameras.cameras:
             out[f"camera.{name}"] = f"camera+sitl://{self.cameras.endpoint}?name={name}"
         return out
@@ -288,6 +354,8 @@ class SitlWorld:
     def close(self) -> None:
         self.cameras.close()
         self.emulator.close()
+        self.watchdog.close()
+        self._dir.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if now >= next_truth:
                 t = sitl.truth()
-                print(f"sitl: t={t['time_s']:.1f} s x={t['x']:.2f} y={t['y']:.2f} m", flush=True)
+                print(f"sitl: t={t['time_s']:.1f} s x={t['x']:.2f} y={t['y']:.2f} m, watchdog "
+                      f"{sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
                 next_truth = now + args.truth_every
     finally:
         sitl.close()
         (args.out / "sitl.json").unlink(missing_ok=True)
-    print(f"sitl: stopped after {time.monotonic() - t0:.1f} s, {sitl.cameras.served} camera requests", flush=True)
+    print(f"sitl: stopped after {time.monotonic() - t0:.1f} s, {sitl.cameras.served} camera requests, "
+          f"watchdog {sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
     return 0
 
 

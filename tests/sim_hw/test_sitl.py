@@ -73,6 +73,26 @@ def test_the_rover_toml_changes_only_its_device_urls() -> None:
     cfg = load_config(default_config())
     assert wants_world(cfg)
     assert world_cameras(cfg) == {"navcam": "width=320&height=240&stereo=0&tilt=-25"}
-    sitl = {"mcu": "mcu+serial:///tmp/x/ttyMCU?stream_hz=50", "camera.navcam": "camera+sitl://tcp://127.0.0.1:9?name=navcam"}
+    sitl = {"mcu": "mcu+serial:///tmp/x/ttyMCU?stream_hz=50", "camera.navcam": "camera+sitl://tcp://127.0.0.1:9?name=navcam",
+            "watchdog": "watchdog+linux:///tmp/x/watchdog?timeout=10"}
     over = device_overrides(cfg, sitl, "radio+zmq://tcp://127.0.0.1:8?scid=66")
-    assert over == {"mcu": sitl["mcu"], "navcam": sitl["camera.navcam"], "radio": "radio+zmq://tcp://127.0.0.1:8?scid=66"}
+    assert over["mcu"] == sitl["mcu"] and over["navcam"] == sitl["camera.navcam"]
+    assert over["radio"] == "radio+zmq://tcp://127.0.0.1:8?scid=66" and over["watchdog"] == sitl["watchdog"]
+    assert set(over) == set(cfg.devices)  # every device is replaced, nothing else changes
+
+
+def test_the_watchdog_is_a_fifo_the_linux_driver_writes(sitl: SitlWorld) -> None:
+    wd = open_device(sitl.devices()["watchdog"])
+    try:
+        for _ in range(3):
+            wd.kick()
+        deadline = time.monotonic() + 10
+        while sitl.watchdog.kicks < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the world reads the FIFO on its own thread
+        assert sitl.watchdog.kicks == 3 and sitl.watchdog.armed
+    finally:
+        wd.close()  # the magic close disarms it
+    deadline = time.monotonic() + 10
+    while sitl.watchdog.armed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not sitl.watchdog.armed and sitl.watchdog.bites == 0

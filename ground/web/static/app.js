@@ -139,16 +139,20 @@ function renderRows() {
 function onNav(name, v, t) {
   if (!name.startsWith("nav.")) return;
   const q = name.slice(4);
-  if (q === "x_m") S.pos.x = v; else if (q === "y_m") S.pos.y = v;
-  else if (q === "goal_x_m") S.goal = [v, S.goal ? S.goal[1] : 0];
+  if (q === "goal_x_m") S.goal = [v, S.goal ? S.goal[1] : 0];
   else if (q === "goal_y_m") S.goal = [S.goal ? S.goal[0] : 0, v];
-  else return;
-  if ((q === "x_m" || q === "y_m") && S.pos.x !== null && S.pos.y !== null) {
-    const last = S.track[S.track.length - 1];
-    if (!last || Math.hypot(last[0] - S.pos.x, last[1] - S.pos.y) > 0.005) S.track.push([S.pos.x, S.pos.y, t]);
-    if (S.track.length > 20000) S.track.splice(0, 5000);
-    $("map-pos").textContent = `rover x ${S.pos.x.toFixed(2)} m, y ${S.pos.y.toFixed(2)} m`;
-  }
+  else if (q === "x_m" || q === "y_m") {
+    // x and y of one position share the packet's time: a track point needs both
+    if (!S.fix || S.fix.t !== t) S.fix = { t, x: null, y: null };
+    S.fix[q[0]] = v;
+    if (q === "x_m") S.pos.x = v; else S.pos.y = v;
+    if (S.fix.x !== null && S.fix.y !== null) {
+      const last = S.track[S.track.length - 1];
+      if (!last || Math.hypot(last[0] - S.fix.x, last[1] - S.fix.y) > 0.005) S.track.push([S.fix.x, S.fix.y, t]);
+      if (S.track.length > 20000) S.track.splice(0, 5000);
+    }
+    if (S.pos.x !== null && S.pos.y !== null) $("map-pos").textContent = `rover x ${S.pos.x.toFixed(2)} m, y ${S.pos.y.toFixed(2)} m`;
+  } else return;
   S.mapDirty = true;
 }
 
