@@ -80,13 +80,25 @@ class LinkInfo:
             return cls()
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            windows = raw.get("windows")
+            if windows is not None:
+                if not isinstance(windows, dict):
+                    raise ValueError("windows must be an object or null")
+                windows = {k: float(windows[k]) if k in windows else 0.0 for k in ("period_s", "up_s", "phase_s")}
+                if not all(math.isfinite(v) for v in windows.values()) or windows["period_s"] <= 0:
+                    raise ValueError("windows need a finite period_s above 0 and finite up_s, phase_s")
+            info = cls(
                 light_time_s=None if raw.get("light_time_s") is None else float(raw["light_time_s"]),
                 hop_delay_s=float(raw.get("hop_delay_s", 0.0)),
-                windows=raw.get("windows"),
+                windows=windows,
                 t0_unix=None if raw.get("t0_unix") is None else float(raw["t0_unix"]),
             )
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            if not all(math.isfinite(v) for v in (info.light_time_s or 0.0, info.hop_delay_s, info.t0_unix or 0.0)):
+                raise ValueError("times must be finite")
+            return info
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
             raise ValueError(f"link description {path}: {exc}") from None
 
     def state(self, now_unix: float) -> dict[str, Any]:
@@ -662,7 +674,9 @@ def build_app(web: WebGround) -> Starlette:
             page.other.append({"t": "images", "scid": scid, "list": lst})
         try:
             while True:
-                await ws.receive_text()  # the page only pings; ignore what it says
+                msg = await ws.receive()  # the page only pings; whatever it sends is ignored
+                if msg.get("type") == "websocket.disconnect":
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

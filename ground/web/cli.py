@@ -42,8 +42,12 @@ def cmd_web(args: argparse.Namespace) -> int:
     print(f"web: http://{args.host}:{args.port}/ (ground telemetry {cfg.pub}, commands {cfg.commands})", flush=True)
     try:
         uvicorn.run(build_app(web), host=args.host, port=args.port, log_level="warning", ws="websockets-sansio")
-    except (OSError, SystemExit) as exc:
+    except OSError as exc:
         print(f"magpie web: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit:  # uvicorn exits when it cannot bind, after logging why
+        print(f"magpie web: cannot serve on {args.host}:{args.port} (address in use or not permitted)",
+              file=sys.stderr)
         return 2
     return 0
 

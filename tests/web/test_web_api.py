@@ -7,10 +7,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 
 from ground.server import load_config
@@ -18,6 +21,20 @@ from ground.web.app import LinkInfo, WebGround, decimate
 from ground.web.serve import WebThread
 
 pytestmark = pytest.mark.timeout(60)
+
+def _form_checker() -> WebGround:
+    """A WebGround over the test dictionary, for checking forms (nothing is started)."""
+    import tempfile
+
+    from ground.server import GroundConfig, VehicleConfig
+    from tests.link.fixtures import DICT
+
+    d = Path(tempfile.mkdtemp(prefix="magpie-web-form-"))
+    (d / "dict.json").write_text(json.dumps(DICT))
+    return WebGround(GroundConfig(archive=d / "a.db", vehicles=[VehicleConfig(66, "t", d / "dict.json", None)]))
+
+
+FORM_CHECKER = _form_checker()
 
 
 def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -138,3 +155,62 @@ def test_link_schedule_and_decimation() -> None:
     small = decimate(rows, 300)
     assert len(small) <= 310 and max(v for _, v in small) == 16.0 and min(v for _, v in small) == 0.0
     assert decimate(rows[:10], 300) == rows[:10]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(body=st.one_of(_json, st.fixed_dictionaries({"scid": st.sampled_from([66, "66", None, 7]),
+                                                    "name": st.sampled_from(["NAV_GOTO", "CAM_MODE", "X", 3]),
+                                                    "args": _json})))
+@settings(max_examples=300, deadline=None)
+def test_a_command_form_is_checked_or_refused_with_a_reason(body: Any) -> None:
+    try:
+        scid, name, args = FORM_CHECKER.check_command(body)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert scid == 66 and name in ("NAV_GOTO", "CAM_MODE") and isinstance(args, dict)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_a_link_description_loads_or_says_why(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("link") / "link.json"
+    path.write_bytes(data)
+    try:
+        info = LinkInfo.load(path)
+    except ValueError as exc:
+        assert "link description" in str(exc)
+        return
+    state = info.state(1000.0)  # what loaded is usable: the status loop never fails on it
+    assert state["in_view"] in (True, False, None)
+
+
+@given(st.dictionaries(st.sampled_from(["light_time_s", "hop_delay_s", "windows", "t0_unix", "x"]), _json,
+                       max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_a_link_description_of_any_shape(tmp_path_factory, doc: Any) -> None:
+    path = tmp_path_factory.mktemp("link") / "link.json"
+    path.write_text(json.dumps(doc))
+    try:
+        info = LinkInfo.load(path)
+    except ValueError as exc:
+        assert "link description" in str(exc)
+        return
+    assert info.state(1000.0)["in_view"] in (True, False, None)
+
+
+def test_web_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from magpie.cli import main
+
+    assert main(["web", "--config", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("magpie web: ground config")
+    (tmp_path / "link.json").write_text("{not json")
+    (tmp_path / "g.toml").write_text('archive = "a.db"\n')
+    assert main(["web", "--config", str(tmp_path / "g.toml"), "--link", str(tmp_path / "link.json")]) == 2
+    assert "link description" in capsys.readouterr().err
