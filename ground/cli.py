@@ -19,6 +19,7 @@ from ground.archive import Archive
 from ground.client import ClientTimeout, CommandError, GroundClient
 from ground.dictionary import Dictionary, DictionaryError
 from ground.server import ConfigError, GroundConfig, GroundServer, load_config, read_token
+from ground.web.filters import ChannelFilter, EventFilter, FilterError
 
 
 def _config(args: argparse.Namespace) -> GroundConfig:
@@ -126,31 +127,40 @@ def _time_range(args: argparse.Namespace) -> tuple[float, float]:
 def cmd_tlm(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scid = _scid(cfg, args.scid)
+    chans = ChannelFilter(tuple(args.channels))
     if args.since is not None or args.until is not None:
         since, until = _time_range(args)
         with Archive(cfg.archive, readonly=True) as archive:
             names = archive.channel_names(scid)
-            wanted = args.channels or list(names.values())
-            for name in wanted:
-                cid = archive.channel_id(scid, name)
-                if cid is None:
+            for name in args.channels:
+                if "*" not in name and "?" not in name and "[" not in name and archive.channel_id(scid, name) is None:
                     print(f"error: no channel {name!r} for spacecraft {scid}", file=sys.stderr)
                     return 2
+            for cid, name in names.items():
+                if not chans.match(name):
+                    continue
                 for t, v in archive.channel(scid, cid, since, until):
-                    print(f"{_fmt_time(t)} {names.get(cid, cid)} {v}")
+                    print(f"{_fmt_time(t)} {name} {v}")
         return 0
-    with GroundClient(pub_endpoint=cfg.pub) as client:
-        prefixes = [f"tlm.{scid}.{c}" for c in args.channels] or [f"tlm.{scid}."]
-        client.subscribe(*prefixes)
-        return _tail(client, args.count, lambda r: f"{_fmt_time(r['time'])} {r['name']} {r['value']}")
+    # Subscribe to what we want only (the client's default is everything), then match exactly:
+    # ZeroMQ matches prefixes, so tlm.66.power.soc would also deliver tlm.66.power.soc_min.
+    with GroundClient(pub_endpoint=cfg.pub, subscribe_all=False) as client:
+        client.subscribe(*chans.topics(scid))
+        return _tail(
+            client,
+            args.count,
+            lambda topic, r: topic.startswith(f"tlm.{scid}.") and chans.match(str(r.get("name"))),
+            lambda r: f"{_fmt_time(r['time'])} {r['name']} {r['value']}",
+        )
 
 
-def _tail(client: GroundClient, count: int | None, fmt: Any) -> int:
+def _tail(client: GroundClient, count: int | None, want: Any, fmt: Any) -> int:
+    """Print live items that ``want(topic, record)`` until ``count`` were shown or Ctrl-C."""
     shown = 0
     try:
         while count is None or shown < count:
             msg = client.next(1.0)
-            if msg is not None:
+            if msg is not None and want(*msg):
                 print(fmt(msg[1]), flush=True)
                 shown += 1
     except KeyboardInterrupt:
@@ -158,22 +168,31 @@ def _tail(client: GroundClient, count: int | None, fmt: Any) -> int:
     return 0
 
 
+def _event_line(e: Any) -> str:
+    get = e.get if isinstance(e, dict) else lambda k: getattr(e, k)
+    return f"{_fmt_time(get('time'))} {get('severity'):<11} {get('name')}: {get('text')}"
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scid = _scid(cfg, args.scid)
+    try:
+        filt = EventFilter.from_query(args.severity, args.name, args.search)
+    except FilterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.since is not None or args.until is not None:
         since, until = _time_range(args)
         with Archive(cfg.archive, readonly=True) as archive:
             for e in archive.events(scid, since, until):
-                print(f"{_fmt_time(e.time)} {e.severity:<11} {e.name}: {e.text}")
+                if filt.match({"severity": e.severity, "name": e.name, "text": e.text}):
+                    print(_event_line(e))
         return 0
-    with GroundClient(pub_endpoint=cfg.pub) as client:
-        client.subscribe(f"evt.{scid}")
-        return _tail(
-            client,
-            args.count,
-            lambda r: f"{_fmt_time(r['time'])} {r['severity']:<11} {r['name']}: {r['text']}",
-        )
+    topic = f"evt.{scid}"
+    with GroundClient(pub_endpoint=cfg.pub, subscribe_all=False) as client:
+        client.subscribe(topic)
+        # "evt.6" is also a prefix of "evt.66": compare the whole topic
+        return _tail(client, args.count, lambda t, r: t == topic and filt.match(r), _event_line)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -280,7 +299,13 @@ def register(subparsers: Any) -> None:
             "(spacecraft seconds).",
         )
         if name == "tlm":
-            p.add_argument("channels", nargs="*", help="channel names (default: all)")
+            p.add_argument("channels", nargs="*", help="channel names or globs such as 'nav.*' (default: all)")
+        else:
+            p.add_argument("--severity", action="append", default=None, metavar="SEV",
+                           help="only these severities (repeatable or comma-separated; >=WARNING_LO means "
+                                "that one and every more severe)")
+            p.add_argument("--name", default=None, help="only events of this name")
+            p.add_argument("--search", default=None, help="only events whose name or text contains this")
         _common(p)
         p.add_argument("--since", type=_time_arg, default=None, help="start of the time range")
         p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")

@@ -86,7 +86,12 @@ class GroundClient:
     # -- live ------------------------------------------------------------------------------
 
     def subscribe(self, *prefixes: str) -> None:
-        """Receive topics starting with these prefixes (``tlm.66.``, ``evt.``, ``""`` for all)."""
+        """Receive topics starting with these prefixes (``tlm.66.``, ``evt.``, ``""`` for all).
+
+        ZeroMQ matches prefixes only, and a client made with ``subscribe_all=True`` (the default)
+        already receives everything: a live view that wants a subset creates the client with
+        ``subscribe_all=False`` and still checks each topic it receives (see ground.web.filters).
+        """
         if self._sub is None:
             raise RuntimeError("client has no telemetry endpoint")
         for p in prefixes or ("",):
@@ -140,7 +145,8 @@ class GroundClient:
     ) -> dict[str, Any]:
         return self._wait(
             f"evt.{scid}",
-            lambda r: _match_event(r, name, severity, predicate),
+            # "evt.6" is a prefix of "evt.66" too: the record's scid decides
+            lambda r: r.get("scid") == scid and _match_event(r, name, severity, predicate),
             timeout_s,
             f"event {name or ''} from spacecraft {scid}",
         )

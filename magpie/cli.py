@@ -22,6 +22,7 @@ _PLUGINS = (
     "magpie.flightrun",
     "ground.cli",
     "ground.images_cli",
+    "ground.web.cli",
     "sim_hw.relay",
     "hil.cli",
     "magpie.payload_products",

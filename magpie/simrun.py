@@ -29,6 +29,7 @@ from flight.config import load as load_config
 from flight.model import Severity
 from flight.outbound import ConsoleSink, EventRecord, JsonLinesSink, TlmPacket
 from flight.vehicle import Vehicle
+from magpie import sitlrun
 from magpie.durations import format_duration, parse_duration
 from mission.solo import FAST_FLUSH_S, FAST_WORLD, _world_for, assemble, fast_config, fly, reboot
 
@@ -82,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "scenario TOML file; 'list' lists them). --duration, --seed, --out, --fast and "
                         "--archive apply")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    sitlrun.add_arguments(p)  # --world, --speed, --web-port: live operations in the world
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.set_defaults(func=cmd_sim)
 
@@ -203,6 +205,9 @@ def _progress(args: argparse.Namespace, t_start: float, duration: float) -> Any:
 def _realtime(args: argparse.Namespace, duration: float) -> int:
     from mission.lockstep import run_realtime_mission
 
+    if sitlrun.selected(args):
+        return sitlrun.run(args, duration)
+
     config = args.config or Path(str(resources.files("magpie.configs").joinpath("core_mission.toml")))
     if not args.quiet:
         print(f"magpie sim --realtime: relay, ground and flight as processes on 127.0.0.1 for "
@@ -306,6 +311,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
         return 2
     if args.scenario is not None:
+        if args.realtime:
+            print("magpie sim: --realtime flies one vehicle in a world on the real clock (--world moon-farside|"
+                  "mars-jezero); scenarios fly on the simulated clock, without --realtime", file=sys.stderr)
+            return 2
         return _scenario(args, duration)
     if args.realtime:
         return _realtime(args, duration)

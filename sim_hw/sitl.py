@@ -1,0 +1,409 @@
+"""The simulated world as its own process on the real clock (software in the loop, SITL).
+
+``python -m sim_hw.sitl --out DIR [--seed N] [--speed N] [--camera NAME=OPTIONS]`` builds the
+world, starts the MCU emulator on a pseudo-terminal with the world as its plant (the real MCU
+protocol: COBS frames, CRC, hello, streamed sensor reports, the link watchdog) and serves the
+world's cameras over ZeroMQ on 127.0.0.1, and offers the vehicle computer's watchdog as a FIFO
+the real Linux watchdog driver writes to. It writes ``DIR/sitl.json`` with the device URLs a
+flight process uses instead of ``sim://``::
+
+    {"mcu": "mcu+serial:///tmp/magpie-mcu-.../ttyMCU?stream_hz=50",
+     "watchdog": "watchdog+linux:///tmp/magpie-sitl-.../watchdog?timeout=10",
+     "camera.navcam": "camera+sitl://tcp://127.0.0.1:PORT?name=navcam"}
+
+so ``magpie flight --device mcu=... --device navcam=...`` flies the same vehicle TOML against
+the world that it flies against hardware with ``mcu+serial:///dev/ttyACM0``. The world advances
+with the wall clock times ``--speed`` (the emulator steps it by the time that passed); every use
+of the world (physics step, render) holds one lock, because the emulator and the camera server
+run on their own threads.
+
+``camera+sitl://tcp://HOST:PORT?name=navcam&timeout=5`` is the flight-side driver: a
+:class:`hal.contracts.Camera` whose frames come from the world process (msgpack over a ZeroMQ
+REQ socket). A world that does not answer within ``timeout`` is a DeviceTimeoutError, and the
+socket is rebuilt for the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+
+from hal.contracts import Camera, CameraModel, Frame, StereoPair
+from hal.errors import DeviceTimeoutError, DeviceUrlError, HalError
+from hal.registry import parse_options
+
+log = logging.getLogger(__name__)
+
+CAMERA_FORM = "camera+sitl://tcp://127.0.0.1:PORT?name=navcam&timeout=5"
+_CAM_OPTIONS = {"name": str, "timeout": float}
+
+
+# -- flight side: the camera driver ------------------------------------------------------------
+
+def _frame(d: dict[str, Any]) -> Frame:
+    img = np.frombuffer(d["image"], dtype=np.uint8).reshape(d["shape"])
+    m = d.get("model")
+    model = CameraModel(**m) if m else None
+    return Frame(image=img.copy(), time_s=float(d["time_s"]), seq=int(d["seq"]), camera=str(d["camera"]),
+                 exposure_ms=float(d.get("exposure_ms", 0.0)), gain=float(d.get("gain", 1.0)), model=model,
+                 meta=dict(d.get("meta") or {}))
+
+
+class SitlCamera(Camera):
+    """A camera in the SITL world process, reached over ZeroMQ (see the module docstring)."""
+
+    def __init__(self, endpoint: str, name: str = "navcam", timeout_s: float = 5.0, url: str = "") -> None:
+        super().__init__(url or f"camera+sitl://{endpoint}?name={name}")
+        self.endpoint = endpoint
+        self.name = name
+        self.timeout_s = timeout_s
+        self._ctx = zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._lock = threading.Lock()
+        self._info = self._call("info", timeout_s=timeout_s)
+
+    def _call(self, op: str, timeout_s: float | None = None, **args: Any) -> Any:
+        with self._lock:
+            if self._sock is None:
+                self._sock = self._ctx.socket(zmq.REQ)
+                self._sock.setsockopt(zmq.LINGER, 0)
+                self._sock.connect(self.endpoint)
+            try:
+                self._sock.send(msgpack.packb({"op": op, "name": self.name, **args}, use_bin_type=True))
+                if not self._sock.poll(int(1000 * (timeout_s or self.timeout_s))):
+                    self._sock.close(0)
+                    self._sock = None  # a REQ socket that lost its answer cannot be used again
+                    raise DeviceTimeoutError(f"{self.url}: the world did not answer {op} within "
+                                             f"{timeout_s or self.timeout_s} s")
+                reply = msgpack.unpackb(self._sock.recv(), raw=False)
+            except zmq.ZMQError as exc:
+                raise HalError(f"{self.url}: {exc}") from exc
+        if not reply.get("ok"):
+            err = str(reply.get("error", "refused"))
+            if reply.get("kind") == "value":
+                raise ValueError(err)
+            raise HalError(f"{self.url}: {err}")
+        return reply.get("value")
+
+    def capture(self, timeout_s: float = 2.0) -> Frame:
+        self._check_open("capture")
+        return _frame(self._call("capture", timeout_s=max(timeout_s, self.timeout_s)))
+
+    def capture_stereo(self, timeout_s: float = 2.0) -> StereoPair:
+        self._check_open("capture_stereo")
+        d = self._call("capture_stereo", timeout_s=max(timeout_s, self.timeout_s))
+        return StereoPair(_frame(d["left"]), _frame(d["right"]), float(d["baseline_m"]))
+
+    @property
+    def has_stereo(self) -> bool:
+        return bool(self._info["has_stereo"])
+
+    @property
+    def has_mast(self) -> bool:
+        return bool(self._info["has_mast"])
+
+    @property
+    def pointing(self) -> tuple[float, float]:
+        pan, tilt = self._call("pointing")
+        return (float(pan), float(tilt))
+
+    def point(self, pan_deg: float, tilt_deg: float) -> None:
+        self._check_open("point")
+        self._call("point", pan_deg=float(pan_deg), tilt_deg=float(tilt_deg))
+
+    @property
+    def has_exposure_control(self) -> bool:
+        return bool(self._info["has_exposure_control"])
+
+    def set_exposure(self, exposure_ms: float, gain: float = 1.0) -> None:
+        self._check_open("set_exposure")
+        self._call("set_exposure", exposure_ms=float(exposure_ms), gain=float(gain))
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(0)
+                self._sock = None
+
+
+def open_sitl_camera(url: str, **_context: Any) -> SitlCamera:
+    """Registry opener for ``camera+sitl://tcp://HOST:PORT?name=...``."""
+    if not url.lower().startswith("camera+sitl://"):
+        raise DeviceUrlError(f"{url!r} is not a camera+sitl URL; form: {CAMERA_FORM}")
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    if not rest.startswith("tcp://") and not rest.startswith("ipc://"):
+        raise DeviceUrlError(f"{url!r}: expected a tcp:// or ipc:// endpoint; form: {CAMERA_FORM}")
+    opts = parse_options(url, _CAM_OPTIONS, CAMERA_FORM)
+    return SitlCamera(rest, name=opts.get("name", "navcam"), timeout_s=opts.get("timeout", 5.0), url=url)
+
+
+# -- world side ---------------------------------------------------------------------------------
+
+def _frame_dict(f: Frame) -> dict[str, Any]:
+    img = np.ascontiguousarray(f.image, dtype=np.uint8)
+    m = f.model
+    return {"image": img.tobytes(), "shape": list(img.shape), "time_s": f.time_s, "seq": f.seq, "camera": f.camera,
+            "exposure_ms": f.exposure_ms, "gain": f.gain, "meta": json.loads(json.dumps(f.meta, default=str)),
+            "model": None if m is None else {"width": m.width, "height": m.height, "fx": m.fx, "fy": m.fy,
+                                             "cx": m.cx, "cy": m.cy}}
+
+
+class ScaledPlant:
+    """The world as the MCU emulator's plant, under the world lock, with time scaled by ``speed``."""
+
+    def __init__(self, plant: Any, lock: threading.Lock, speed: float) -> None:
+        self.plant, self.lock, self.speed = plant, lock, speed
+
+    def set_wheels(self, left_mps: float, right_mps: float) -> None:
+        with self.lock:
+            self.plant.set_wheels(left_mps, right_mps)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.plant.stop()
+
+    def step(self, dt_s: float) -> None:
+        with self.lock:
+            self.plant.step(dt_s * self.speed)
+
+    def sensors(self) -> Any:
+        with self.lock:
+            return self.plant.sensors()
+
+    def reset_encoders(self) -> None:
+        with self.lock:
+            self.plant.reset_encoders()
+
+
+class CameraServer:
+    """Serves the world's cameras on a ZeroMQ REP socket (one request at a time, under the lock)."""
+
+    def __init__(self, world: Any, lock: threading.Lock, cameras: dict[str, str], endpoint: str) -> None:
+        from sim_hw.devices import open_sim_device
+
+        self.world, self.lock = world, lock
+        with lock:
+            self.cameras = {name: open_sim_device(url, world=world) for name, url in cameras.items()}
+        self.sock = zmq.Context.instance().socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.stop = threading.Event()
+        self.served = 0
+        self.thread = threading.Thread(target=self._run, name="sitl-cameras", daemon=True)
+
+    def _answer(self, req: Any) -> dict[str, Any]:
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "request must be a map"}
+        cam = self.cameras.get(str(req.get("name")))
+        if cam is None:
+            return {"ok": False, "error": f"no camera {req.get('name')!r} (have {', '.join(self.cameras)})"}
+        op = req.get("op")
+        try:
+            with self.lock:
+                if op == "info":
+                    return {"ok": True, "value": {"has_stereo": cam.has_stereo, "has_mast": cam.has_mast,
+                                                  "has_exposure_control": cam.has_exposure_control}}
+                if op == "capture":
+                    return {"ok": True, "value": _frame_dict(cam.capture())}
+                if op == "capture_stereo":
+                    pair = cam.capture_stereo()
+                    return {"ok": True, "value": {"left": _frame_dict(pair.left), "right": _frame_dict(pair.right),
+                                                  "baseline_m": pair.baseline_m}}
+                if op == "pointing":
+                    return {"ok": True, "value": list(cam.pointing)}
+                if op == "point":
+                    cam.point(float(req["pan_deg"]), float(req["tilt_deg"]))
+                    return {"ok": True}
+                if op == "set_exposure":
+                    cam.set_exposure(float(req["exposure_ms"]), float(req.get("gain", 1.0)))
+                    return {"ok": True}
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"ok": False, "error": str(exc), "kind": "value"}
+        except HalError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if not self.sock.poll(100):
+                continue
+            try:
+                req = msgpack.unpackb(self.sock.recv(), raw=False)
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                req = None
+            self.sock.send(msgpack.packb(self._answer(req), use_bin_type=True))
+            self.served += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close(0)
+
+
+def _parse_camera(text: str) -> tuple[str, str]:
+    name, sep, opts = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--camera {text!r}: expected NAME=OPTIONS, e.g. navcam=width=640&stereo=0")
+    return name, f"sim://camera?name={name}&{opts}" if opts else f"sim://camera?name={name}"
+
+
+class WatchdogPipe:
+    """The vehicle computer's watchdog as the flight sees ``/dev/watchdog``: a FIFO it writes to.
+
+    The flight opens it with the real Linux driver (``watchdog+linux:///.../watchdog``): a zero
+    byte is a kick, ``V`` a magic close (disarm). The first kick arms it; ``timeout_s`` of wall time
+    without one is a bite, counted and reported (a world cannot power-cycle another process; the
+    launcher decides what a bite means).
+    """
+
+    def __init__(self, directory: str, timeout_s: float = 10.0) -> None:
+        import os
+
+        self.path = os.path.join(directory, "watchdog")
+        os.mkfifo(self.path, 0o600)
+        # read-write: the FIFO never reports end-of-file between two flight processes
+        self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self.timeout_s = timeout_s
+        self.kicks = 0
+        self.bites = 0
+        self.armed = False
+        self.last_kick = 0.0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sitl-watchdog", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import os
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            now = time.monotonic()
+            if ready:
+                try:
+                    data = os.read(self._fd, 4096)
+                except BlockingIOError:
+                    data = b""
+                for byte in data:
+                    if byte == ord("V"):
+                        self.armed = False
+                    else:
+                        self.kicks += 1
+                        self.armed = True
+                        self.last_kick = now
+            if self.armed and now - self.last_kick > self.timeout_s:
+                self.bites += 1
+                self.armed = False
+                log.warning("watchdog bit: no kick for %.1f s (%d bites)", self.timeout_s, self.bites)
+
+    def close(self) -> None:
+        import os
+
+        self._stop.set()
+        self.thread.join(2)
+        os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class SitlWorld:
+    """World + MCU emulator on a pty + camera server; :meth:`devices` are the URLs for the flight side."""
+
+    def __init__(self, seed: int = 1, speed: float = 1.0, cameras: dict[str, str] | None = None,
+                 scenario: str = "moon-farside", stream_hz: int = 50, watchdog_s: float = 10.0) -> None:
+        from sim_hw.mcu_emulator import McuEmulator
+        from sim_hw.world import World
+
+        if not speed > 0:
+            raise ValueError("speed must be positive")
+        self.world = World.for_mission(seed=seed, scenario=scenario)
+        self.lock = threading.Lock()
+        self.speed = speed
+        self.stream_hz = stream_hz
+        self.emulator = McuEmulator(ScaledPlant(self.world.mcu_plant(), self.lock, speed), seed=seed)
+        self.cameras = CameraServer(self.world, self.lock, cameras or {}, "tcp://127.0.0.1:*")
+        self.cameras.thread.start()
+        self._dir = tempfile.TemporaryDirectory(prefix="magpie-sitl-")
+        self.watchdog = WatchdogPipe(self._dir.name, watchdog_s)
+
+    def devices(self) -> dict[str, str]:
+        out = {"mcu": f"mcu+serial://{self.emulator.path}?stream_hz={self.stream_hz}",
+               "watchdog": f"watchdog+linux://{self.watchdog.path}?timeout={self.watchdog.timeout_s:g}"}
+        for name in self.cameras.cameras:
+            out[f"camera.{name}"] = f"camera+sitl://{self.cameras.endpoint}?name={name}"
+        return out
+
+    def truth(self) -> dict[str, Any]:
+        with self.lock:
+            return self.world.truth()
+
+    def close(self) -> None:
+        self.cameras.close()
+        self.emulator.close()
+        self.watchdog.close()
+        self._dir.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim_hw.sitl", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="directory for sitl.json (the device URLs)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--speed", type=float, default=1.0, help="world seconds per wall second (default 1)")
+    ap.add_argument("--scenario", default="moon-farside", help="world scenario (sim_hw.scenario)")
+    ap.add_argument("--camera", action="append", type=_parse_camera, default=[], metavar="NAME=OPTIONS",
+                    help="a mast camera to serve, with sim://camera options (repeatable)")
+    ap.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    ap.add_argument("--truth-every", type=float, default=0.0,
+                    help="print the world's truth every N wall seconds (default never)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    try:
+        sitl = SitlWorld(seed=args.seed, speed=args.speed, cameras=dict(args.camera), scenario=args.scenario)
+    except (ValueError, KeyError, HalError) as exc:
+        print(f"sitl: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "sitl.json.tmp"
+    tmp.write_text(json.dumps(sitl.devices(), indent=1), encoding="utf-8")
+    tmp.replace(args.out / "sitl.json")
+    print(f"sitl: world up at {args.speed:g}x; devices {json.dumps(sitl.devices())}", flush=True)
+    t0 = time.monotonic()
+    next_truth = t0 + args.truth_every if args.truth_every > 0 else float("inf")
+    try:
+        while not stop.wait(0.2):  # the main thread only watches for the end
+            now = time.monotonic()
+            if args.duration is not None and now - t0 >= args.duration:
+                break
+            if now >= next_truth:
+                t = sitl.truth()
+                print(f"sitl: t={t['time_s']:.1f} s x={t['x']:.2f} y={t['y']:.2f} m, watchdog "
+                      f"{sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
+                next_truth = now + args.truth_every
+    finally:
+        sitl.close()
+        (args.out / "sitl.json").unlink(missing_ok=True)
+    print(f"sitl: stopped after {time.monotonic() - t0:.1f} s, {sitl.cameras.served} camera requests, "
+          f"watchdog {sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
