@@ -245,6 +245,7 @@ class SimCamera(Camera):
         spec = self.spec
         pose = w.camera_pose(self.name)
         sun = w.sun_vector()
+        boxes = w.neighbour_boxes()
         key = f"{self.name}/mono"
         world_seq = w._frame_seq.get(key, 0)
         w._frame_seq[key] = world_seq + 1
@@ -272,8 +273,7 @@ class SimCamera(Camera):
                 rng = np.random.default_rng([w.seed, zlib.crc32(key.encode()), world_seq])
             else:
                 rng = np.random.default_rng([w.seed, zlib.crc32(f"{key}/exp".encode()), seq])
-            img = w.renderer.render(spec.model(), pose, sun, exposure=scale, bgr=spec.bgr,
-                                    noise_dn=spec.noise_dn, rng=rng, parallel=False)
+            img = w.render_view(spec, pose, exposure=scale, rng=rng, sun=sun, boxes=boxes, parallel=False)
             blocking.charge(readout_s)
             return Frame(image=img, time_s=time_s, seq=seq, camera=name, exposure_ms=e, gain=g,
                          model=spec.model(), meta=dict(meta))

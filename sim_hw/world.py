@@ -432,15 +432,26 @@ class World:
             length, width, height, albedo = c.wheelbase_m + 2 * c.wheel_radius_m, c.track_width_m + 0.1, 0.6, 0.3
         return Box(s.x, s.y, s.z, s.yaw, length, width, height, albedo)
 
+    def neighbour_boxes(self) -> list[Any]:
+        """Where the other vehicles on the site stand now (what :meth:`render_view` draws)."""
+        return [n.footprint() for n in self.neighbours]
+
     def render_view(self, spec: CameraSpec, pose: CameraPose, exposure: float = 1.0,
-                    rng: np.random.Generator | None = None) -> np.ndarray:
-        """One image of the terrain and the other vehicles on the site from ``pose``."""
-        img = self.renderer.render(spec.model(), pose, self.sun_vector(), exposure=exposure, bgr=spec.bgr,
-                                   noise_dn=spec.noise_dn, rng=rng, return_depth=bool(self.neighbours))
-        if self.neighbours:
+                    rng: np.random.Generator | None = None, *, sun: np.ndarray | None = None,
+                    boxes: list[Any] | None = None, parallel: bool = True) -> np.ndarray:
+        """One image of the terrain and the other vehicles on the site from ``pose``.
+
+        ``sun`` and ``boxes`` (the neighbours' footprints) default to now; a frame fixed at one
+        instant and developed later passes the ones it fixed then.
+        """
+        sun = self.sun_vector() if sun is None else sun
+        boxes = self.neighbour_boxes() if boxes is None else boxes
+        img = self.renderer.render(spec.model(), pose, sun, exposure=exposure, bgr=spec.bgr,
+                                   noise_dn=spec.noise_dn, rng=rng, return_depth=bool(boxes), parallel=parallel)
+        if boxes:
             img, depth = img
-            draw_boxes(img, depth, spec.model(), pose, [n.footprint() for n in self.neighbours], self.sun_vector(),
-                       float(np.mean(self.terrain.albedo)), self.renderer.tint_bgr if spec.bgr else (1.0, 1.0, 1.0),
+            tint = self.renderer.reference.tint_bgr if spec.bgr else (1.0, 1.0, 1.0)
+            draw_boxes(img, depth, spec.model(), pose, boxes, sun, float(np.mean(self.terrain.albedo)), tint,
                        exposure=exposure)
         return img  # type: ignore[return-value]
 
