@@ -160,6 +160,7 @@ class Navigator(Component):
         self._arc: tuple[float, float, float] | None = None  # start distance, target distance, curvature
         self._hold = False
         self._hold_since = 0.0
+        self._blocked_s = -math.inf  # when the path ahead was last found blocked
         self._plan_fail_streak = 0
         self._counts = {"hazards_seen": 0, "stops": 0, "vo_updates": 0, "vo_rejects": 0, "plans": 0,
                         "plan_failures": 0, "rejects": 0}
@@ -410,11 +411,15 @@ class Navigator(Component):
             if self._hold and self._mode == MODES["autonav"]:
                 self._hold = False
             return False
-        if not self._hold:
+        now = self.now()
+        if not self._hold and now - self._blocked_s > 5.0:
+            # a new hazard, not the same one again after a replan: the 20 s allowance to find a
+            # way around runs from the first time the path was found blocked
             self._counts["hazards_seen"] += 1
-            self._hold_since = self.now()
+            self._hold_since = now
             self.event("HazardAhead", x=hit[0], y=hit[1])
-        elif self.now() - self._hold_since > 20.0:
+        self._blocked_s = now
+        if now - self._hold_since > 20.0:
             self._safety_stop(f"hazard ahead at ({hit[0]:.2f}, {hit[1]:.2f}) and no way around it found")
             return True
         if self._mode == MODES["guarded"]:
@@ -456,27 +461,41 @@ class Navigator(Component):
         c0 = max(0, min(s[1], g[1]) - margin)
         c1 = min(m.n, max(s[1], g[1]) + margin + 1)
         window = m.cost[r0:r1, c0:c1].copy()
+        core = m.core[r0:r1, c0:c1].copy()
         self._plan_request += 1
         goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear, beyond)
+                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance)
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
-    def _plan_job(payload: tuple) -> list[tuple[float, float]]:
-        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond = payload
-        # the rover stands where it stands: clear a disc around it so it can leave a hazard margin
+    def _plan_job(payload: tuple) -> tuple[list[tuple[float, float]], float]:
+        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance = payload
+        # the rover stands where it stands: clear a disc around it so it can leave a hazard margin,
+        # but not through a hazard's core beyond the few centimetres the check on the path ahead
+        # passes over (a path it would refuse to drive at once: hold, replan the same, hold again)
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
-        near = (rr - start[0]) ** 2 + (cc - start[1]) ** 2 <= 4 ** 2
+        d2 = (rr - start[0]) ** 2 + (cc - start[1]) ** 2
+        near = (d2 <= 2 ** 2) | ((d2 <= 4 ** 2) & ~core)
         # and the goal, by the hazard growth and a cell: a goal beside a steep patch lies in the
-        # grown margin, and the check on the path ahead (hazards grown by the half-width only)
-        # still stops the rover short of a real hazard there
-        near |= (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2 <= goal_clear ** 2
+        # grown margin; again not its core, which the check on the path ahead would refuse
+        g2 = (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2
+        near |= (g2 <= goal_clear ** 2) & ~core
         cost = np.where(near & ~np.isfinite(cost), 3.0, cost)
+        if not np.isfinite(cost[goal]):
+            # the goal itself is within a hazard's core: aim at the nearest drivable cell close
+            # enough that arriving there (within half the tolerance) is within the tolerance
+            close = (g2 <= (0.5 * tolerance / res) ** 2) & np.isfinite(cost)
+            if not close.any():
+                raise ValueError(f"the goal lies in a hazard (no drivable ground within {0.5 * tolerance:.2f} m)")
+            goal = tuple(int(i) for i in np.unravel_index(np.argmin(np.where(close, g2, np.inf)), cost.shape))
+            tol_scale = 0.5
+        else:
+            tol_scale = 1.0
         path, _ = plan(cost, start, goal)
         cells = smooth_path(cost, path)
         pts = [(origin[0] + (c + c0 + 0.5) * res, origin[1] + (r + r0 + 0.5) * res) for r, c in cells]
-        return pts + [beyond] if beyond is not None else pts
+        return (pts + [beyond] if beyond is not None else pts), tol_scale
 
     def _on_plan(self, result: JobResult) -> None:
         goal_id = result.payload[0]
@@ -498,10 +517,10 @@ class Navigator(Component):
             return
         self._plan_fail_streak = 0
         self._counts["plans"] += 1
-        pts = result.value
+        pts, tol_scale = result.value
         x, y, _ = self.ekf.pose
         pts[0] = (x, y)
-        self._follower = PurePursuit(pts, self._tolerance, self._geometry[1], self.param("lookahead_m"))
+        self._follower = PurePursuit(pts, self._tolerance * tol_scale, self._geometry[1], self.param("lookahead_m"))
         self.event("Replanned", points=len(pts), length=self._follower.length_m)
         self._hold = False
 

@@ -93,6 +93,7 @@ class ElevationMap:
             setattr(self, name, np.empty((self.n, self.n), dtype))
         self._blank(slice(None), slice(None))
         self.scrolls = 0
+        self.datum_offset_m = 0.0  # the height shift of the last look fused (see _datum_offset)
 
     def _fill(self, name: str, value: float | bool) -> float | bool:
         return self.limits.unknown_cost if name == "cost" else value
@@ -181,10 +182,28 @@ class ElevationMap:
 
     # -- fusion ----------------------------------------------------------------------------------
 
+    def _datum_offset(self, rr: np.ndarray, cc: np.ndarray, z: np.ndarray) -> float:
+        """How far a new look's heights sit above the map where the two overlap (median).
+
+        The rover's height comes from integrating its pitch over the distance driven, which
+        drifts by centimetres a metre; two looks at neighbouring ground taken metres apart would
+        otherwise meet in a false step as tall as the drift, a hazard that is not there. The
+        ground does not move, so the overlap's median difference is the drift, and the look is
+        shifted by it before it is fused.
+        """
+        h = self.height[rr, cc]
+        known = ~np.isnan(h) & (self.weight[rr, cc] >= 2.0)
+        if int(known.sum()) < 50:
+            return 0.0
+        offset = float(np.median(z[known] - h[known]))
+        self.datum_offset_m = offset
+        return offset
+
     def fuse(self, points: np.ndarray, viewpoint: tuple[float, float] | None = None,
-             min_points: int = 2) -> tuple[int, int, int, int] | None:
+             min_points: int = 2, align: bool = True) -> tuple[int, int, int, int] | None:
         """Fuse world points (N, 3) seen from ``viewpoint`` (x, y; None: from close range);
-        returns the touched box (r0, r1, c0, c1) or None."""
+        returns the touched box (r0, r1, c0, c1) or None. With ``align`` a look that overlaps
+        the map is first shifted in height to meet it (:meth:`_datum_offset`)."""
         if points.size == 0:
             return None
         if viewpoint is None:
@@ -197,6 +216,8 @@ class ElevationMap:
         if not ok.any():
             return None
         rr, cc, z, rng = rr[ok], cc[ok], points[ok, 2], rng[ok]
+        if align:
+            z = z - self._datum_offset(rr, cc, z)
         r0, r1, c0, c1 = int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1
         w = c1 - c0
         idx = (rr - r0) * w + (cc - c0)

@@ -53,3 +53,22 @@ def test_toward_gives_the_goal_or_the_last_point_inside_the_window():
     sx, sy = m.toward(0.0, 0.0, 100.0, 0.0, margin_m=1.0)
     assert 8.5 < sx < 9.0 and sy == pytest.approx(0.0)
     assert m.contains(sx, sy, margin_m=1.0)
+
+
+def test_two_looks_with_a_drifted_height_meet_without_a_false_step():
+    """A second look at neighbouring flat ground, placed 40 cm high (the rover's height estimate
+    drifted), is shifted onto the map where they overlap: no step, no hazard."""
+    m = ElevationMap((0.0, 0.0), size_m=20.0, resolution_m=0.1)
+    xs, ys = np.meshgrid(np.arange(-2.0, 1.0, 0.03), np.arange(-1.5, 1.5, 0.03))
+    first = np.column_stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)])
+    m.update_cost(m.fuse(first))
+    second = first + np.array([2.0, 0.0, 0.40])  # overlaps the first from x = 0 to 1
+    m.update_cost(m.fuse(second))
+    assert m.datum_offset_m == pytest.approx(0.40, abs=1e-3)
+    assert not m.hazard.any()
+    assert abs(float(m.height[m.cell(2.5, 0.0)])) < 0.01
+    # without the alignment the same looks make a step the map calls a hazard
+    raw = ElevationMap((0.0, 0.0), size_m=20.0, resolution_m=0.1)
+    raw.update_cost(raw.fuse(first, align=False))
+    raw.update_cost(raw.fuse(second, align=False))
+    assert raw.hazard.any()
