@@ -25,6 +25,7 @@ tlm/events/images --config``), one ``<vehicle>/`` directory per vehicle with its
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections import Counter
@@ -37,7 +38,7 @@ from flight.clock import NS, SimClock
 from flight.components.comm import Comm, attach
 from flight.config import ConfigError, VehicleConfig
 from flight.link.auth import Signer, load_key
-from flight.link.packets import Apid, peek
+from flight.link.packets import PAYLOAD_APIDS, Apid, peek
 from flight.vehicle import Vehicle
 from ground.archive import Archive
 from ground.commander import Commander, CommandRecord
@@ -105,6 +106,8 @@ class VehicleSummary:
     products_partial: int
     link: dict[str, dict[str, int]]
     truth: str
+    #: hosted payloads' products on the ground: (payload, APID) -> (complete, partial)
+    payload_products: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         cmds = ", ".join(f"{k} {v}" for k, v in sorted(self.commands.items())) or "none"
@@ -117,6 +120,8 @@ class VehicleSummary:
             f"  commands    {cmds}; {self.events} events archived"
             + (f"; GoalReached {self.goal_reached}" if self.kind == "rover" else ""),
             f"  images      {self.products_complete} complete, {self.products_partial} partial on the ground",
+            *(f"  payload     {name} (APID {apid:#05x}): {whole} products complete, {part} partial on the ground"
+              for (name, apid), (whole, part) in sorted(self.payload_products.items())),
             f"  relay       down sent {d.get('sent', 0)} delivered {d.get('delivered', 0)} blocked "
             f"{d.get('blocked', 0)} lost {d.get('lost', 0)}; up sent {u.get('sent', 0)} delivered "
             f"{u.get('delivered', 0)} held at the relay {u.get('stored', 0)}",
@@ -147,6 +152,16 @@ class FleetSummary:
         out += ["Relay         " + line for line in self.relay_lines]
         out.append(f"Archive       {self.archive_path}")
         return out
+
+
+def _payload_name(meta: Any) -> str | None:
+    """The ``payload`` named in a product chunk's archived metadata (None if absent or unreadable)."""
+    try:
+        body = json.loads(meta) if meta else None
+    except (TypeError, ValueError):
+        return None
+    name = body.get("payload") if isinstance(body, dict) else None
+    return str(name) if name else None
 
 
 class FleetMission:
@@ -395,9 +410,18 @@ class FleetMission:
         latest = self.archive.latest(craft.scid, mode_channel) if mode_channel is not None else None
         chunks = self.archive.product_chunks(craft.scid)
         seen: dict[tuple[int, int], tuple[int, set[int]]] = {}
-        for _, apid, pid, idx, n, *_rest in chunks:
+        owner: dict[int, str] = {}
+        for _, apid, pid, idx, n, _data, meta, *_rest in chunks:
             total, got = seen.setdefault((pid, apid), (n, set()))
             got.add(idx)
+            if apid in PAYLOAD_APIDS and apid not in owner and (name := _payload_name(meta)):
+                owner[apid] = name
+        payload_products: dict[tuple[str, int], tuple[int, int]] = {}
+        for (_pid, apid), (n, got) in seen.items():
+            if apid in PAYLOAD_APIDS:
+                key = (owner.get(apid, "?"), int(apid))
+                whole, part = payload_products.get(key, (0, 0))
+                payload_products[key] = (whole + 1, part) if len(got) == n else (whole, part + 1)
         full = {pid for (pid, apid), (n, got) in seen.items() if apid == int(Apid.PRODUCT) and len(got) == n}
         partial = {pid for (pid, apid), (n, got) in seen.items() if apid == int(Apid.PRODUCT) and len(got) < n}
         rec = craft.comm.recorder
@@ -408,7 +432,7 @@ class FleetMission:
             mode=str(latest[1]) if latest else "?", commands=commands, events=len(events),
             goal_reached=sum(1 for e in events if e.name == "GoalReached"),
             products_complete=len(full), products_partial=len(partial),
-            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary())
+            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary(), payload_products=payload_products)
 
     def summary(self) -> FleetSummary:
         return FleetSummary(self.scenario.name, self.seed, self.now - self.start_s, self.wall_s, self.drained,
