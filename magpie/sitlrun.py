@@ -175,7 +175,21 @@ class LiveMission:
             'key_file = "keys/uplink.key"\nkey_id = 1\n', encoding="utf-8")
         self.start_ground()
         if self.web_port is not None:
-            self.start_web()
+            self.wait_port(self.start_web(), "web", self.web_port, startup_timeout_s)
+
+    def wait_port(self, proc: subprocess.Popen[bytes], what: str, port: int, timeout_s: float) -> None:
+        """Until a process listens on ``port`` on 127.0.0.1 (it may import for seconds first)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}; see {self.out}/{what}.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:.0f} s")
+            time.sleep(0.1)  # polling another process's start-up
 
     @property
     def ground_toml(self) -> Path:

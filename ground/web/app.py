@@ -51,7 +51,7 @@ from flight.sequencer import load as load_sequence
 from ground.archive import Archive
 from ground.dictionary import Dictionary, DictionaryError
 from ground.images import collect, resend_commands
-from ground.server import GroundConfig
+from ground.server import ConfigError, GroundConfig, read_token
 from ground.web.filters import EventFilter, FilterError
 
 log = logging.getLogger(__name__)
@@ -335,11 +335,17 @@ class WebGround:
 
     async def request(self, req: dict[str, Any]) -> dict[str, Any]:
         """One request to the ground's command socket; a ground that does not answer is an error."""
+        try:
+            # the ground's own command token (ground/server.py), read each time: a ground started
+            # after this page makes it when it starts
+            ground_token = read_token(self.cfg.state_dir)
+        except ConfigError as exc:
+            return {"ok": False, "error": str(exc)}
         sock = self.ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         try:
             sock.connect(self.cfg.commands)
-            await sock.send(msgpack.packb(req, use_bin_type=True))
+            await sock.send(msgpack.packb({**req, "token": ground_token}, use_bin_type=True))
             if not await sock.poll(int(self.request_timeout_s * 1000)):
                 return {"ok": False, "error": f"the ground did not answer within {self.request_timeout_s:.0f} s "
                         "(is magpie ground running?)"}

@@ -28,7 +28,7 @@ class Commander(threading.Thread):
         self.ground, self.names, self.stop = ground, names, threading.Event()
 
     def run(self) -> None:
-        with GroundClient(command_endpoint=self.ground.command_endpoint) as client:
+        with GroundClient(command_endpoint=self.ground.command_endpoint, token=self.ground.token) as client:
             i = 0
             while not self.stop.is_set():
                 name = self.names[i % len(self.names)]
