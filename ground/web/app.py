@@ -564,7 +564,8 @@ def build_app(web: WebGround) -> Starlette:
     async def commands(_request: Request) -> Response:
         return JSONResponse({"commands": [_jsonable(c) for c in web.commands.values()]})
 
-    async def seq_check(request: Request) -> Response:
+    async def sequence_of(request: Request, error_status: int) -> tuple[int, list[Any]] | Response:
+        """The (scid, checked lines) a request's ``{scid, text}`` names, or the response saying why not."""
         try:
             body = await request.json()
             scid = int(body["scid"])
@@ -575,9 +576,15 @@ def build_app(web: WebGround) -> Starlette:
         if d is None:
             return _error(404, f"no spacecraft {scid} at this ground")
         try:
-            lines = load_sequence(text, d.commands_by_name.get)
+            return scid, load_sequence(text, d.commands_by_name.get)
         except SequenceError as exc:
-            return JSONResponse({"ok": False, "errors": [[n, m] for n, m in exc.errors]})
+            return JSONResponse({"ok": False, "errors": [[n, m] for n, m in exc.errors]}, status_code=error_status)
+
+    async def seq_check(request: Request) -> Response:
+        got = await sequence_of(request, 200)
+        if isinstance(got, Response):
+            return got
+        _, lines = got
         return JSONResponse({"ok": True, "commands": [
             {"line": ln.line, "relative": ln.relative, "time": ln.time_s, "name": ln.name, "args": ln.args}
             for ln in lines]})
@@ -587,19 +594,11 @@ def build_app(web: WebGround) -> Starlette:
         why = web.may_command(request)
         if why is not None:
             return _error(403, why)
-        try:
-            body = await request.json()
-            scid = int(body["scid"])
-            text = str(body["text"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return _error(400, "expected {scid, text}")
-        d = web.dicts.get(scid)
-        if d is None:
-            return _error(404, f"no spacecraft {scid} at this ground")
-        try:
-            lines = load_sequence(text, d.commands_by_name.get)
-        except SequenceError as exc:
-            return JSONResponse({"ok": False, "errors": [[n, m] for n, m in exc.errors]}, status_code=400)
+        got = await sequence_of(request, 400)
+        if isinstance(got, Response):
+            return got
+        scid, lines = got
+        d = web.dicts[scid]
         if any(not ln.relative for ln in lines):
             return _error(400, "absolute time tags run on board only (SEQ_RUN); the ground runs relative tags")
 

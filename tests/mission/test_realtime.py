@@ -66,7 +66,9 @@ def check_once(out: Path) -> None:
 def test_realtime_mission_runs_and_stops_by_itself(tmp_path: Path) -> None:
     result = run_realtime_mission(CONFIG, tmp_path, duration_s=3.0, preset="ideal", settle_s=6.0)
     assert result.returncodes == {"relay": 0, "ground": 0, "flight": 0}, result.lines()
-    assert sum(result.archived.values()) >= 3 and result.duplicates_in_archive == 0
+    # how many packets a 3 s run makes depends on how fast the processes start on this machine;
+    # that some arrived, none twice, and that whatever is missing is still on board does not
+    assert sum(result.archived.values()) >= 1 and result.duplicates_in_archive == 0
     check_once(tmp_path)
     assert "flight: stopped" in (tmp_path / "flight.log").read_text()
 
