@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +197,9 @@ class FleetMission:
         self.sent: list[CommandRecord] = []
         #: (ground time, scid, bytes) of every frame the ground antenna took in
         self.received: list[tuple[float, int, int]] = []
+        #: (ground time, scid, frame) of the last uplink frames the ground antenna sent (TCs and
+        #: link control), so a run can tell when each one reached its vehicle
+        self.uplinked: deque[tuple[float, int, bytes]] = deque(maxlen=100_000)
         self.wall_s = 0.0
         self.skipped_s = 0.0
         self.drained = False
@@ -253,6 +256,7 @@ class FleetMission:
             craft.stored[peek(p)[0]] += 1
 
     def _uplink(self, scid: int, frame: bytes) -> None:
+        self.uplinked.append((self.now, scid, bytes(frame)))
         self.crafts[scid].ground_radio.send(frame)
 
     def _write_ground_toml(self) -> None:
