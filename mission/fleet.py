@@ -186,7 +186,8 @@ class FleetMission:
                      default=0.0)
         self.station = Station(self.archive, ground, uplink=self._uplink, ack_interval_s=ack_interval_s,
                                link_timeout_s=max(10.0, self.rtt_s + 5.0),
-                               nak_retry_s=max(10.0, self.rtt_s + 2 * ack_interval_s + 3.0, period))
+                               nak_retry_s=max(10.0, self.rtt_s + 2 * ack_interval_s + 3.0, period),
+                               received_on_clock=True, ack_repeats=3 if period else 1)
         self.commander = Commander(self.station, retry_interval_s=max(60.0, 2 * self.rtt_s + 30.0, period),
                                    default_timeout_s=max(3600.0, 4 * self.rtt_s, 3 * period))
         self.now = start

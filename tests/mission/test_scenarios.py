@@ -229,11 +229,16 @@ def test_zhurong_utopia_three_sols_through_orbiter_passes(tmp_path: Path) -> Non
             checked[j] += 1
         assert set(checked) == set(range(len(passes) - 1)), checked  # every pass had uplink to check
         # and the recorder is released accordingly: whatever the ground had archived before a pass
-        # opened was acknowledged in that pass, and released on board before the next one
+        # opened (``received_at`` is ground time in a mission) was acknowledged in that pass, and
+        # released on board before the next one
         received_at = sorted(float(r[5]) for r in archive.packets(rover.scid))
+        assert received_at[-1] <= sols * 88_775.0
+        before = 0
         for k in range(1, len(passes) - 1):
             on_ground = sum(1 for t in received_at if t < passes[k])
+            assert on_ground > before  # each pass brought more down
             assert latest(acked, passes[k + 1]) >= on_ground, f"pass {k} at {passes[k]:.0f} s"
+            before = on_ground
         # the plan went up before the first pass, waited at the orbiter, and ran in that pass
         cmds = archive.commands(rover.scid)
         assert cmds and all(c["stage"] == "COMPLETED" for c in cmds)
