@@ -203,11 +203,14 @@ def test_zhurong_utopia_three_sols_through_orbiter_passes(tmp_path: Path) -> Non
         acked = _series(archive, rover.scid, "comm.rec_acked")  # sampled when it changes
         high = {Apid.TC_LINK: _series(archive, rover.scid, "comm.uplink_counter_link"),
                 Apid.TC_COMMAND: _series(archive, rover.scid, "comm.uplink_counter_cmd")}
+        stored = _series(archive, rover.scid, "comm.rec_stored")
+        drained_at: list[float] = []
         for p in passes[:-1]:
             end = p + windows.up_s
             # every pass drains the recorder: nothing was left waiting to be sent when it closed
             in_pass = [(t, v) for t, v in queued if p <= t < end]
             assert in_pass and in_pass[-1][1] == 0, f"pass at {p:.0f} s left packets queued"
+            drained_at.append(in_pass[-1][0])
 
         def latest(series: list[tuple[float, float]], t_s: float) -> float:
             """The channel's last value sampled before ``t_s``."""
@@ -239,6 +242,12 @@ def test_zhurong_utopia_three_sols_through_orbiter_passes(tmp_path: Path) -> Non
             assert on_ground > before  # each pass brought more down
             assert latest(acked, passes[k + 1]) >= on_ground, f"pass {k} at {passes[k]:.0f} s"
             before = on_ground
+        # what went down in a pass but was lost on the way is NAKed and resent in the next pass, and
+        # acknowledged in the pass after that: everything sent in pass k is released by the close of
+        # pass k + 2 (before pass k + 3 opens)
+        for k, t_drained in enumerate(drained_at[:-2]):
+            sent = max(v for t, v in stored if t <= t_drained)
+            assert latest(acked, passes[k + 3]) >= sent, f"pass {k} at {passes[k]:.0f} s"
         # the plan went up before the first pass, waited at the orbiter, and ran in that pass
         cmds = archive.commands(rover.scid)
         assert cmds and all(c["stage"] == "COMPLETED" for c in cmds)
