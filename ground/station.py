@@ -33,7 +33,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +187,8 @@ class Vehicle:
     framer: Framer = field(init=False)
     gaps: dict[int, GapTracker] = field(default_factory=dict)
     to_ack: dict[int, list[int]] = field(default_factory=dict)
+    #: what the last ACKs carried, acknowledged again in the next ones (``Station.ack_repeats``)
+    acked_recently: deque[dict[int, list[int]]] = field(default_factory=deque)
     last_frame_s: float | None = None
     last_ack_s: float = float("-inf")
 
@@ -223,8 +225,17 @@ class Station:
         nak_retry_s: float = 10.0,
         max_naks: int = 20,
         batch: int = 5000,
+        received_on_clock: bool = False,
+        ack_repeats: int = 1,
     ) -> None:
         self.archive = archive
+        #: archive ``received_at`` as the station's own time (the ``now_s`` it is driven with, for a
+        #: station on a simulated clock) instead of the wall clock
+        self.received_on_clock = received_on_clock
+        #: how many successive ACKs acknowledge each packet: above 1, losing one link-control
+        #: frame on the uplink costs nothing, where otherwise the packet waits on board for its
+        #: resend timeout (on a pass-limited link, passes later) and goes down again
+        self.ack_repeats = max(1, int(ack_repeats))
         self.vehicles = {v.scid: v for v in vehicles}
         self.uplink = uplink
         self.ack_interval_s = ack_interval_s
@@ -371,7 +382,7 @@ class Station:
             return 0
         items, self._pending = self._pending, []
         try:
-            flags = self.archive.ingest(items)
+            flags = self.archive.ingest(items, received_at=now_s if self.received_on_clock else None)
         except sqlite3.Error as exc:  # the disk, not the data: keep them, acknowledge nothing yet
             self._pending = items + self._pending
             self.rejects["archive_write_failed"] += 1
@@ -469,7 +480,12 @@ class Station:
                 continue
             if now_s - v.last_ack_s < self.ack_interval_s:
                 continue
-            acks = [(apid, a, b) for apid, seqs in v.to_ack.items() for a, b in seqs_to_ranges(seqs)]
+            fresh = v.to_ack
+            every: dict[int, set[int]] = {}
+            for batch in (*v.acked_recently, fresh):
+                for apid, seqs in batch.items():
+                    every.setdefault(apid, set()).update(seqs)
+            acks = [(apid, a, b) for apid, seqs in every.items() for a, b in seqs_to_ranges(sorted(seqs))]
             naks = []
             for apid, tracker in v.gaps.items():
                 seqs = tracker.due(now_s, limit=512)
@@ -484,7 +500,11 @@ class Station:
                 part_naks = naks if i == 0 else []
                 body = encode_link_control(acks[i : i + 200], part_naks)
                 self.send_tc(v.scid, Apid.TC_LINK, body, now_s)
-            v.to_ack.clear()
+            v.to_ack = {}
+            if self.ack_repeats > 1:
+                v.acked_recently.append(fresh)
+                while len(v.acked_recently) > self.ack_repeats - 1:
+                    v.acked_recently.popleft()
             v.last_ack_s = now_s
             self.stats.acks_sent += 1 if acks else 0
             self.stats.naks_sent += 1 if naks else 0

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +201,8 @@ class FleetMission:
                      default=0.0)
         self.station = Station(self.archive, ground, uplink=self._uplink, ack_interval_s=ack_interval_s,
                                link_timeout_s=max(10.0, self.rtt_s + 5.0),
-                               nak_retry_s=max(10.0, self.rtt_s + 2 * ack_interval_s + 3.0, period))
+                               nak_retry_s=max(10.0, self.rtt_s + 2 * ack_interval_s + 3.0, period),
+                               received_on_clock=True, ack_repeats=3 if period else 1)
         self.commander = Commander(self.station, retry_interval_s=max(60.0, 2 * self.rtt_s + 30.0, period),
                                    default_timeout_s=max(3600.0, 4 * self.rtt_s, 3 * period))
         self.now = start
@@ -212,6 +213,9 @@ class FleetMission:
         self.sent: list[CommandRecord] = []
         #: (ground time, scid, bytes) of every frame the ground antenna took in
         self.received: list[tuple[float, int, int]] = []
+        #: (ground time, scid, frame) of the last uplink frames the ground antenna sent (TCs and
+        #: link control), so a run can tell when each one reached its vehicle
+        self.uplinked: deque[tuple[float, int, bytes]] = deque(maxlen=100_000)
         self.wall_s = 0.0
         self.skipped_s = 0.0
         self.drained = False
@@ -268,6 +272,7 @@ class FleetMission:
             craft.stored[peek(p)[0]] += 1
 
     def _uplink(self, scid: int, frame: bytes) -> None:
+        self.uplinked.append((self.now, scid, bytes(frame)))
         self.crafts[scid].ground_radio.send(frame)
 
     def _write_ground_toml(self) -> None:

@@ -58,12 +58,32 @@ class Schedule:
             )
         return cls(intervals=tuple((float(a), float(b)) for a, b in spec))
 
+    def _period(self, t: float) -> int:
+        """The index ``k`` of the period holding ``t``: ``start(k) <= t < start(k + 1)``.
+
+        Every edge is computed one way (:meth:`_start`, plus ``up_s`` for a closing edge), and
+        visibility is decided by comparing ``t`` with those same numbers, never through
+        ``(t - phase) % period``: an opening edge handed out by :meth:`next_change` must read as
+        in view when it is asked back. (With the modulo, rounding put some openings at
+        ``period - 1e-11`` into their period, out of view, and the next change after them was
+        the pass's close, so frames waiting for a pass were scheduled at its last instant.)
+        """
+        k = math.floor((t - self.phase_s) / self.period_s)
+        if self._start(k + 1) <= t:
+            return k + 1
+        if self._start(k) > t:
+            return k - 1
+        return k
+
+    def _start(self, k: int) -> float:
+        return self.phase_s + k * self.period_s
+
     def visible(self, t: float) -> bool:
         if self.intervals:
             return any(a <= t < b for a, b in self.intervals)
-        if self.period_s <= 0:
+        if self.period_s <= 0 or self.up_s >= self.period_s:
             return True
-        return (t - self.phase_s) % self.period_s < self.up_s
+        return t < self._start(self._period(t)) + self.up_s
 
     def next_change(self, t: float) -> float | None:
         """The first time after ``t`` at which visibility changes (None if it never does)."""
@@ -72,12 +92,17 @@ class Schedule:
             return min(edges) if edges else None
         if self.period_s <= 0 or self.up_s >= self.period_s:
             return None
-        k = math.floor((t - self.phase_s) / self.period_s)
-        base = self.phase_s + k * self.period_s
-        for edge in (base + self.up_s, base + self.period_s, base + self.period_s + self.up_s):
+        k = self._period(t)
+        for edge in (self._start(k) + self.up_s, self._start(k + 1), self._start(k + 1) + self.up_s):
             if edge > t:
                 return edge
         return None
+
+    def window_end(self, t: float) -> float | None:
+        """When the window holding ``t`` closes (None if ``t`` is out of view or it never closes)."""
+        if not self.visible(t):
+            return None
+        return self.next_change(t)
 
 
 @dataclass
@@ -276,7 +301,8 @@ class SharedRelay:
         rate = p.rate_bps.get(direction, 0.0)
         tx_s = len(frame) * 8 / rate if rate > 0 else 0.0
         # the second leg: wait at the relay until it is in view, also when the queue ahead of
-        # this frame would push its transmission past the end of the window
+        # this frame would push its transmission past the end of the window; a frame goes out
+        # only if all of it is sent before the window closes (else it waits for the next one)
         t = reach
         start = None
         held = False  # waits at the relay for the leg, not only for the transponder queue
@@ -286,9 +312,10 @@ class SharedRelay:
                 break
             held = held or nxt > t + 1e-9
             start = max(nxt, self._tx_free_at[direction])
-            if second.visible(start):
+            end = second.window_end(start)
+            if second.visible(start) and (end is None or start + tx_s <= end):
                 break
-            t, start, held = start, None, True
+            t, start, held = (start if end is None else end), None, True
         if start is None:
             self._count(scid, direction, "store_dropped")
             return False

@@ -99,3 +99,33 @@ def test_random_frames_never_crash_the_station(station, frames: list[bytes]) -> 
         assert st_.receive(f, 0.0) == 0
     st_.poll(10.0)
     assert archive.count("packets") == before
+
+
+def test_with_ack_repeats_each_packet_is_acknowledged_in_successive_acks(tmp_path: Path) -> None:
+    # on a pass-limited link a lost ACK frame would leave its packets on board for passes: with
+    # ack_repeats=3 the next two ACKs carry them again, and then the station stops
+    uplinked: list[bytes] = []
+    archive = Archive(tmp_path / "g.db")
+    st_ = Station(archive, [Vehicle(SCID, dictionary(), ground_signer(tmp_path))],
+                  uplink=lambda scid, f: uplinked.append(f), ack_interval_s=1.0, link_timeout_s=100.0,
+                  ack_repeats=3, received_on_clock=True)
+    framer = Framer(SCID)
+    pkts = [encode_tm(Apid.HOUSEKEEPING, s, float(s), {"s": [[1, float(s)]]}) for s in range(4)]
+    for t, batch in ((0.0, pkts[:2]), (1.0, pkts[2:])):
+        for frame in framer.pack(VC.HOUSEKEEPING, batch):
+            st_.receive(frame, t)
+        st_.poll(t + 0.5)
+    for t in (2.5, 3.5, 4.5, 5.5):
+        st_.poll(t)
+    archive_rows = archive.packets(SCID)
+    archive.close()
+    assert sorted(float(r[5]) for r in archive_rows) == [0.5, 0.5, 1.5, 1.5]  # ground time, not the wall clock
+    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
+    acks = []
+    for frame in uplinked:
+        for raw in Deframer().accept_frame(frame).packets:
+            ok = verifier.verify(raw)
+            assert ok is not None and ok.apid == Apid.TC_LINK
+            acks.append(decode_link_control(ok.body)[0])
+    hk = Apid.HOUSEKEEPING
+    assert acks == [[(hk, 0, 1)], [(hk, 0, 3)], [(hk, 0, 3)], [(hk, 2, 3)]]

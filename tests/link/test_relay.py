@@ -6,13 +6,15 @@ import threading
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flight.link.frames import Deframer, Framer
 from flight.link.packets import Apid, encode_tm
 from hal.errors import DeviceClosedError, DeviceUrlError
 from hal.radio import open_loop_radio, open_zmq_radio
 from hal.registry import open_device
-from sim_hw.relay import RelayLink, RelayParams, RelayServer, Schedule, SharedRelay, main
+from sim_hw.relay import RelayLink, RelayParams, RelayServer, Schedule, SharedRelay, _next_visible, main
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -240,3 +242,53 @@ def test_vehicles_share_one_transponder_rate() -> None:
     assert link.next_due() == pytest.approx(1.0 + len(fr[0]) * 8 / rate)
     out = link.deliver_due(1000.0)
     assert len(out) == 30 and {s for s in link.vehicle_stats} == {70, 71, 72}
+
+
+@settings(max_examples=300, deadline=None)
+@given(period=st.floats(100.0, 1e5), frac=st.floats(0.01, 0.9), phase=st.floats(-1e5, 1e5),
+       k=st.integers(-50, 500), into=st.floats(0.0, 1.0))
+def test_window_edges_read_back_as_what_they_are(period: float, frac: float, phase: float, k: int,
+                                                 into: float) -> None:
+    # every opening the schedule hands out is in view and every close is out of view, whatever
+    # the rounding of phase + k * period (a pass must never be found at its last instant)
+    s = Schedule(period_s=period, up_s=frac * period, phase_s=phase)
+    t = phase + k * period + into * period
+    opening = _next_visible(s, t)
+    assert opening is not None and s.visible(opening)
+    close = s.next_change(opening)
+    assert close is not None and not s.visible(close) and close - opening <= s.up_s * (1 + 1e-9)
+    if opening > t:  # it waited for a pass: the whole pass is ahead
+        assert close - opening == pytest.approx(s.up_s)
+    assert s.window_end(opening) == close and s.window_end(close) is None
+
+
+def test_uplink_held_for_a_pass_goes_out_at_its_opening_in_every_pass() -> None:
+    # the zhurong-utopia geometry: three 10-minute passes a sol, 288 s light time. Each sol's
+    # ACKs reach the orbiter after its pass has closed and wait for the next one; they must go
+    # out when that pass opens, never at its close (which pushed every later frame passes ahead)
+    w = Schedule(period_s=29591.67, up_s=600.0, phase_s=1800.0)
+    link = SharedRelay(RelayParams(light_time_s=288.0, hop_delay_s=0.01, rate_bps={"down": 0.0, "up": 32000.0},
+                                   windows=w), seed=1)
+    link.add_vehicle(80)
+    fr = frames(1)[0]
+    for k in range(40):
+        opening = w.phase_s + k * w.period_s
+        for j in range(3):
+            assert link.submit("up", fr, opening + 400.0 + j, scid=80)
+        arrivals = []
+        while (due := link.next_due(80)) is not None:
+            arrivals.append(due)
+            link.deliver_due(due, scid=80)
+        assert len(arrivals) == 3
+        nxt = opening + w.period_s
+        assert all(nxt <= a < nxt + 1.0 for a in arrivals), (k, arrivals)
+
+
+def test_a_frame_that_would_run_past_the_close_waits_for_the_next_pass() -> None:
+    # 1000 bytes at 800 B/s take 1.25 s: starting 1 s before the close, it cannot be sent whole
+    p = RelayParams(light_time_s=10.0, rate_bps={"down": 0.0, "up": 6400.0},
+                    windows=Schedule(period_s=1000.0, up_s=100.0, phase_s=0.0))
+    link = SharedRelay(p)
+    link.add_vehicle(3)
+    assert link.submit("up", bytes(1000), 89.0, scid=3)
+    assert link.next_due(3) == pytest.approx(1000.0 + 1.25)
