@@ -79,3 +79,15 @@ def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
                           text=True, timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+
+
+@pytest.mark.parametrize(("argv", "expect"), [
+    (["sim", "--realtime", "--scenario", "change4-farside", "--duration", "1s"],
+     "scenarios fly on the simulated clock, without --realtime"),
+    (["sim", "--realtime", "--world", "nowhere", "--duration", "1s"],
+     "no such world; worlds: mars-jezero, moon-farside"),
+])
+def test_realtime_world_choices_are_checked(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("magpie sim:") and expect in err, err
