@@ -50,9 +50,23 @@ def _start_s(config: VehicleConfig) -> float:
     return elapsed
 
 
-def prepare(config_path: Path, state_dir: Path | None, devices: Sequence[str]) -> VehicleConfig:
+def scenario_vehicle(scenario: str, vehicle: str) -> VehicleConfig:
+    """The configuration of one vehicle of a mission scenario, with the scenario's name and scid."""
+    from mission.scenario import ScenarioError, load
+
+    try:
+        mission = load(scenario)
+        return mission.vehicle(vehicle).config
+    except ScenarioError as exc:
+        raise ConfigError(str(exc)) from None
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def prepare(config_path: Path | VehicleConfig, state_dir: Path | None, devices: Sequence[str]) -> VehicleConfig:
     """Load the configuration and apply ``--state-dir`` and ``--device NAME=URL`` overrides."""
-    config = load_config(config_path)
+    config = config_path if isinstance(config_path, VehicleConfig) else load_config(config_path)
+    config_path = Path(config.source) if isinstance(config_path, VehicleConfig) else config_path
     overrides = dict(config.devices)
     for item in devices:
         name, sep, url = item.partition("=")
@@ -153,7 +167,24 @@ def _fly(vehicle: Vehicle, clock: RealClock, until_s: float | None, flush_every_
         notifier.watchdog()
 
 
+def _source(args: argparse.Namespace) -> Path | VehicleConfig:
+    """``--config FILE``, or ``--scenario NAME --vehicle NAME``: exactly one of them."""
+    scenario, vehicle = getattr(args, "scenario", None), getattr(args, "vehicle", None)
+    if args.config is not None:
+        if scenario or vehicle:
+            raise ConfigError("give --config, or --scenario with --vehicle, not both")
+        return Path(args.config)
+    if not scenario or not vehicle:
+        raise ConfigError("give the vehicle: --config FILE, or --scenario NAME --vehicle NAME")
+    return scenario_vehicle(scenario, vehicle)
+
+
 def cmd_flight(args: argparse.Namespace) -> int:
+    try:
+        args.config = _source(args)
+    except ConfigError as exc:
+        print(f"magpie flight: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "check", False):
         try:
             config = prepare(args.config, args.state_dir, args.device or [])
@@ -161,7 +192,7 @@ def cmd_flight(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"magpie flight: {exc}", file=sys.stderr)
             return 2
-        print(f"{args.config}: configuration OK ({len(config.devices)} devices, "
+        print(f"{config.source}: configuration OK ({len(config.devices)} devices, "
               f"{len(config.components)} components)")
         return 0
     try:
@@ -221,7 +252,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="magpie flight")
     p.description = __doc__
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--config", type=Path, required=True, help="vehicle TOML")
+    p.add_argument("--config", type=Path, default=None, help="vehicle TOML (or --scenario with --vehicle)")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="fly a vehicle of a mission scenario (its configuration, name and scid); with --vehicle")
+    p.add_argument("--vehicle", default=None, metavar="NAME", help="with --scenario: which vehicle")
     p.add_argument("--state-dir", type=Path, default=None, help="state directory (default: the configuration's)")
     p.add_argument("--device", action="append", metavar="NAME=URL",
                    help="replace a configured device's URL, e.g. radio=radio+zmq://tcp://relay:5557?scid=66")

@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fly a scenario: several vehicles on one world through one relay (built-in: "
                         "change4-farside, zhurong-utopia, ilrs-southpole, lunar-day, imaging-demo; or a "
                         "scenario TOML file; 'list' lists them). --duration, --seed, --out, --fast and "
-                        "--archive apply")
+                        "--archive apply; with --realtime every vehicle flies as its own process on the real clock")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     sitlrun.add_arguments(p)  # --world, --speed, --web-port: live operations in the world
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -311,10 +311,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
         return 2
     if args.scenario is not None:
-        if args.realtime:
-            print("magpie sim: --realtime flies one vehicle in a world on the real clock (--world moon-farside|"
-                  "mars-jezero); scenarios fly on the simulated clock, without --realtime", file=sys.stderr)
-            return 2
+        if args.realtime and args.scenario != "list":
+            return sitlrun.run(args, duration)
         return _scenario(args, duration)
     if args.realtime:
         return _realtime(args, duration)

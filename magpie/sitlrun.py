@@ -32,15 +32,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from flight.config import ConfigError, VehicleConfig
 from flight.config import load as load_config
+from sim_hw.sitl import camera_options
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "sitl_rover.toml"
-_CAMERA_KEYS = ("width", "height", "fov_deg", "stereo", "baseline", "pan", "tilt", "noise", "bgr")
 
 
 def default_config() -> Path:
@@ -60,15 +59,7 @@ def wants_world(config: VehicleConfig) -> bool:
 
 def world_cameras(config: VehicleConfig) -> dict[str, str]:
     """Camera device name -> the world camera options (``sim://camera`` form) it stands for."""
-    out = {}
-    for name, url in config.devices.items():
-        if url.startswith("sim://camera") or url.startswith("camera+"):
-            q = dict(parse_qsl(urlsplit(url).query))
-            opts = {k: v for k, v in q.items() if k in _CAMERA_KEYS}
-            opts.setdefault("stereo", "0")
-            opts.setdefault("tilt", "-25")
-            out[name] = "&".join(f"{k}={v}" for k, v in opts.items())
-    return out
+    return camera_options(config.devices)
 
 
 def device_overrides(config: VehicleConfig, sitl: dict[str, str], radio: str) -> dict[str, str]:
@@ -90,29 +81,75 @@ def device_overrides(config: VehicleConfig, sitl: dict[str, str], radio: str) ->
 
 
 @dataclass
-class LiveMission:
-    """The five processes (see the module docstring); :meth:`start`, :meth:`progress`, :meth:`stop`."""
+class Craft:
+    """One vehicle of a live mission: its flight process's name, identity and configuration."""
 
-    config_path: Path
+    process: str  # "flight" alone, "flight-<name>" in a scenario
+    name: str
+    scid: int
+    config: VehicleConfig
+    home: Path  # its state/, keys/ and dictionary.json live here
+    plan: Path | None = None
+    plan_at_s: float = 5.0
+
+
+@dataclass
+class LiveMission:
+    """The processes (see the module docstring); :meth:`start`, :meth:`progress`, :meth:`stop`.
+
+    ``mission`` names a mission scenario (``mission/scenarios`` or a TOML file): then every
+    vehicle of it flies, each in its own flight process against its own devices of one world
+    site, through one relay (the scenario's link, one transponder) to one ground; ``config``,
+    ``preset`` and ``scenario`` are then unused. Each vehicle's plan is put on board; with
+    ``plans`` the launcher starts them through the ground as the scenario says."""
+
+    config_path: Path | None
     out: Path
     preset: str = "ideal"
-    seed: int = 1
+    seed: int | None = 1
     speed: float = 1.0
     scenario: str = "moon-farside"
     web_port: int | None = 8080
     ack_interval_s: float = 0.5
+    mission: str | None = None
+    plans: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.config_path = Path(self.config_path).resolve()
         self.out = Path(self.out).resolve()
-        self.config = load_config(self.config_path)
-        if not wants_world(self.config):
-            raise ConfigError(f"{self.config_path}: no MCU or camera device; nothing to fly in the world")
-        self.scid = self.config.spacecraft_id
+        self.crafts: list[Craft] = []
+        self.scenario_plan: Any = None
+        if self.mission is not None:
+            from mission.scenario import ScenarioError, load
+
+            try:
+                self.scenario_plan = load(self.mission)
+            except ScenarioError as exc:
+                raise ConfigError(str(exc)) from None
+            for v in self.scenario_plan.vehicles:
+                if not wants_world(v.config):
+                    raise ConfigError(f"{self.mission}: vehicle {v.name}: no MCU or camera device")
+                self.crafts.append(Craft(f"flight-{v.name}", v.name, v.scid, v.config, self.out / v.name,
+                                         v.plan, v.plan_at_s))
+            self.config_path = None
+        else:
+            if self.config_path is None:
+                raise ConfigError("a live mission needs a vehicle configuration or a scenario")
+            self.config_path = Path(self.config_path).resolve()
+            config = load_config(self.config_path)
+            if not wants_world(config):
+                raise ConfigError(f"{self.config_path}: no MCU or camera device; nothing to fly in the world")
+            self.crafts.append(Craft("flight", config.name, config.spacecraft_id, config, self.out))
+        self.config = self.crafts[0].config
+        self.scid = self.crafts[0].scid
         self.ports = {k: free_port() for k in ("vehicle", "ground", "pub", "commands")}
         if self.web_port == 0:
             self.web_port = None
+        self.plans_sent: list[tuple[str, int]] = []
+
+    @property
+    def flights(self) -> list[str]:
+        return [c.process for c in self.crafts]
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -132,50 +169,107 @@ class LiveMission:
                 raise RuntimeError(f"{what} did not write {path.name} within {timeout_s} s")
             time.sleep(0.1)  # polling another process's start-up
 
+    def _link_params(self) -> Any:
+        from sim_hw.relay import RelayParams
+
+        return self.scenario_plan.relay if self.scenario_plan is not None else RelayParams.preset(self.preset)
+
     def start(self, startup_timeout_s: float = 60.0) -> None:
         from flight.link.auth import write_key_file
-        from sim_hw.relay import RelayParams
 
         self.out.mkdir(parents=True, exist_ok=True)
         keys = self.out / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
         if not (keys / "uplink.key").exists():
             write_key_file(keys / "uplink.key")
-        for stale in ("sitl.json", "dictionary.json"):
+        for stale in ["sitl.json"] + [str((c.home / "dictionary.json").relative_to(self.out)) for c in self.crafts]:
             (self.out / stale).unlink(missing_ok=True)
         py = sys.executable
-        world = [py, "-m", "sim_hw.sitl", "--out", str(self.out), "--seed", str(self.seed), "--speed", str(self.speed),
-                 "--scenario", self.scenario]
-        for name, opts in world_cameras(self.config).items():
-            world += ["--camera", f"{name}={opts}"]
+        world = [py, "-m", "sim_hw.sitl", "--out", str(self.out), "--speed", str(self.speed)]
+        if self.seed is not None:
+            world += ["--seed", str(self.seed)]
+        if self.scenario_plan is not None:
+            world += ["--mission", str(self.mission)]
+        else:
+            world += ["--scenario", self.scenario]
+            for name, opts in world_cameras(self.config).items():
+                world += ["--camera", f"{name}={opts}"]
         wproc = self._spawn("world", world)
         self._wait_file(self.out / "sitl.json", wproc, "world", startup_timeout_s)
         sitl = json.loads((self.out / "sitl.json").read_text(encoding="utf-8"))
-        radio = f"radio+zmq://tcp://127.0.0.1:{self.ports['vehicle']}?scid={self.scid}"
-        devices = device_overrides(self.config, sitl, radio)
-        flight = [py, "-m", "magpie.flightrun", "--config", str(self.config_path), "--state-dir",
-                  str(self.out / "state"), "--dict-out", str(self.out / "dictionary.json")]
-        for name, url in devices.items():
-            flight += ["--device", f"{name}={url}"]
-        fproc = self._spawn("flight", flight)
-        self._wait_file(self.out / "dictionary.json", fproc, "flight", startup_timeout_s)
-        params = RelayParams.preset(self.preset)
+        for c in self.crafts:
+            self._start_flight(c, sitl["vehicles"][c.name] if self.scenario_plan is not None else sitl)
+        for c in self.crafts:
+            self._wait_file(c.home / "dictionary.json", self.procs[c.process], c.process, startup_timeout_s)
+        params = self._link_params()
         (self.out / "link.json").write_text(json.dumps({
-            "preset": self.preset, "light_time_s": params.light_time_s, "hop_delay_s": params.hop_delay_s,
+            "preset": self.scenario_plan.name if self.scenario_plan is not None else self.preset,
+            "light_time_s": params.light_time_s, "hop_delay_s": params.hop_delay_s,
             "windows": _windows(params), "t0_unix": time.time()}), encoding="utf-8")
-        self._spawn("relay", [py, "-m", "magpie.cli", "relay", "--vehicle-endpoint",
-                              f"tcp://127.0.0.1:{self.ports['vehicle']}", "--ground-endpoint",
-                              f"tcp://127.0.0.1:{self.ports['ground']}", "--preset", self.preset,
-                              "--seed", str(self.seed), "--stats-interval", "0"])
-        self.ground_toml.write_text(
-            f'archive = "archive.db"\nrelay = "tcp://127.0.0.1:{self.ports["ground"]}"\n'
-            f'pub = "tcp://127.0.0.1:{self.ports["pub"]}"\ncommands = "tcp://127.0.0.1:{self.ports["commands"]}"\n'
-            f'state_dir = "ground-state"\nack_interval_s = {self.ack_interval_s}\nretry_interval_s = 30.0\n'
-            f'[[vehicle]]\nscid = {self.scid}\nname = "{self.config.name}"\ndictionary = "dictionary.json"\n'
-            'key_file = "keys/uplink.key"\nkey_id = 1\n', encoding="utf-8")
-        self.start_ground()
+        relay = [py, "-m", "magpie.cli", "relay", "--vehicle-endpoint", f"tcp://127.0.0.1:{self.ports['vehicle']}",
+                 "--ground-endpoint", f"tcp://127.0.0.1:{self.ports['ground']}", "--seed", str(self.seed or 0),
+                 "--stats-interval", "0"]
+        relay += ["--scenario", str(self.mission)] if self.scenario_plan is not None else ["--preset", self.preset]
+        self._spawn("relay", relay)
+        text = (f'archive = "archive.db"\nrelay = "tcp://127.0.0.1:{self.ports["ground"]}"\n'
+                f'pub = "tcp://127.0.0.1:{self.ports["pub"]}"\ncommands = "tcp://127.0.0.1:{self.ports["commands"]}"\n'
+                f'state_dir = "ground-state"\nack_interval_s = {self.ack_interval_s}\nretry_interval_s = 30.0\n')
+        for c in self.crafts:
+            text += (f'[[vehicle]]\nscid = {c.scid}\nname = "{c.name}"\n'
+                     f'dictionary = "{(c.home / "dictionary.json").relative_to(self.out)}"\n'
+                     'key_file = "keys/uplink.key"\nkey_id = 1\n')
+        self.ground_toml.write_text(text, encoding="utf-8")
+        from ground.server import TOKEN_FILE
+
+        (self.out / "ground-state" / TOKEN_FILE).unlink(missing_ok=True)
+        self._wait_file(self.out / "ground-state" / TOKEN_FILE, self.start_ground(), "ground", startup_timeout_s)
         if self.web_port is not None:
             self.wait_port(self.start_web(), "web", self.web_port, startup_timeout_s)
+        self.t0 = time.monotonic()
+
+    def _start_flight(self, c: Craft, sitl: dict[str, str]) -> None:
+        """One vehicle's flight process on its world devices, its radio on the relay."""
+        import shutil
+
+        if c.home != self.out:
+            (c.home / "keys").mkdir(parents=True, mode=0o700, exist_ok=True)
+            shutil.copy2(self.out / "keys" / "uplink.key", c.home / "keys" / "uplink.key")
+        if c.plan is not None:  # the plan is on board, as it was uplinked before the run
+            seqs = c.home / "state" / "sequences"
+            seqs.mkdir(parents=True, exist_ok=True)
+            (seqs / c.plan.name).write_text(c.plan.read_text(encoding="utf-8"), encoding="utf-8")
+        radio = f"radio+zmq://tcp://127.0.0.1:{self.ports['vehicle']}?scid={c.scid}"
+        argv = [sys.executable, "-m", "magpie.flightrun"]
+        if self.scenario_plan is not None:
+            argv += ["--scenario", str(self.mission), "--vehicle", c.name]
+        else:
+            argv += ["--config", str(self.config_path)]
+        argv += ["--state-dir", str(c.home / "state"), "--dict-out", str(c.home / "dictionary.json")]
+        for name, url in device_overrides(c.config, sitl, radio).items():
+            argv += ["--device", f"{name}={url}"]
+        self._spawn(c.process, argv)
+
+    def due_plans(self) -> list[Craft]:
+        """Vehicles whose scenario plan is due now and not yet started (with ``plans``)."""
+        if not self.plans or not hasattr(self, "t0"):
+            return []
+        now = time.monotonic() - self.t0
+        sent = {n for n, _ in self.plans_sent}
+        return [c for c in self.crafts if c.plan is not None and c.name not in sent and now >= c.plan_at_s]
+
+    def start_plans(self, timeout_s: float = 5.0) -> list[str]:
+        """Send ``SEQ_RUN`` for each plan that is due, through the ground with its token."""
+        from ground.client import GroundClient
+        from ground.server import read_token
+
+        lines = []
+        for c in self.due_plans():
+            with GroundClient(command_endpoint=f"tcp://127.0.0.1:{self.ports['commands']}",
+                              token=read_token(self.out / "ground-state")) as client:
+                rec = client.send_command(c.scid, "SEQ_RUN", {"file": c.plan.name}, timeout_s=600.0)
+            self.plans_sent.append((c.name, int(rec["id"])))
+            lines.append(f"{c.name}: SEQ_RUN {c.plan.name} sent (command {rec['id']})")
+        return lines
 
     def wait_port(self, proc: subprocess.Popen[bytes], what: str, port: int, timeout_s: float) -> None:
         """Until a process listens on ``port`` on 127.0.0.1 (it may import for seconds first)."""
@@ -223,10 +317,13 @@ class LiveMission:
                 proc.wait(5)
         return proc.returncode
 
+    @property
+    def stop_order(self) -> list[str]:
+        return [*self.flights, "web", "ground", "relay", "world"]
+
     def stop(self) -> dict[str, int | None]:
-        """Flight first (its last packets go down), then web, ground, relay and the world."""
-        return {name: self.stop_one(name) for name in ("flight", "web", "ground", "relay", "world")
-                if name in self.procs}
+        """Flights first (their last packets go down), then web, ground, relay and the world."""
+        return {name: self.stop_one(name) for name in self.stop_order if name in self.procs}
 
     def dead(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is not None]
@@ -241,17 +338,22 @@ class LiveMission:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as con:
                 packets = con.execute("SELECT COUNT(*) FROM packets").fetchone()[0]
 
-                def latest(name: str) -> Any:
+                def latest(scid: int, name: str) -> Any:
                     row = con.execute(
                         "SELECT s.value FROM samples s JOIN channel_names c ON c.scid=s.scid AND c.id=s.channel "
-                        "WHERE c.name=? ORDER BY s.time DESC LIMIT 1", (name,)).fetchone()
+                        "WHERE s.scid=? AND c.name=? ORDER BY s.time DESC LIMIT 1", (scid, name)).fetchone()
                     return None if row is None else row[0]
 
-                x, y = latest("nav.x_m"), latest("nav.y_m")
+                where = []
+                for c in self.crafts:
+                    x, y = latest(c.scid, "nav.x_m"), latest(c.scid, "nav.y_m")
+                    if x is not None and y is not None:
+                        who = "rover" if len(self.crafts) == 1 else c.name
+                        where.append(f"{who} at ({float(x):.2f}, {float(y):.2f}) m")
                 ev = con.execute("SELECT name, text FROM events ORDER BY time DESC, id DESC LIMIT 1").fetchone()
         except sqlite3.Error as exc:
             return f"archive not readable yet ({exc})"
-        pos = "" if x is None or y is None else f", rover at ({float(x):.2f}, {float(y):.2f}) m"
+        pos = "".join(f", {w}" for w in where)
         last = "" if ev is None else f", last event {ev[0]}: {ev[1]}"
         return f"{packets} packets archived{pos}{last}"
 
@@ -273,6 +375,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --realtime: world seconds per wall second (default 1)")
     p.add_argument("--web-port", type=int, default=8080,
                    help="with --realtime: port of the web ground on 127.0.0.1 (default 8080; 0: no web ground)")
+    p.add_argument("--manual", action="store_true",
+                   help="with --realtime --scenario: put each vehicle's plan on board but leave starting it "
+                        "(SEQ_RUN) to the operator; by default the launcher starts it as the scenario says")
 
 
 def selected(args: argparse.Namespace) -> bool:
@@ -291,14 +396,25 @@ def run(args: argparse.Namespace, duration_s: float) -> int:
     """``magpie sim --realtime`` with a vehicle that flies in the world (see the module docstring)."""
     from sim_hw.scenario import SCENARIOS
 
+    mission = getattr(args, "scenario", None)
+    if mission is not None and (args.world is not None or args.config is not None):
+        print("magpie sim: --realtime --scenario: the scenario names its world and vehicles; "
+              "drop --world and --config", file=sys.stderr)
+        return 2
     config = args.config or default_config()
     if args.world is not None and args.world not in SCENARIOS:
         print(f"magpie sim: --world {args.world!r}: no such world; worlds: {', '.join(sorted(SCENARIOS))}",
               file=sys.stderr)
         return 2
+    if not getattr(args, "speed", 1.0) > 0:
+        print("magpie sim: --speed: must be positive", file=sys.stderr)
+        return 2
+    seed = args.seed if getattr(args, "seed_given", True) or mission is None else None
     try:
-        m = LiveMission(config, args.out, preset=args.preset, seed=args.seed, speed=getattr(args, "speed", 1.0),
-                        web_port=getattr(args, "web_port", 8080), scenario=args.world or "moon-farside")
+        m = LiveMission(None if mission else config, args.out, preset=args.preset, seed=seed,
+                        speed=getattr(args, "speed", 1.0), web_port=getattr(args, "web_port", 8080),
+                        scenario=args.world or "moon-farside", mission=mission,
+                        plans=not getattr(args, "manual", False))
     except ConfigError as exc:
         print(f"magpie sim: {exc}", file=sys.stderr)
         return 2
@@ -309,33 +425,54 @@ def run(args: argparse.Namespace, duration_s: float) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"magpie sim --realtime: world ({m.speed:g}x), flight, relay ({m.preset}), ground"
-              f"{' and web ground' if m.web_port else ''} on 127.0.0.1; output in {m.out}", flush=True)
+        if m.scenario_plan is not None:
+            print(f"magpie sim --realtime --scenario {m.scenario_plan.name}: world ({m.speed:g}x), "
+                  f"{len(m.crafts)} flight processes ({m.scenario_plan.roster()}), relay, ground"
+                  f"{' and web ground' if m.web_port else ''} on 127.0.0.1; output in {m.out}", flush=True)
+        else:
+            print(f"magpie sim --realtime: world ({m.speed:g}x), flight, relay ({m.preset}), ground"
+                  f"{' and web ground' if m.web_port else ''} on 127.0.0.1; output in {m.out}", flush=True)
         try:
             m.start()
         except (RuntimeError, ConfigError, OSError) as exc:
             print(f"magpie sim: {exc}", file=sys.stderr)
             m.stop()
             return 1
+        except BaseException:
+            m.stop()
+            raise
         if m.web_url:
             print(f"web ground: {m.web_url}   (Ctrl-C stops everything)", flush=True)
-        t0 = time.monotonic()
-        next_report = t0 + 5.0
-        while stop["signal"] is None and time.monotonic() - t0 < duration_s:
-            time.sleep(0.2)  # the launcher only watches its children and prints progress
-            if m.dead():
-                print(f"magpie sim: {', '.join(m.dead())} stopped unexpectedly; see the logs in {m.out}",
-                      file=sys.stderr)
-                break
-            if not args.quiet and time.monotonic() >= next_report:
-                print(f"[{time.monotonic() - t0:6.0f} s] {m.progress()}", flush=True)
-                next_report += 5.0
-        print("stopping: flight, web, ground, relay, world", flush=True)
-        codes = m.stop()
+        try:
+            _watch(m, args, duration_s, stop)
+        finally:
+            print(f"stopping: {', '.join(n for n in m.stop_order if n in m.procs)}", flush=True)
+            codes = m.stop()
         print(f"stopped ({', '.join(f'{k} exit {v}' for k, v in codes.items())}); {m.progress()}", flush=True)
         bad = {k: v for k, v in codes.items() if v not in (0, 130, -signal.SIGINT)}
         return 1 if bad else 0
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _watch(m: LiveMission, args: argparse.Namespace, duration_s: float, stop: dict[str, Any]) -> None:
+    """Watch the children, start due plans and print progress until the end or a signal."""
+    t0 = time.monotonic()
+    next_report = t0 + 5.0
+    while stop["signal"] is None and time.monotonic() - t0 < duration_s:
+        time.sleep(0.2)  # the launcher only watches its children and prints progress
+        if m.dead():
+            print(f"magpie sim: {', '.join(m.dead())} stopped unexpectedly; see the logs in {m.out}",
+                  file=sys.stderr)
+            break
+        try:
+            for line in m.start_plans():
+                print(line, flush=True)
+        except (OSError, RuntimeError, TimeoutError, ConfigError) as exc:
+            print(f"magpie sim: could not start a plan: {exc}", file=sys.stderr)
+            m.plans = False
+        if not args.quiet and time.monotonic() >= next_report:
+            print(f"[{time.monotonic() - t0:6.0f} s] {m.progress()}", flush=True)
+            next_report += 5.0
 

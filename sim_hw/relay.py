@@ -19,10 +19,12 @@ DEALER to the ground endpoint and exchange ``[scid (ascii), frame]`` messages. O
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -574,6 +576,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         default=None,
         help="one-way light time in seconds, overriding the preset",
     )
+    p.add_argument(
+        "--scenario",
+        default=None,
+        metavar="NAME",
+        help="take the link from a mission scenario (its [relay] table and each vehicle's hop and "
+        "windows) instead of --preset",
+    )
     p.add_argument("--loss", type=float, default=None, help="frame loss probability 0..1")
     p.add_argument("--ber", type=float, default=None, help="bit error rate")
     p.add_argument("--always-visible", action="store_true", help="ignore the preset's windows")
@@ -594,7 +603,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
-def params_from_args(args: argparse.Namespace) -> RelayParams:
+def params_from_args(args: argparse.Namespace, base: RelayParams | None = None) -> RelayParams:
     overrides: dict[str, Any] = {}
     if args.light_time is not None:
         overrides["light_time_s"] = args.light_time
@@ -604,18 +613,36 @@ def params_from_args(args: argparse.Namespace) -> RelayParams:
         overrides["ber"] = args.ber
     if args.always_visible:
         overrides["windows"] = None
+    if base is not None:
+        if "windows" in overrides:
+            overrides["windows"] = Schedule()
+        return dataclasses.replace(base, **overrides)
     return RelayParams.preset(args.preset, **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
+    mission = None
+    if getattr(args, "scenario", None):
+        from mission.scenario import ScenarioError, load
+
+        try:
+            mission = load(args.scenario)
+        except ScenarioError as exc:
+            print(f"magpie relay: {exc}", file=sys.stderr)
+            return 2
     server = RelayServer(
         args.vehicle_endpoint,
         args.ground_endpoint,
-        params_from_args(args),
+        params_from_args(args, None if mission is None else mission.relay),
         seed=args.seed,
         stats_interval_s=args.stats_interval,
         report=lambda text: print(text, flush=True),
     )
+    if mission is not None:
+        for plan in mission.vehicles:
+            windows = None if args.always_visible else plan.windows
+            server.relay.add_vehicle(plan.scid, plan.hop_delay_s, windows)
+        print(f"relay: scenario {mission.name}: {mission.roster()}", flush=True)
     print(
         f"relay: vehicles at {server.vehicle_endpoint}, ground at {server.ground_endpoint}",
         flush=True,

@@ -36,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import msgpack
 import numpy as np
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CAMERA_FORM = "camera+sitl://tcp://127.0.0.1:PORT?name=navcam&timeout=5"
 _CAM_OPTIONS = {"name": str, "timeout": float}
+_CAMERA_KEYS = ("width", "height", "fov_deg", "stereo", "baseline", "pan", "tilt", "noise", "bgr")
 
 
 # -- flight side: the camera driver ------------------------------------------------------------
@@ -324,14 +326,15 @@ class SitlWorld:
     """World + MCU emulator on a pty + camera server; :meth:`devices` are the URLs for the flight side."""
 
     def __init__(self, seed: int = 1, speed: float = 1.0, cameras: dict[str, str] | None = None,
-                 scenario: str = "moon-farside", stream_hz: int = 50, watchdog_s: float = 10.0) -> None:
+                 scenario: str = "moon-farside", stream_hz: int = 50, watchdog_s: float = 10.0,
+                 world: Any = None, lock: threading.Lock | None = None) -> None:
         from sim_hw.mcu_emulator import McuEmulator
         from sim_hw.world import World
 
         if not speed > 0:
             raise ValueError("speed must be positive")
-        self.world = World.for_mission(seed=seed, scenario=scenario)
-        self.lock = threading.Lock()
+        self.world = World.for_mission(seed=seed, scenario=scenario) if world is None else world
+        self.lock = threading.Lock() if lock is None else lock
         self.speed = speed
         self.stream_hz = stream_hz
         self.emulator = McuEmulator(ScaledPlant(self.world.mcu_plant(), self.lock, speed), seed=seed)
@@ -358,22 +361,106 @@ class SitlWorld:
         self._dir.cleanup()
 
 
+def camera_options(devices: dict[str, str]) -> dict[str, str]:
+    """Camera device name -> the world camera options (``sim://camera`` query) it stands for.
+
+    A vehicle TOML names its cameras ``sim://camera?...`` (lockstep) or ``camera+...`` (real
+    time); the world process serves each under its device name with the same geometry."""
+    out = {}
+    for name, url in devices.items():
+        if url.startswith(("sim://camera", "camera+")):
+            q = dict(parse_qsl(urlsplit(url).query))
+            opts = {k: v for k, v in q.items() if k in _CAMERA_KEYS}
+            opts.setdefault("stereo", "0")
+            opts.setdefault("tilt", "-25")
+            out[name] = "&".join(f"{k}={v}" for k, v in opts.items())
+    return out
+
+
+def _watchdog_s(devices: dict[str, str], default: float = 10.0) -> float:
+    for url in devices.values():
+        if url.startswith(("sim://watchdog", "watchdog+")):
+            try:
+                return float(dict(parse_qsl(urlsplit(url).query)).get("timeout", default))
+            except ValueError:
+                return default
+    return default
+
+
+class SitlSite:
+    """A whole mission scenario's site on the real clock: one terrain, one world per vehicle (each
+    drawn in the others' cameras), and per vehicle its own MCU emulator, camera server and
+    watchdog FIFO. All worlds share one lock, so a camera never sees a neighbour mid-step."""
+
+    def __init__(self, mission: Any, seed: int | None = None, speed: float = 1.0, stream_hz: int = 50) -> None:
+        from sim_hw.site import Site
+
+        if not speed > 0:
+            raise ValueError("speed must be positive")
+        self.mission = mission
+        self.site = Site(mission.world, [p.site_vehicle() for p in mission.vehicles], seed=seed)
+        self.lock = threading.Lock()
+        self.units: dict[str, SitlWorld] = {}
+        try:
+            for i, plan in enumerate(mission.vehicles):
+                devices = plan.config.devices
+                cams = {n: f"sim://camera?name={n}&{o}" for n, o in camera_options(devices).items()}
+                self.units[plan.name] = SitlWorld(seed=self.site.seed + i, speed=speed, cameras=cams,
+                                                  stream_hz=stream_hz, watchdog_s=_watchdog_s(devices),
+                                                  world=self.site[plan.name], lock=self.lock)
+        except BaseException:
+            self.close()
+            raise
+
+    def devices(self) -> dict[str, Any]:
+        """``{"vehicles": {name: {device URLs}}}``: what each vehicle's flight process flies on."""
+        return {"vehicles": {name: unit.devices() for name, unit in self.units.items()}}
+
+    def truth(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return {name: unit.world.truth() for name, unit in self.units.items()}
+
+    @property
+    def served(self) -> int:
+        return sum(u.cameras.served for u in self.units.values())
+
+    def close(self) -> None:
+        for unit in self.units.values():
+            unit.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim_hw.sitl", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="directory for sitl.json (the device URLs)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="world seed (default 1; with --mission, the scenario's own seed)")
     ap.add_argument("--speed", type=float, default=1.0, help="world seconds per wall second (default 1)")
     ap.add_argument("--scenario", default="moon-farside", help="world scenario (sim_hw.scenario)")
+    ap.add_argument("--mission", default=None, metavar="SCENARIO",
+                    help="a mission scenario (mission/scenarios, or a TOML file): every vehicle of it on one "
+                         "site, each with its own MCU, cameras and watchdog; sitl.json then lists the "
+                         "devices per vehicle")
     ap.add_argument("--camera", action="append", type=_parse_camera, default=[], metavar="NAME=OPTIONS",
-                    help="a mast camera to serve, with sim://camera options (repeatable)")
+                    help="a mast camera to serve, with sim://camera options (repeatable; not with --mission)")
     ap.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     ap.add_argument("--truth-every", type=float, default=0.0,
                     help="print the world's truth every N wall seconds (default never)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    sitl: SitlWorld | SitlSite
     try:
-        sitl = SitlWorld(seed=args.seed, speed=args.speed, cameras=dict(args.camera), scenario=args.scenario)
+        if args.mission is not None:
+            from mission.scenario import ScenarioError, load
+
+            try:
+                mission = load(args.mission)
+            except ScenarioError as exc:
+                raise ValueError(str(exc)) from None
+            sitl = SitlSite(mission, seed=args.seed, speed=args.speed)
+        else:
+            sitl = SitlWorld(seed=1 if args.seed is None else args.seed, speed=args.speed,
+                             cameras=dict(args.camera), scenario=args.scenario)
     except (ValueError, KeyError, HalError) as exc:
         print(f"sitl: {exc}", file=sys.stderr)
         return 2
@@ -393,15 +480,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.duration is not None and now - t0 >= args.duration:
                 break
             if now >= next_truth:
-                t = sitl.truth()
-                print(f"sitl: t={t['time_s']:.1f} s x={t['x']:.2f} y={t['y']:.2f} m, watchdog "
-                      f"{sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
+                truths = sitl.truth() if isinstance(sitl, SitlSite) else {"vehicle": sitl.truth()}
+                for name, t in truths.items():
+                    print(f"sitl: {name} t={t['time_s']:.1f} s x={t['x']:.2f} y={t['y']:.2f} m", flush=True)
                 next_truth = now + args.truth_every
     finally:
         sitl.close()
         (args.out / "sitl.json").unlink(missing_ok=True)
-    print(f"sitl: stopped after {time.monotonic() - t0:.1f} s, {sitl.cameras.served} camera requests, "
-          f"watchdog {sitl.watchdog.kicks} kicks {sitl.watchdog.bites} bites", flush=True)
+    served = sitl.served if isinstance(sitl, SitlSite) else sitl.cameras.served
+    print(f"sitl: stopped after {time.monotonic() - t0:.1f} s, {served} camera requests", flush=True)
     return 0
 
 

@@ -82,12 +82,17 @@ def test_no_traceback_from_the_installed_command(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "expect"), [
-    (["sim", "--realtime", "--scenario", "change4-farside", "--duration", "1s"],
-     "scenarios fly on the simulated clock, without --realtime"),
+    (["sim", "--realtime", "--scenario", "change4-farside", "--world", "mars-jezero", "--duration", "1s"],
+     "the scenario names its world and vehicles"),
+    (["sim", "--realtime", "--scenario", "no-such-mission", "--duration", "1s"], "no-such-mission"),
+    (["sim", "--realtime", "--scenario", "change4-farside", "--speed", "0", "--duration", "1s"],
+     "--speed: must be positive"),
+    (["flight", "--scenario", "change4-farside", "--vehicle", "chang-e", "--check"], "no vehicle 'chang-e'"),
+    (["flight", "--scenario", "change4-farside", "--check"], "--scenario NAME --vehicle NAME"),
     (["sim", "--realtime", "--world", "nowhere", "--duration", "1s"],
      "no such world; worlds: mars-jezero, moon-farside"),
 ])
 def test_realtime_world_choices_are_checked(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("magpie sim:") and expect in err, err
+    assert len(err.splitlines()) == 1 and err.startswith(f"magpie {argv[0]}:") and expect in err, err
