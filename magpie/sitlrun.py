@@ -11,6 +11,16 @@ Five processes on 127.0.0.1, started in this order and stopped in the reverse on
 4. the ground station (``magpie ground``) with its archive;
 5. the web ground (``magpie web``) on http://127.0.0.1:8080/ unless ``--web-port 0`` turns it off.
 
+With ``--scenario NAME`` (``magpie sim --realtime --scenario change4-farside``) the world process
+holds the scenario's whole site (``python -m sim_hw.sitl --mission NAME``: one terrain, each
+vehicle with its own MCU emulator, cameras and watchdog, each drawn in the others' cameras),
+every vehicle flies in its own flight process (``magpie flight --scenario NAME --vehicle V``,
+named ``flight-V``, state in ``OUT/V/``), the relay carries the scenario's link (its light time,
+hops, windows and one shared transponder: ``magpie relay --scenario NAME``), and one ground and
+one web ground serve them all. Each vehicle's plan is on board; the launcher starts it
+(``SEQ_RUN`` through the ground) at the scenario's ``plan_at_s`` unless ``--manual`` leaves that
+to the operator.
+
 It prints progress (archive size, the rover's position, the last event) every few seconds and
 stops everything cleanly on Ctrl-C, SIGTERM or at the end of ``--duration``. Logs are
 ``OUT/<process>.log``. The children run in their own sessions, so a Ctrl-C reaches this process
