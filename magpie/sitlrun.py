@@ -215,7 +215,7 @@ class LiveMission:
         (self.out / "link.json").write_text(json.dumps({
             "preset": self.scenario_plan.name if self.scenario_plan is not None else self.preset,
             "light_time_s": params.light_time_s, "hop_delay_s": params.hop_delay_s,
-            "windows": _windows(params), "t0_unix": time.time()}), encoding="utf-8")
+            "windows": _windows(params), "t0_unix": time.time(), "landmarks": self.landmarks()}), encoding="utf-8")
         relay = [py, "-m", "magpie.cli", "relay", "--vehicle-endpoint", f"tcp://127.0.0.1:{self.ports['vehicle']}",
                  "--ground-endpoint", f"tcp://127.0.0.1:{self.ports['ground']}", "--seed", str(self.seed or 0),
                  "--stats-interval", "0"]
@@ -236,6 +236,13 @@ class LiveMission:
         if self.web_port is not None:
             self.wait_port(self.start_web(), "web", self.web_port, startup_timeout_s)
         self.t0 = time.monotonic()
+
+    def landmarks(self) -> list[dict[str, Any]]:
+        """A scenario's landers, where they stand, for the web ground's map (rovers report their own)."""
+        if self.scenario_plan is None:
+            return []
+        return [{"name": v.name, "kind": v.kind, "x": v.x, "y": v.y}
+                for v in self.scenario_plan.vehicles if v.kind == "lander"]
 
     def _start_flight(self, c: Craft, sitl: dict[str, str]) -> None:
         """One vehicle's flight process on its world devices, its radio on the relay."""

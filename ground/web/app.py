@@ -73,6 +73,8 @@ class LinkInfo:
     hop_delay_s: float = 0.0
     windows: dict[str, float] | None = None
     t0_unix: float | None = None
+    #: fixed things on the site map (``name``, ``kind``, ``x``, ``y`` in the navigation frame), e.g. a lander
+    landmarks: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | Path | None) -> LinkInfo:
@@ -97,6 +99,16 @@ class LinkInfo:
             )
             if not all(math.isfinite(v) for v in (info.light_time_s or 0.0, info.hop_delay_s, info.t0_unix or 0.0)):
                 raise ValueError("times must be finite")
+            marks = raw.get("landmarks", [])
+            if not isinstance(marks, list):
+                raise ValueError("landmarks must be a list")
+            for m in marks:
+                if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+                    raise ValueError("each landmark needs a name, x and y")
+                x, y = float(m["x"]), float(m["y"])
+                if not (math.isfinite(x) and math.isfinite(y)):
+                    raise ValueError(f"landmark {m['name']}: x and y must be finite")
+                info.landmarks.append({"name": m["name"][:40], "kind": str(m.get("kind", ""))[:20], "x": x, "y": y})
             return info
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
             raise ValueError(f"link description {path}: {exc}") from None
@@ -452,6 +464,7 @@ def build_app(web: WebGround) -> Starlette:
             "may_command": web.may_command(request) is None,
             "token_required": web.may_command(request) is not None,
             "status": web.status(),
+            "landmarks": web.link.landmarks,
         })
 
     def _scid(request: Request) -> int:

@@ -71,6 +71,8 @@ def test_a_scenario_flies_every_vehicle_as_its_own_process(tmp_path: Path) -> No
         with urllib.request.urlopen(m.web_url + "api/config", timeout=10) as resp:
             cfg = json.loads(resp.read())
         assert {(v["scid"], v["name"]) for v in cfg["vehicles"]} == {(70, "change4"), (71, "yutu2")}
+        # the map draws the lander where the scenario set it down, in the rover's navigation frame
+        assert cfg["landmarks"] == [{"name": "change4", "kind": "lander", "x": 30.0, "y": 30.0}]
         assert "packets archived" in m.progress()
     finally:
         codes = m.stop()

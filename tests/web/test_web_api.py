@@ -190,7 +190,7 @@ def test_a_link_description_loads_or_says_why(tmp_path_factory, data: bytes) -> 
     assert state["in_view"] in (True, False, None)
 
 
-@given(st.dictionaries(st.sampled_from(["light_time_s", "hop_delay_s", "windows", "t0_unix", "x"]), _json,
+@given(st.dictionaries(st.sampled_from(["light_time_s", "hop_delay_s", "windows", "t0_unix", "landmarks", "x"]), _json,
                        max_size=5))
 @settings(max_examples=300, deadline=None)
 def test_a_link_description_of_any_shape(tmp_path_factory, doc: Any) -> None:
@@ -214,3 +214,15 @@ def test_web_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "g.toml").write_text('archive = "a.db"\n')
     assert main(["web", "--config", str(tmp_path / "g.toml"), "--link", str(tmp_path / "link.json")]) == 2
     assert "link description" in capsys.readouterr().err
+
+
+def test_landmarks_load_or_are_refused_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "link.json"
+    path.write_text(json.dumps({"landmarks": [{"name": "change4", "kind": "lander", "x": 30, "y": 30.5}]}))
+    assert LinkInfo.load(path).landmarks == [{"name": "change4", "kind": "lander", "x": 30.0, "y": 30.5}]
+    for bad, why in (({"landmarks": {"a": 1}}, "landmarks must be a list"),
+                     ({"landmarks": [{"x": 1, "y": 2}]}, "needs a name"),
+                     ({"landmarks": [{"name": "l", "x": "nan", "y": 0}]}, "must be finite")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=why):
+            LinkInfo.load(path)

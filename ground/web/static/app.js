@@ -159,7 +159,9 @@ function onNav(name, v, t) {
 function drawMap() {
   const c = $("map"), ctx = c.getContext("2d"), W = c.width, H = c.height;
   ctx.clearRect(0, 0, W, H);
-  const pts = [[0, 0], ...S.track.map((p) => [p[0], p[1]]), ...S.hazards];
+  // fixed things of the site (a scenario's lander), else the lander at the navigation origin
+  const marks = (S.cfg && S.cfg.landmarks && S.cfg.landmarks.length) ? S.cfg.landmarks : [{ name: "lander", x: 0, y: 0 }];
+  const pts = [...marks.map((m) => [m.x, m.y]), ...S.track.map((p) => [p[0], p[1]]), ...S.hazards];
   if (S.goal) pts.push(S.goal);
   let x0 = Math.min(...pts.map((p) => p[0])) - 1, x1 = Math.max(...pts.map((p) => p[0])) + 1;
   let y0 = Math.min(...pts.map((p) => p[1])) - 1, y1 = Math.max(...pts.map((p) => p[1])) + 1;
@@ -168,8 +170,8 @@ function drawMap() {
   ctx.strokeStyle = "#eee";
   for (let g = Math.ceil(x0); g <= x1; g++) { ctx.beginPath(); ctx.moveTo(X(g), 0); ctx.lineTo(X(g), H); ctx.stroke(); }
   for (let g = Math.ceil(y0); g <= y1; g++) { ctx.beginPath(); ctx.moveTo(0, Y(g)); ctx.lineTo(W, Y(g)); ctx.stroke(); }
-  ctx.fillStyle = "#6b7280"; ctx.fillRect(X(0) - 6, Y(0) - 6, 12, 12);
-  ctx.fillText("lander", X(0) + 8, Y(0) - 8);
+  ctx.fillStyle = "#6b7280";
+  for (const m of marks) { ctx.fillRect(X(m.x) - 6, Y(m.y) - 6, 12, 12); ctx.fillText(m.name, X(m.x) + 8, Y(m.y) - 8); }
   ctx.fillStyle = "#dc2626";
   for (const h of S.hazards) { ctx.beginPath(); ctx.arc(X(h[0]), Y(h[1]), 4, 0, 7); ctx.fill(); }
   if (S.goal) { ctx.strokeStyle = "#16a34a"; ctx.lineWidth = 2; ctx.beginPath(); ctx.arc(X(S.goal[0]), Y(S.goal[1]), 7, 0, 7); ctx.stroke(); }
