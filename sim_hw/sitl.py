@@ -12,8 +12,9 @@ flight process uses instead of ``sim://``::
      "camera.navcam": "camera+sitl://tcp://127.0.0.1:PORT?name=navcam"}
 
 (with ``--mission SCENARIO``, the whole site of a mission scenario: ``{"vehicles": {NAME: {...}}}``
-with those URLs per vehicle), so ``magpie flight --device mcu=... --device navcam=...`` flies the same vehicle TOML against
-the world that it flies against hardware with ``mcu+serial:///dev/ttyACM0``. The world advances
+with those URLs per vehicle), so ``magpie flight --device mcu=... --device navcam=...`` flies
+the same vehicle TOML against the world that it flies against hardware with
+``mcu+serial:///dev/ttyACM0``. The world advances
 with the wall clock times ``--speed`` (the emulator steps it by the time that passed); every use
 of the world (physics step, render) holds one lock, because the emulator and the camera server
 run on their own threads.
