@@ -54,6 +54,7 @@ from flight.persist import ensure_private_dir, write_atomic
 from ground.archive import Archive
 from ground.commander import Commander
 from ground.dictionary import Dictionary
+from ground.files import GroundFiles
 from ground.station import Station, Vehicle
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ class GroundServer:
             ack_interval_s=cfg.ack_interval_s,
         )
         self.pub_endpoint = self.station.pub_endpoint
+        #: CFDP: products received into the archive, files up (ground.files), state in state_dir
+        self.files = GroundFiles(self.station, self.archive, cfg.state_dir / "cfdp", cfg.state_dir)
         self.commander = Commander(self.station, retry_interval_s=cfg.retry_interval_s)
         self._t0 = time.monotonic()
         self.ready = threading.Event()

@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,6 +81,8 @@ SEQ_BITS = 32
 META_TAG = b"MGPM"  # messages to user carrying a product's metadata (JSON, in pieces)
 _META_PIECE = 240
 STATE_FORMAT = "magpie-cfdp/1"
+#: the ground's CFDP entity id unless configured (vehicles use their spacecraft id)
+GROUND_ENTITY = 0xFFFE
 _JOURNAL = 256  # finished received transactions remembered (and persisted)
 
 
@@ -204,6 +205,23 @@ class Put:
     meta: dict[str, Any] | None = None
     tag: str = ""
     attempts: int = 0
+    priority: int = 3  # queue order: lower first (thumbnails 2 before full frames 3), then age
+
+
+@dataclass(frozen=True, slots=True)
+class FilePut:
+    """An outbound item asking Comm to send a file by CFDP (``source`` relative to the state dir)."""
+
+    time_ns: int
+    source: str
+    name: str
+    meta: dict[str, Any] | None = None
+    priority: int = 3
+    kind = "file"
+
+    def to_json(self, names: dict[int, str] | None = None) -> dict[str, Any]:
+        return {"t": self.time_ns / 1e9, "kind": "file", "source": self.source, "name": self.name,
+                "priority": self.priority}
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +404,10 @@ class CfdpEntity:
                  send: Callable[[int, bytes], None], config: CfdpConfig | None = None,
                  state_file: str | Path | None = None,
                  on_file: Callable[[Delivery], None] | None = None,
-                 on_sent: Callable[[Sent], None] | None = None) -> None:
+                 on_sent: Callable[[Sent], None] | None = None, inbox: str = "") -> None:
         self.entity_id = int(entity_id)
+        #: received files must be named under this subdirectory of the root ("" for anywhere below it)
+        self.inbox = inbox.strip("/")
         self.config = cfg = config or CfdpConfig()
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -453,13 +473,14 @@ class CfdpEntity:
             puts.insert(0, self.tx.put)
         body = {"next_seq": self.next_seq,
                 "queue": [{"dest": p.dest, "source": p.source, "name": p.name, "meta": p.meta, "tag": p.tag,
-                           "attempts": p.attempts} for p in puts],
+                           "attempts": p.attempts, "priority": p.priority} for p in puts],
                 "journal": [[s, q, f.hex()] for (s, q), f in self.journal.items()]}
         write_checked_json(self.state_file, STATE_FORMAT, body)
 
     # -- requests -----------------------------------------------------------------------------
 
-    def put(self, dest: int, source: str, name: str, meta: dict[str, Any] | None = None, tag: str = "") -> Put:
+    def put(self, dest: int, source: str, name: str, meta: dict[str, Any] | None = None, tag: str = "",
+            priority: int = 3) -> Put:
         """Queue a file (``source`` relative to the root) for ``dest`` as ``name``; persisted at once."""
         if int(dest) not in self.remotes:
             raise ValueError(f"entity {dest} is not a known remote ({sorted(self.remotes)})")
@@ -469,8 +490,12 @@ class CfdpEntity:
             raise ValueError(f"destination name {name!r} is empty or longer than 255 bytes")
         if not (self.root / source).is_file():
             raise ValueError(f"{source!r} is not a file under {self.root}")
-        p = Put(int(dest), source, name, meta, tag)
-        self.queue.append(p)
+        p = Put(int(dest), source, name, meta, tag, priority=int(priority))
+        later = [i for i, q in enumerate(self.queue) if q.priority > p.priority and (i or self.tx is None)]
+        if later:
+            self.queue.insert(later[0], p)
+        else:
+            self.queue.append(p)
         self.save()
         return p
 
@@ -557,8 +582,10 @@ class CfdpEntity:
             rx = self.rx[key] = _Rx(_DestHandler(self._mib, self._user, self._table, self._checks), self._link_s)
         if isinstance(pdu, MetadataPdu):
             name = pdu.dest_file_name
-            if name is not None and not safe_name(name):
+            if name is not None and (not safe_name(name) or (self.inbox and not name.startswith(self.inbox + "/"))):
                 return self._reject("unsafe_name", repr(name)[:80])
+            if name is not None:
+                (self.root / name).parent.mkdir(parents=True, exist_ok=True)
         rx.last_rx_s = self._link_s
         self._rx_current = rx
         self._last_finished = None
@@ -748,11 +775,7 @@ class CfdpEntity:
                 "stats": vars(self.stats).copy(), "rejects": dict(self.rejects), "faults": dict(self.faults)}
 
 
-def wall_clock() -> float:
-    """Wall seconds, for an entity that runs on real time (the ground process)."""
-    return time.time()
-
-
-__all__ = ["APID_CFDP", "TC_PREFIX", "CfdpConfig", "CfdpEntity", "CfdpError", "Delivery", "Put", "Sent",
+__all__ = ["APID_CFDP", "GROUND_ENTITY", "TC_PREFIX", "CfdpConfig", "CfdpEntity", "CfdpError", "Delivery", "FilePut",
+           "Put", "Sent",
            "from_tc_body", "meta_from_messages", "meta_messages", "on_clock", "parse_pdu", "pdu_packet",
            "safe_name", "tc_body"]
