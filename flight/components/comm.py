@@ -93,6 +93,7 @@ class Comm(Component):
         "cfdp_ground_entity": GROUND_ENTITY,
         "cfdp_bytes_per_s": 0.0,
         "cfdp_timer_s": 60.0,
+        "cfdp_link_silence_s": 30.0,  # no authenticated uplink for this long: the link is down for CFDP
     }
     CHANNELS = (
         Channel("rec_packets", "u32", doc="packets held by the onboard recorder"),
@@ -308,13 +309,13 @@ class Comm(Component):
         for replay in self._verifier.take_replays():
             if replay.apid == Apid.TC_COMMAND:
                 self._answer_retry(replay)
-        if self.cfdp is not None:
-            self.cfdp.step(now_s)
         if self.recorder is not None:
             self.recorder.remember_uplink(self._verifier.highs())
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s
+        if self.cfdp is not None:
+            self.cfdp.step(now_s, self._last_uplink_s)
         if self._verifier.rejected != before:
             self._save_counters()
         return len(commands)

@@ -9,8 +9,9 @@ is ``cfdp_ground_entity``), rooted at the state directory:
   other packet (priority: thumbnails 2, full frames 3, the receiver's NAK/ACK/Finished 2);
 - an authenticated TC whose body starts with :data:`~flight.link.cfdp.TC_PREFIX` is a PDU for
   the entity, never a command; files from the ground land in ``<state dir>/uplink/``;
-- the entity's link time runs only while the radio has carrier (the relay sees the vehicle), so
-  its timers do not run out in a blackout.
+- the entity's link time runs only while the radio has carrier (the relay sees the vehicle) and
+  an authenticated uplink came within ``cfdp_link_silence_s`` (the station acknowledges every
+  second while it hears the vehicle), so its timers do not run out in a blackout.
 
 Comm calls :meth:`CommCfdp.take`, :meth:`uplink` and :meth:`step`; the rest is here.
 """
@@ -34,6 +35,7 @@ from flight.link.cfdp import (
 from flight.link.packets import PacketError
 from flight.link.recorder import Priority
 from flight.model import Arg, Channel, Event, Severity
+from flight.persist import ensure_private_dir
 
 if TYPE_CHECKING:
     from flight.components.comm import Comm
@@ -78,6 +80,7 @@ class CommCfdp:
                                  check_interval_s=float(opts["cfdp_timer_s"]))
         self._out: list[bytes] = []
         self.store_failures = 0
+        ensure_private_dir(fw.state_dir / INBOX)
         self.entity = CfdpEntity(fw.spacecraft_id, [self.ground], fw.state_dir, fw.clock.now, self._send,
                                  self.config, state_file=fw.state_dir / f"{comm.name}-cfdp.json",
                                  on_file=self._received, on_sent=self._sent, inbox=INBOX)
@@ -106,9 +109,11 @@ class CommCfdp:
         self._store()
         return True
 
-    def step(self, now_s: float) -> None:
+    def step(self, now_s: float, last_uplink_s: float | None) -> None:
+        """Run the entity; its link time runs while the radio has carrier and the ground is heard."""
         carrier = bool(getattr(self.comm.devices["radio"], "carrier", True))
-        self.entity.step(now_s, link_up=carrier)
+        heard = last_uplink_s is not None and now_s - last_uplink_s <= float(self.comm.options["cfdp_link_silence_s"])
+        self.entity.step(now_s, link_up=carrier and heard)
         self._store()
 
     # -- the entity's side -----------------------------------------------------------------------
@@ -149,6 +154,7 @@ class CommCfdp:
     def _received(self, d: Delivery) -> None:
         try:
             size = d.path.stat().st_size
+            d.path.chmod(0o600)  # like every file in the state directory
         except OSError:
             size = 0
         self.comm.event("FileReceived", name=d.name[:200], source=d.source_id, bytes=min(size, 2**32 - 1))
