@@ -39,7 +39,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -56,10 +56,11 @@ from cfdppy import (
 )
 from cfdppy.handler.common import PacketDestination, get_packet_destination
 from cfdppy.handler.dest import DestHandler, LostSegmentTracker
+from cfdppy.handler.dest import TransactionStep as DestStep
 from cfdppy.handler.source import SourceHandler
 from cfdppy.mib import CheckTimerProvider, DefaultFaultHandlerBase, EntityType
 from spacepackets.cfdp import ChecksumType, ConditionCode, Direction, PduType, TransmissionMode
-from spacepackets.cfdp.pdu import AckPdu, DirectiveType, MetadataPdu, PduFactory, TransactionStatus
+from spacepackets.cfdp.pdu import AckPdu, DirectiveType, MetadataPdu, NakPdu, PduFactory, TransactionStatus
 from spacepackets.cfdp.pdu.finished import DeliveryCode
 from spacepackets.cfdp.tlv import MessageToUserTlv
 from spacepackets.countdown import Countdown
@@ -84,6 +85,11 @@ STATE_FORMAT = "magpie-cfdp/1"
 #: the ground's CFDP entity id unless configured (vehicles use their spacecraft id)
 GROUND_ENTITY = 0xFFFE
 _JOURNAL = 256  # finished received transactions remembered (and persisted)
+
+
+#: the destination handler's steps in which it handles an EOF PDU itself (and acknowledges it)
+_TAKES_EOF = frozenset({DestStep.IDLE, DestStep.RECEIVING_FILE_DATA, DestStep.RECV_FILE_DATA_WITH_CHECK_LIMIT_HANDLING,
+                        DestStep.WAITING_FOR_METADATA})
 
 
 class CfdpError(ValueError):
@@ -193,6 +199,13 @@ class CfdpConfig:
     max_attempts: int = 5
     bytes_per_s: float = 16_000.0  # pacing of outgoing PDUs (link time)
     max_rx: int = 8  # transactions received at once
+    #: a range NAKed (receiver) or retransmitted (sender) less than this ago is not asked for or sent
+    #: again: below the NAK interval, about the round trip (see _Recent)
+    holdoff_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdoff_s < self.nak_interval_s:
+            raise ValueError(f"holdoff_s {self.holdoff_s} must be below nak_interval_s {self.nak_interval_s}")
 
 
 @dataclass(slots=True)
@@ -245,6 +258,58 @@ class Sent:
     condition: str
 
 
+class _Recent:
+    """File ranges asked for (receiver) or retransmitted (sender) lately, to trim repeats.
+
+    cfdp-py's destination handler, while the Metadata PDU is missing, NAKs the Metadata and the
+    whole file so far for every File Data PDU that arrives: over a round trip of many PDUs that
+    asks for the file again and again (quadratic in the PDUs in flight). A NAK is therefore cut
+    to what was not asked for (or, at the sender, retransmitted) within the hold-off; the
+    deferred NAK procedure asks again after its interval for whatever is still missing.
+    """
+
+    def __init__(self) -> None:
+        self.items: deque[tuple[int, int, float]] = deque(maxlen=512)
+
+    def trim(self, reqs: list[tuple[int, int]], now: float, holdoff: float) -> list[tuple[int, int]]:
+        live = [(a, b) for a, b, t in self.items if now - t < holdoff]
+        out: list[tuple[int, int]] = []
+        for a, b in reqs:
+            if a == b:  # (0, 0): the Metadata PDU
+                if (a, b) not in live and (a, b) not in out:
+                    out.append((a, b))
+                continue
+            pieces = [(a, b)]
+            for x, y in live:
+                if x == y:
+                    continue
+                nxt = []
+                for p, q in pieces:
+                    if y <= p or x >= q:
+                        nxt.append((p, q))
+                        continue
+                    if p < x:
+                        nxt.append((p, x))
+                    if y < q:
+                        nxt.append((y, q))
+                pieces = nxt
+            out.extend(pieces)
+        for a, b in out:
+            self.items.append((a, b, now))
+        return out
+
+
+def _trimmed_nak(pdu: Any, recent: _Recent, now: float, holdoff: float) -> Any | None:
+    """The NAK cut by ``recent`` (None when nothing is left to ask for)."""
+    reqs = [tuple(r) for r in pdu.segment_requests]
+    keep = recent.trim(reqs, now, holdoff)  # type: ignore[arg-type]
+    if not keep:
+        return None
+    if keep == reqs:
+        return pdu
+    return NakPdu(pdu.pdu_header.pdu_conf, pdu.start_of_scope, pdu.end_of_scope, keep)
+
+
 @dataclass
 class _Rx:
     handler: DestHandler
@@ -252,6 +317,7 @@ class _Rx:
     name: str = ""
     meta: dict[str, Any] | None = None
     delivered: bool = False
+    asked: _Recent = field(default_factory=_Recent)
 
 
 @dataclass
@@ -262,6 +328,7 @@ class _Tx:
     last_rx_s: float
     finished: Any = None
     seq: int = -1
+    resent: _Recent = field(default_factory=_Recent)
 
 
 class _DestHandler(DestHandler):
@@ -389,6 +456,7 @@ class CfdpStats:
     retries: int = 0
     abandoned: int = 0
     answered_from_journal: int = 0
+    nak_trimmed: int = 0  # NAKs (ours or the remote's) cut because the ranges were asked or sent lately
 
 
 class CfdpEntity:
@@ -555,6 +623,13 @@ class CfdpEntity:
                                        TransactionStatus.UNRECOGNIZED).pack())
             return self._reject("unknown_transaction", f"towards sender, seq {seq}")
         tx.last_rx_s = self._link_s
+        if getattr(pdu, "directive_type", None) == DirectiveType.NAK_PDU:
+            cut = _trimmed_nak(pdu, tx.resent, self._link_s, self.config.holdoff_s)
+            if cut is not pdu:
+                self.stats.nak_trimmed += 1
+            if cut is None:
+                return True
+            pdu = cut
         tx.handler.state_machine(pdu)
         self._drain(tx.handler, dst)
         self._settle_tx()
@@ -566,12 +641,16 @@ class CfdpEntity:
         directive = getattr(pdu, "directive_type", None)
         if done is not None:
             if directive == DirectiveType.EOF_PDU:  # the sender did not hear our ACK or Finished
-                conf = pdu.pdu_header.pdu_conf
-                conf.direction = Direction.TOWARDS_SENDER
-                self._emit(key[0], AckPdu(conf, DirectiveType.EOF_PDU, pdu.condition_code,
-                                          TransactionStatus.TERMINATED).pack())
+                self._ack_eof(key[0], pdu, TransactionStatus.TERMINATED)
                 self._emit(key[0], done)
                 self.stats.answered_from_journal += 1
+            return True
+        if rx is not None and directive == DirectiveType.EOF_PDU and rx.handler.step not in _TAKES_EOF:
+            # an EOF again after the handler took one: our ACK was lost. cfdp-py ignores it in these
+            # steps, but every EOF must be acknowledged (CCSDS 727.0-B 4.7.2), or the sender never
+            # stops repeating it and never takes our Finished
+            rx.last_rx_s = self._link_s
+            self._ack_eof(key[0], pdu, TransactionStatus.ACTIVE)
             return True
         if rx is None:
             if isinstance(pdu, MetadataPdu) or directive != DirectiveType.ACK_PDU:
@@ -596,6 +675,11 @@ class CfdpEntity:
             self._rx_current = None
         self._settle_rx(key, rx)
         return True
+
+    def _ack_eof(self, remote: int, eof: Any, status: TransactionStatus) -> None:
+        conf = eof.pdu_header.pdu_conf
+        conf.direction = Direction.TOWARDS_SENDER
+        self._emit(remote, AckPdu(conf, DirectiveType.EOF_PDU, eof.condition_code, status).pack())
 
     # -- indications --------------------------------------------------------------------------
 
@@ -640,8 +724,16 @@ class CfdpEntity:
             holder = handler.get_next_packet()
             if holder is None:
                 return progress
-            pdu = holder.pdu.pack()
             directive = holder.pdu_directive_type if holder.pdu_type == PduType.FILE_DIRECTIVE else None
+            obj = holder.pdu
+            if rx is not None and directive == DirectiveType.NAK_PDU:
+                cut = _trimmed_nak(obj, rx.asked, self._link_s, self.config.holdoff_s)
+                if cut is not obj:
+                    self.stats.nak_trimmed += 1
+                if cut is None:
+                    continue
+                obj = cut
+            pdu = obj.pack()
             if directive is None or directive == DirectiveType.METADATA_PDU:
                 progress += 1
             if rx is not None and directive == DirectiveType.FINISHED_PDU:

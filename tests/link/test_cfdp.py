@@ -27,6 +27,7 @@ from cfdppy import (
     RemoteEntityConfig,
     RemoteEntityConfigTable,
 )
+from cfdppy.exceptions import PduIgnoredForDest, PduIgnoredForSource
 from cfdppy.handler.common import PacketDestination, get_packet_destination
 from cfdppy.handler.dest import DestHandler
 from cfdppy.handler.source import SourceHandler
@@ -128,6 +129,7 @@ class StockPeer:
         self.source = SourceHandler(self.cfg, self.user, self.table, _Checks(), SeqCountProvider(32))
         self.dests: dict[int, DestHandler] = {}
         self.sent: Counter[str] = Counter()
+        self.ignored = 0
 
     def put(self, src: Path, dest_name: str) -> None:
         with on_clock(self.clock.now):
@@ -144,6 +146,12 @@ class StockPeer:
             self.send(bytes(holder.pdu.pack()))
 
     def receive(self, raw: bytes) -> None:
+        try:
+            self._receive(raw)
+        except (PduIgnoredForSource, PduIgnoredForDest):  # the library's "ignored in this state"
+            self.ignored += 1
+
+    def _receive(self, raw: bytes) -> None:
         pdu = PduFactory.from_raw(raw)
         with on_clock(self.clock.now):
             if get_packet_destination(pdu) == PacketDestination.SOURCE_HANDLER:
@@ -373,5 +381,26 @@ def test_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t0 = rig.clock.now()
     assert rig.run(900.0, lambda: bool(rig.sent))
     print(f"\\n60 kB at 20 % loss: {rig.clock.now() - t0:.1f} s simulated, down {dict(rig.link.kinds['down'])}, "
-          f"up {dict(rig.link.kinds['up'])}")
+          f"up {dict(rig.link.kinds['up'])}; vehicle {rig.vehicle.summary()}; peer faults {dict(rig.peer.faults.seen)}")
     assert rig.sent[0].ok
+
+
+def test_a_repeated_eof_is_acknowledged_again(tmp_path: Path) -> None:
+    """cfdp-py's receiver ignores an EOF repeated after it took one; Magpie's acknowledges it."""
+    rig = Rig(tmp_path, loss=0.0)
+    src = tmp_path / "peer-files" / "t.bin"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(8000))
+    lost: list[str] = []
+
+    def first_eof_ack(way: str, pdu: bytes) -> bool:
+        if way == "down" and kind(pdu) == "ACK_PDU" and not lost:
+            lost.append("ack")
+            return True
+        return False
+
+    rig.link.drop_if = first_eof_ack
+    rig.peer.put(src, "up/t.bin")
+    assert rig.run(300.0, lambda: bool(peer_finished_ok(rig.peer)))
+    assert lost and rig.peer.sent["EOF_PDU"] >= 2
+    assert len(rig.peer.user.finished) == 1 and rig.delivered[0].path.read_bytes() == src.read_bytes()
