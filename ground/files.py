@@ -68,6 +68,13 @@ class GroundFiles:
         station.packet_sinks[APID_CFDP] = self.receive
         station.pollers.append(self.poll)
 
+    def close(self) -> None:
+        """Unhook from the station (a ground restart builds a new GroundFiles over the same state)."""
+        if self.station.packet_sinks.get(APID_CFDP) == self.receive:
+            del self.station.packet_sinks[APID_CFDP]
+        if self.poll in self.station.pollers:
+            self.station.pollers.remove(self.poll)
+
     def time(self) -> float:
         return self._now
 

@@ -239,7 +239,8 @@ class LockstepMission:
         #: the ground's CFDP entity for this vehicle (products by CFDP into the archive, files up)
         self.files = GroundFiles(self.station, self.archive, ground_state / "cfdp", ground_state,
                                  config=CfdpConfig(ack_interval_s=max(60.0, 2 * rtt + 10.0),
-                                                   nak_interval_s=max(60.0, 2 * rtt + 10.0)))
+                                                   nak_interval_s=max(60.0, 2 * rtt + 10.0),
+                                                   holdoff_s=max(5.0, rtt + 2.0)))
         self._archived_before: Counter[int] = Counter(row[1] for row in self.archive.packets(scid))
         self.start_s = self.clock.now()
         self.plan = sorted(((self.start_s + t, n, dict(a)) for t, n, a in plan), key=lambda p: p[0])

@@ -77,7 +77,8 @@ class CommCfdp:
         max_pdu = min(1024, int(opts["max_frame_len"]) - 64)
         self.config = CfdpConfig(max_pdu_len=max_pdu, bytes_per_s=rate,
                                  ack_interval_s=float(opts["cfdp_timer_s"]), nak_interval_s=float(opts["cfdp_timer_s"]),
-                                 check_interval_s=float(opts["cfdp_timer_s"]))
+                                 check_interval_s=float(opts["cfdp_timer_s"]),
+                                 holdoff_s=float(opts["cfdp_timer_s"]) / 4)
         self._out: list[bytes] = []
         self.store_failures = 0
         ensure_private_dir(fw.state_dir / INBOX)

@@ -99,3 +99,45 @@ def test_products_by_cfdp_arrive_whole_in_the_archive_and_a_file_goes_up(tmp_pat
             assert str(pid) in out
     finally:
         m.close()
+
+
+def test_a_product_by_cfdp_survives_a_ground_restart_and_a_vehicle_kill(tmp_path: Path) -> None:
+    from ground.files import GroundFiles
+
+    m = mission(tmp_path)
+    scid = m.config.spacecraft_id
+    try:
+        t0 = m.clock.now()
+        m.send("PRM_SET", {"name": "img.auto_thumbs", "value": "false"})
+        m.advance(t0 + 5.0)
+        m.send("IMG_CAPTURE", {"format": "PNG", "quality": 90, "priority": 9})
+        m.advance(t0 + 25.0)
+        img = m.vehicle.by_name["img"]
+        [pid] = [p.pid for p in img.catalogue.list(states=("ready",))]
+        full = img.catalogue.read(pid, "full")
+        m.send("IMG_DOWNLINK", {"pid": pid, "what": "FULL"})
+        ground = m.files.entities[scid]
+        for _ in range(200):
+            m.advance(m.clock.now() + 0.5)
+            if ground.rx and next(iter(ground.rx.values())).handler.progress > len(full) // 4:
+                break
+        assert ground.rx, "the transfer is under way"
+        # the ground stops and starts again: its entity comes back from its state file
+        old = m.files
+        old.close()
+        m.files = GroundFiles(m.station, m.archive, old.root, old.state_dir, config=ground.config)
+        m.advance(m.clock.now() + 5.0)
+        # the vehicle is killed (no shutdown) and boots again over the same state directory
+        m.crash_vehicle()
+        m.restart_vehicle()
+        assert len(m.comm.cfdp.entity.queue) == 1  # the product is still to be sent
+        for _ in range(60):
+            m.advance(m.clock.now() + 30.0)
+            views = {(v.pid, v.kind): v for v in collect(m.archive, scid) if v.status == "complete"}
+            if (pid, "full") in views and not m.comm.cfdp.entity.busy:
+                break
+        assert views[(pid, "full")].data == full
+        assert m.comm.cfdp.entity.stats.sent_ok == 1
+        assert len([1 for s, d in m.files.delivered if d.meta and d.meta.get("pid") == pid]) >= 1
+    finally:
+        m.close()
