@@ -27,11 +27,22 @@ asked for again from the start by cfdp-py (its destination handler keeps no stat
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
+import uuid
+from collections import deque
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flight.link.cfdp import APID_CFDP, GROUND_ENTITY, CfdpConfig, CfdpEntity, Delivery, Put, Sent, tc_body
+from flight.link.cfdp import (
+    APID_CFDP,
+    GROUND_ENTITY,
+    CfdpConfig,
+    CfdpEntity,
+    Delivery,
+    Put,
+    Sent,
+    safe_name,
+    tc_body,
+)
 from flight.link.packets import Apid
 from flight.link.products import MAX_PID, PRIO_PRODUCT, ProductError, product_chunks
 from ground.archive import Archive
@@ -55,15 +66,16 @@ class GroundFiles:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._now = 0.0
-        self.delivered: list[tuple[int, Delivery]] = []
-        self.sent: list[tuple[int, Sent]] = []
+        #: the latest files received and sent (scid, what), for views and tests
+        self.delivered: deque[tuple[int, Delivery]] = deque(maxlen=1000)
+        self.sent: deque[tuple[int, Sent]] = deque(maxlen=1000)
         self.products = 0
         self.entities: dict[int, CfdpEntity] = {}
         for scid in station.vehicles:
             self.entities[scid] = CfdpEntity(
                 entity_id, [scid], self.root / str(scid), self.time, self._sender(scid),
                 config or CfdpConfig(), state_file=self.state_dir / f"cfdp-{scid}.json",
-                on_file=lambda d, s=scid: self._received(s, d), on_sent=lambda x, s=scid: self.sent.append((s, x)),
+                on_file=lambda d, s=scid: self._received(s, d), on_sent=lambda x, s=scid: self._sent(s, x),
                 inbox="products")
         station.packet_sinks[APID_CFDP] = self.receive
         station.pollers.append(self.poll)
@@ -104,12 +116,24 @@ class GroundFiles:
 
     def send_file(self, scid: int, path: str | Path, name: str | None = None) -> Put:
         """Send a file to a vehicle; it lands in the vehicle's ``uplink/`` (``name`` below it)."""
-        entity = self.entities[scid]
         src = Path(path)
-        staged = entity.root / OUTBOX / src.name
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, staged)
-        return entity.put(scid, f"{OUTBOX}/{src.name}", f"uplink/{name or src.name}", priority=PRIO_PRODUCT)
+        return self.send_bytes(scid, name or src.name, src.read_bytes())
+
+    def send_bytes(self, scid: int, name: str, data: bytes) -> Put:
+        """Send ``data`` to a vehicle as ``uplink/<name>``: staged in the outbox (removed once sent)."""
+        entity = self.entities[scid]
+        if not safe_name(name):
+            raise ValueError(f"file name {name!r} must be relative and without '..'")
+        staged = f"{OUTBOX}/{uuid.uuid4().hex[:12]}-{PurePosixPath(name).name}"
+        path = entity.root / staged
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return entity.put(scid, staged, f"uplink/{name}", priority=PRIO_PRODUCT)
+
+    def _sent(self, scid: int, s: Sent) -> None:
+        self.sent.append((scid, s))
+        if s.put.source.startswith(OUTBOX + "/"):
+            (self.entities[scid].root / s.put.source).unlink(missing_ok=True)
 
     # -- received --------------------------------------------------------------------------------
 

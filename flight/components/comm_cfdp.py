@@ -22,6 +22,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from flight.config import ConfigError
 from flight.link.cfdp import (
     APID_CFDP,
     CfdpConfig,
@@ -72,13 +73,17 @@ class CommCfdp:
         self.comm = comm
         fw = comm.fw
         opts = comm.options
+        where = f"components.{comm.name}"
         self.ground = int(opts["cfdp_ground_entity"])
+        if not 0 <= self.ground <= 0xFFFF or self.ground == fw.spacecraft_id:
+            raise ConfigError(f"{where}.cfdp_ground_entity: {self.ground} must be 0..65535 and not the spacecraft id")
         rate = float(opts["cfdp_bytes_per_s"]) or 0.75 * float(opts["downlink_bytes_per_s"])
+        timer = float(opts["cfdp_timer_s"])
+        if rate <= 0 or timer <= 0:
+            raise ConfigError(f"{where}.cfdp_bytes_per_s and cfdp_timer_s: must be positive")
         max_pdu = min(1024, int(opts["max_frame_len"]) - 64)
-        self.config = CfdpConfig(max_pdu_len=max_pdu, bytes_per_s=rate,
-                                 ack_interval_s=float(opts["cfdp_timer_s"]), nak_interval_s=float(opts["cfdp_timer_s"]),
-                                 check_interval_s=float(opts["cfdp_timer_s"]),
-                                 holdoff_s=float(opts["cfdp_timer_s"]) / 4)
+        self.config = CfdpConfig(max_pdu_len=max_pdu, bytes_per_s=rate, ack_interval_s=timer, nak_interval_s=timer,
+                                 check_interval_s=timer, holdoff_s=timer / 4)
         self._out: list[bytes] = []
         self.store_failures = 0
         ensure_private_dir(fw.state_dir / INBOX)

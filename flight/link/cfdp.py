@@ -199,6 +199,7 @@ class CfdpConfig:
     max_attempts: int = 5
     bytes_per_s: float = 16_000.0  # pacing of outgoing PDUs (link time)
     max_rx: int = 8  # transactions received at once
+    max_file_bytes: int = 64 * 1024 * 1024  # a Metadata PDU announcing more is refused
     #: a range NAKed (receiver) or retransmitted (sender) less than this ago is not asked for or sent
     #: again: below the NAK interval, about the round trip (see _Recent)
     holdoff_s: float = 5.0
@@ -663,6 +664,8 @@ class CfdpEntity:
             name = pdu.dest_file_name
             if name is not None and (not safe_name(name) or (self.inbox and not name.startswith(self.inbox + "/"))):
                 return self._reject("unsafe_name", repr(name)[:80])
+            if pdu.file_size > self.config.max_file_bytes:
+                return self._reject("file_too_large", f"{pdu.file_size} B")
             if name is not None:
                 (self.root / name).parent.mkdir(parents=True, exist_ok=True)
         rx.last_rx_s = self._link_s
@@ -762,24 +765,32 @@ class CfdpEntity:
 
     def _step_rx(self) -> None:
         for key, rx in list(self.rx.items()):
-            h = rx.handler
-            if self._link_s - rx.last_rx_s > self.config.inactivity_s:
-                h.reset()
+            try:
+                self._step_one_rx(key, rx)
+            except Exception as exc:  # that transaction is dropped, the others go on
+                self._reject("handler_error", exc)
                 self.stats.abandoned += 1
-                self.faults["inactivity"] += 1
-                del self.rx[key]
-                if not rx.delivered and rx.name:
-                    (self.root / rx.name).unlink(missing_ok=True)
-                continue
-            if h.state != CfdpState.IDLE:
-                self._last_finished = None
-                self._rx_current = rx
-                try:
-                    h.state_machine()
-                    self._drain(h, key[0], rx)
-                finally:
-                    self._rx_current = None
-            self._settle_rx(key, rx)
+                self.rx.pop(key, None)
+
+    def _step_one_rx(self, key: tuple[int, int], rx: _Rx) -> None:
+        h = rx.handler
+        if self._link_s - rx.last_rx_s > self.config.inactivity_s:
+            h.reset()
+            self.stats.abandoned += 1
+            self.faults["inactivity"] += 1
+            del self.rx[key]
+            if not rx.delivered and rx.name:
+                (self.root / rx.name).unlink(missing_ok=True)
+            return
+        if h.state != CfdpState.IDLE:
+            self._last_finished = None
+            self._rx_current = rx
+            try:
+                h.state_machine()
+                self._drain(h, key[0], rx)
+            finally:
+                self._rx_current = None
+        self._settle_rx(key, rx)
 
     def _settle_rx(self, key: tuple[int, int], rx: _Rx) -> None:
         fin = getattr(self, "_last_finished", None)
