@@ -113,6 +113,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scid = _scid(cfg, args.scid)
+    try:
+        with GroundClient(command_endpoint=cfg.commands, token=read_token(cfg.state_dir)) as client:
+            got = client.put_file(scid, args.path, args.name)
+    except (CommandError, ClientTimeout, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: {got['bytes']} B queued by CFDP for {scid} as {got['name']} ({got['queued']} waiting)")
+    return 0
+
+
 def _fmt_time(t: float) -> str:
     return f"{t:.3f}"
 
@@ -251,7 +264,7 @@ def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``ground``, ``cmd``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
+    """Add ``ground``, ``cmd``, ``upload``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
     p = subparsers.add_parser(
         "ground",
         help="run the ground station process",
@@ -289,6 +302,17 @@ def register(subparsers: Any) -> None:
         help="seconds before the command times out (default %(default)s)",
     )
     p.set_defaults(func=_guarded(cmd_send))
+
+    p = subparsers.add_parser(
+        "upload",
+        help="send a file to a vehicle by CFDP",
+        description="Queue a file for a vehicle through the running ground process; it goes as a CFDP "
+        "class 2 transaction and lands in the vehicle's state directory under uplink/.",
+    )
+    p.add_argument("path", help="the file to send")
+    p.add_argument("--name", default=None, help="name under the vehicle's uplink/ (default: the file's name)")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_upload))
 
     for name, func, what in (("tlm", cmd_tlm, "channel samples"), ("events", cmd_events, "events")):
         p = subparsers.add_parser(
