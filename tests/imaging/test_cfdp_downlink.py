@@ -25,11 +25,12 @@ from tests.imaging.helpers import rock_field
 pytestmark = pytest.mark.timeout(120)
 
 
-def mission(tmp: Path) -> LockstepMission:
+def mission(tmp: Path, comm: dict | None = None) -> LockstepMission:
     cfg = load_config(Path(str(resources.files("magpie.configs").joinpath("sim_imaging.toml"))))
     devices = dict(cfg.devices) | {"navcam": "sim://camera?name=navcam&width=320&height=240&stereo=0&tilt=-25"}
     comps = tuple(
-        dataclasses.replace(c, options={**c.options, "downlink_bytes_per_s": 8000.0}) if c.type == "comm"
+        dataclasses.replace(c, options={**c.options, "downlink_bytes_per_s": 8000.0, **(comm or {})})
+        if c.type == "comm"
         else dataclasses.replace(c, options={**c.options, "downlink": "cfdp"}) if c.type == "imaging"
         else c for c in cfg.components)
     cfg = dataclasses.replace(cfg, devices=devices, components=comps)
@@ -139,5 +140,53 @@ def test_a_product_by_cfdp_survives_a_ground_restart_and_a_vehicle_kill(tmp_path
         assert views[(pid, "full")].data == full
         assert m.comm.cfdp.entity.stats.sent_ok == 1
         assert len([1 for s, d in m.files.delivered if d.meta and d.meta.get("pid") == pid]) >= 1
+    finally:
+        m.close()
+
+
+def test_a_product_by_cfdp_waits_out_a_blackout_in_the_same_transaction(tmp_path: Path) -> None:
+    """A 5-minute gap in the relay's view in mid-transfer, longer than every CFDP timer's limit on
+    either side (20 s x 10 here): the timers run on link time, so nothing expires, nothing is
+    sent again as a new transaction, and the product arrives after the gap."""
+    from flight.link.cfdp import CfdpConfig
+    from ground.files import GroundFiles
+
+    m = mission(tmp_path, comm={"cfdp_timer_s": 20.0, "cfdp_bytes_per_s": 1500.0})
+    scid = m.config.spacecraft_id
+    try:
+        m.files.close()
+        m.files = GroundFiles(m.station, m.archive, m.files.root, m.files.state_dir,
+                              config=CfdpConfig(ack_interval_s=20.0, nak_interval_s=20.0))
+        t0 = m.clock.now()
+        m.send("PRM_SET", {"name": "img.auto_thumbs", "value": "false"})
+        m.advance(t0 + 5.0)
+        m.send("IMG_CAPTURE", {"format": "PNG", "quality": 90, "priority": 9})
+        m.advance(t0 + 25.0)
+        img = m.vehicle.by_name["img"]
+        [pid] = [p.pid for p in img.catalogue.list(states=("ready",))]
+        m.send("IMG_DOWNLINK", {"pid": pid, "what": "FULL"})
+        ground = m.files.entities[scid]
+        for _ in range(200):
+            m.advance(m.clock.now() + 0.5)
+            if ground.rx:
+                break
+        assert ground.rx, "the transfer is under way"
+        assert len(img.catalogue.read(pid, "full")) > 20 * 1500  # more than 20 s of PDUs at this rate
+        gap = (m.clock.now() + 2.0, m.clock.now() + 302.0)
+        for hop in list(m.relay.hops):  # the lockstep mission's loop radio is the relay's hop 0
+            m.relay.add_vehicle(hop, windows=[(0.0, gap[0]), (gap[1], 1e12)])
+        m.advance(gap[1])
+        assert not collect(m.archive, scid)  # nothing came through the gap
+        assert m.relay.stats["down"].blocked > 0
+        for _ in range(40):
+            m.advance(m.clock.now() + 15.0)
+            views = {(v.pid, v.kind): v for v in collect(m.archive, scid) if v.status == "complete"}
+            if (pid, "full") in views and not m.comm.cfdp.entity.busy:
+                break
+        assert views[(pid, "full")].data == img.catalogue.read(pid, "full")
+        vehicle = m.comm.cfdp.entity
+        assert vehicle.stats.sent_ok == 1 and vehicle.stats.retries == 0, vehicle.summary()
+        assert not vehicle.faults and not ground.faults, (vehicle.summary(), ground.summary())
+        assert vehicle.link_time() < m.clock.now() - t0 - 250.0  # the gap did not count
     finally:
         m.close()
