@@ -22,6 +22,10 @@ The vehicle reports its highest accepted uplink counters (``*.uplink_counter_cmd
 ``*.uplink_counter_link``); when they pass the station's signer (its state was lost, or another
 signer used the key) the signer jumps past them, so commanding resumes by itself.
 
+Packets on an APID in :attr:`Station.packet_sinks` carry another protocol's data units, not
+msgpack (CFDP PDUs on 0x032, :mod:`ground.files`): they are archived raw and acknowledged, and
+their user data goes to the sink; :attr:`Station.pollers` run at the start of every poll.
+
 Decoded telemetry is handed to listeners and, when ``pub_endpoint`` is given, published on a
 ZeroMQ PUB socket: topic ``tlm.<scid>.<channel name>``, ``evt.<scid>``, ``cmd.<scid>`` (command
 responses), each followed by a msgpack map.

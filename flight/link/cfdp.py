@@ -54,6 +54,7 @@ from cfdppy import (
     RemoteEntityConfigTable,
     RestrictedFilestore,
 )
+from cfdppy.exceptions import PduIgnoredForDest, PduIgnoredForSource
 from cfdppy.handler.common import PacketDestination, get_packet_destination
 from cfdppy.handler.dest import DestHandler, LostSegmentTracker
 from cfdppy.handler.dest import TransactionStep as DestStep
@@ -457,6 +458,7 @@ class CfdpStats:
     retries: int = 0
     abandoned: int = 0
     answered_from_journal: int = 0
+    ignored: int = 0  # PDUs cfdp-py ignores in the transaction's state (repeats, late arrivals)
     nak_trimmed: int = 0  # NAKs (ours or the remote's) cut because the ranges were asked or sent lately
 
 
@@ -589,6 +591,10 @@ class CfdpEntity:
         try:
             with on_clock(self.link_time):
                 return self._route(pdu, remote)
+        except (PduIgnoredForSource, PduIgnoredForDest) as exc:  # a duplicate or late PDU: normal on a lossy link
+            self.stats.ignored += 1
+            log.debug("cfdp %d: %s", self.entity_id, exc)
+            return False
         except Exception as exc:  # a library refusal (or bug) costs this PDU only
             return self._reject(type(exc).__name__, exc)
 
