@@ -11,6 +11,10 @@ Data products (:class:`~flight.link.products.ProductChunk` items the imaging tas
 packets on APID 0x030 (thumbnails) or 0x031 (full products), sent on the bulk virtual channel
 after events and housekeeping, thumbnails ahead of full frames (the recorder's priorities).
 
+Products and files by CFDP class 2 (``downlink = "cfdp"`` on the imaging component): Comm's
+CFDP entity (:mod:`flight.components.comm_cfdp`) takes ``FilePut`` items, stores its PDUs as
+packets on APID 0x032, and takes the authenticated TCs whose body starts with the CFDP prefix.
+
 Uplink: each cycle the endpoint reads the radio, applies authenticated ACK/NAK link control to
 the recorder and hands back verified commands, which go to the dispatcher with
 ``source="uplink"`` and ``seq`` = the authentication counter (the ground's commander matches
