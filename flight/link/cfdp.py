@@ -320,6 +320,8 @@ class _Rx:
     meta: dict[str, Any] | None = None
     delivered: bool = False
     asked: _Recent = field(default_factory=_Recent)
+    checksum_type: ChecksumType | None = None
+    eof: tuple[bytes, int] | None = None  # (file checksum, file size) of the EOF (no error) PDU
 
 
 @dataclass
@@ -666,7 +668,10 @@ class CfdpEntity:
             else:
                 return self._reject("unknown_transaction", f"towards receiver, {key}")
             rx = self.rx[key] = _Rx(_DestHandler(self._mib, self._user, self._table, self._checks), self._link_s)
+        if directive == DirectiveType.EOF_PDU and pdu.condition_code == ConditionCode.NO_ERROR:
+            rx.eof = (bytes(pdu.file_checksum), int(pdu.file_size))
         if isinstance(pdu, MetadataPdu):
+            rx.checksum_type = pdu.checksum_type
             name = pdu.dest_file_name
             if name is not None and (not safe_name(name) or (self.inbox and not name.startswith(self.inbox + "/"))):
                 return self._reject("unsafe_name", repr(name)[:80])
@@ -708,6 +713,14 @@ class CfdpEntity:
         if rx is None or rx.delivered:
             return
         fp = params.finished_params
+        if fp.delivery_code == DeliveryCode.DATA_COMPLETE and fp.condition_code == ConditionCode.NO_ERROR \
+                and not self._checksum_good(rx):
+            # cfdp-py 0.7 checks the file checksum in acknowledged mode only when a segment had been
+            # lost (its deferred procedure); this is the check for every transaction. The indication
+            # hands us the handler's own Finished parameters, so the Finished PDU it sends next says so.
+            fp.condition_code = ConditionCode.FILE_CHECKSUM_FAILURE
+            fp.delivery_code = DeliveryCode.DATA_INCOMPLETE
+            self.faults["file_checksum_failure"] += 1
         if fp.delivery_code == DeliveryCode.DATA_COMPLETE and fp.condition_code == ConditionCode.NO_ERROR:
             rx.delivered = True
             self.stats.received_ok += 1
@@ -718,6 +731,19 @@ class CfdpEntity:
             self.stats.received_failed += 1
             log.warning("cfdp %d: transaction %s ended %s, %s", self.entity_id, key, fp.condition_code.name,
                         fp.delivery_code.name)
+
+    def _checksum_good(self, rx: _Rx) -> bool:
+        if rx.eof is None or rx.checksum_type is None or not rx.name:
+            return True  # metadata-only, or completed without an EOF (no error) we saw: nothing to check
+        if rx.checksum_type == ChecksumType.NULL_CHECKSUM:
+            return True
+        checksum, size = rx.eof
+        try:
+            got = self._user.vfs.calculate_checksum(rx.checksum_type, Path(rx.name), size)
+        except Exception as exc:  # an unsupported type, or the file is gone
+            log.warning("cfdp %d: checksum of %s not computed: %s", self.entity_id, rx.name, exc)
+            return False
+        return bytes(got) == checksum
 
     # -- driving ------------------------------------------------------------------------------
 

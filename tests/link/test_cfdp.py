@@ -196,6 +196,7 @@ class Link:
         self.carried: Counter[str] = Counter()
         self.drop_if: Callable[[str, bytes], bool] | None = None
         self.kinds: dict[str, Counter[str]] = {"up": Counter(), "down": Counter()}
+        self.mangle: Callable[[str, bytes], bytes] | None = None
 
     def up(self, t: float | None = None) -> bool:
         t = self.clock.now() if t is None else t
@@ -208,6 +209,8 @@ class Link:
             self.dropped[way] += 1
             return
         self.n += 1
+        if self.mangle is not None:
+            pdu = self.mangle(way, pdu)
         heapq.heappush(self.queue, (now + LIGHT_S, self.n, way, pdu))
 
     def due(self) -> list[tuple[str, bytes]]:
@@ -281,7 +284,7 @@ def test_vehicle_to_peer_product_with_loss_naks_and_retransmission(tmp_path: Pat
     rig.vehicle.put(PEER, "img/00000001.full.png", str(rig.peer_out / "00000001.full.png"),
                     meta={"pid": 1, "kind": "full", "format": "png"})
     assert rig.run(900.0, lambda: bool(rig.sent) and bool(peer_finished_ok(rig.peer)))
-    assert (rig.peer_out / "00000001.full.png").read_bytes() == data  # whole, CRC-32 checked by the peer
+    assert (rig.peer_out / "00000001.full.png").read_bytes() == data  # bit-identical
     assert rig.sent[0].ok and rig.sent[0].condition == "delivered"
     assert rig.link.dropped["down"] > 0 and rig.link.dropped["up"] > 0
     assert rig.peer.sent["NAK_PDU"] > 0  # the peer asked for what was lost ...
@@ -404,3 +407,58 @@ def test_a_repeated_eof_is_acknowledged_again(tmp_path: Path) -> None:
     assert rig.run(300.0, lambda: bool(peer_finished_ok(rig.peer)))
     assert lost and rig.peer.sent["EOF_PDU"] >= 2
     assert len(rig.peer.user.finished) == 1 and rig.delivered[0].path.read_bytes() == src.read_bytes()
+
+
+def corrupt_first_file_data(way_wanted: str) -> Callable[[str, bytes], bytes]:
+    """Flip the last byte of the first File Data PDU going ``way_wanted`` (no PDU CRC: only the
+    file checksum can tell)."""
+    done: list[bool] = []
+
+    def mangle(way: str, pdu: bytes) -> bytes:
+        if way == way_wanted and not done and kind(pdu) == "file_data":
+            done.append(True)
+            return pdu[:-1] + bytes([pdu[-1] ^ 0xFF])
+        return pdu
+    return mangle
+
+
+def test_a_corrupted_segment_fails_the_checksum_and_the_vehicle_sends_again(tmp_path: Path) -> None:
+    """Magpie's entity on both ends: the receiver's CRC-32 check (which cfdp-py 0.7 skips in
+    acknowledged mode when nothing was lost) answers FILE_CHECKSUM_FAILURE, the sender sends again."""
+    clock = SimClock(start_s=10.0)
+    link = Link(clock, 0.0, seed=1)
+    link.mangle = corrupt_first_file_data("down")
+    got: list[Delivery] = []
+    sent: list[Sent] = []
+    cfg = CfdpConfig(ack_interval_s=10.0, nak_interval_s=10.0)
+    vehicle = CfdpEntity(VEHICLE, [PEER], tmp_path / "v", clock.now, lambda r, p: link.submit("down", p), cfg,
+                         on_sent=sent.append)
+    ground = CfdpEntity(PEER, [VEHICLE], tmp_path / "g", clock.now, lambda r, p: link.submit("up", p), cfg,
+                        on_file=got.append, inbox="products")
+    data = random.Random(5).randbytes(20_000)
+    (tmp_path / "v" / "img").mkdir(parents=True)
+    (tmp_path / "v" / "img" / "5.png").write_bytes(data)
+    vehicle.put(PEER, "img/5.png", "products/5.png")
+    for _ in range(2400):
+        for way, pdu in link.due():
+            (ground if way == "down" else vehicle).receive(pdu)
+        vehicle.step(clock.now())
+        ground.step(clock.now())
+        if sent:
+            break
+        clock.advance(STEP_S)
+    assert ground.faults["file_checksum_failure"] == 1 and ground.stats.received_failed == 1
+    assert sent and sent[0].ok and vehicle.stats.retries == 1  # sent again as a new transaction
+    assert len(got) == 1 and got[0].path.read_bytes() == data
+
+
+def test_a_corrupted_segment_from_the_peer_is_not_delivered(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, loss=0.0)
+    src = tmp_path / "peer-files" / "bad.bin"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(20_000))
+    rig.link.mangle = corrupt_first_file_data("up")
+    rig.peer.put(src, "up/bad.bin")
+    assert rig.run(300.0, lambda: bool(rig.peer.user.finished))
+    assert rig.peer.user.finished[0].finished_params.condition_code == ConditionCode.FILE_CHECKSUM_FAILURE
+    assert not rig.delivered and rig.vehicle.stats.received_failed == 1
