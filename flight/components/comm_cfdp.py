@@ -90,6 +90,8 @@ class CommCfdp:
         self.entity = CfdpEntity(fw.spacecraft_id, [self.ground], fw.state_dir, fw.clock.now, self._send,
                                  self.config, state_file=fw.state_dir / f"{comm.name}-cfdp.json",
                                  on_file=self._received, on_sent=self._sent, inbox=INBOX)
+        if self.entity.problem:
+            comm.event("StoreRecovered", store="cfdp queue", problem=self.entity.problem[:400])
 
     # -- hooks Comm calls ------------------------------------------------------------------------
 

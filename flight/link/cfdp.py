@@ -495,6 +495,8 @@ class CfdpEntity:
         self.next_seq = 0
         self.queue: deque[Put] = deque()
         self.journal: dict[tuple[int, int], bytes] = {}  # finished received transaction -> Finished PDU
+        #: what went wrong reading the state file, if anything (the owner reports it)
+        self.problem = ""
         self._load()
         self._local = UnsignedByteField(self.entity_id, ENTITY_ID_BYTES)
         self._mib = LocalEntityConfig(self._local, IndicationConfig(), _Faults(self))
@@ -526,16 +528,18 @@ class CfdpEntity:
             return
         try:
             body = read_checked_json(self.state_file, STATE_FORMAT)
-        except CorruptFileError as exc:
-            log.error("cfdp state %s unreadable (%s); moved aside, queue lost", self.state_file, exc)
-            move_aside(self.state_file)
+            if body is None:
+                return
+            self.next_seq = int(body.get("next_seq", 0)) % (1 << SEQ_BITS)
+            self.queue = deque(Put(**p) for p in body.get("queue", []))
+            self.journal = {(int(s), int(q)): bytes.fromhex(f) for s, q, f in body.get("journal", [])}
+        except (CorruptFileError, TypeError, ValueError, AttributeError) as exc:
+            self.next_seq, self.queue, self.journal = 0, deque(), {}
+            moved = move_aside(self.state_file)
+            self.problem = f"state unreadable ({exc}); queue and journal lost" + (
+                f", kept as {moved.name}" if moved is not None else "")
+            log.error("cfdp %s: %s", self.state_file, self.problem)
             self.rejects["state_lost"] += 1
-            return
-        if body is None:
-            return
-        self.next_seq = int(body.get("next_seq", 0)) % (1 << SEQ_BITS)
-        self.queue = deque(Put(**p) for p in body.get("queue", []))
-        self.journal = {(int(s), int(q)): bytes.fromhex(f) for s, q, f in body.get("journal", [])}
 
     def save(self) -> None:
         """Write the queue, the next sequence number and the journal (atomic); no-op without a file."""

@@ -40,7 +40,8 @@ from spacepackets.seqcount import SeqCountProvider
 from spacepackets.util import UnsignedByteField
 
 from flight.clock import SimClock
-from flight.link.cfdp import CfdpConfig, CfdpEntity, Delivery, Sent, on_clock
+from flight.link.cfdp import STATE_FORMAT, CfdpConfig, CfdpEntity, Delivery, Sent, on_clock
+from flight.persist import write_checked_json
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -462,3 +463,18 @@ def test_a_corrupted_segment_from_the_peer_is_not_delivered(tmp_path: Path) -> N
     assert rig.run(300.0, lambda: bool(rig.peer.user.finished))
     assert rig.peer.user.finished[0].finished_params.condition_code == ConditionCode.FILE_CHECKSUM_FAILURE
     assert not rig.delivered and rig.vehicle.stats.received_failed == 1
+
+
+def test_an_unreadable_state_file_is_moved_aside_never_a_crash(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    product(tmp_path, "img/7.png", 3000, seed=7)
+    rig.vehicle.put(PEER, "img/7.png", "7.png")
+    state = tmp_path / "cfdp-state.json"
+    for bad in ("torn", "ill-typed"):
+        if bad == "torn":
+            state.write_text("{not json")
+        else:  # checksum good, contents not a queue
+            write_checked_json(state, STATE_FORMAT, {"next_seq": 3, "queue": [{"bogus": 1}], "journal": []})
+        e = rig.new_vehicle()
+        assert e.problem and e.rejects["state_lost"] == 1 and not e.queue
+        assert list(tmp_path.glob("cfdp-state.json.corrupt*")) or list(tmp_path.glob("cfdp-state.json.*"))
