@@ -14,8 +14,8 @@ configured; the vehicle's is its spacecraft id), rooted at ``<root>/<scid>/``, h
 
 A received product (its Metadata PDU carries the product's metadata: ``pid``, ``kind``...)
 goes into the archive as the chunk rows :mod:`ground.images` reads, so ``magpie images`` lists and
-exports it like a product of the chunk transfer; any other received file stays in
-``<root>/<scid>/products/`` or where the vehicle named it under the root.
+exports it like a product of the chunk transfer (the received file is then removed); a file
+without product metadata stays in ``<root>/<scid>/products/``.
 
 Across a ground restart, each entity's state file (``<state_dir>/cfdp-<scid>.json``) keeps the
 files waiting to go up, the next transaction sequence number and the journal of transactions
@@ -155,7 +155,13 @@ class GroundFiles:
         t = float(meta.get("frame_time_s", self._now)) if isinstance(meta.get("frame_time_s"), int | float) \
             else self._now
         rows = [(c.pid, c.idx, c.n, c.data, c.meta, t) for c in chunks]
-        self.products += 1 if self.archive.add_product_chunks(scid, apid, rows) else 0
+        try:
+            self.products += 1 if self.archive.add_product_chunks(scid, apid, rows) else 0
+        except Exception as exc:  # the disk, not the data: the file stays where it is
+            self.entities[scid].rejects["archive_write_failed"] += 1
+            log.warning("cfdp: product %s from %d kept at %s, not archived: %s", d.name, scid, d.path, exc)
+            return
+        d.path.unlink(missing_ok=True)  # the archive holds it now
 
     def summary(self) -> dict[int, dict[str, Any]]:
         return {scid: e.summary() for scid, e in self.entities.items()}
