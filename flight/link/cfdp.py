@@ -59,6 +59,7 @@ from cfdppy.handler.common import PacketDestination, get_packet_destination
 from cfdppy.handler.dest import DestHandler, LostSegmentTracker
 from cfdppy.handler.dest import TransactionStep as DestStep
 from cfdppy.handler.source import SourceHandler
+from cfdppy.handler.source import TransactionStep as SourceStep
 from cfdppy.mib import CheckTimerProvider, DefaultFaultHandlerBase, EntityType
 from spacepackets.cfdp import ChecksumType, ConditionCode, Direction, PduType, TransmissionMode
 from spacepackets.cfdp.pdu import AckPdu, DirectiveType, MetadataPdu, NakPdu, PduFactory, TransactionStatus
@@ -460,6 +461,7 @@ class CfdpStats:
     retries: int = 0
     abandoned: int = 0
     answered_from_journal: int = 0
+    implicit_eof_acks: int = 0  # Finished PDUs taken as the acknowledgement of our EOF (its ACK was lost)
     ignored: int = 0  # PDUs cfdp-py ignores in the transaction's state (repeats, late arrivals)
     nak_trimmed: int = 0  # NAKs (ours or the remote's) cut because the ranges were asked or sent lately
 
@@ -643,6 +645,15 @@ class CfdpEntity:
             if cut is None:
                 return True
             pdu = cut
+        if getattr(pdu, "directive_type", None) == DirectiveType.FINISHED_PDU \
+                and tx.handler.step == SourceStep.WAITING_FOR_EOF_ACK:
+            # the receiver sends Finished only after it took our EOF, so its ACK of the EOF was lost
+            # (or never sent: cfdp-py's receiver does not acknowledge a repeated EOF). cfdp-py would
+            # ignore the Finished until an ACK comes; take the Finished as that acknowledgement.
+            self.stats.implicit_eof_acks += 1
+            tx.handler.state_machine(AckPdu(pdu.pdu_header.pdu_conf, DirectiveType.EOF_PDU, ConditionCode.NO_ERROR,
+                                            TransactionStatus.ACTIVE))
+            self._drain(tx.handler, dst)
         tx.handler.state_machine(pdu)
         self._drain(tx.handler, dst)
         self._settle_tx()
