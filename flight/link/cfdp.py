@@ -636,7 +636,9 @@ class CfdpEntity:
                 conf.direction = Direction.TOWARDS_RECEIVER
                 self._emit(dst, AckPdu(conf, DirectiveType.FINISHED_PDU, pdu.condition_code,
                                        TransactionStatus.UNRECOGNIZED).pack())
-            return self._reject("unknown_transaction", f"towards sender, seq {seq}")
+            self.stats.ignored += 1  # late for a transaction that ended (or from before a restart)
+            log.debug("cfdp %d: PDU for transaction %d, which is not being sent", self.entity_id, seq)
+            return False
         tx.last_rx_s = self._link_s
         if getattr(pdu, "directive_type", None) == DirectiveType.NAK_PDU:
             cut = _trimmed_nak(pdu, tx.resent, self._link_s, self.config.holdoff_s)
