@@ -682,8 +682,9 @@ class CfdpEntity:
             if isinstance(pdu, MetadataPdu) or directive != DirectiveType.ACK_PDU:
                 if len(self.rx) >= self.config.max_rx:
                     return self._reject("too_many_transactions", key)
-            else:
-                return self._reject("unknown_transaction", f"towards receiver, {key}")
+            else:  # an ACK of a Finished for a transaction no longer held: late, nothing to do
+                self.stats.ignored += 1
+                return False
             rx = self.rx[key] = _Rx(_DestHandler(self._mib, self._user, self._table, self._checks), self._link_s)
         if directive == DirectiveType.EOF_PDU and pdu.condition_code == ConditionCode.NO_ERROR:
             rx.eof = (bytes(pdu.file_checksum), int(pdu.file_size))
