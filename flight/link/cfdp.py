@@ -522,6 +522,7 @@ class CfdpEntity:
         self._budget = float(cfg.max_pdu_len)
         self._rx_current: _Rx | None = None
         self._last_finished: bytes | None = None
+        self._refused: dict[tuple[int, int], None] = {}  # transactions refused at their Metadata PDU
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -662,6 +663,8 @@ class CfdpEntity:
         return True
 
     def _to_dest(self, pdu: Any, key: tuple[int, int]) -> bool:
+        if key in self._refused:
+            return self._reject("refused_transaction", key)
         rx = self.rx.get(key)
         done = self.journal.get(key) if rx is None else None
         directive = getattr(pdu, "directive_type", None)
@@ -691,10 +694,17 @@ class CfdpEntity:
         if isinstance(pdu, MetadataPdu):
             rx.checksum_type = pdu.checksum_type
             name = pdu.dest_file_name
+            why = ""
             if name is not None and (not safe_name(name) or (self.inbox and not name.startswith(self.inbox + "/"))):
-                return self._reject("unsafe_name", repr(name)[:80])
-            if pdu.file_size > self.config.max_file_bytes:
-                return self._reject("file_too_large", f"{pdu.file_size} B")
+                why = "unsafe_name"
+            elif pdu.file_size > self.config.max_file_bytes:
+                why = "file_too_large"
+            if why:  # the whole transaction is refused: its other PDUs are dropped as they come
+                self._refused[key] = None
+                while len(self._refused) > _JOURNAL:
+                    del self._refused[next(iter(self._refused))]
+                self.rx.pop(key, None)
+                return self._reject(why, f"{name!r} ({pdu.file_size} B)"[:120])
             if name is not None:
                 (self.root / name).parent.mkdir(parents=True, exist_ok=True)
         rx.last_rx_s = self._link_s

@@ -478,3 +478,16 @@ def test_an_unreadable_state_file_is_moved_aside_never_a_crash(tmp_path: Path) -
         e = rig.new_vehicle()
         assert e.problem and e.rejects["state_lost"] == 1 and not e.queue
         assert list(tmp_path.glob("cfdp-state.json.corrupt*")) or list(tmp_path.glob("cfdp-state.json.*"))
+
+
+def test_a_file_named_outside_the_inbox_is_refused_whole(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, loss=0.0)
+    rig.vehicle.inbox = "up"
+    src = tmp_path / "peer-files" / "evil.bin"
+    src.parent.mkdir()
+    src.write_bytes(b"x" * 5000)
+    rig.peer.put(src, "../../etc/evil.bin")
+    rig.run(60.0, lambda: False)
+    assert rig.vehicle.rejects["unsafe_name"] == 1 and rig.vehicle.rejects["refused_transaction"] > 0
+    assert not rig.delivered and not rig.vehicle.rx
+    assert [p for p in tmp_path.rglob("evil.bin") if p != src] == []  # nothing written anywhere
