@@ -128,6 +128,7 @@ class Timeline:
     contingency: str = ""
     contingency_line: int = 0
     critical: bool = False
+    critical_line: int = 0
 
     def contingencies(self) -> list[tuple[int, str]]:
         """Every (line, sequence name) this timeline may switch to."""
@@ -256,7 +257,7 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
     deadline: tuple[bool, float] | None = None
     deadline_line = 0
     contingency, contingency_line = "", 0
-    critical = False
+    critical, critical_line = False, 0
     last_abs: float | None = None
     for n, raw in enumerate(text.splitlines(), start=1):
         if n > MAX_LINES:
@@ -281,7 +282,7 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
             if head == "critical":
                 if len(words) != 1:
                     raise ValueError("'critical' takes nothing after it")
-                critical = True
+                critical, critical_line = True, n
                 continue
             if head == "deadline":
                 if deadline is not None:
@@ -354,7 +355,8 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
     for n, name in label_refs:
         if name not in labels:
             errors.append((n, f"unknown label {name!r}"))
-    tl = Timeline(tuple(steps), labels, deadline, deadline_line, contingency, contingency_line, critical)
+    tl = Timeline(tuple(steps), labels, deadline, deadline_line, contingency, contingency_line, critical,
+                  critical_line)
     if deadline is not None:
         errors.extend(_deadline_problems(tl))
     return tl, sorted(errors)
