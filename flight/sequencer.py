@@ -45,7 +45,7 @@ from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Param, Severity, command
 from flight.outbound import CommandResponse
-from flight.timeline import MAX_LINES, SequenceError, Step, Timeline, contingency_file
+from flight.timeline import MAX_CONTINGENCY_DEPTH, MAX_LINES, SequenceError, Step, Timeline, contingency_file
 from flight.timeline import check as check_timeline
 from flight.timeline import parse_collect as _parse_timeline
 
@@ -59,7 +59,6 @@ SeqLine = Step
 IDLE, WAITING, EXECUTING, WAITING_COND = 0, 1, 2, 3
 STATE_NAMES = {IDLE: "idle", WAITING: "waiting", EXECUTING: "executing", WAITING_COND: "waiting on a condition"}
 DEFAULT_ENGINE = "main"
-MAX_CONTINGENCY_DEPTH = 4  # a contingency of a contingency ... stops here, so a loop cannot spin
 
 
 def parse(text: str, epoch: datetime | None = None) -> list[SeqLine]:
@@ -277,8 +276,8 @@ class Sequencer(Component):
             if found is None:
                 return f"no file {' or '.join(contingency_file(name))} beside {file}"
             rel = str(found.relative_to(self.dir))
-            if rel in seen:
-                return None  # a loop back is allowed; the depth limit stops it at run time
+            if rel in seen or len(seen) > MAX_CONTINGENCY_DEPTH:
+                return None  # a loop back is allowed, and deeper than the engine goes is not needed
             try:
                 self._load(rel, seen)
             except SequenceError as exc:

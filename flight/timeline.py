@@ -49,6 +49,8 @@ from typing import Any
 from flight.cmdcodec import CommandCodecError, check_args
 
 MAX_LINES = 10_000
+#: Contingencies of contingencies are checked (and switched to) this many levels deep, no further.
+MAX_CONTINGENCY_DEPTH = 4
 LATE_POLICIES = ("run", "skip", "abort")
 OPS = ("<=", ">=", "==", "!=", "<", ">")
 
@@ -450,8 +452,8 @@ def load_file(path: Path, commands: Callable[[str], Mapping[str, Any] | None],
                 break
         else:
             return f"no file {' or '.join(contingency_file(name))} beside {path.name}"
-        if found.resolve() in seen:
-            return None  # a loop back is allowed; the engine's depth limit stops it
+        if found.resolve() in seen or len(seen) > MAX_CONTINGENCY_DEPTH:
+            return None  # a loop back is allowed, and deeper than the engine goes is not needed
         try:
             load_file(found, commands, channels, epoch, seen)
         except SequenceError as exc:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flight.clock import NS, SimClock
 from flight.commands import CommandFailed
@@ -157,3 +159,25 @@ def test_a_bad_mode_table_names_the_key(table, key):
     with pytest.raises(ValueError) as info:
         build_table(table)
     assert str(info.value).startswith(key)
+
+
+_names = st.sampled_from(["SURFACE", "SAMPLING", "ASCENT_PREP", "SAFE", "DRIVE", "x", "", "BOOT", "keep"])
+_bodies = st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                    st.dictionaries(st.sampled_from(["to", "safety", "doc", "x"]),
+                                    st.one_of(st.integers(-2, 3), st.lists(_names, max_size=3), st.text(max_size=4)),
+                                    max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_names, _bodies, max_size=4))
+def test_any_mode_table_builds_or_names_its_key(spec):
+    try:
+        table = build_table(spec)
+    except ValueError as exc:
+        assert str(exc).startswith("mode_table")
+        return
+    names = set(table.modes.__members__)
+    assert {"BOOT", "SAFE", "STANDBY", "HIBERNATE"} <= names
+    for mode, allowed in table.transitions.items():
+        assert table.modes["BOOT"] not in allowed and (mode.name == "HIBERNATE" or table.modes["SAFE"] in allowed
+                                                      or mode.name == "SAFE")
