@@ -463,3 +463,26 @@ def load_file(path: Path, commands: Callable[[str], Mapping[str, Any] | None],
         return None
 
     return load(text, commands, channels, epoch, contingency)
+
+
+def plan_files(path: Path) -> list[Path]:
+    """A plan and every contingency it names, found beside it (recursively, as deep as the engine
+    goes): the files to put on board together. Unreadable or missing ones are left out; the
+    vehicle's check reports them."""
+    out: list[Path] = [path]
+    todo = [(path, 0)]
+    while todo:
+        current, depth = todo.pop()
+        try:
+            tl, _ = parse_collect(current.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        for _, name in tl.contingencies():
+            for fname in contingency_file(name):
+                found = current.parent / fname
+                if found.is_file():
+                    if found not in out and depth < MAX_CONTINGENCY_DEPTH:
+                        out.append(found)
+                        todo.append((found, depth + 1))
+                    break
+    return out

@@ -39,6 +39,7 @@ from flight.components.comm import Comm, attach
 from flight.config import ConfigError, VehicleConfig
 from flight.link.auth import Signer, load_key
 from flight.link.packets import PAYLOAD_APIDS, Apid, peek
+from flight.timeline import plan_files
 from flight.vehicle import Vehicle
 from ground.archive import Archive
 from ground.commander import Commander, CommandRecord
@@ -246,7 +247,8 @@ class FleetMission:
         if plan.plan is not None:
             seqs = home / "state" / "sequences"
             seqs.mkdir(parents=True, exist_ok=True)
-            (seqs / plan.plan.name).write_text(plan.plan.read_text(encoding="utf-8"), encoding="utf-8")
+            for f in plan_files(plan.plan):  # the plan and the contingencies it names
+                (seqs / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
         world = self.site[plan.name]
         clock = SimClock(start_s=start)
         clock.on_advance(lambda t_ns, w=world: w.step_to(t_ns / NS))

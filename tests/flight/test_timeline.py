@@ -253,3 +253,14 @@ def test_a_missing_contingency_refuses_the_start(make_vehicle):
     assert "line 1: contingency nowhere: no file nowhere.seq or nowhere" in reasons[0]
     assert "contingency bad" in reasons[1] and "unknown command CMD_FLY" in reasons[1]
     assert not rec.events("SeqStarted")
+
+
+def test_plan_files_bring_the_contingencies_along(tmp_path):
+    from flight.timeline import plan_files
+
+    (tmp_path / "main.seq").write_text("deadline +60 contingency a\n+0 CMD_NOOP\n")
+    (tmp_path / "a.seq").write_text("+0 until probe.level > 1 within 5 else contingency b\n")
+    (tmp_path / "b").write_text("contingency main\n+0 CMD_NOOP\n")
+    (tmp_path / "unrelated.seq").write_text("+0 CMD_NOOP\n")
+    assert [p.name for p in plan_files(tmp_path / "main.seq")] == ["main.seq", "a.seq", "b"]
+    assert [p.name for p in plan_files(tmp_path / "missing.seq")] == ["missing.seq"]
