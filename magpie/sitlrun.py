@@ -45,7 +45,6 @@ from typing import Any
 
 from flight.config import ConfigError, VehicleConfig
 from flight.config import load as load_config
-from flight.timeline import plan_files
 from sim_hw.sitl import camera_options
 
 log = logging.getLogger(__name__)
@@ -255,8 +254,7 @@ class LiveMission:
         if c.plan is not None:  # the plan is on board, as it was uplinked before the run
             seqs = c.home / "state" / "sequences"
             seqs.mkdir(parents=True, exist_ok=True)
-            for f in plan_files(c.plan):  # the plan and the contingencies it names
-                (seqs / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+            (seqs / c.plan.name).write_text(c.plan.read_text(encoding="utf-8"), encoding="utf-8")
         radio = f"radio+zmq://tcp://127.0.0.1:{self.ports['vehicle']}?scid={c.scid}"
         argv = [sys.executable, "-m", "magpie.flightrun"]
         if self.scenario_plan is not None:

@@ -39,7 +39,6 @@ from flight.components.comm import Comm, attach
 from flight.config import ConfigError, VehicleConfig
 from flight.link.auth import Signer, load_key
 from flight.link.packets import PAYLOAD_APIDS, Apid, peek
-from flight.timeline import plan_files
 from flight.vehicle import Vehicle
 from ground.archive import Archive
 from ground.commander import Commander, CommandRecord
@@ -247,8 +246,7 @@ class FleetMission:
         if plan.plan is not None:
             seqs = home / "state" / "sequences"
             seqs.mkdir(parents=True, exist_ok=True)
-            for f in plan_files(plan.plan):  # the plan and the contingencies it names
-                (seqs / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+            (seqs / plan.plan.name).write_text(plan.plan.read_text(encoding="utf-8"), encoding="utf-8")
         world = self.site[plan.name]
         clock = SimClock(start_s=start)
         clock.on_advance(lambda t_ns, w=world: w.step_to(t_ns / NS))
