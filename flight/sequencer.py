@@ -179,7 +179,8 @@ class Sequencer(Component):
         Event("SeqWaitTimeout", Severity.WARNING_LO,
               "{engine} {name}:{line} until {condition} timed out after {within_s} s (last {value}): {then}",
               (Arg("engine", "str"), Arg("name", "str"), Arg("line", "u32"), Arg("condition", "str"),
-               Arg("within_s", "f64", "s"), Arg("value", "str"), Arg("then", "str"))),
+               Arg("within_s", "f64", "s"), Arg("value", "str"), Arg("then", "str")),
+              throttle=50, throttle_window_s=60.0),
     )
     PARAMS = (
         Param("cmd_timeout_s", "f32", 60.0, "s", min=0.1, max=86400,
@@ -199,6 +200,7 @@ class Sequencer(Component):
         named = bool(self.options["engines"])
         self.engines: dict[str, _Engine] = {n: _Engine(n, f"{n}." if named else "") for n in names}
         self._first = self.engines[names[0]]
+        self._seq_no = 0  # one count for every engine, so a response finds the engine that sent it
 
     def channels(self) -> tuple[Channel, ...]:
         out = list(self.CHANNELS)
@@ -535,7 +537,8 @@ class Sequencer(Component):
                 self._publish()
                 self._check_wait(eng, now)
                 return
-            eng.seq_no += 1
+            self._seq_no += 1
+            eng.seq_no = self._seq_no
             eng.result = None
             if not self.fw.cmd.submit(s.name, s.args, source="seq", seq=eng.seq_no):
                 self._fail(eng, "command queue full")

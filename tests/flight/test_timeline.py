@@ -264,3 +264,12 @@ def test_plan_files_bring_the_contingencies_along(tmp_path):
     (tmp_path / "unrelated.seq").write_text("+0 CMD_NOOP\n")
     assert [p.name for p in plan_files(tmp_path / "main.seq")] == ["main.seq", "a.seq", "b"]
     assert [p.name for p in plan_files(tmp_path / "missing.seq")] == ["missing.seq"]
+
+
+def test_engines_never_take_each_others_responses(make_vehicle):
+    # the first command of each engine is in flight at once; one fails, the other must not see it
+    v, rec = vehicle(make_vehicle, {"a.seq": "+0 CMD_PING key=1\n+1 CMD_PING key=2\n",
+                                    "b.seq": "+0 EXEC_DISABLE member=cmd\n"}, sequences=["one", "two"])
+    run(v, rec, 4, ("SEQ_START", {"engine": "one", "file": "a.seq"}), ("SEQ_START", {"engine": "two", "file": "b.seq"}))
+    assert [e.args[-1] for e in rec.events("SeqFailed")] == ["two"]
+    assert [e.text for e in rec.events("Pong")] == ["ping 1", "ping 2"]
