@@ -430,7 +430,8 @@ class FaultProtection(Component):
                     self.event("FaultToContingency", monitor=name, response=response.name.lower(),
                                engines=", ".join(handled))
                     continue
-            self._deferred.append((response, cause, name))
+            if all(n != name for _, _, n in self._deferred):  # held once, however often it trips
+                self._deferred.append((response, cause, name))
             self.event("FaultDeferred", monitor=name, response=response.name.lower(), engines=", ".join(engines))
         return out
 
