@@ -273,3 +273,17 @@ def test_engines_never_take_each_others_responses(make_vehicle):
     run(v, rec, 4, ("SEQ_START", {"engine": "one", "file": "a.seq"}), ("SEQ_START", {"engine": "two", "file": "b.seq"}))
     assert [e.args[-1] for e in rec.events("SeqFailed")] == ["two"]
     assert [e.text for e in rec.events("Pong")] == ["ping 1", "ping 2"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789:.smhx-+ ")), max_size=30))
+def test_durations_and_tags_parse_or_say_why(text):
+    from flight.timeline import parse_duration, parse_tag
+
+    for fn, arg in ((parse_duration, text), (parse_tag, "+" + text), (parse_tag, "@" + text)):
+        try:
+            value = fn(arg)
+        except ValueError as exc:
+            assert str(exc)
+            continue
+        assert value is not None
