@@ -47,6 +47,7 @@ from flight.model import Arg, Channel, Event, Param, Severity, command
 from flight.outbound import CommandResponse
 from flight.timeline import MAX_CONTINGENCY_DEPTH, MAX_LINES, SequenceError, Step, Timeline, contingency_file
 from flight.timeline import check as check_timeline
+from flight.timeline import load as load_timeline
 from flight.timeline import parse_collect as _parse_timeline
 
 log = logging.getLogger(__name__)
@@ -269,8 +270,6 @@ class Sequencer(Component):
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandFailed(f"cannot read {path}: {exc}") from None
-        from flight.timeline import load as load_timeline
-
         seen = seen | {file}
 
         def contingency(name: str) -> str | None:
@@ -292,8 +291,6 @@ class Sequencer(Component):
 
     def check_text(self, text: str) -> Timeline:
         """Parse and check a sequence without running it (raises SequenceError)."""
-        from flight.timeline import load as load_timeline
-
         return load_timeline(text, self.fw.cmd.entry, set(self.fw.tlm.names()), self.fw.epoch)
 
     def _engine(self, name: str) -> _Engine:
