@@ -289,6 +289,8 @@ class ArmModel:
         self.blocked = False
 
     def scoop(self) -> None:
+        if self.scoop_left_s > 0:
+            return  # already closing: a repeated command (a retry) changes nothing
         _, height = self.tip()
         if self.moving:
             raise SamplingRefused("the arm is moving")

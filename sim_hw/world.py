@@ -562,3 +562,8 @@ class WorldPlant:
 
     def reset_encoders(self) -> None:
         self.world.vehicle.reset_encoders()
+
+    @property
+    def sampling(self) -> SamplingSystem | None:
+        """The lander's sampling board, which the emulator drives (None on a rover)."""
+        return self.world.sampling
