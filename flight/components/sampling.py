@@ -373,7 +373,8 @@ class ContainerControl(_Mechanism):
     def container_seal(self) -> None:
         """Seal the container (final; it takes a little while: watch container.sealed)."""
         self._do("CONTAINER_SEAL", self.dev.seal_container)
-        self.event("ContainerSealing", mass_kg=round(self._mass, 4))
+        st = self._read("read_container")  # now: a deposit may have come since the last step
+        self.event("ContainerSealing", mass_kg=round(st.mass_kg if st is not None else self._mass, 4))
 
 
 class AscentControl(_Mechanism):
