@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 FAST_WORLD = {"slow_dt_s": 60.0}
 #: the longest idle span fast mode crosses in one step of the mission loop
 MAX_SKIP_S = 1800.0
+#: events of a sample-return lander the run's summary lists
+SAMPLING_MILESTONES = ("DrillDepthReached", "DrillJammed", "DrillOverheat", "SeqContingency", "ContainerSealed",
+                       "AscentArmed")
 
 
 @dataclass
@@ -108,6 +111,8 @@ class VehicleSummary:
     truth: str
     #: hosted payloads' products on the ground: (payload, APID) -> (complete, partial)
     payload_products: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    #: a sample-return lander's milestones as the ground archived them: (event name, time s, text)
+    sampling: list[tuple[str, float, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         cmds = ", ".join(f"{k} {v}" for k, v in sorted(self.commands.items())) or "none"
@@ -125,6 +130,7 @@ class VehicleSummary:
             f"  relay       down sent {d.get('sent', 0)} delivered {d.get('delivered', 0)} blocked "
             f"{d.get('blocked', 0)} lost {d.get('lost', 0)}; up sent {u.get('sent', 0)} delivered "
             f"{u.get('delivered', 0)} held at the relay {u.get('stored', 0)}",
+            *(f"  sampling    t={t:.1f} s {name}: {text}" for name, t, text in self.sampling),
             f"  truth       {self.truth}",
         ]
         return out
@@ -464,7 +470,8 @@ class FleetMission:
             mode=str(latest[1]) if latest else "?", commands=commands, events=len(events),
             goal_reached=sum(1 for e in events if e.name == "GoalReached"),
             products_complete=len(full), products_partial=len(partial),
-            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary(), payload_products=payload_products)
+            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary(), payload_products=payload_products,
+            sampling=[(e.name, float(e.time), e.text) for e in events if e.name in SAMPLING_MILESTONES])
 
     def summary(self) -> FleetSummary:
         return FleetSummary(self.scenario.name, self.seed, self.now - self.start_s, self.wall_s, self.drained,
