@@ -121,3 +121,20 @@ def test_magpie_sim_fault_drill_jam_from_the_command_line(tmp_path: Path) -> Non
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--scenario" in r.stderr
     r = _sim("--scenario", "change5-sample-return", "--fault", "bogus", cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ('kind = "rover"\nsampling = { container = { seal_s = 5 } }\n', "only a vehicle of kind lander"),
+    ('kind = "lander"\nsampling = { shovel = {} }\n', "sampling.shovel: unknown key"),
+    ('kind = "lander"\nsampling = { drill = { cutout_c = 50, restart_c = 60 } }\n', "restart_c must be below"),
+    ('kind = "lander"\nsequences = ["no-such.seq"]\n', "sequences: sequence 'no-such.seq' does not exist"),
+])
+def test_bad_sampling_tables_are_refused_naming_the_key(tmp_path: Path, extra: str, expect: str) -> None:
+    from mission.scenario import ScenarioError
+
+    path = tmp_path / "bad.toml"
+    path.write_text('[scenario]\nname = "bad"\nterrain_size_m = 40.0\n[relay]\npreset = "ideal"\n'
+                    '[[vehicle]]\nname = "a"\nscid = 5\nconfig = "change5_lander.toml"\n' + extra, encoding="utf-8")
+    with pytest.raises(ScenarioError, match=expect) as err:
+        load(path)
+    assert "\n" not in str(err.value)
