@@ -142,3 +142,16 @@ def test_firmware_without_a_sampling_board_reports_it_unsupported_counted_and_to
         dev.read_drive()  # the rest of the MCU is unaffected
     finally:
         dev.close()
+
+
+def test_a_lander_world_behind_the_emulator_is_a_lander_mcu_with_its_sampling_board() -> None:
+    world = World(kind="lander", seed=6, sampling=CONFIG)
+    dev = open_device("mcu+pty://?stream_hz=50", plant=world.mcu_plant())
+    try:
+        assert dev.has_capability(p.Capability.sampling())
+        dev.start_drill(0.01, 20.0)
+        wait_for(lambda: dev.read_drill().depth_m >= 0.0099, "the world's drill at 10 mm")
+        assert world.sampling is not None and world.sampling.read_drill().depth_m >= 0.0099
+        assert dev.read_drive().left_ticks == 0  # the same MCU is still the lander's (still) drive
+    finally:
+        dev.close()
