@@ -101,6 +101,7 @@ class _Engine:
         self.latest_ns: int | None = None
         self.deadline_ns: int | None = None
         self.step_start_ns = 0
+        self.step_reported = True  # the started step's SeqStep has been sent
         self.late_note = ""
         self.cmd_deadline_ns = 0
         self.wait_end_ns = 0
@@ -344,6 +345,7 @@ class Sequencer(Component):
         if eng.state == IDLE:
             raise CommandFailed(f"no sequence is running on {eng.name}")
         line = eng.step.line if eng.idx < len(eng.tl.steps) else 0
+        self._report_unfinished(eng, "cancelled")
         eng.state = IDLE
         self.event("SeqCancelled", name=eng.file, line=line, engine=eng.name)
         self._publish()
@@ -430,11 +432,17 @@ class Sequencer(Component):
         s = eng.step
         base = eng.mark_ns if s.relative else 0
         now = self.fw.clock.now_ns()
+        eng.step_reported = True
         self.event("SeqStep", engine=eng.name, name=eng.file, line=s.line, step=s.what[:80],
                    planned_s=round(eng.due_ns / NS, 3),
                    latest_s=-1.0 if s.latest_s is None else round((base + int(s.latest_s * NS)) / NS, 3),
                    start_s=round((now if start_ns is None else start_ns) / NS, 3), end_s=round(now / NS, 3),
                    outcome=(eng.late_note + outcome)[:120])
+
+    def _report_unfinished(self, eng: _Engine, outcome: str) -> None:
+        """A step that started and is left unfinished still gets its SeqStep (the timeline's row)."""
+        if eng.state in (EXECUTING, WAITING_COND) and not eng.step_reported and eng.idx < len(eng.tl.steps):
+            self._step_event(eng, outcome, eng.step_start_ns)
 
     def _fail(self, eng: _Engine, reason: str) -> None:
         if eng.tl.contingency and eng.depth < MAX_CONTINGENCY_DEPTH:
@@ -448,6 +456,7 @@ class Sequencer(Component):
 
     def _switch(self, eng: _Engine, name: str, reason: str) -> bool:
         """Leave the running sequence for the contingency ``name``; False (and a stop) if it cannot run."""
+        self._report_unfinished(eng, f"interrupted: {reason}")
         self.event("SeqContingency", engine=eng.name, name=eng.file, contingency=name, reason=reason[:200])
         eng.contingencies += 1
         path = self._contingency_path(eng.file, name)
@@ -517,6 +526,7 @@ class Sequencer(Component):
                     return
                 eng.late_note = f"late by {late_s} s, "
             eng.step_start_ns = now
+            eng.step_reported = False
             if s.kind == "until":
                 eng.state = WAITING_COND
                 eng.wait_end_ns = now + int(s.within_s * NS)

@@ -43,6 +43,7 @@ import shlex
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flight.cmdcodec import CommandCodecError, check_args
@@ -429,3 +430,32 @@ def load(text: str, commands: Callable[[str], Mapping[str, Any] | None],
 def contingency_file(name: str) -> list[str]:
     """The file names a contingency NAME may be stored under, in the order they are tried."""
     return [name] if name.endswith(".seq") else [f"{name}.seq", name]
+
+
+def load_file(path: Path, commands: Callable[[str], Mapping[str, Any] | None],
+              channels: Container[str] | None = None, epoch: datetime | None = None,
+              _seen: frozenset[Path] = frozenset()) -> Timeline:
+    """Read, parse and check a sequence file and every contingency it names (looked for beside
+    it, see :func:`contingency_file`). Raises SequenceError (every error with its line) or OSError
+    / UnicodeDecodeError when the file itself cannot be read."""
+    text = path.read_text(encoding="utf-8")
+    seen = _seen | {path.resolve()}
+
+    def contingency(name: str) -> str | None:
+        for fname in contingency_file(name):
+            found = path.parent / fname
+            if found.is_file():
+                break
+        else:
+            return f"no file {' or '.join(contingency_file(name))} beside {path.name}"
+        if found.resolve() in seen:
+            return None  # a loop back is allowed; the engine's depth limit stops it
+        try:
+            load_file(found, commands, channels, epoch, seen)
+        except SequenceError as exc:
+            return f"{len(exc.errors)} error(s): {exc}"[:200]
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot read {found}: {exc}"
+        return None
+
+    return load(text, commands, channels, epoch, contingency)

@@ -195,6 +195,26 @@ def cmd_events(args: argparse.Namespace) -> int:
         return _tail(client, args.count, lambda t, r: t == topic and filt.match(r), _event_line)
 
 
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from ground.timeline import format_rows, rows_from_events
+
+    if args.archive is not None:
+        path, scid = args.archive, args.scid
+    else:
+        cfg = _config(args)
+        path, scid = cfg.archive, _scid(cfg, args.scid)
+    since, until = _time_range(args)
+    with Archive(path, readonly=True) as archive:
+        rows = rows_from_events(archive.events(scid, since, until), args.engine)
+    if not rows:
+        print(f"no sequence steps in the archive{f' for engine {args.engine}' if args.engine else ''}",
+              file=sys.stderr)
+        return 1
+    for line in format_rows(rows):
+        print(line)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = _config(args)
     archive = Archive(cfg.archive, readonly=True)  # a missing or bad archive fails before --out is made
@@ -251,7 +271,7 @@ def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``ground``, ``cmd``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
+    """Add ``ground``, ``cmd``, ``tlm``, ``events``, ``timeline`` and ``archive`` to the ``magpie`` CLI."""
     p = subparsers.add_parser(
         "ground",
         help="run the ground station process",
@@ -311,6 +331,20 @@ def register(subparsers: Any) -> None:
         p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
         p.add_argument("--count", type=int, default=None, help="stop a live tail after N items")
         p.set_defaults(func=_guarded(func))
+
+    p = subparsers.add_parser(
+        "timeline",
+        help="print the sequence timeline from the archive: planned vs actual per step",
+        description="Read the SeqStep and sequence events of a vehicle from the archive and print, "
+        "engine by engine, each step's planned start, window end, actual start and end, slip and "
+        "outcome, with the starts, contingency switches and stops between them.",
+    )
+    _common(p)
+    p.add_argument("--archive", default=None, help="read this archive file instead of the ground config's")
+    p.add_argument("--engine", default=None, help="only this sequence engine")
+    p.add_argument("--since", type=_time_arg, default=None, help="start of the time range")
+    p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
+    p.set_defaults(func=_guarded(cmd_timeline))
 
     p = subparsers.add_parser("archive", help="work with the ground archive")
     sub = p.add_subparsers(dest="archive_cmd", required=True)
