@@ -67,6 +67,8 @@ def test_the_nominal_run_drills_scoops_and_seals_before_the_deadline(tmp_path: P
     assert ev["AscentReady"] and ev["AscentArmed"][0][0] > sealed
     assert "SeqContingency" not in ev and "DrillJammed" not in ev
     assert [n for n in ev if n == "SeqCompleted"] and never_safe(ev)
+    modes = [text.split(":")[0] for _, text in ev["ModeChanged"]]
+    assert modes[-2:] == ["mode STANDBY -> SAMPLING", "mode SAMPLING -> ASCENT_PREP"]
     assert float(ev["mass"][-1][1]) > 0.5
     assert [line for line in summary.lines() if "ContainerSealed" in line]
 
@@ -87,7 +89,9 @@ def test_a_drill_jam_switches_to_the_scoop_and_still_seals_before_the_deadline_w
     # the partial core (0.9 m at 0.13 kg/m) and one scoop
     assert kg(text, " with ") == pytest.approx(0.9 * 0.13 + kg(ev["ArmScooped"][0][1], "holds "), abs=0.002)
     assert ev["AscentArmed"][0][0] > sealed and "DrillDepthReached" not in ev
-    assert ev["MonitorTripped"] and never_safe(ev)
+    # fault protection saw the jam in a critical sequence: to the contingency, not to SAFE
+    assert "drill_jam" in ev["MonitorTripped"][0][1] and "critical sequence" in ev["FaultToContingency"][0][1]
+    assert "drill_jam" in ev["SeqContingency"][0][1] and never_safe(ev)
 
 
 def test_the_change4_lander_is_the_same_kind_without_sampling() -> None:
@@ -138,3 +142,19 @@ def test_bad_sampling_tables_are_refused_naming_the_key(tmp_path: Path, extra: s
     with pytest.raises(ScenarioError, match=expect) as err:
         load(path)
     assert "\n" not in str(err.value)
+
+
+def test_a_jam_outside_a_critical_timeline_puts_the_lander_in_safe(tmp_path: Path) -> None:
+    import dataclasses
+
+    sc = load("change5-sample-return")
+    plain = tmp_path / "plain.seq"  # the same start, not marked critical and without a contingency
+    plain.write_text("+0 MODE_SET mode=SAMPLING\n+0 DRILL_START depth_m=2.0 rate_mm_s=10\n", encoding="utf-8")
+    lander = dataclasses.replace(sc.vehicle("change5"), plan=plain, sequences=())
+    fly_scenario(dataclasses.replace(sc, vehicles=(lander,)), tmp_path / "run", 300.0, faults=("drill-jam",))
+    ev = outcome(tmp_path / "run", lander.scid)
+    (jammed, _), = ev["DrillJammed"]
+    safe = [(t, text) for t, text in ev["ModeChanged"] if "-> SAFE" in text]
+    assert len(safe) == 1 and "drill_jam" in safe[0][1] and jammed < safe[0][0] < jammed + 2.0
+    assert "FaultToContingency" not in ev and "ContainerSealed" not in ev
+    assert ev["DrillRetracted"]  # the drill still freed its bit by itself
