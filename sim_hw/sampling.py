@@ -137,7 +137,6 @@ class DrillModel:
         self.jams = 0
         self.overheats = 0
         self.energy_j = 0.0
-        self.delivered: float = 0.0  # core handed to the container on the last full retract
 
     def start(self, target_m: float, rate_mm_s: float) -> None:
         c = self.config
@@ -424,9 +423,8 @@ class SamplingSystem:
             dt = min(dt_max, t_s - self.time_s)
             delivered = self.drill.step(dt)
             if delivered > 0:
-                left = self.container.add(delivered)
-                self.drill.delivered = delivered - left
-                self.drill.core_kg += left  # what the container could not take stays in the tube
+                # what the container cannot take (sealed, full) stays in the drill's tube
+                self.drill.core_kg += self.container.add(delivered)
             self.arm.step(dt)
             self.container.step(dt)
             self.time_s += dt

@@ -17,8 +17,9 @@ is stopped and, once the temperature is back to ``drill.resume_c``, ``DrillCoole
 resumes toward its target. Both are counted (``drill.jams``, ``drill.overheats``) and the
 channel ``drill.state`` says where the drill is (``DrillState``: 0 idle, 1 drilling,
 2 retracting, 3 jammed, 4 overheated); ``drill.done`` is true once the commanded depth was
-reached. Fault protection sees the events (``event:drill.DrillJammed``) and decides nothing here:
-these faults are the sampling timeline's to handle, none of them threatens the vehicle.
+reached. Fault protection weighs the events (``event:drill.DrillJammed``) by the vehicle's own
+monitors: on the sample-return lander (``magpie/configs/change5_lander.toml``) a jam inside the
+critical sampling timeline goes to that timeline's contingency, outside one to SAFE.
 
 A device error (a read or command that fails: link down, firmware without the mechanism) is
 counted in ``<name>.device_errors`` and reported by a throttled event; a refusal by the
@@ -34,7 +35,7 @@ from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Param, Severity, command
 from hal.contracts import AscentInterface, Drill, DrillState, SampleArm, SampleContainer
-from hal.errors import CommandRejectedError, HalError, UnsupportedError
+from hal.errors import CommandRejectedError, HalError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class _Mechanism(Component):
             fn(*args)
         except CommandRejectedError as exc:
             raise CommandFailed(f"{what} refused: {exc}") from None
-        except (UnsupportedError, HalError) as exc:
+        except HalError as exc:  # the link, or a firmware without the mechanism (UnsupportedError)
             self._device_error(what, exc)
             raise CommandFailed(f"{what}: {exc}") from None
         except ValueError as exc:  # a value the wire cannot carry
