@@ -476,4 +476,5 @@ class SamplingSystem:
         return self.container.status(self.time_s)
 
     def read_ascent(self) -> AscentStatus:
-        return AscentStatus(self.time_s, self.ready, self.ascent_armed)
+        ready = self.ready
+        return AscentStatus(self.time_s, ready, self.ascent_armed and ready)  # interlock: armed only while ready

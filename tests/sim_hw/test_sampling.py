@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hal import open_device
 from hal.contracts import DrillState
@@ -178,3 +180,55 @@ def test_sim_device_rejects_what_the_mechanism_refuses_and_unknown_options() -> 
             dev.start_drill(9.0, 10.0)
     with pytest.raises(DeviceUrlError, match="sim://sampling"):
         open_device("sim://sampling?depth=3", world=world)
+
+
+_ACTIONS = st.one_of(
+    st.tuples(st.just("start"), st.floats(-1.0, 3.0), st.floats(-5.0, 30.0)),
+    st.tuples(st.just("stop")), st.tuples(st.just("retract")),
+    st.tuples(st.just("move"), st.floats(-90.0, 120.0), st.floats(-200.0, 30.0)),
+    st.tuples(st.just("scoop")), st.tuples(st.just("deposit")), st.tuples(st.just("seal")),
+    st.tuples(st.just("ascent"), st.booleans()), st.tuples(st.just("wait"), st.floats(0.0, 120.0)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_ACTIONS, max_size=25), st.booleans())
+def test_any_command_sequence_keeps_the_mechanisms_consistent(actions: list[tuple], jam: bool) -> None:
+    s = system()
+    if jam:
+        s.inject("drill-jam", depth_m=0.4)
+    t = 0.0
+    mass = 0.0
+    sealed = False
+    for act in actions:
+        try:
+            if act[0] == "start":
+                s.drill.start(act[1], act[2])
+            elif act[0] == "stop":
+                s.drill.stop()
+            elif act[0] == "retract":
+                s.drill.retract()
+            elif act[0] == "move":
+                s.arm.move(act[1], act[2])
+            elif act[0] == "scoop":
+                s.arm.scoop()
+            elif act[0] == "deposit":
+                s.deposit()
+            elif act[0] == "seal":
+                s.seal()
+            elif act[0] == "ascent":
+                s.arm_ascent(act[1])
+            else:
+                t += act[1]
+                s.step_to(t)
+        except SamplingRefused as exc:
+            assert str(exc) and exc.kind in ("range", "state")
+        d, c = s.read_drill(), s.read_container()
+        assert 0.0 <= d.depth_m <= s.config.drill.max_depth_m
+        assert d.temp_c < s.config.drill.cutout_c + 5.0 and d.torque_nm <= s.config.drill.stall_torque_nm
+        assert c.mass_kg >= mass - 1e-12 and c.mass_kg <= s.config.container.capacity_kg
+        assert c.sealed or not sealed  # a seal is final
+        assert not s.read_ascent().armed or s.read_ascent().ready
+        if jam:
+            assert d.depth_m <= 0.4 + 1e-9  # nobody drills through the buried rock
+        mass, sealed = c.mass_kg, c.sealed
