@@ -45,8 +45,9 @@ from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Param, Severity, command
 from flight.outbound import CommandResponse
-from flight.timeline import MAX_LINES, SequenceError, Step, Timeline, contingency_file
+from flight.timeline import MAX_CONTINGENCY_DEPTH, MAX_LINES, SequenceError, Step, Timeline, contingency_file
 from flight.timeline import check as check_timeline
+from flight.timeline import load as load_timeline
 from flight.timeline import parse_collect as _parse_timeline
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ SeqLine = Step
 IDLE, WAITING, EXECUTING, WAITING_COND = 0, 1, 2, 3
 STATE_NAMES = {IDLE: "idle", WAITING: "waiting", EXECUTING: "executing", WAITING_COND: "waiting on a condition"}
 DEFAULT_ENGINE = "main"
-MAX_CONTINGENCY_DEPTH = 4  # a contingency of a contingency ... stops here, so a loop cannot spin
 
 
 def parse(text: str, epoch: datetime | None = None) -> list[SeqLine]:
@@ -180,7 +180,8 @@ class Sequencer(Component):
         Event("SeqWaitTimeout", Severity.WARNING_LO,
               "{engine} {name}:{line} until {condition} timed out after {within_s} s (last {value}): {then}",
               (Arg("engine", "str"), Arg("name", "str"), Arg("line", "u32"), Arg("condition", "str"),
-               Arg("within_s", "f64", "s"), Arg("value", "str"), Arg("then", "str"))),
+               Arg("within_s", "f64", "s"), Arg("value", "str"), Arg("then", "str")),
+              throttle=50, throttle_window_s=60.0),
     )
     PARAMS = (
         Param("cmd_timeout_s", "f32", 60.0, "s", min=0.1, max=86400,
@@ -200,6 +201,7 @@ class Sequencer(Component):
         named = bool(self.options["engines"])
         self.engines: dict[str, _Engine] = {n: _Engine(n, f"{n}." if named else "") for n in names}
         self._first = self.engines[names[0]]
+        self._seq_no = 0  # one count for every engine, so a response finds the engine that sent it
 
     def channels(self) -> tuple[Channel, ...]:
         out = list(self.CHANNELS)
@@ -268,8 +270,6 @@ class Sequencer(Component):
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandFailed(f"cannot read {path}: {exc}") from None
-        from flight.timeline import load as load_timeline
-
         seen = seen | {file}
 
         def contingency(name: str) -> str | None:
@@ -277,8 +277,8 @@ class Sequencer(Component):
             if found is None:
                 return f"no file {' or '.join(contingency_file(name))} beside {file}"
             rel = str(found.relative_to(self.dir))
-            if rel in seen:
-                return None  # a loop back is allowed; the depth limit stops it at run time
+            if rel in seen or len(seen) > MAX_CONTINGENCY_DEPTH:
+                return None  # a loop back is allowed, and deeper than the engine goes is not needed
             try:
                 self._load(rel, seen)
             except SequenceError as exc:
@@ -291,8 +291,6 @@ class Sequencer(Component):
 
     def check_text(self, text: str) -> Timeline:
         """Parse and check a sequence without running it (raises SequenceError)."""
-        from flight.timeline import load as load_timeline
-
         return load_timeline(text, self.fw.cmd.entry, set(self.fw.tlm.names()), self.fw.epoch)
 
     def _engine(self, name: str) -> _Engine:
@@ -327,6 +325,9 @@ class Sequencer(Component):
             rel, d = tl.deadline
             eng.deadline_ns = now + int(d * NS) if rel else int(d * NS)
         self.event("SeqStarted", name=file, total=len(tl.steps), engine=eng.name)
+        busy = self.fw.store.get("fault.busy")
+        if callable(busy):
+            busy()  # fast idle (simulation) ends now, not at fault protection's next slow cycle
         self._arm(eng)
         self._publish()
 
@@ -533,7 +534,8 @@ class Sequencer(Component):
                 self._publish()
                 self._check_wait(eng, now)
                 return
-            eng.seq_no += 1
+            self._seq_no += 1
+            eng.seq_no = self._seq_no
             eng.result = None
             if not self.fw.cmd.submit(s.name, s.args, source="seq", seq=eng.seq_no):
                 self._fail(eng, "command queue full")

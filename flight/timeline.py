@@ -49,6 +49,8 @@ from typing import Any
 from flight.cmdcodec import CommandCodecError, check_args
 
 MAX_LINES = 10_000
+#: Contingencies of contingencies are checked (and switched to) this many levels deep, no further.
+MAX_CONTINGENCY_DEPTH = 4
 LATE_POLICIES = ("run", "skip", "abort")
 OPS = ("<=", ">=", "==", "!=", "<", ">")
 
@@ -128,6 +130,7 @@ class Timeline:
     contingency: str = ""
     contingency_line: int = 0
     critical: bool = False
+    critical_line: int = 0
 
     def contingencies(self) -> list[tuple[int, str]]:
         """Every (line, sequence name) this timeline may switch to."""
@@ -256,7 +259,7 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
     deadline: tuple[bool, float] | None = None
     deadline_line = 0
     contingency, contingency_line = "", 0
-    critical = False
+    critical, critical_line = False, 0
     last_abs: float | None = None
     for n, raw in enumerate(text.splitlines(), start=1):
         if n > MAX_LINES:
@@ -281,7 +284,7 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
             if head == "critical":
                 if len(words) != 1:
                     raise ValueError("'critical' takes nothing after it")
-                critical = True
+                critical, critical_line = True, n
                 continue
             if head == "deadline":
                 if deadline is not None:
@@ -354,7 +357,8 @@ def parse_collect(text: str, epoch: datetime | None = None) -> tuple[Timeline, l
     for n, name in label_refs:
         if name not in labels:
             errors.append((n, f"unknown label {name!r}"))
-    tl = Timeline(tuple(steps), labels, deadline, deadline_line, contingency, contingency_line, critical)
+    tl = Timeline(tuple(steps), labels, deadline, deadline_line, contingency, contingency_line, critical,
+                  critical_line)
     if deadline is not None:
         errors.extend(_deadline_problems(tl))
     return tl, sorted(errors)
@@ -448,8 +452,8 @@ def load_file(path: Path, commands: Callable[[str], Mapping[str, Any] | None],
                 break
         else:
             return f"no file {' or '.join(contingency_file(name))} beside {path.name}"
-        if found.resolve() in seen:
-            return None  # a loop back is allowed; the engine's depth limit stops it
+        if found.resolve() in seen or len(seen) > MAX_CONTINGENCY_DEPTH:
+            return None  # a loop back is allowed, and deeper than the engine goes is not needed
         try:
             load_file(found, commands, channels, epoch, seen)
         except SequenceError as exc:
@@ -459,3 +463,26 @@ def load_file(path: Path, commands: Callable[[str], Mapping[str, Any] | None],
         return None
 
     return load(text, commands, channels, epoch, contingency)
+
+
+def plan_files(path: Path) -> list[Path]:
+    """A plan and every contingency it names, found beside it (recursively, as deep as the engine
+    goes): the files to put on board together. Unreadable or missing ones are left out; the
+    vehicle's check reports them."""
+    out: list[Path] = [path]
+    todo = [(path, 0)]
+    while todo:
+        current, depth = todo.pop()
+        try:
+            tl, _ = parse_collect(current.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        for _, name in tl.contingencies():
+            for fname in contingency_file(name):
+                found = current.parent / fname
+                if found.is_file():
+                    if found not in out and depth < MAX_CONTINGENCY_DEPTH:
+                        out.append(found)
+                        todo.append((found, depth + 1))
+                    break
+    return out

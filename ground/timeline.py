@@ -75,10 +75,19 @@ def _t(v: float | None) -> str:
 
 
 def format_rows(rows: list[Row]) -> list[str]:
-    """The timeline as text lines: a header, then one line per step or marker, in time order."""
+    """The timeline as text lines: a header, then engine by engine (in the order they first appear,
+    a blank line between) one line per step or marker, in time order."""
+    order: dict[str, int] = {}
+    for r in rows:
+        order.setdefault(r.engine, len(order))
+    rows = sorted(rows, key=lambda r: order[r.engine])  # stable: time order within an engine
     lines = [f"{'engine':<10} {'file:line':<22} {'step':<28} {'planned':>9} {'window':>9} {'start':>9} "
              f"{'end':>9} {'slip':>8}  outcome"]
+    previous = None
     for r in rows:
+        if previous is not None and r.engine != previous:
+            lines.append("")
+        previous = r.engine
         if not r.step:
             lines.append(f"{r.engine:<10} {'':<22} {'--':<28} {'':>9} {'':>9} {_t(r.time):>9} {'':>9} {'':>8}  "
                          f"{r.outcome}")

@@ -122,23 +122,6 @@ class _Tally:
         pass
 
 
-def _copy_contingencies(plan: Path, text: str, seq_dir: Path, depth: int = 0) -> None:
-    """Put the contingency sequences a plan names (found beside it) in the sequence directory too,
-    so the vehicle finds them when it checks the plan; what is missing it reports itself."""
-    from flight.timeline import contingency_file, parse_collect
-
-    tl, _ = parse_collect(text)
-    for _, name in tl.contingencies():
-        for fname in contingency_file(name):
-            src = plan.parent / fname
-            if src.is_file() and not (seq_dir / fname).exists():
-                body = src.read_text(encoding="utf-8")
-                (seq_dir / fname).write_text(body, encoding="utf-8")
-                if depth < 4:
-                    _copy_contingencies(src, body, seq_dir, depth + 1)
-                break
-
-
 def dictionary_only(config_path: Path | None) -> dict:
     config = _load(config_path)
     import tempfile
@@ -395,7 +378,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
         plan_name = "demo.seq"
     (seq_dir / plan_name).write_text(plan_text, encoding="utf-8")
     if args.seq is not None:
-        _copy_contingencies(args.seq, plan_text, seq_dir)
+        from flight.timeline import plan_files
+
+        for f in plan_files(args.seq)[1:]:  # the contingencies the plan names go on board with it
+            if not (seq_dir / f.name).exists():
+                (seq_dir / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
 
     mission = None
     try:

@@ -52,7 +52,8 @@ on with the reason instead of waiting out their timeouts.
 
 **Fast mode** (``fast = true``, a simulation option): while the vehicle is idle in SAFE or
 STANDBY (wheels still, no sequence running) every rate group runs once per ``idle_period_s``,
-and the watchdog is suspended; DRIVE, SCIENCE or a sequence bring the configured rates back. It
+and the watchdog is suspended; a working mode or a sequence bring the configured rates back (a
+sequence at once, through ``fault.busy`` in the data store, so its first steps are on time). It
 lets a whole lunar day be simulated in minutes; monitor persistence is then counted in those
 slower samples.
 """
@@ -163,10 +164,12 @@ class FaultProtection(Component):
         Event("FastIdle", Severity.ACTIVITY_LO, "fast idle {state}", (Arg("state", "str"),)),
         Event("FaultToContingency", Severity.WARNING_HI,
               "monitor {monitor} ({response}) handled by the contingency of critical sequence(s) on {engines}",
-              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str"))),
+              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str")),
+              throttle=10, throttle_window_s=60.0),
         Event("FaultDeferred", Severity.WARNING_LO,
               "monitor {monitor} ({response}) held until the critical sequence(s) on {engines} end",
-              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str"))),
+              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str")),
+              throttle=10, throttle_window_s=60.0),
         Event("FaultReleased", Severity.WARNING_LO, "held fault {monitor} ({response}): {outcome}",
               (Arg("monitor", "str"), Arg("response", "str"), Arg("outcome", "str"))),
         Event("CriticalStopped", Severity.WARNING_HI, "critical sequence(s) on {engines} stopped: {cause}",
@@ -266,6 +269,7 @@ class FaultProtection(Component):
         self._hib: dict[str, Any] | None = None
         self._event_counts: dict[str, int] = {}
         fw.events.listeners.append(self._count_event)
+        fw.store["fault.busy"] = self.busy  # a sequence starting: leave fast idle now
         self._wdog: Watchdog | None = self.devices.get("watchdog")
         self._power: PowerMonitor | None = self.devices.get("power")
         self._group = next((g.name for g in fw.executive.groups
@@ -428,7 +432,8 @@ class FaultProtection(Component):
                     self.event("FaultToContingency", monitor=name, response=response.name.lower(),
                                engines=", ".join(handled))
                     continue
-            self._deferred.append((response, cause, name))
+            if all(n != name for _, _, n in self._deferred):  # held once, however often it trips
+                self._deferred.append((response, cause, name))
             self.event("FaultDeferred", monitor=name, response=response.name.lower(), engines=", ".join(engines))
         return out
 
@@ -665,6 +670,12 @@ class FaultProtection(Component):
             self._suspend_watchdog(True)
             self.event("FastIdle", state="on")
         elif not idle and self._fast_idle:
+            self._leave_fast_idle()
+
+    def busy(self) -> None:
+        """Work is starting (a sequence): leave fast idle at once, so the work's first steps run at
+        the configured rates rather than at the next idle cycle, which may be a minute away."""
+        if self._fast_idle:
             self._leave_fast_idle()
 
     def _leave_fast_idle(self) -> None:

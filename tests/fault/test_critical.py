@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flight.clock import NS, SimClock
 from flight.commands import CommandFailed
@@ -157,3 +159,51 @@ def test_a_bad_mode_table_names_the_key(table, key):
     with pytest.raises(ValueError) as info:
         build_table(table)
     assert str(info.value).startswith(key)
+
+
+_names = st.sampled_from(["SURFACE", "SAMPLING", "ASCENT_PREP", "SAFE", "DRIVE", "x", "", "BOOT", "keep"])
+_bodies = st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                    st.dictionaries(st.sampled_from(["to", "safety", "doc", "x"]),
+                                    st.one_of(st.integers(-2, 3), st.lists(_names, max_size=3), st.text(max_size=4)),
+                                    max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_names, _bodies, max_size=4))
+def test_any_mode_table_builds_or_names_its_key(spec):
+    try:
+        table = build_table(spec)
+    except ValueError as exc:
+        assert str(exc).startswith("mode_table")
+        return
+    names = set(table.modes.__members__)
+    assert {"BOOT", "SAFE", "STANDBY", "HIBERNATE"} <= names
+    for mode, allowed in table.transitions.items():
+        assert table.modes["BOOT"] not in allowed and (mode.name == "HIBERNATE" or table.modes["SAFE"] in allowed
+                                                      or mode.name == "SAFE")
+
+
+def test_a_sequence_starting_in_fast_idle_runs_on_time(tmp_path: Path):
+    doc = {"vehicle": {"state_dir": str(tmp_path / "state")},
+           "components": {"fault": {"type": "fault", "builtins": False, "fast": True, "idle_period_s": 30.0,
+                                    "boot_mode": "STANDBY"}},
+           # fault protection steps before the dispatcher: it cannot see the sequence start until its next
+           # (idle, 30 s away) cycle, unless the sequencer tells it
+           "rate_groups": [{"name": "hk", "hz": 10, "members": ["fault", "cmd", "seq", "sys", "health", "tlm"]}]}
+    v = Vehicle(parse(doc), SimClock())
+    rec = Recorder()
+    v.add_sink(rec)
+    try:
+        (v.fw.state_dir / "sequences").mkdir(parents=True, exist_ok=True)
+        (v.fw.state_dir / "sequences" / "s.seq").write_text("+1..2 CMD_PING key=1\n")
+        v.run(until_s=40)
+        assert v.fw.tlm.get("fault.fast_idle")
+        v.dispatcher.submit("SEQ_RUN", {"file": "s.seq"})
+        v.run(until_s=100)
+        v.flush()
+        started = rec.events("SeqStarted")[0].time_ns / NS
+        (pong,) = rec.events("Pong")
+        assert 1.0 <= pong.time_ns / NS - started <= 1.3 and not rec.events("SeqLate")
+        assert [e.text for e in rec.events("FastIdle")][:2] == ["fast idle on", "fast idle off"]
+    finally:
+        v.executive.stop_workers()

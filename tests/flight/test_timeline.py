@@ -253,3 +253,37 @@ def test_a_missing_contingency_refuses_the_start(make_vehicle):
     assert "line 1: contingency nowhere: no file nowhere.seq or nowhere" in reasons[0]
     assert "contingency bad" in reasons[1] and "unknown command CMD_FLY" in reasons[1]
     assert not rec.events("SeqStarted")
+
+
+def test_plan_files_bring_the_contingencies_along(tmp_path):
+    from flight.timeline import plan_files
+
+    (tmp_path / "main.seq").write_text("deadline +60 contingency a\n+0 CMD_NOOP\n")
+    (tmp_path / "a.seq").write_text("+0 until probe.level > 1 within 5 else contingency b\n")
+    (tmp_path / "b").write_text("contingency main\n+0 CMD_NOOP\n")
+    (tmp_path / "unrelated.seq").write_text("+0 CMD_NOOP\n")
+    assert [p.name for p in plan_files(tmp_path / "main.seq")] == ["main.seq", "a.seq", "b"]
+    assert [p.name for p in plan_files(tmp_path / "missing.seq")] == ["missing.seq"]
+
+
+def test_engines_never_take_each_others_responses(make_vehicle):
+    # the first command of each engine is in flight at once; one fails, the other must not see it
+    v, rec = vehicle(make_vehicle, {"a.seq": "+0 CMD_PING key=1\n+1 CMD_PING key=2\n",
+                                    "b.seq": "+0 EXEC_DISABLE member=cmd\n"}, sequences=["one", "two"])
+    run(v, rec, 4, ("SEQ_START", {"engine": "one", "file": "a.seq"}), ("SEQ_START", {"engine": "two", "file": "b.seq"}))
+    assert [e.args[-1] for e in rec.events("SeqFailed")] == ["two"]
+    assert [e.text for e in rec.events("Pong")] == ["ping 1", "ping 2"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789:.smhx-+ ")), max_size=30))
+def test_durations_and_tags_parse_or_say_why(text):
+    from flight.timeline import parse_duration, parse_tag
+
+    for fn, arg in ((parse_duration, text), (parse_tag, "+" + text), (parse_tag, "@" + text)):
+        try:
+            value = fn(arg)
+        except ValueError as exc:
+            assert str(exc)
+            continue
+        assert value is not None

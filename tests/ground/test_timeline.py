@@ -66,3 +66,19 @@ def test_rows_from_events_keep_markers_and_tolerate_odd_records():
     assert rows[0].latest_s is None and rows[0].slip_s == pytest.approx(0.5)
     text = format_rows(rows)
     assert "c.seq:2" in text[1] and "+0.5" in text[1] and "SeqContingency" in text[2]
+
+
+def test_timeline_without_an_archive_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["timeline", "--archive", str(tmp_path / "none.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no archive at") and len(err.splitlines()) == 1
+
+
+def test_engines_are_printed_one_after_the_other():
+    class E:
+        def __init__(self, engine, t):
+            self.name, self.time, self.text = "SeqStep", t, ""
+            self.args = [engine, "x.seq", 1, "CMD_NOOP", t, -1.0, t, t, "completed"]
+
+    lines = format_rows(rows_from_events([E("comm", 1.0), E("sampling", 2.0), E("comm", 3.0)]))
+    assert [ln.split()[0] if ln else "" for ln in lines[1:]] == ["comm", "comm", "", "sampling"]
