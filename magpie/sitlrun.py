@@ -76,7 +76,9 @@ def device_overrides(config: VehicleConfig, sitl: dict[str, str], radio: str) ->
     """The ``--device NAME=URL`` replacements that put the vehicle on the world and the relay."""
     out = {}
     for name, url in config.devices.items():
-        if url.startswith(("sim://mcu", "mcu+")):
+        if url.startswith(("sim://mcu", "mcu+", "sim://sampling")):
+            # a sample-return lander's sampling board is its MCU on the real-time world: the
+            # emulator drives the world's drill, arm and container over the same serial link
             out[name] = sitl["mcu"]
         elif url.startswith(("sim://camera", "camera+")):
             out[name] = sitl[f"camera.{name}"]

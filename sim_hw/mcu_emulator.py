@@ -317,15 +317,15 @@ class McuEmulator:
             return p.NackReason.UNSUPPORTED
         try:
             if isinstance(msg, p.DrillStart):
-                system.drill.start(msg.target_mm / 1000.0, msg.rate_um_s / 1000.0)
+                system.start_drill(msg.target_mm / 1000.0, msg.rate_um_s / 1000.0)
             elif isinstance(msg, p.DrillStop):
-                system.drill.stop()
+                system.stop_drill()
             elif isinstance(msg, p.DrillRetract):
-                system.drill.retract()
+                system.retract_drill()
             elif isinstance(msg, p.ArmMove):
-                system.arm.move(msg.shoulder_cdeg / 100.0, msg.elbow_cdeg / 100.0)
+                system.move_arm(msg.shoulder_cdeg / 100.0, msg.elbow_cdeg / 100.0)
             elif isinstance(msg, p.ArmScoop):
-                system.arm.scoop()
+                system.scoop()
             elif isinstance(msg, p.ArmDeposit):
                 system.deposit()
             elif isinstance(msg, p.ContainerSeal):

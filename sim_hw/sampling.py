@@ -438,7 +438,22 @@ class SamplingSystem:
         self._energy_taken_j = total
         return out
 
-    # -- commands --------------------------------------------------------------------------------
+    # -- commands (one flat face, so an MCU emulator or a lock can wrap every call) ----------------
+
+    def start_drill(self, target_m: float, rate_mm_s: float) -> None:
+        self.drill.start(target_m, rate_mm_s)
+
+    def stop_drill(self) -> None:
+        self.drill.stop()
+
+    def retract_drill(self) -> None:
+        self.drill.retract()
+
+    def move_arm(self, shoulder_deg: float, elbow_deg: float) -> None:
+        self.arm.move(shoulder_deg, elbow_deg)
+
+    def scoop(self) -> None:
+        self.arm.scoop()
 
     def deposit(self) -> None:
         if self.container.sealed or self.container.seal_left_s > 0:

@@ -209,3 +209,30 @@ def test_a_rover_mcu_without_a_sampling_board_is_counted_never_a_crash(tmp_path:
         assert not any(m.faulted for g in v.executive.groups for m in g.members)
     finally:
         v.shutdown()
+
+
+def test_two_device_names_with_one_url_are_one_device_opened_once(tmp_path: Path) -> None:
+    world = World(kind="lander", seed=7)
+    cfg = parse({"vehicle": {"state_dir": str(tmp_path / "state")},
+                 "devices": {"mcu": "sim://sampling", "sampler": "sim://sampling"},
+                 "components": {"drill": {"type": "drill", "devices": {"drill": "mcu"}},
+                                "container": {"type": "sample_container", "devices": {"container": "sampler"}}},
+                 "rate_groups": [{"name": "control", "hz": 2, "members": ["cmd", "drill", "container"]}]})
+    v = Vehicle(cfg, SimClock(start_s=world.time_s), device_context={"world": world})
+    try:
+        assert v.devices["mcu"] is v.devices["sampler"]
+    finally:
+        v.shutdown()
+    assert v.devices["mcu"].closed
+
+
+def test_the_real_time_launcher_puts_the_sampling_board_on_the_mcu() -> None:
+    from importlib import resources
+
+    from flight.config import load as load_config
+    from magpie.sitlrun import device_overrides
+
+    cfg = load_config(Path(str(resources.files("magpie.configs").joinpath("change5_lander.toml"))))
+    sitl = {"mcu": "mcu+serial:///tmp/ttyMCU", "camera.pancam": "camera+sitl://x", "watchdog": "watchdog+null://"}
+    out = device_overrides(cfg, sitl, "radio+zmq://tcp://127.0.0.1:1")
+    assert out["sampler"] == out["mcu"] == "mcu+serial:///tmp/ttyMCU"

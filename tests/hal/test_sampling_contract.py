@@ -155,3 +155,19 @@ def test_a_lander_world_behind_the_emulator_is_a_lander_mcu_with_its_sampling_bo
         assert dev.read_drive().left_ticks == 0  # the same MCU is still the lander's (still) drive
     finally:
         dev.close()
+
+
+def test_the_real_time_world_serves_the_sampling_board_through_its_mcu_under_the_world_lock() -> None:
+    from sim_hw.sitl import ScaledPlant
+
+    world = World(kind="lander", seed=6, sampling=CONFIG)
+    lock = threading.Lock()
+    dev = open_device("mcu+pty://?stream_hz=50", plant=ScaledPlant(world.mcu_plant(), lock, 4.0))
+    try:
+        assert dev.has_capability(p.Capability.sampling())
+        dev.move_arm(62.0, -150.0)
+        wait_for(lambda: dev.read_arm().shoulder_deg == pytest.approx(62.0, abs=0.01), "the arm at 62 deg")
+        with lock:  # the world's own view agrees, read under the same lock
+            assert world.sampling is not None and world.sampling.read_arm().shoulder_deg == pytest.approx(62.0)
+    finally:
+        dev.close()
