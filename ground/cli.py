@@ -271,7 +271,7 @@ def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``ground``, ``cmd``, ``tlm``, ``events``, ``timeline`` and ``archive`` to the ``magpie`` CLI."""
+    """Add ``ground``, ``cmd``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
     p = subparsers.add_parser(
         "ground",
         help="run the ground station process",
@@ -332,6 +332,7 @@ def register(subparsers: Any) -> None:
         p.add_argument("--count", type=int, default=None, help="stop a live tail after N items")
         p.set_defaults(func=_guarded(func))
 
+    # ``timeline``: the sequence steps of the archive, planned against actual (ground.timeline)
     p = subparsers.add_parser(
         "timeline",
         help="print the sequence timeline from the archive: planned vs actual per step",
