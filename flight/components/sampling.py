@@ -7,8 +7,8 @@ Four components, one per mechanism, usually named ``drill``, ``arm``, ``containe
 channels and events say how it goes, so a timeline waits on telemetry (``until drill.state ...``)
 rather than on a command that lasts minutes.
 
-**The drill watches itself.** A *jam* is the device reporting JAMMED, or the torque at or above
-``drill.jam_torque_nm`` with no progress on ``drill.jam_samples`` samples in a row: the drill
+**The drill watches itself.** A *jam* is the device reporting JAMMED (the torque at its stall
+limit with no progress, which the drill's controller judges at its own rate): the drill
 raises ``DrillJammed``, stops the motor (a held bit heats the motor at its stall current) and,
 with ``on_jam = "retract"`` (the default), pulls the bit up, which frees it and brings the partial
 core to the container. An *overheat* is the motor temperature at or above ``drill.overheat_c``
@@ -120,9 +120,6 @@ class DrillControl(_Mechanism):
               (Arg("temp_c", "f32"), Arg("action", "str"))),
     )
     PARAMS = (
-        Param("jam_torque_nm", "f32", 55.0, "N m", min=1.0, max=500.0,
-              doc="torque at which a drill making no progress is jammed"),
-        Param("jam_samples", "u8", 3, min=1, max=100, doc="samples without progress at the jam torque"),
         Param("overheat_c", "f32", 110.0, "degC", min=0.0, max=200.0, doc="motor temperature that stops the drill"),
         Param("resume_c", "f32", 70.0, "degC", min=-50.0, max=200.0, doc="temperature at which it may resume"),
     )
@@ -143,7 +140,6 @@ class DrillControl(_Mechanism):
         self._cooling = False
         self._was_state = int(DrillState.IDLE)
         self._was_depth = 0.0
-        self._stuck = 0
         self._publish_counts()
 
     def _publish_counts(self) -> None:
@@ -165,7 +161,6 @@ class DrillControl(_Mechanism):
         self.tlm("core_kg", st.core_kg)
         self.publish("status", st)
         prev, self._was_state = self._was_state, st.state
-        progress = st.depth_m > self._was_depth + 1e-6
         self._was_depth = st.depth_m
         if self._cooling:
             self._cool_step(st)
@@ -173,12 +168,6 @@ class DrillControl(_Mechanism):
             self._overheat(st)
         elif st.state == DrillState.JAMMED and prev != DrillState.JAMMED:
             self._jam(st)
-        elif st.state == DrillState.DRILLING and st.torque_nm >= self.param("jam_torque_nm") and not progress:
-            self._stuck += 1
-            if self._stuck >= int(self.param("jam_samples")):
-                self._jam(st)
-        else:
-            self._stuck = 0
         if self._drilling and st.state == DrillState.IDLE and st.depth_m >= self._target - 1e-3:
             self._drilling = False
             self._done = True
@@ -188,7 +177,6 @@ class DrillControl(_Mechanism):
             self.event("DrillRetracted")
 
     def _jam(self, st: Any) -> None:
-        self._stuck = 0
         self._jams += 1
         self._drilling = False
         self.tlm("jams", self._jams)
@@ -233,7 +221,7 @@ class DrillControl(_Mechanism):
             raise CommandFailed(f"the drill motor is cooling (to {self.param('resume_c'):g} C); it resumes by itself")
         self._do("DRILL_START", self.dev.start_drill, depth_m, rate_mm_s)
         self._target, self._rate = float(depth_m), float(rate_mm_s)
-        self._drilling, self._done, self._stuck = True, False, 0
+        self._drilling, self._done = True, False
         self._publish_counts()
         self.event("DrillStarted", depth_m=depth_m, rate_mm_s=rate_mm_s)
 
