@@ -236,3 +236,24 @@ def test_the_real_time_launcher_puts_the_sampling_board_on_the_mcu() -> None:
     sitl = {"mcu": "mcu+serial:///tmp/ttyMCU", "camera.pancam": "camera+sitl://x", "watchdog": "watchdog+null://"}
     out = device_overrides(cfg, sitl, "radio+zmq://tcp://127.0.0.1:1")
     assert out["sampler"] == out["mcu"] == "mcu+serial:///tmp/ttyMCU"
+
+
+def test_the_motors_own_cut_out_is_seen_and_ridden_out_too(tmp_path: Path) -> None:
+    from sim_hw.sampling import DrillConfig
+
+    world = World(kind="lander", seed=7, sampling=SamplingConfig(drill=DrillConfig(cutout_c=60.0, restart_c=40.0)))
+    assert world.sampling is not None
+    world.sampling.regolith.strength, world.sampling.regolith.layers = 1.8, ()
+    v, rec = lander(tmp_path, world)
+    try:
+        v.dispatcher.submit("PRM_SET", {"name": "drill.overheat_c", "value": "200"})  # above the motor's own
+        v.dispatcher.submit("PRM_SET", {"name": "drill.resume_c", "value": "35"})
+        cmd(v, "DRILL_START", depth_m=2.0, rate_mm_s=12.0)
+        run(v, 1500.0)
+        v.flush()
+        assert world.sampling.drill.overheats >= 1  # the motor tripped its cut-out
+        assert len(rec.events("DrillOverheat")) == world.sampling.drill.overheats == v.fw.tlm.get("drill.overheats")
+        assert all("resuming" in c.text for c in rec.events("DrillCooled"))
+        assert rec.events("DrillDepthReached") and v.fw.tlm.get("drill.done") is True
+    finally:
+        v.shutdown()
