@@ -21,7 +21,8 @@ from sim_hw.site import Site
 
 #: simulated seconds per scenario (quick, full): the interesting part of each plan
 SPANS = {"change4-farside": (300.0, 1800.0), "zhurong-utopia": (3600.0, 88775.0),
-         "ilrs-southpole": (300.0, 1800.0), "lunar-day": (3600.0, 86400.0), "imaging-demo": (60.0, 180.0)}
+         "ilrs-southpole": (300.0, 1800.0), "lunar-day": (3600.0, 86400.0), "imaging-demo": (60.0, 180.0),
+         "change5-sample-return": (400.0, 900.0)}
 
 
 def world_alone(name: str, span_s: float) -> float:

@@ -25,6 +25,10 @@ _BUILTIN = {
     "imaging": "flight.imaging.component:Imaging",
     "fault": "flight.fault.protection:FaultProtection",
     "payload_host": "flight.payload.host:PayloadHost",
+    "drill": "flight.components.sampling:DrillControl",
+    "sample_arm": "flight.components.sampling:ArmControl",
+    "sample_container": "flight.components.sampling:ContainerControl",
+    "ascent": "flight.components.sampling:AscentControl",
 }
 
 

@@ -6,7 +6,8 @@ that every component's declared devices exist and implement the right contract, 
 the shared framework, generate the dictionary, load parameters, ``setup()`` each component and
 announce the boot. Nothing runs until all of that has succeeded.
 
-A component may also name devices it uses when present (``OPTIONAL_DEVICES``: a watchdog, a
+Two device names with the same URL are one device, opened once (a lander's MCU is also its
+sampling board). A component may also name devices it uses when present (``OPTIONAL_DEVICES``: a watchdog, a
 power switch); those are bound only when configured. A component with an ``admit(name)`` method
 (fault protection's mode manager) joins the dispatcher's admission checks, so a command can be
 REJECTED by mode before it runs without the owning component knowing modes exist.
@@ -82,14 +83,19 @@ class Vehicle:
     def _open_devices(self, context: Mapping[str, Any]) -> None:
         from hal import HalError, open_device  # hal contracts only; drivers load lazily
 
+        by_url: dict[str, Any] = {}
         for name, url in self.config.devices.items():
             if name in self.devices:
+                continue
+            if url in by_url:  # one device under two names (a lander's MCU is also its sampling board)
+                self.devices[name] = by_url[url]
                 continue
             try:
                 dev = open_device(url, **context)
             except HalError as exc:
                 raise ConfigError(f"devices.{name}: {exc}") from exc
             self.devices[name] = dev
+            by_url[url] = dev
             self._opened.append(dev)
 
     def _make(self, cc: ComponentConfig) -> Component:

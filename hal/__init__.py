@@ -1,9 +1,16 @@
 """Hardware abstraction: device contracts, opening devices by URL, and the real drivers."""
 
 from hal.contracts import (
+    ArmStatus,
+    AscentInterface,
+    AscentStatus,
     Camera,
     CameraModel,
+    ContainerStatus,
     Device,
+    Drill,
+    DrillState,
+    DrillStatus,
     DriveStatus,
     DriveTrain,
     Frame,
@@ -12,6 +19,8 @@ from hal.contracts import (
     PowerMonitor,
     PowerReading,
     Radio,
+    SampleArm,
+    SampleContainer,
     StereoPair,
     ThermalReading,
     ThermalSensors,
@@ -25,13 +34,15 @@ from hal.errors import (
     HalError,
     LinkDownError,
     ProtocolError,
+    UnsupportedError,
 )
 from hal.registry import known_schemes, open_device, register_scheme
 
 __all__ = [
-    "Camera", "CameraModel", "Device", "DriveStatus", "DriveTrain", "Frame", "Imu", "ImuReading",
-    "PowerMonitor", "PowerReading", "Radio", "StereoPair", "ThermalReading", "ThermalSensors",
-    "Watchdog", "CommandRejectedError", "DeviceClosedError", "DeviceTimeoutError",
-    "DeviceUrlError", "HalError", "LinkDownError", "ProtocolError", "known_schemes",
+    "ArmStatus", "AscentInterface", "AscentStatus", "Camera", "CameraModel", "ContainerStatus", "Device",
+    "Drill", "DrillState", "DrillStatus", "DriveStatus", "DriveTrain", "Frame", "Imu", "ImuReading",
+    "PowerMonitor", "PowerReading", "Radio", "SampleArm", "SampleContainer", "StereoPair", "ThermalReading",
+    "ThermalSensors", "Watchdog", "CommandRejectedError", "DeviceClosedError", "DeviceTimeoutError",
+    "DeviceUrlError", "HalError", "LinkDownError", "ProtocolError", "UnsupportedError", "known_schemes",
     "open_device", "register_scheme",
 ]

@@ -12,6 +12,7 @@ device raises :class:`~hal.errors.DeviceClosedError` naming the method.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,63 @@ class PowerReading:
 class ThermalReading:
     time_s: float
     temps_c: dict[str, float] = field(default_factory=dict)
+
+
+class DrillState(enum.IntEnum):
+    """What a sample drill is doing (``DrillStatus.state``)."""
+
+    IDLE = 0  # stopped, anywhere from the surface to the bottom of its stroke
+    DRILLING = 1
+    RETRACTING = 2
+    JAMMED = 3  # the bit is held: torque at the stall limit, no progress; retract to free it
+    OVERHEATED = 4  # the motor tripped its thermal cut-out; it may restart once cool
+
+
+@dataclass(frozen=True, slots=True)
+class DrillStatus:
+    """A rotary-percussive sample drill: depth of the bit, rate, torque, motor temperature."""
+
+    time_s: float
+    depth_m: float
+    rate_mm_s: float  # penetration rate now (negative while retracting)
+    torque_nm: float
+    temp_c: float
+    state: int = DrillState.IDLE
+    core_kg: float = 0.0  # core collected in the drill's sample tube
+    target_m: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ArmStatus:
+    """A two-joint scoop arm: joint angles, the scoop's contact force and the horizontal reach."""
+
+    time_s: float
+    shoulder_deg: float
+    elbow_deg: float
+    force_n: float
+    reach_m: float
+    moving: bool = False
+    scooping: bool = False
+    holding_kg: float = 0.0  # regolith in the scoop
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStatus:
+    """The sample container: what it holds and whether its lid is sealed."""
+
+    time_s: float
+    mass_kg: float
+    sealed: bool = False
+    sealing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AscentStatus:
+    """The interface to the ascent vehicle: ready (container sealed and stowed), armed."""
+
+    time_s: float
+    ready: bool = False
+    armed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,3 +359,75 @@ class Watchdog(Device):
     def resume(self) -> None:
         """Expect kicks again (the first one is due within the timeout)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be suspended")
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling: a sample-return lander's drill, scoop arm, sample container and ascent interface.
+# One device may be all four (the sampling board of an MCU); commands start an action and
+# return, the reading says how it goes. A device refuses what it cannot do now (a seal with
+# the lid already sealed is fine; arming the ascent with the container open is not) with
+# CommandRejectedError, and what it cannot do at all with UnsupportedError.
+
+
+class Drill(Device):
+    """A sample drill: drill down to a depth at a rate, stop, retract (which frees a jammed bit
+    and hands the core to the sample container)."""
+
+    max_depth_m: float = 2.5
+
+    @abc.abstractmethod
+    def start_drill(self, target_depth_m: float, rate_mm_s: float) -> None:
+        """Drill down to ``target_depth_m`` at ``rate_mm_s`` (the rate the regolith allows)."""
+
+    @abc.abstractmethod
+    def stop_drill(self) -> None:
+        """Stop the drill where it is."""
+
+    @abc.abstractmethod
+    def retract_drill(self) -> None:
+        """Pull the bit back to the surface."""
+
+    @abc.abstractmethod
+    def read_drill(self) -> DrillStatus:
+        """Latest depth, rate, torque, temperature and state."""
+
+
+class SampleArm(Device):
+    """A scoop on a two-joint arm: move the joints, scoop where the scoop touches the surface,
+    deposit what it holds into the container (from the stow pose)."""
+
+    @abc.abstractmethod
+    def move_arm(self, shoulder_deg: float, elbow_deg: float) -> None:
+        """Move the joints to these angles (at the arm's own rate)."""
+
+    @abc.abstractmethod
+    def scoop(self) -> None:
+        """Close the scoop through the surface under it."""
+
+    @abc.abstractmethod
+    def deposit(self) -> None:
+        """Empty the scoop into the sample container."""
+
+    @abc.abstractmethod
+    def read_arm(self) -> ArmStatus:
+        """Latest joint angles, force and reach."""
+
+
+class SampleContainer(Device):
+    @abc.abstractmethod
+    def seal_container(self) -> None:
+        """Close and seal the lid; sealing takes a little while and cannot be undone."""
+
+    @abc.abstractmethod
+    def read_container(self) -> ContainerStatus:
+        """Latest mass held and seal state."""
+
+
+class AscentInterface(Device):
+    @abc.abstractmethod
+    def arm_ascent(self, armed: bool) -> None:
+        """Arm (or safe) the ascent vehicle's separation; arming needs it ready."""
+
+    @abc.abstractmethod
+    def read_ascent(self) -> AscentStatus:
+        """Whether the ascent vehicle is ready and armed."""

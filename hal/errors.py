@@ -29,3 +29,8 @@ class ProtocolError(HalError):
 
 class CommandRejectedError(HalError):
     """A device refused a command (for example an MCU NACK), with its reason."""
+
+
+class UnsupportedError(HalError):
+    """A device (or the firmware behind it) does not have the ability asked for: a drill on an
+    MCU whose firmware reports no drill. Counted by the driver, never retried."""

@@ -32,6 +32,7 @@ from flight.vehicle import Vehicle
 from magpie import sitlrun
 from magpie.durations import format_duration, parse_duration
 from mission.solo import FAST_FLUSH_S, FAST_WORLD, _world_for, assemble, fast_config, fly, reboot
+from sim_hw.sampling import FAULTS as SAMPLING_FAULTS
 
 __all__ = ["FAST_FLUSH_S", "FAST_WORLD", "assemble", "cmd_sim", "fast_config", "fly", "reboot", "register"]
 
@@ -79,9 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "short drive, a turn, a stop and a ping; magpie/configs/imaging_demo.seq images)")
     p.add_argument("--scenario", default=None, metavar="NAME|FILE",
                    help="fly a scenario: several vehicles on one world through one relay (built-in: "
-                        "change4-farside, zhurong-utopia, ilrs-southpole, lunar-day, imaging-demo; or a "
+                        "change4-farside, change5-sample-return, zhurong-utopia, ilrs-southpole, lunar-day, "
+                        "imaging-demo; or a "
                         "scenario TOML file; 'list' lists them). --duration, --seed, --out, --fast and "
                         "--archive apply; with --realtime every vehicle flies as its own process on the real clock")
+    p.add_argument("--fault", action="append", default=[], metavar="NAME", choices=SAMPLING_FAULTS,
+                   help="seed a fault into the scenario's world (with --scenario; may be repeated): "
+                        "drill-jam buries a rock the drill of a sample-return lander cannot pass "
+                        "(change5-sample-return: its timeline switches to the scoop contingency)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     sitlrun.add_arguments(p)  # --world, --speed, --web-port: live operations in the world
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -245,7 +251,7 @@ def _scenario(args: argparse.Namespace, duration: float) -> int:
     fast = args.fast or scenario.fast
     try:
         mission = FleetMission(scenario, out, seed=args.seed if args.seed_given else None, fast=fast,
-                               archive_path=args.archive)
+                               archive_path=args.archive, faults=tuple(args.fault))
     except (ConfigError, ValueError) as exc:
         print(f"magpie sim: {exc}", file=sys.stderr)
         return 2
@@ -309,6 +315,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration)
     except ValueError as exc:
         print(f"magpie sim: --duration: {exc}", file=sys.stderr)
+        return 2
+    if args.fault and (args.scenario is None or args.realtime):
+        print("magpie sim: --fault seeds a scenario's world: give it with --scenario (not --realtime)",
+              file=sys.stderr)
         return 2
     if args.scenario is not None:
         if args.realtime and args.scenario != "list":

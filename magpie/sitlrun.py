@@ -76,7 +76,9 @@ def device_overrides(config: VehicleConfig, sitl: dict[str, str], radio: str) ->
     """The ``--device NAME=URL`` replacements that put the vehicle on the world and the relay."""
     out = {}
     for name, url in config.devices.items():
-        if url.startswith(("sim://mcu", "mcu+")):
+        if url.startswith(("sim://mcu", "mcu+", "sim://sampling")):
+            # a sample-return lander's sampling board is its MCU on the real-time world: the
+            # emulator drives the world's drill, arm and container over the same serial link
             out[name] = sitl["mcu"]
         elif url.startswith(("sim://camera", "camera+")):
             out[name] = sitl[f"camera.{name}"]
@@ -101,6 +103,7 @@ class Craft:
     home: Path  # its state/, keys/ and dictionary.json live here
     plan: Path | None = None
     plan_at_s: float = 5.0
+    sequences: tuple[Path, ...] = ()  # stored on board beside the plan (its contingencies)
 
 
 @dataclass
@@ -140,7 +143,7 @@ class LiveMission:
                 if not wants_world(v.config):
                     raise ConfigError(f"{self.mission}: vehicle {v.name}: no MCU or camera device")
                 self.crafts.append(Craft(f"flight-{v.name}", v.name, v.scid, v.config, self.out / v.name,
-                                         v.plan, v.plan_at_s))
+                                         v.plan, v.plan_at_s, v.sequences))
             self.config_path = None
         else:
             if self.config_path is None:
@@ -251,10 +254,11 @@ class LiveMission:
         if c.home != self.out:
             (c.home / "keys").mkdir(parents=True, mode=0o700, exist_ok=True)
             shutil.copy2(self.out / "keys" / "uplink.key", c.home / "keys" / "uplink.key")
-        if c.plan is not None:  # the plan is on board, as it was uplinked before the run
+        # the plan and its contingencies are on board, as they were uplinked before the run
+        for stored in ([c.plan] if c.plan is not None else []) + list(c.sequences):
             seqs = c.home / "state" / "sequences"
             seqs.mkdir(parents=True, exist_ok=True)
-            (seqs / c.plan.name).write_text(c.plan.read_text(encoding="utf-8"), encoding="utf-8")
+            (seqs / stored.name).write_text(stored.read_text(encoding="utf-8"), encoding="utf-8")
         radio = f"radio+zmq://tcp://127.0.0.1:{self.ports['vehicle']}?scid={c.scid}"
         argv = [sys.executable, "-m", "magpie.flightrun"]
         if self.scenario_plan is not None:

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 FAST_WORLD = {"slow_dt_s": 60.0}
 #: the longest idle span fast mode crosses in one step of the mission loop
 MAX_SKIP_S = 1800.0
+#: events of a sample-return lander the run's summary lists
+SAMPLING_MILESTONES = ("DrillDepthReached", "DrillJammed", "DrillOverheat", "SeqContingency", "ContainerSealed",
+                       "AscentArmed")
 
 
 @dataclass
@@ -108,6 +111,8 @@ class VehicleSummary:
     truth: str
     #: hosted payloads' products on the ground: (payload, APID) -> (complete, partial)
     payload_products: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    #: a sample-return lander's milestones as the ground archived them: (event name, time s, text)
+    sampling: list[tuple[str, float, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         cmds = ", ".join(f"{k} {v}" for k, v in sorted(self.commands.items())) or "none"
@@ -125,6 +130,7 @@ class VehicleSummary:
             f"  relay       down sent {d.get('sent', 0)} delivered {d.get('delivered', 0)} blocked "
             f"{d.get('blocked', 0)} lost {d.get('lost', 0)}; up sent {u.get('sent', 0)} delivered "
             f"{u.get('delivered', 0)} held at the relay {u.get('stored', 0)}",
+            *(f"  sampling    t={t:.1f} s {name}: {text}" for name, t, text in self.sampling),
             f"  truth       {self.truth}",
         ]
         return out
@@ -154,6 +160,11 @@ class FleetSummary:
         return out
 
 
+def _has_sampling(plan: VehiclePlan) -> bool:
+    """Whether a vehicle carries sampling mechanisms (a sampling table or a sim://sampling device)."""
+    return plan.sampling is not None or any(url.startswith("sim://sampling") for url in plan.config.devices.values())
+
+
 def _payload_name(meta: Any) -> str | None:
     """The ``payload`` named in a product chunk's archived metadata (None if absent or unreadable)."""
     try:
@@ -169,8 +180,10 @@ class FleetMission:
 
     def __init__(self, scenario: MissionScenario, out_dir: Path, *, seed: int | None = None, fast: bool = False,
                  tick_s: float | None = None, ack_interval_s: float = 1.0, archive_path: Path | None = None,
-                 skip_idle: bool = True) -> None:
+                 skip_idle: bool = True, faults: tuple[str, ...] = ()) -> None:
         self.scenario = scenario
+        self.faults = tuple(faults)
+        self._check_faults(scenario, self.faults)
         self.seed = scenario.world.seed if seed is None else int(seed)
         self.fast = fast
         self.skip_idle = skip_idle
@@ -190,6 +203,7 @@ class FleetMission:
         for plan in scenario.vehicles:
             self.relay.add_vehicle(plan.scid, plan.hop_delay_s, plan.windows)
             self.crafts[plan.scid] = self._build(plan, start, ack_interval_s)
+        self._inject(self.faults)
         self.archive = Archive(self.archive_path)
         state = self.out / "ground-state"
         state.mkdir(parents=True, exist_ok=True)
@@ -243,10 +257,10 @@ class FleetMission:
         cfg = dataclasses.replace(cfg, state_dir=home / "state", components=comps, devices={**cfg.devices, dname: link})
         if self.fast:
             cfg = fast_config(cfg)
-        if plan.plan is not None:
+        for stored in ([plan.plan] if plan.plan is not None else []) + list(plan.sequences):
             seqs = home / "state" / "sequences"
             seqs.mkdir(parents=True, exist_ok=True)
-            (seqs / plan.plan.name).write_text(plan.plan.read_text(encoding="utf-8"), encoding="utf-8")
+            (seqs / stored.name).write_text(stored.read_text(encoding="utf-8"), encoding="utf-8")
         world = self.site[plan.name]
         clock = SimClock(start_s=start)
         clock.on_advance(lambda t_ns, w=world: w.step_to(t_ns / NS))
@@ -260,6 +274,25 @@ class FleetMission:
 
         (home / "dictionary.json").write_text(to_json(craft.vehicle.dictionary), encoding="utf-8")
         return craft
+
+    @staticmethod
+    def _check_faults(scenario: MissionScenario, faults: tuple[str, ...]) -> None:
+        """Refuse (ValueError, one line) a fault that is unknown or hits nothing in this scenario."""
+        from sim_hw.sampling import FAULTS
+
+        for fault in faults:
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
+            if not any(_has_sampling(v) for v in scenario.vehicles):
+                raise ValueError(f"fault {fault}: no vehicle of {scenario.name} has a drill")
+
+    def _inject(self, faults: tuple[str, ...]) -> None:
+        """Seed world faults (``--fault``) into every vehicle that has the mechanism they hit."""
+        for fault in faults:
+            for c in self.crafts.values():
+                if c.world.sampling is not None:
+                    c.world.sampling.inject(fault)
+                    log.warning("%s: fault %s seeded", c.name, fault)
 
     @staticmethod
     def _boot(cfg: VehicleConfig, clock: SimClock, context: dict[str, Any]) -> tuple[Vehicle, Comm]:
@@ -437,7 +470,8 @@ class FleetMission:
             mode=str(latest[1]) if latest else "?", commands=commands, events=len(events),
             goal_reached=sum(1 for e in events if e.name == "GoalReached"),
             products_complete=len(full), products_partial=len(partial),
-            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary(), payload_products=payload_products)
+            link=self.relay.stats_dict(craft.scid), truth=craft.world.summary(), payload_products=payload_products,
+            sampling=[(e.name, float(e.time), e.text) for e in events if e.name in SAMPLING_MILESTONES])
 
     def summary(self) -> FleetSummary:
         return FleetSummary(self.scenario.name, self.seed, self.now - self.start_s, self.wall_s, self.drained,
@@ -454,9 +488,9 @@ class FleetMission:
 
 def fly_scenario(scenario: MissionScenario, out_dir: Path, duration_s: float, *, seed: int | None = None,
                  fast: bool = False, drain_max_s: float = 1800.0,
-                 progress: Callable[[float], None] | None = None) -> FleetSummary:
+                 progress: Callable[[float], None] | None = None, faults: tuple[str, ...] = ()) -> FleetSummary:
     """Fly ``scenario`` for ``duration_s``, drain the link, close, and return the summary."""
-    mission = FleetMission(scenario, out_dir, seed=seed, fast=fast or scenario.fast)
+    mission = FleetMission(scenario, out_dir, seed=seed, fast=fast or scenario.fast, faults=faults)
     try:
         mission.advance(mission.start_s + duration_s, progress)
         mission.drain(drain_max_s)

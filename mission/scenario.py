@@ -33,9 +33,12 @@ Format (every key is checked once; an error is one line naming the file and the 
     start = { x = 36.0, y = 30.0, yaw_deg = 180.0 }
     plan = "change4_rover.seq"      # a sequence sent up (SEQ_RUN) from the ground at plan_at_s
     plan_at_s = 5.0
+    sequences = ["scoop_only.seq"]  # more sequences stored on board (a plan's contingencies)
     hop_delay_s = 0.27              # this vehicle's hop (default: the relay's)
     windows = { ... }               # this vehicle's visibility (default: the relay's)
     lander = { tilt_pitch_deg = 1.5 }  # landers: body and landing tilt (sim_hw.lander.LanderConfig)
+    sampling = { drill = { cutout_c = 120 }, container = { seal_s = 20 } }
+                                    # sample-return landers: drill, arm and container (sim_hw.sampling)
     battery = { capacity_wh = 1000 }   # overrides of the world's battery / solar panel for this vehicle
     solar = { area_m2 = 2.0 }
 
@@ -61,6 +64,7 @@ from sim_hw.lander import LanderConfig
 from sim_hw.power import BatteryConfig, SolarConfig
 from sim_hw.relay import RelayParams, Schedule
 from sim_hw.relay_presets import PRESETS as RELAY_PRESETS
+from sim_hw.sampling import ArmConfig, ContainerConfig, DrillConfig, SamplingConfig
 from sim_hw.scenario import Scenario as WorldScenario
 from sim_hw.scenario import ScenarioError as WorldScenarioError
 from sim_hw.site import SiteVehicle
@@ -72,7 +76,7 @@ _SCENARIO_KEYS = {"name", "description", "body", "site", "seed", "fast"}
 _RELAY_KEYS = {"preset", "light_time_s", "date", "hop_delay_s", "rate_bps", "queue_limit_bytes",
                "store_limit_bytes", "loss", "ber", "windows", "earth_windows"}
 _VEHICLE_KEYS = {"name", "scid", "kind", "config", "start", "plan", "plan_at_s", "hop_delay_s", "windows",
-                 "lander", "battery", "solar"}
+                 "lander", "battery", "solar", "sampling", "sequences"}
 AU_LIGHT_S = 499.004784  # light time over one astronomical unit
 
 
@@ -94,14 +98,17 @@ class VehiclePlan:
     yaw_deg: float = 0.0
     plan: Path | None = None
     plan_at_s: float = 5.0
+    sequences: tuple[Path, ...] = ()  # stored on board beside the plan (its contingencies)
     hop_delay_s: float | None = None
     windows: Schedule | None = None
     lander: LanderConfig | None = None
     battery: dict[str, Any] = field(default_factory=dict)
     solar: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingConfig | None = None
 
     def site_vehicle(self) -> SiteVehicle:
-        return SiteVehicle(self.name, self.kind, self.x, self.y, self.yaw_deg, self.lander, self.battery, self.solar)
+        return SiteVehicle(self.name, self.kind, self.x, self.y, self.yaw_deg, self.lander, self.battery, self.solar,
+                           self.sampling)
 
 
 @dataclass(frozen=True)
@@ -315,20 +322,40 @@ def _vehicle(doc: dict[str, Any], i: int, base: Path, world: WorldScenario) -> V
         plan = next((p for p in cands if p.is_file()), None)
         if plan is None:
             raise ScenarioError(f"{where}plan: sequence {doc['plan']!r} does not exist beside the scenario")
+    extra = doc.get("sequences", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
+        raise ScenarioError(f"{where}sequences: expected a list of sequence file names")
+    sequences = []
+    for name_ in extra:
+        found_seq = next((d / name_ for d in _vehicle_search_path(base) if (d / name_).is_file()), None)
+        if found_seq is None:
+            raise ScenarioError(f"{where}sequences: sequence {name_!r} does not exist beside the scenario")
+        sequences.append(found_seq)
     lander = None
     if kind == "lander":
         lander = _config_table(LanderConfig, _table(doc, "lander", where), f"{where}lander.")
     elif "lander" in doc:
         raise ScenarioError(f"{where}lander: only a vehicle of kind lander has a lander table")
+    sampling = None
+    if "sampling" in doc:
+        if kind != "lander":
+            raise ScenarioError(f"{where}sampling: only a vehicle of kind lander carries a drill and a scoop")
+        table = _table(doc, "sampling", where)
+        parts = {"drill": DrillConfig, "arm": ArmConfig, "container": ContainerConfig}
+        _unknown(table, set(parts), f"{where}sampling.")
+        sampling = SamplingConfig(**{key: _config_table(cls, _table(table, key, f"{where}sampling."),
+                                                        f"{where}sampling.{key}.")
+                                     for key, cls in parts.items()})
     battery = _table(doc, "battery", where)
     _config_table(BatteryConfig, battery, f"{where}battery.")
     solar = _table(doc, "solar", where)
     _config_table(SolarConfig, solar, f"{where}solar.")
     windows = _schedule(doc["windows"], f"{where}windows") if "windows" in doc else None
     return VehiclePlan(name=name, scid=scid, kind=kind, config=config, config_path=found, x=x, y=y, yaw_deg=yaw,
-                       plan=plan, plan_at_s=_number(doc, "plan_at_s", where, 5.0, 0.0) or 0.0,
+                       plan=plan, sequences=tuple(sequences),
+                       plan_at_s=_number(doc, "plan_at_s", where, 5.0, 0.0) or 0.0,
                        hop_delay_s=_number(doc, "hop_delay_s", where, None, 0.0), windows=windows, lander=lander,
-                       battery=dict(battery), solar=dict(solar))
+                       battery=dict(battery), solar=dict(solar), sampling=sampling)
 
 
 def parse(doc: dict[str, Any], source: str = "<scenario>", base: Path | None = None) -> MissionScenario:

@@ -15,6 +15,10 @@ URL forms::
         camera of that name, or the defaults for a new one
     sim://watchdog?timeout=10
         records kicks on world time and says whether (and when) it would have bitten
+    sim://sampling[?jam_at_m=0.9]
+        a sample-return lander's drill, scoop arm, sample container and ascent interface in one
+        device (sim_hw.sampling), added to the world on first open; ``jam_at_m`` buries a rock
+        the drill cannot pass at that depth (a seeded jam)
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from hal.contracts import (
+    ArmStatus,
+    AscentInterface,
+    AscentStatus,
     Camera,
+    ContainerStatus,
+    Drill,
+    DrillStatus,
     DriveStatus,
     DriveTrain,
     Exposure,
@@ -37,14 +47,17 @@ from hal.contracts import (
     ImuReading,
     PowerMonitor,
     PowerReading,
+    SampleArm,
+    SampleContainer,
     StereoPair,
     ThermalReading,
     ThermalSensors,
     Watchdog,
 )
-from hal.errors import DeviceUrlError, HalError
+from hal.errors import CommandRejectedError, DeviceUrlError, HalError
 from hal.registry import parse_bool, parse_options
 from sim_hw import blocking
+from sim_hw.sampling import SamplingRefused, SamplingSystem
 from sim_hw.world import CameraSpec, World
 
 log = logging.getLogger(__name__)
@@ -55,7 +68,8 @@ CAMERA_FORM = (
     "[&pan=0&tilt=-20&noise=1&bgr=0]"
 )
 WATCHDOG_FORM = "sim://watchdog?timeout=10"
-FORMS = f"{MCU_FORM} | {CAMERA_FORM} | {WATCHDOG_FORM}"
+SAMPLING_FORM = "sim://sampling[?jam_at_m=0.9]"
+FORMS = f"{MCU_FORM} | {CAMERA_FORM} | {WATCHDOG_FORM} | {SAMPLING_FORM}"
 
 
 def _positive_int(text: str) -> int:
@@ -350,6 +364,68 @@ class SimWatchdog(Watchdog):
         return out
 
 
+class SimSampling(Drill, SampleArm, SampleContainer, AscentInterface):
+    """The lander's sampling mechanisms in process: readings at the world's time, commands applied
+    at once; a command the mechanism refuses raises CommandRejectedError with its reason."""
+
+    def __init__(self, world: World, system: SamplingSystem, url: str = SAMPLING_FORM) -> None:
+        super().__init__(url)
+        self.world = world
+        self.system = system
+        self.max_depth_m = system.config.drill.max_depth_m
+
+    def _do(self, method: str, fn: Any, *args: Any) -> None:
+        self._check_open(method)
+        try:
+            fn(*args)
+        except SamplingRefused as exc:
+            raise CommandRejectedError(f"{method}: {exc}") from None
+
+    def start_drill(self, target_depth_m: float, rate_mm_s: float) -> None:
+        self._do("start_drill", self.system.drill.start, target_depth_m, rate_mm_s)
+
+    def stop_drill(self) -> None:
+        self._do("stop_drill", self.system.drill.stop)
+
+    def retract_drill(self) -> None:
+        self._do("retract_drill", self.system.drill.retract)
+
+    def read_drill(self) -> DrillStatus:
+        self._check_open("read_drill")
+        return self.system.read_drill()
+
+    def move_arm(self, shoulder_deg: float, elbow_deg: float) -> None:
+        self._do("move_arm", self.system.arm.move, shoulder_deg, elbow_deg)
+
+    def scoop(self) -> None:
+        self._do("scoop", self.system.arm.scoop)
+
+    def deposit(self) -> None:
+        self._do("deposit", self.system.deposit)
+
+    def read_arm(self) -> ArmStatus:
+        self._check_open("read_arm")
+        return self.system.read_arm()
+
+    def seal_container(self) -> None:
+        self._do("seal_container", self.system.seal)
+
+    def read_container(self) -> ContainerStatus:
+        self._check_open("read_container")
+        return self.system.read_container()
+
+    def arm_ascent(self, armed: bool) -> None:
+        self._do("arm_ascent", self.system.arm_ascent, armed)
+
+    def read_ascent(self) -> AscentStatus:
+        self._check_open("read_ascent")
+        return self.system.read_ascent()
+
+    def _close(self) -> None:
+        # like the sampling board when its host goes away: the motors stop where they are
+        self.system.drill.stop()
+
+
 def _parse_loads(text: str) -> dict[str, float]:
     out = {}
     for part in text.split(","):
@@ -361,7 +437,7 @@ def _parse_loads(text: str) -> dict[str, float]:
     return out
 
 
-def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdog:
+def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdog | SimSampling:
     """Open a ``sim://`` device on the world passed as ``world=`` (see the module docstring)."""
     world = context.get("world")
     if not isinstance(world, World):
@@ -395,4 +471,10 @@ def open_sim_device(url: str, **context: Any) -> SimMcu | SimCamera | SimWatchdo
     if host == "watchdog":
         opts = parse_options(url, {"timeout": _positive_float}, WATCHDOG_FORM)
         return SimWatchdog(world, opts.get("timeout", 10.0), url)
+    if host == "sampling":
+        opts = parse_options(url, {"jam_at_m": _positive_float}, SAMPLING_FORM)
+        system = world.add_sampling()
+        if "jam_at_m" in opts:
+            system.inject("drill-jam", opts["jam_at_m"])
+        return SimSampling(world, system, url)
     raise DeviceUrlError(f"unknown sim device {host!r} in {url!r}; accepted forms: {FORMS}")

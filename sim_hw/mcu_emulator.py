@@ -17,6 +17,13 @@ USB CDC port waits for the host to come back.
 
 ``open_pty_mcu("mcu+pty://?stream_hz=50&corrupt=0.001&seed=1")`` starts an emulator and returns
 the connected driver; closing the driver stops the emulator.
+
+**Sampling.** A plant with a ``sampling`` attribute (a :class:`~sim_hw.sampling.SamplingSystem`:
+the world's plant of a sample-return lander, or ``SimplePlant(sampling=...)``) is a lander's MCU
+with a sampling board: VERSION reports DRILL, SAMPLE_ARM, SAMPLE_CONTAINER and ASCENT, the
+sampling commands are applied to it (a refusal is NACK REFUSED or OUT_OF_RANGE) and a
+SAMPLING_REPORT follows each SENSOR_REPORT. Without one, those commands are NACK UNSUPPORTED,
+as a rover's firmware answers them.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ import serial
 from hal.errors import DeviceUrlError
 from hal.mcu import protocol as p
 from hal.mcu.driver import McuSerial
+from hal.mcu.sampling import report_from
 from hal.registry import parse_options
 from sim_hw.plant import McuPlant, SimplePlant
 from sim_hw.ptylink import close_at, open_at
+from sim_hw.sampling import SamplingRefused
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,8 @@ class EmulatorCounters:
     dropped_frames: int = 0
     overflow_frames: int = 0  # nobody reading the port: the write would block, frame lost
     watchdog_trips: int = 0
+    unsupported: int = 0  # sampling commands to firmware without a sampling board
+    sampling_reports: int = 0
 
 
 class McuEmulator:
@@ -272,8 +283,7 @@ class McuEmulator:
             self.faults &= ~p.FaultFlags.WATCHDOG_STOP
             major, minor, patch = self.firmware
             self._send(p.Version(p.PROTOCOL_VERSION, major, minor, patch, self.board_id,
-                                 int(p.Capability.ENCODERS | p.Capability.IMU
-                                     | p.Capability.POWER | p.Capability.THERMAL)))
+                                 int(self.capabilities)))
         elif isinstance(msg, p.Heartbeat):
             self._send(p.Heartbeat(self._now_ms(now)))
         elif msg.MSG_ID not in p.ACKED:
@@ -288,7 +298,50 @@ class McuEmulator:
             else:
                 self._nack(seq, msg.MSG_ID, reason)
 
+    @property
+    def sampling(self) -> Any:
+        """The plant's sampling system, or None: a rover's MCU has no sampling board."""
+        return getattr(self.plant, "sampling", None)
+
+    @property
+    def capabilities(self) -> p.Capability:
+        caps = p.Capability.ENCODERS | p.Capability.IMU | p.Capability.POWER | p.Capability.THERMAL
+        if self.sampling is not None:
+            caps |= p.Capability.sampling()
+        return caps
+
+    def _sampling_command(self, msg: p.Message) -> p.NackReason | None:
+        system = self.sampling
+        if system is None:
+            self.counters.unsupported += 1
+            return p.NackReason.UNSUPPORTED
+        try:
+            if isinstance(msg, p.DrillStart):
+                system.start_drill(msg.target_mm / 1000.0, msg.rate_um_s / 1000.0)
+            elif isinstance(msg, p.DrillStop):
+                system.stop_drill()
+            elif isinstance(msg, p.DrillRetract):
+                system.retract_drill()
+            elif isinstance(msg, p.ArmMove):
+                system.move_arm(msg.shoulder_cdeg / 100.0, msg.elbow_cdeg / 100.0)
+            elif isinstance(msg, p.ArmScoop):
+                system.scoop()
+            elif isinstance(msg, p.ArmDeposit):
+                system.deposit()
+            elif isinstance(msg, p.ContainerSeal):
+                system.seal()
+            elif isinstance(msg, p.AscentArm):
+                if msg.armed not in (0, 1):
+                    return p.NackReason.OUT_OF_RANGE
+                system.arm_ascent(bool(msg.armed))
+        except SamplingRefused as exc:
+            log.info("emulator: %s refused: %s", type(msg).__name__, exc)
+            return p.NackReason.OUT_OF_RANGE if exc.kind == "range" else p.NackReason.REFUSED
+        return None
+
     def _command(self, msg: p.Message) -> p.NackReason | None:
+        if msg.MSG_ID in p.SAMPLING_COMMANDS:
+            return self._sampling_command(msg)
         if isinstance(msg, p.SetWheels):
             if max(abs(msg.left_mm_s), abs(msg.right_mm_s)) > MAX_SPEED_MM_S:
                 return p.NackReason.OUT_OF_RANGE
@@ -330,6 +383,10 @@ class McuEmulator:
         )
         self.counters.reports += 1
         self._send(report, record=True)
+        system = self.sampling
+        if system is not None:
+            self.counters.sampling_reports += 1
+            self._send(report_from(system, report.mcu_time_ms))
 
     def _send(self, msg: p.Message, record: bool = False) -> None:
         if self.drop and self._rng.random() < self.drop:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -84,7 +84,10 @@ class SimplePlant:
         accel_noise: float = 0.02,
         gyro_noise: float = 0.002,
         solar_w: float = 0.0,
+        sampling: Any = None,
     ) -> None:
+        #: a lander's sampling board (a sim_hw.sampling.SamplingSystem), stepped with the plant
+        self.sampling = sampling
         self.wheel_radius_m = wheel_radius_m
         self.track_width_m = track_width_m
         self.ticks_per_rev = ticks_per_rev
@@ -125,6 +128,8 @@ class SimplePlant:
         net_w = self.bus_nominal_v * self._load_current() - self.solar_w
         self.energy_wh = min(self.capacity_wh, max(0.0, self.energy_wh - net_w * dt_s / 3600.0))
         self.time_s += dt_s
+        if self.sampling is not None:
+            self.sampling.step_to(self.time_s)
 
     def _motor_current(self, i: int) -> float:
         return abs(self.speed[i]) * self.current_per_mps_a

@@ -20,6 +20,7 @@ import numpy as np
 
 from sim_hw.lander import LanderConfig
 from sim_hw.power import BatteryConfig, SolarConfig
+from sim_hw.sampling import SamplingConfig
 from sim_hw.scenario import Scenario
 from sim_hw.terrain import Terrain
 from sim_hw.world import World
@@ -39,6 +40,7 @@ class SiteVehicle:
     lander: LanderConfig | None = None
     battery: dict[str, Any] = field(default_factory=dict)
     solar: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingConfig | None = None  # a sample-return lander's drill, arm and container
 
 
 class Site:
@@ -68,6 +70,8 @@ class Site:
                 raise ValueError(f"vehicle {v.name}: two vehicles with one name")
             kw: dict[str, Any] = dict(terrain=self.terrain, start_x=x, start_y=y, start_yaw_deg=v.yaw_deg,
                                       kind=v.kind, lander=v.lander, name=v.name)
+            if v.sampling is not None:
+                kw["sampling"] = v.sampling
             if v.battery:
                 kw["battery"] = BatteryConfig(**{**dataclasses.asdict(BatteryConfig()), **scenario.battery,
                                                  **v.battery})

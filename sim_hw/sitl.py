@@ -191,6 +191,30 @@ class ScaledPlant:
         with self.lock:
             self.plant.reset_encoders()
 
+    @property
+    def sampling(self) -> Any:
+        """A sample-return lander's sampling board, every call under the world lock (None on a rover)."""
+        system = getattr(self.plant, "sampling", None)
+        return None if system is None else _Locked(system, self.lock)
+
+
+class _Locked:
+    """Calls on an object under a lock: the emulator's thread and the world's stepping never meet."""
+
+    def __init__(self, target: Any, lock: threading.Lock) -> None:
+        self._target, self._lock = target, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
 
 class CameraServer:
     """Serves the world's cameras on a ZeroMQ REP socket (one request at a time, under the lock)."""

@@ -46,6 +46,7 @@ from sim_hw.lander import Lander, LanderConfig
 from sim_hw.objects import Box, draw_boxes
 from sim_hw.power import Battery, BatteryConfig, PowerConfig, PowerSystem, SolarConfig, SolarPanel
 from sim_hw.render import CameraPose, Renderer, camera_model
+from sim_hw.sampling import Regolith, SamplingConfig, SamplingSystem
 from sim_hw.sensors import EncoderModel, ImuConfig, ImuModel
 from sim_hw.terrain import Terrain, TerrainConfig
 from sim_hw.thermal import ThermalConfig, ThermalModel
@@ -110,6 +111,7 @@ class World:
         shadows: bool = True,
         kind: str = "rover",
         lander: LanderConfig | None = None,
+        sampling: SamplingConfig | None = None,
         name: str = "vehicle",
     ) -> None:
         self.body = body_preset(preset)
@@ -176,6 +178,23 @@ class World:
         self._solar_w = self._solar_now()
         self._bus_v, _ = self.power.bus(self._load_w(), self._solar_w)
         self._frame_seq: dict[str, int] = {}
+        #: a sample-return lander's drill, arm, container and ascent interface (sim_hw.sampling)
+        self.sampling: SamplingSystem | None = None
+        if sampling is not None:
+            self.add_sampling(sampling)
+
+    def add_sampling(self, config: SamplingConfig | None = None) -> SamplingSystem:
+        """Give the vehicle its sampling mechanisms (once), over the regolith under it."""
+        if self.sampling is None:
+            s = self.vehicle.state
+            t = self.terrain
+            h, w = t.heights.shape
+            area = max(1e-9, (h - 1) * (w - 1) * t.resolution_m ** 2)
+            # Golombek k is the fraction of the surface rocks cover: the site's own, seen from its rocks
+            k = sum(math.pi * r.radius ** 2 for r in t.rocks) / area
+            regolith = Regolith.for_site(self.body.name, self.seed, s.x, s.y, k)
+            self.sampling = SamplingSystem(config, regolith, start_s=self.time_s)
+        return self.sampling
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -207,6 +226,7 @@ class World:
         dt = self.physics_dt_s
         k = self._slow_k
         veh = self.vehicle
+        sampling = self.sampling
         while self._steps < target:
             if veh.quiescent:
                 boundary = (self._steps // k + 1) * k
@@ -223,6 +243,8 @@ class World:
                 self._motor_heat_j[0] += pl * loss
                 self._motor_heat_j[1] += pr * loss
                 self._steps += 1
+            if sampling is not None:
+                sampling.step_to(self._steps * dt)
             if self._steps % k == 0:
                 self._slow_step()
 
@@ -236,6 +258,8 @@ class World:
         t_mid = self.env_time_s - 0.5 * dt
         solar = self.power.panel.output_w(self.env, t_mid, self.vehicle.rotation())
         motor_w = self._motor_j / dt
+        if self.sampling is not None:
+            motor_w += self.sampling.take_energy_j() / dt
         avionics = self._avionics_w()
         load = avionics + self.thermal.heater_power_w() + motor_w + self._switched_w()
         self.power.step(dt, load, solar)
@@ -538,3 +562,8 @@ class WorldPlant:
 
     def reset_encoders(self) -> None:
         self.world.vehicle.reset_encoders()
+
+    @property
+    def sampling(self) -> SamplingSystem | None:
+        """The lander's sampling board, which the emulator drives (None on a rover)."""
+        return self.world.sampling

@@ -7,6 +7,8 @@ from hal.mcu.protocol import (
     FaultFlags,
     FrameDecoder,
     NackReason,
+    SamplingFlags,
+    SamplingReport,
     SensorReport,
     crc16,
     decode_frame,
@@ -16,5 +18,6 @@ from hal.mcu.protocol import (
 
 __all__ = [
     "PROTOCOL_VERSION", "Decoded", "DecoderCounters", "FaultFlags", "FrameDecoder",
-    "NackReason", "SensorReport", "crc16", "decode_frame", "decode_message", "encode",
+    "NackReason", "SamplingFlags", "SamplingReport", "SensorReport", "crc16", "decode_frame",
+    "decode_message", "encode",
 ]

@@ -19,7 +19,12 @@ clock); ``link_up`` and ``report_age_s`` say how fresh it is.
 Events passed to ``on_event(name, **fields)``: ``LinkUp(port, firmware, board_id)``,
 ``LinkDown(port, reason)``, ``Reconnected(port, attempts, down_s)``,
 ``CommandRetry(command, seq, attempt)``, ``CommandTimeout(command, seq)``,
-``CommandRejected(command, seq, reason)``, ``FaultFlags(flags, raised, cleared)``.
+``CommandRejected(command, seq, reason)``, ``FaultFlags(flags, raised, cleared)``,
+``Unsupported(method, ability, firmware)``.
+
+A lander's MCU also drives its sampling board (drill, scoop arm, container, ascent interface):
+:mod:`hal.mcu.sampling`, a mixin of this class, so one device is all of it; the firmware's
+capability bits say which of those exist.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from hal.errors import (
     LinkDownError,
 )
 from hal.mcu import protocol as p
+from hal.mcu.sampling import McuSampling
 from hal.registry import parse_bool, parse_options
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,7 @@ class McuCounters:
     timeouts: int = 0
     link_downs: int = 0
     reconnects: int = 0
+    unsupported: int = 0  # calls for an ability the firmware does not have
 
 
 def parse_usb_id(spec: str) -> tuple[int, int, str | None]:
@@ -124,7 +131,7 @@ class _Pending:
         self.error: HalError | None = None
 
 
-class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
+class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors, McuSampling):
     """A microcontroller on a serial port speaking the Magpie MCU protocol (``PROTOCOL.md``)."""
 
     def __init__(
@@ -186,6 +193,7 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         self._last_hb = 0.0
         self._down_since = 0.0
         self._attempts = 0
+        self._init_sampling()
 
         port_obj = self._open_port()
         try:
@@ -351,6 +359,8 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         if isinstance(pending.reply, p.Nack):
             self._counters.nacks += 1
             reason = pending.reply.reason_name
+            if pending.reply.reason == p.NackReason.UNSUPPORTED:
+                raise self._unsupported(name, name)
             self._emit("CommandRejected", command=name, seq=seq, reason=reason)
             raise CommandRejectedError(f"{name} seq {seq} refused by the MCU: {reason}")
 
@@ -435,6 +445,8 @@ class McuSerial(DriveTrain, Imu, PowerMonitor, ThermalSensors):
             msg = item.msg
             if isinstance(msg, p.SensorReport):
                 self._take_report(msg, now)
+            elif isinstance(msg, p.SamplingReport):
+                self._take_sampling(msg)
             elif isinstance(msg, p.Ack | p.Nack):
                 seq, mid = (msg.acked_seq, msg.acked_id) if isinstance(msg, p.Ack) else (
                     msg.nacked_seq, msg.nacked_id)

@@ -107,6 +107,8 @@ class NackReason(enum.IntEnum):
     BAD_VERSION = 5
     NOT_READY = 6  # a command arrived before HELLO
     FAULT_ACTIVE = 7  # a latched fault forbids the command
+    UNSUPPORTED = 8  # the firmware has no such device (a drill command to a rover's MCU)
+    REFUSED = 9  # the device's state forbids it now (drill jammed, container still empty)
 
 
 class FaultFlags(enum.IntFlag):
@@ -132,6 +134,27 @@ class Capability(enum.IntFlag):
     POWER = 1 << 2
     THERMAL = 1 << 3
     SOLAR = 1 << 4
+    DRILL = 1 << 5
+    SAMPLE_ARM = 1 << 6
+    SAMPLE_CONTAINER = 1 << 7
+    ASCENT = 1 << 8
+
+    @classmethod
+    def sampling(cls) -> Capability:
+        """The bits of a sample-return lander's sampling board."""
+        return cls.DRILL | cls.SAMPLE_ARM | cls.SAMPLE_CONTAINER | cls.ASCENT
+
+
+class SamplingFlags(enum.IntFlag):
+    """Bits of SAMPLING_REPORT.flags."""
+
+    NONE = 0
+    ARM_MOVING = 1 << 0
+    ARM_SCOOPING = 1 << 1
+    CONTAINER_SEALED = 1 << 2
+    CONTAINER_SEALING = 1 << 3
+    ASCENT_READY = 1 << 4
+    ASCENT_ARMED = 1 << 5
 
 
 # ------------------------------------------------------------------------------------------
@@ -331,17 +354,140 @@ class SensorReport(Message):
         return dict(zip(self.TEMP_NAMES, vals, strict=True))
 
 
+# Sampling: a sample-return lander's drill, scoop arm, container and ascent interface. Integers
+# on the way in (millimetres, micrometres per second, centidegrees) so firmware needs no floats to
+# check a command; floats on the way out, like SENSOR_REPORT.
+
+
+def _scaled(value: float, scale: float, lo: int, hi: int, what: str) -> int:
+    if value != value or not lo <= round(value * scale) <= hi:
+        raise ValueError(f"{what} {value!r} outside {lo / scale:g}..{hi / scale:g}")
+    return round(value * scale)
+
+
+@dataclass(frozen=True, slots=True)
+class DrillStart(Message):
+    """Host -> MCU: drill down to ``target_mm`` (u16 mm) at ``rate_um_s`` (u16 micrometres/s)."""
+
+    MSG_ID: ClassVar[int] = 0x40
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<HH")
+    target_mm: int = 0
+    rate_um_s: int = 0
+
+    @classmethod
+    def from_si(cls, target_m: float, rate_mm_s: float) -> DrillStart:
+        """Round metres and mm/s to the wire's units; ValueError outside them or for NaN."""
+        return cls(_scaled(target_m, 1000.0, 0, 0xFFFF, "drill target m"),
+                   _scaled(rate_mm_s, 1000.0, 0, 0xFFFF, "drill rate mm/s"))
+
+
+@dataclass(frozen=True, slots=True)
+class DrillStop(Message):
+    """Host -> MCU: stop the drill where it is."""
+
+    MSG_ID: ClassVar[int] = 0x41
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class DrillRetract(Message):
+    """Host -> MCU: pull the bit back to the surface (frees a jam, hands the core over)."""
+
+    MSG_ID: ClassVar[int] = 0x42
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmMove(Message):
+    """Host -> MCU: move the scoop arm's joints to these angles (i16 centidegrees)."""
+
+    MSG_ID: ClassVar[int] = 0x43
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<hh")
+    shoulder_cdeg: int = 0
+    elbow_cdeg: int = 0
+
+    @classmethod
+    def from_deg(cls, shoulder_deg: float, elbow_deg: float) -> ArmMove:
+        return cls(_scaled(shoulder_deg, 100.0, -0x8000, 0x7FFF, "shoulder deg"),
+                   _scaled(elbow_deg, 100.0, -0x8000, 0x7FFF, "elbow deg"))
+
+
+@dataclass(frozen=True, slots=True)
+class ArmScoop(Message):
+    """Host -> MCU: close the scoop through the surface under it."""
+
+    MSG_ID: ClassVar[int] = 0x44
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmDeposit(Message):
+    """Host -> MCU: empty the scoop into the sample container (from the stow pose)."""
+
+    MSG_ID: ClassVar[int] = 0x45
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSeal(Message):
+    """Host -> MCU: close and seal the sample container's lid (final)."""
+
+    MSG_ID: ClassVar[int] = 0x46
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<")
+
+
+@dataclass(frozen=True, slots=True)
+class AscentArm(Message):
+    """Host -> MCU: arm (1) or safe (0) the ascent vehicle's separation."""
+
+    MSG_ID: ClassVar[int] = 0x47
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<B")
+    armed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingReport(Message):
+    """MCU -> host, beside each SENSOR_REPORT when the firmware has a sampling board: 55 bytes."""
+
+    MSG_ID: ClassVar[int] = 0x31
+    LAYOUT: ClassVar[struct.Struct] = struct.Struct("<I4fB2f6fH")
+    mcu_time_ms: int = 0
+    drill_depth_m: float = 0.0
+    drill_rate_mm_s: float = 0.0
+    drill_torque_nm: float = 0.0
+    drill_temp_c: float = 0.0
+    drill_state: int = 0  # hal.contracts.DrillState
+    drill_core_kg: float = 0.0
+    drill_target_m: float = 0.0
+    arm_shoulder_deg: float = 0.0
+    arm_elbow_deg: float = 0.0
+    arm_force_n: float = 0.0
+    arm_reach_m: float = 0.0
+    arm_holding_kg: float = 0.0
+    container_mass_kg: float = 0.0
+    flags: int = 0  # SamplingFlags
+
+
 #: Message id -> class: the catalogue.
 MESSAGES: dict[int, type[Message]] = {
     cls.MSG_ID: cls
     for cls in (Hello, Version, Ack, Nack, SetWheels, Stop, SetStreamRate, ResetEncoders,
-                SetWatchdog, Heartbeat, SensorReport)
+                SetWatchdog, Heartbeat, SensorReport, DrillStart, DrillStop, DrillRetract, ArmMove,
+                ArmScoop, ArmDeposit, ContainerSeal, AscentArm, SamplingReport)
+}
+
+#: Sampling commands and the capability bit the firmware must report for each.
+SAMPLING_COMMANDS: dict[int, Capability] = {
+    DrillStart.MSG_ID: Capability.DRILL, DrillStop.MSG_ID: Capability.DRILL,
+    DrillRetract.MSG_ID: Capability.DRILL, ArmMove.MSG_ID: Capability.SAMPLE_ARM,
+    ArmScoop.MSG_ID: Capability.SAMPLE_ARM, ArmDeposit.MSG_ID: Capability.SAMPLE_ARM,
+    ContainerSeal.MSG_ID: Capability.SAMPLE_CONTAINER, AscentArm.MSG_ID: Capability.ASCENT,
 }
 
 #: Commands the MCU acknowledges with ACK or NACK.
 ACKED: frozenset[int] = frozenset(
     c.MSG_ID for c in (SetWheels, Stop, SetStreamRate, ResetEncoders, SetWatchdog)
-)
+) | frozenset(SAMPLING_COMMANDS)
 
 # ------------------------------------------------------------------------------------------
 # Framing.

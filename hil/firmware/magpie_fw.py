@@ -48,6 +48,11 @@ BAD_LENGTH = 2
 OUT_OF_RANGE = 3
 BAD_VERSION = 5
 NOT_READY = 6
+UNSUPPORTED = 8
+
+# Sampling commands (a lander's drill, arm, container, ascent): this board has none
+SAMPLING_FIRST = 0x40
+SAMPLING_LAST = 0x47
 
 WATCHDOG_STOP = 1
 
@@ -229,6 +234,10 @@ class Firmware:
         if version != PROTOCOL_VERSION:
             self.counters["version"] += 1
             self._nack(seq, msg_id, BAD_VERSION)
+            return
+        if SAMPLING_FIRST <= msg_id <= SAMPLING_LAST:
+            self.counters["unsupported"] = self.counters.get("unsupported", 0) + 1
+            self._nack(seq, msg_id, UNSUPPORTED)
             return
         size = SIZES.get(msg_id)
         if size is None or msg_id in (VERSION, ACK, NACK, SENSOR_REPORT):

@@ -34,6 +34,16 @@ MESSAGE_STRATEGIES = {
     p.Heartbeat: st.builds(p.Heartbeat, u32),
     p.SensorReport: st.builds(p.SensorReport, u32, i32, i32, f32, f32, vec3, vec3, f32, f32,
                               f32, f32, f32, f32, f32, f32, f32, u32),
+    p.DrillStart: st.builds(p.DrillStart, u16, u16),
+    p.DrillStop: st.just(p.DrillStop()),
+    p.DrillRetract: st.just(p.DrillRetract()),
+    p.ArmMove: st.builds(p.ArmMove, i16, i16),
+    p.ArmScoop: st.just(p.ArmScoop()),
+    p.ArmDeposit: st.just(p.ArmDeposit()),
+    p.ContainerSeal: st.just(p.ContainerSeal()),
+    p.AscentArm: st.builds(p.AscentArm, u8),
+    p.SamplingReport: st.builds(p.SamplingReport, u32, f32, f32, f32, f32, u8, f32, f32, f32, f32, f32, f32,
+                                f32, f32, u16),
 }
 any_message = st.one_of(*MESSAGE_STRATEGIES.values())
 
@@ -41,6 +51,7 @@ any_message = st.one_of(*MESSAGE_STRATEGIES.values())
 def test_catalogue_is_complete() -> None:
     assert set(MESSAGE_STRATEGIES) == set(p.MESSAGES.values())
     assert p.SensorReport.LAYOUT.size == 84
+    assert p.SamplingReport.LAYOUT.size == 55
 
 
 def test_crc_check_value_and_table() -> None:

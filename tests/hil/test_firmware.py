@@ -151,3 +151,15 @@ def test_core_uses_only_what_micropython_has() -> None:
     main = ast.parse((FIRMWARE_DIR / "main.py").read_text())
     assert main.body  # the board binding exists and parses
     assert Path(FIRMWARE_DIR / "README.md").read_text().count("mpremote") >= 2
+
+
+def test_the_rover_firmware_answers_sampling_commands_unsupported() -> None:
+    firmware, out = make()
+    firmware.feed(p.encode(p.Hello(), 1), 0)
+    firmware.feed(p.encode(p.DrillStart.from_si(2.0, 10.0), 2), 1)
+    firmware.feed(p.encode(p.ContainerSeal(), 3), 2)
+    msgs = replies(out)
+    assert not msgs[0].capabilities & int(p.Capability.sampling())  # type: ignore[attr-defined]
+    assert msgs[1:] == [p.Nack(2, p.DrillStart.MSG_ID, p.NackReason.UNSUPPORTED),
+                        p.Nack(3, p.ContainerSeal.MSG_ID, p.NackReason.UNSUPPORTED)]
+    assert firmware.counters["unsupported"] == 2
