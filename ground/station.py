@@ -203,6 +203,8 @@ class Vehicle:
     acked_recently: deque[dict[int, list[int]]] = field(default_factory=deque)
     last_frame_s: float | None = None
     last_ack_s: float = float("-inf")
+    #: times the uplink frame SA jumped past the vehicle's reported floor (the commander re-sends)
+    frame_jumps: int = 0
 
     def __post_init__(self) -> None:
         if self.security is None and self.signer is not None:
@@ -400,6 +402,7 @@ class Station:
             if name.endswith(".uplink_frame_sn") and v.security is not None and _is_int(value):
                 if v.security.tx.resync(value):
                     self.stats.resyncs += 1
+                    v.frame_jumps += 1
                 continue
             apid = _RESYNC.get(name.rsplit(".", 1)[-1])
             if apid is not None and v.signer is not None and _is_int(value) and v.signer.resync(apid, value):

@@ -167,6 +167,10 @@ class Comm(Component):
               (Arg("reason", "str"), Arg("count", "u32"), Arg("total", "u32")),
               throttle=5, throttle_window_s=60.0,
               doc="uplink packets refused by authentication; counts since the last report"),
+        Event("UplinkFrameRejected", Severity.WARNING_HI, "uplink frames rejected ({reason}): {count} more, {total} "
+              "since boot", (Arg("reason", "str"), Arg("count", "u32"), Arg("total", "u32")),
+              throttle=5, throttle_window_s=60.0,
+              doc="uplink frames refused by frame authentication (SDLS: bad_mac, unknown_spi, replay)"),
         Event("RecorderFailed", Severity.WARNING_HI, "recorder write failed ({error}); {items} items kept for retry",
               (Arg("error", "str"), Arg("items", "u32")), throttle=5, throttle_window_s=60.0),
         Event("BadLinkControl", Severity.WARNING_LO, "authenticated link control was malformed ({count})",
@@ -252,7 +256,7 @@ class Comm(Component):
         self._rejected_base = self._load_counters()
         self._rejected_seen = {r: 0 for r in Reject}  # this boot, already reported
         self._drops_pending: dict[int, int] = {}
-        self._reported = {"bad_link_control": 0, "send_failures": 0}
+        self._reported = {"bad_link_control": 0, "send_failures": 0, "bad_mac": 0, "unknown_spi": 0, "replay": 0}
         self._boot_s = fw.clock.now()
         self._last_uplink_s: float | None = None
         self._accepted_seen = 0
@@ -481,6 +485,12 @@ class Comm(Component):
                 args = {"reason": reason.value, "count": delta, "total": total}
                 if events.emit(self.name, "UplinkRejected", args) is not None:
                     self._rejected_seen[reason] = n
+        df = ep.deframer.stats
+        for reason in ("bad_mac", "unknown_spi", "replay"):
+            n = getattr(df, reason)
+            args = {"reason": reason, "count": n - self._reported[reason], "total": n}
+            if n > self._reported[reason] and events.emit(self.name, "UplinkFrameRejected", args) is not None:
+                self._reported[reason] = n
         for key, event in (("bad_link_control", "BadLinkControl"), ("send_failures", "RadioSendFailed")):
             n = getattr(ep.stats, key)
             if n > self._reported[key] and events.emit(self.name, event, {"count": n - self._reported[key]}):

@@ -187,8 +187,9 @@ class RxSA:
 
     @property
     def floor(self) -> int:
-        """The highest sequence number seen or reserved (reported so a sender can jump past it)."""
-        return max(self.high, self._reserved)
+        """The highest sequence number accepted, or after a restart the reserved floor: what a
+        sender must jump past (reported in telemetry; the reservation ahead of it is not)."""
+        return self.high
 
     def check(self, spi: int, sn: int, covered: bytes, tag: bytes) -> None:
         """Raise SecurityError unless the frame is authentic and new. Does not move the window."""
