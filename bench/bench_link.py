@@ -20,9 +20,9 @@ import zmq
 from bench.common import Row
 from flight.link.auth import Key, Signer
 from flight.link.frames import Framer
-from flight.link.sdls import LinkSecurity
 from flight.link.packets import Apid, Packetizer, peek
 from flight.link.recorder import Recorder
+from flight.link.sdls import LinkSecurity
 from ground.archive import Archive, Ingest
 from ground.dictionary import Dictionary
 from ground.station import Station, Vehicle

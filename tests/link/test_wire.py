@@ -98,8 +98,8 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
     m = LockstepMission(core_config(), tmp_path, preset="moon-farside", seed=22, relay_overrides={"loss": 0.0})
     scid = m.config.spacecraft_id
     station = m.station
-    key = load_key(m.key_path, KEY_ID)
-    reader = Deframer([scid], security={scid: LinkSecurity.for_ground(key, None, None).rx})  # the test's own eyes
+    key, down_key = load_key(m.key_path, KEY_ID), load_key(m.downlink_key_path, KEY_ID)  # a key per direction
+    reader = Deframer([scid], security={scid: LinkSecurity.for_ground(key, down_key, None).rx})  # the test's eyes
     lost: dict[str, object] = {}
 
     def drop(direction: str, frame: bytes) -> bool:
@@ -117,7 +117,7 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
     tap_relay(m, captured, drop)
     received: list[tuple[float, bytes]] = []  # what the ground took in, as its own reader sees it
     receive = station.receive
-    ground_reader = Deframer([scid], security={scid: LinkSecurity.for_ground(key, None, None).rx})
+    ground_reader = Deframer([scid], security={scid: LinkSecurity.for_ground(key, down_key, None).rx})
 
     def taken(frame: bytes, now_s: float) -> int:
         n = receive(frame, now_s)
@@ -136,16 +136,19 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
         # the attack: the same APID, sequence count and time, other values
         forged_pkt = encode_tm(apid, seq, t_real, {"s": [[1, 99.0]]})
         plain = Framer(scid).pack(VC.HOUSEKEEPING, [forged_pkt])[0]
+        # signed with the uplink key (the one the ground holds for commanding) or a guessed one
         guessed = LinkSecurity.for_vehicle(Key(KEY_ID, b"a guessed downlink key, 32 bytes"), None, None)
+        up_key_frame = Framer(scid, security=LinkSecurity.for_vehicle(key, None, None).tx).pack(
+            VC.HOUSEKEEPING, [forged_pkt])[0]
         wrong_key = Framer(scid, security=guessed.tx).pack(VC.HOUSEKEEPING, [forged_pkt])[0]
         replayed = next(f for d, _, f in captured if d == "down" and f != lost["frame"])  # an authentic old frame
         now = m.clock.now()
         st = station.deframer.stats
         before = (st.bad_mac + st.unknown_spi + st.malformed, st.replay)
-        for frame in (plain, wrong_key, replayed):
+        for frame in (plain, wrong_key, up_key_frame, replayed):
             m.relay.submit("down", frame, now)
         m.advance(now + 5.0)  # they have arrived (1.3 s light time + hop), the ground has polled
-        assert (st.bad_mac + st.unknown_spi + st.malformed - before[0], st.replay - before[1]) == (2, 1)
+        assert (st.bad_mac + st.unknown_spi + st.malformed - before[0], st.replay - before[1]) == (3, 1)
         assert station.rejects["frame_replay"] == 1
         m.advance(now + 90.0)
         assert m.drain(600.0)
@@ -159,7 +162,7 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
         for direction, t, frame in captured:
             if direction != "up":
                 continue
-            fr = Deframer([scid], security={scid: LinkSecurity.for_vehicle(key, None, None).rx})
+            fr = Deframer([scid], security={scid: LinkSecurity.for_vehicle(key, down_key, None).rx})
             for raw in fr.accept_frame(frame).packets:
                 pkt = decode_packet(raw)
                 if pkt.apid != Apid.TC_LINK:

@@ -16,8 +16,8 @@ import pytest
 
 from flight.link.auth import AUTH_HEADER, load_key
 from flight.link.frames import Deframer
-from flight.link.sdls import LinkSecurity
 from flight.link.packets import Apid, decode_packet
+from flight.link.sdls import LinkSecurity
 from mission.fleet import FleetMission, fly_scenario
 from mission.lockstep import KEY_ID
 from mission.scenario import builtin_names, load
