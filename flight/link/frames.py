@@ -316,11 +316,12 @@ class Deframer:
         self._orphan: set[tuple[int, int]] = set()  # the rest of a packet already counted as dropped
 
     def accept_frame(self, data: bytes) -> Frame | None:
-        try:
-            scid = (int.from_bytes(bytes(data[:3]), "big") >> 4) & 0xFFFF if len(data) >= 3 else None
-        except TypeError:
-            scid = None
-        if self.accept is not None and scid is not None and scid not in self.accept and check_crc(bytes(data)):
+        if not isinstance(data, bytes | bytearray | memoryview):
+            self.stats.malformed += 1
+            return None
+        data = bytes(data)
+        scid = (int.from_bytes(data[:3], "big") >> 4) & 0xFFFF if len(data) >= 3 else None
+        if self.accept is not None and scid is not None and scid not in self.accept and check_crc(data):
             self.stats.wrong_scid += 1
             return None
         try:
