@@ -311,7 +311,8 @@ class Station:
             for reason, was, now in zip(("unknown_spi", "bad_mac", "replay"), before,
                                         (st.unknown_spi, st.bad_mac, st.replay), strict=True):
                 if now != was:
-                    self._refuse(f"frame_{reason}", "?", "frame dropped before any packet was read")
+                    scid = (int.from_bytes(frame[:3], "big") >> 4) & 0xFFFF
+                    self._refuse(f"frame_{reason}", scid, "frame dropped before any packet was read")
             return 0
         if fr.uplink:
             self._refuse("frame_uplink_on_downlink", fr.scid, "frame has the uplink direction bit")

@@ -63,6 +63,8 @@ class LinkEndpoint:
         self.rate = downlink_bytes_per_s
         self.max_burst = max_burst_bytes
         if security is None:
+            if not verifier.keys:
+                raise ValueError("the link endpoint needs a key for its frames: the verifier has none")
             key = verifier.keys[0]
             path = verifier.state_path.with_name(verifier.state_path.stem + "-sdls.json")
             security = LinkSecurity.for_vehicle(key, None, path)

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flight.link.auth import Key, Verifier
-from flight.link.frames import VC
+from flight.link.frames import VC, Framer
 from flight.link.packets import Apid, decode_link_control, encode_tm
+from flight.link.sdls import LinkSecurity
 from ground.archive import Archive
 from ground.station import GapTracker, Station, Vehicle
 from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer, vehicle_deframer, vehicle_framer
@@ -129,3 +130,23 @@ def test_with_ack_repeats_each_packet_is_acknowledged_in_successive_acks(tmp_pat
             acks.append(decode_link_control(ok.body)[0])
     hk = Apid.HOUSEKEEPING
     assert acks == [[(hk, 0, 1)], [(hk, 0, 3)], [(hk, 0, 3)], [(hk, 2, 3)]]
+
+
+def test_forged_and_replayed_downlink_frames_are_refused_counted_and_never_acked(station, tmp_path: Path) -> None:
+    st_, uplinked, archive = station
+    framer = vehicle_framer()
+    good = framer.pack(VC.HOUSEKEEPING, [encode_tm(Apid.HOUSEKEEPING, 0, 1.0, {"s": [[1, 12.0]]})])[0]
+    forged_pkt = encode_tm(Apid.HOUSEKEEPING, 1, 2.0, {"s": [[1, 99.0]]})
+    evil = LinkSecurity.for_vehicle(Key(1, b"a key that is not the mission's!"), None, None)
+    forged = [Framer(SCID).pack(VC.HOUSEKEEPING, [forged_pkt] * 3)[0],  # no authentication at all
+              Framer(SCID, security=evil.tx).pack(VC.HOUSEKEEPING, [forged_pkt])[0]]
+    for frame in (good, *forged, good):  # the last: a replay of the good one
+        st_.receive(frame, 0.0)
+    st_.poll(1.0)
+    assert archive.count("packets") == 1 and st_.stats.duplicates == 0
+    assert (st_.rejects["frame_bad_mac"] + st_.rejects["frame_unknown_spi"], st_.rejects["frame_replay"]) == (2, 1)
+    assert st_.deframer.stats.rejected_security == 3
+    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
+    deframer = vehicle_deframer()
+    acks = [decode_link_control(verifier.verify(raw).body)[0] for f in uplinked for raw in deframer.accept_frame(f).packets]
+    assert acks == [[(Apid.HOUSEKEEPING, 0, 0)]]  # the authentic packet only, once
