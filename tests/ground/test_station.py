@@ -148,5 +148,6 @@ def test_forged_and_replayed_downlink_frames_are_refused_counted_and_never_acked
     assert st_.deframer.stats.rejected_security == 3
     verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
     deframer = vehicle_deframer()
-    acks = [decode_link_control(verifier.verify(raw).body)[0] for f in uplinked for raw in deframer.accept_frame(f).packets]
+    acks = [decode_link_control(verifier.verify(raw).body)[0]
+            for f in uplinked for raw in deframer.accept_frame(f).packets]
     assert acks == [[(Apid.HOUSEKEEPING, 0, 0)]]  # the authentic packet only, once
