@@ -198,3 +198,14 @@ def test_spacepackets_parses_our_frames_and_we_parse_theirs(tmp_path, protected:
     theirs.set_frame_len_in_header()
     ours = decode_frame(bytes(theirs.pack()))
     assert (ours.scid, ours.vcid, ours.count, list(ours.packets)) == (0x1234, 1, 9, pkts)
+
+
+def test_spacepackets_reads_the_segments_of_a_packet_spanning_frames() -> None:
+    big = encode_tm(Apid.PRODUCT, 3, 4.0, bytes(range(256)) * 12)
+    frames = Framer(66, max_frame_len=1024).pack(VC.BULK, [big])
+    parsed = [_uslp(fr, False) for fr in frames]
+    rules = [p.tfdf.tfdz_contr_rules for p in parsed]
+    assert len(frames) == 4 and rules[0] == Rule.FIRST_SEGMENT and rules[-1] == Rule.LAST_SEGMENT
+    assert set(rules[1:-1]) == {Rule.CONTINUING_SEGMENT}
+    assert [p.header.vcf_count for p in parsed] == [0, 1, 2, 3]
+    assert b"".join(bytes(p.tfdf.tfdz) for p in parsed) == big

@@ -260,3 +260,25 @@ def test_comm_refuses_a_missing_or_open_key(tmp_path: Path, mode: int | None) ->
         Vehicle(cfg, SimClock())
     if mode is not None:
         assert "chmod 600" in str(err.value)
+
+
+def test_comm_refuses_an_open_downlink_key(tmp_path: Path) -> None:
+    import dataclasses
+
+    from flight.clock import SimClock
+    from flight.vehicle import Vehicle
+    from mission.lockstep import comm_config
+
+    cfg = core_config()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name, mode in (("uplink.key", 0o600), ("downlink.key", 0o640)):
+        (keys / name).write_text("11" * 32)
+        (keys / name).chmod(mode)
+    cc = comm_config(cfg)
+    options = {**cc.options, "downlink_key_file": "keys/downlink.key"}
+    comps = tuple(dataclasses.replace(c, options=options) if c is cc else c for c in cfg.components)
+    cfg = dataclasses.replace(cfg, state_dir=tmp_path / "state", components=comps)
+    with pytest.raises(ConfigError, match="downlink_key_file") as err:
+        Vehicle(cfg, SimClock())
+    assert "chmod 600" in str(err.value)
