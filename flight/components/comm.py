@@ -247,8 +247,10 @@ class Comm(Component):
             self.endpoint = LinkEndpoint(fw.spacecraft_id, self.recorder, self.verifier, self.devices["radio"],
                                          downlink_bytes_per_s=float(opts["downlink_bytes_per_s"]),
                                          max_burst_bytes=int(opts["max_burst_bytes"]), max_frame_len=max_frame,
-                                         security=LinkSecurity.for_vehicle(key, down_key,
-                                                                           fw.state_dir / f"{self.name}-sdls.json"))
+                                         security=LinkSecurity.for_vehicle(
+                                             key, down_key, fw.state_dir / f"{self.name}-sdls.json",
+                                             fallback={k[5:]: v for k, v in self.recorder.remembered().items()
+                                                       if k.startswith("sdls.")}))
         except ValueError as exc:
             self.recorder.close()
             raise ConfigError(f"components.{self.name}: {exc}") from None
@@ -322,6 +324,7 @@ class Comm(Component):
                 self._answer_retry(replay)
         if self.recorder is not None:
             self.recorder.remember_uplink(self._verifier.highs())
+            self.recorder.remember({f"sdls.{k}": v for k, v in self.endpoint.security.store.values.items()})
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s

@@ -84,7 +84,8 @@ class SaStore:
     could be read.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, fallback: dict[str, int] | None = None) -> None:
+        """``fallback``: a copy kept elsewhere (the recorder's); each value is the higher of the two."""
         self.path = Path(path) if path is not None else None
         self.values: dict[str, int] = {}
         self.problems: list[str] = []
@@ -109,6 +110,13 @@ class SaStore:
                 if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= SN_MAX:
                     self.values[str(k)] = max(self.values.get(str(k), 0), v)
         self.lost = seen > 0 and good == 0
+        restored = False
+        for k, v in (fallback or {}).items():
+            if isinstance(v, int) and 0 <= v <= SN_MAX and v > self.values.get(k, 0):
+                self.values[k] = v
+                restored = True
+        if restored and (self.lost or good == 0):
+            self.problems.append("both copies gone; sequence numbers restored from the recorder's copy")
         for problem in self.problems:
             log.warning("frame security state: %s", problem)
 
@@ -229,9 +237,9 @@ class LinkSecurity:
 
     @classmethod
     def for_vehicle(cls, uplink_key: Key, downlink_key: Key | None, state_path: Path | None,
-                    reserve: int = RESERVE) -> LinkSecurity:
-        """The vehicle sends downlink and receives uplink."""
-        store = SaStore(state_path)
+                    reserve: int = RESERVE, fallback: dict[str, int] | None = None) -> LinkSecurity:
+        """The vehicle sends downlink and receives uplink. ``fallback``: see :class:`SaStore`."""
+        store = SaStore(state_path, fallback)
         down = direction_key(downlink_key or uplink_key, DOWN)
         return cls(TxSA(down, store, reserve, DOWN), RxSA(direction_key(uplink_key, UP), store, reserve, UP), store)
 

@@ -174,3 +174,27 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
         assert Counter(bytes(r[4]) for r in m.archive.packets(scid)) == Counter(m.stored_packets)
     finally:
         m.close()
+
+
+def test_frame_security_state_lost_with_the_vehicle_restarts_from_the_recorders_copy(tmp_path: Path) -> None:
+    m = LockstepMission(core_config(), tmp_path, preset="moon-farside", seed=23, relay_overrides={"loss": 0.0})
+    scid = m.config.spacecraft_id
+    try:
+        m.advance(40.0)
+        used = m.comm.endpoint.security.tx.next_sn
+        m.crash_vehicle()
+        for p in (tmp_path / "state").glob("comm-sdls.json*"):
+            p.unlink()  # both copies of the frame security state gone
+        m.idle(5.0)
+        m.restart_vehicle()
+        assert m.comm.endpoint.security.tx.next_sn >= used  # no sequence number is used twice
+        rec = m.send("CMD_PING", {"key": 8})
+        m.advance(m.clock.now() + 120.0)
+        assert m.drain(600.0) and rec.stage == "COMPLETED"
+        rows = m.archive.packets(scid)
+        assert Counter(bytes(r[4]) for r in rows) == Counter(m.stored_packets)  # 0 lost, 0 duplicated
+        assert m.station.deframer.stats.replay == 0
+        recovered = [e.args for e in m.archive.events(scid) if e.name == "StoreRecovered"]
+        assert any(a[0] == "frame security" and "recorder" in a[1] for a in recovered)
+    finally:
+        m.close()
