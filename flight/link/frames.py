@@ -1,5 +1,9 @@
 """Transfer frames: CCSDS USLP (732.1-B) frames of variable length, with SDLS authentication.
 
+The primary header is built and parsed by ``spacepackets`` (``spacepackets.uslp``), as the space
+packets' is; the data field header, the SDLS fields and the FECF are ours (spacepackets computes
+the FECF the same way, CRC-16/CCITT-FALSE, and knows no SDLS).
+
 Layout (big-endian), every field in CCSDS bit order::
 
     primary header, 11 bytes: TFVN 4 bits (=12) | SCID 16 | source/destination 1 (0 downlink,
@@ -30,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fastcrc import crc16
+from spacepackets.uslp.header import BypassSequenceControlFlag, PrimaryHeader, ProtocolCommandFlag, SourceOrDestField
 
 from flight.link import sdls
 from flight.link.packets import MAX_PACKET_LEN, Apid, PacketError, peek, split_packets
@@ -48,7 +53,6 @@ OVERHEAD = PLAIN_OVERHEAD + SECURITY_OVERHEAD
 DEFAULT_MAX_FRAME = 4096
 MAX_FRAME = 65536
 COUNT_MODULO = 1 << (8 * VCF_COUNT_LEN)
-_HEADER = struct.Struct(">IHBI")
 UPID_SPACE_PACKETS = 0
 
 
@@ -117,9 +121,13 @@ def fecf(data: bytes | memoryview) -> int:
 
 
 def _header(scid: int, vcid: int, count: int, total: int, uplink: bool) -> bytes:
-    first = (FRAME_VERSION << 28) | (scid << 12) | (int(uplink) << 11) | (vcid << 5)  # MAP 0, EoFPH 0
-    flags = 0x80 | VCF_COUNT_LEN  # expedited, user data, no OCF, 4-byte VCF count
-    return _HEADER.pack(first, total - 1, flags, count % COUNT_MODULO)
+    """The primary header, built by ``spacepackets`` (MAP 0, not truncated, no OCF)."""
+    return bytes(PrimaryHeader(
+        scid=scid, src_dest=SourceOrDestField.DEST if uplink else SourceOrDestField.SOURCE, vcid=vcid, map_id=0,
+        frame_len=total - 1, bypass_seq_ctrl_flag=BypassSequenceControlFlag.EXPEDITED_QOS,
+        prot_ctrl_cmd_flag=ProtocolCommandFlag.USER_DATA, op_ctrl_flag=False,
+        vcf_count_len=VCF_COUNT_LEN, vcf_count=count % COUNT_MODULO,
+    ).pack())
 
 
 def encode_frame(
@@ -170,15 +178,18 @@ def decode_frame(data: bytes, security: sdls.RxSA | Mapping[int, sdls.RxSA] | No
         raise FrameError(f"{len(data)} bytes is shorter than a frame")
     if not check_crc(data):
         raise CrcError("frame error control field mismatch")
-    first, length, flags, count = _HEADER.unpack_from(data, 0)
-    version, scid = first >> 28, (first >> 12) & 0xFFFF
-    uplink, vcid, map_id, end = bool(first & 0x800), (first >> 5) & 0x3F, (first >> 1) & 0xF, first & 1
-    if version != FRAME_VERSION:
-        raise FrameError(f"frame version {version} is not {FRAME_VERSION} (USLP)")
-    if end or map_id or flags & 0x08 or flags & 0x07 != VCF_COUNT_LEN:
-        raise FrameError("frame header uses options this link does not (truncated, MAP, OCF, count length)")
-    if length + 1 != len(data):
-        raise FrameError(f"frame length field {length} disagrees with frame size {len(data)}")
+    if data[0] >> 4 != FRAME_VERSION:
+        raise FrameError(f"frame version {data[0] >> 4} is not {FRAME_VERSION} (USLP)")
+    try:
+        header = PrimaryHeader.unpack(data)
+    except Exception as exc:  # spacepackets' own exception classes (a truncated header, a short frame)
+        raise FrameError(f"bad frame header: {type(exc).__name__} {exc}") from None
+    scid, vcid, count = header.scid, header.vcid, header.vcf_count
+    uplink = header.src_dest == SourceOrDestField.DEST
+    if header.map_id or header.op_ctrl_flag or header.vcf_count_len != VCF_COUNT_LEN:
+        raise FrameError("frame header uses options this link does not (MAP, OCF, count length)")
+    if header.frame_len + 1 != len(data):
+        raise FrameError(f"frame length field {header.frame_len} disagrees with frame size {len(data)}")
     sa = security.get(scid) if isinstance(security, Mapping) else security
     pos, end_data, spi, sn = HEADER_LEN, len(data) - FECF_LEN, None, None
     if sa is not None:
