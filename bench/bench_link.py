@@ -22,6 +22,7 @@ from flight.link.auth import Key, Signer
 from flight.link.frames import Framer
 from flight.link.packets import Apid, Packetizer, peek
 from flight.link.recorder import Recorder
+from flight.link.sdls import LinkSecurity
 from ground.archive import Archive, Ingest
 from ground.dictionary import Dictionary
 from ground.station import Station, Vehicle
@@ -68,7 +69,8 @@ def bench_end_to_end(tmp: Path, n_packets: int) -> tuple[float, float, int]:
         uplink=lambda scid, f: None,
         batch=2000,
     )
-    framer = Framer(SCID)
+    # frames as the vehicle sends them, authenticated with the downlink key the station checks
+    framer = Framer(SCID, security=LinkSecurity.for_vehicle(Key(1, bytes(32)), None, None).tx)
     pk = Packetizer()
     batch = 200
     t0 = time.perf_counter()

@@ -70,7 +70,8 @@ def cmd_ground(args: argparse.Namespace) -> int:
     st = server.station.stats
     print(
         f"ground: {st.stored} packets stored, {st.duplicates} duplicates, "
-        f"{server.station.deframer.stats.crc_errors} bad frames",
+        f"{server.station.deframer.stats.crc_errors} bad frames, "
+        f"{server.station.deframer.stats.rejected_security} refused by frame authentication",
         flush=True,
     )
     return 0

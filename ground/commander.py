@@ -123,6 +123,7 @@ class Commander:
         #: called with (scid, text) when a vehicle goes silent, and (scid, "") when it is back
         self.on_silence: list[Callable[[int, str], None]] = []
         self._back_s: dict[int, float] = {}  # scid -> time of the newest BACK_EVENTS event seen
+        self._frame_jumps: dict[int, int] = {}  # scid -> the station's frame SA jumps already seen
         station.listeners.append(self._on_item)
 
     def build(self, scid: int, name: str, args: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -246,8 +247,18 @@ class Commander:
     def poll(self, now_s: float) -> None:
         """Retry unanswered commands and time out the overdue."""
         self._now = now_s
+        # frames sent before the station's frame SA jumped past the vehicle's floor were refused
+        # by its window: unanswered commands go again at once (the same TC, so they run once)
+        jumped = set()
+        for scid, v in self.station.vehicles.items():
+            if v.frame_jumps != self._frame_jumps.setdefault(scid, v.frame_jumps):
+                self._frame_jumps[scid] = v.frame_jumps
+                jumped.add(scid)
         for rec in self.commands.values():
             if rec.done:
+                continue
+            if rec.scid in jumped and rec.stage == Stage.SENT and rec.attempts < self.max_attempts:
+                self._transmit(rec, now_s)
                 continue
             if now_s >= rec.deadline_s:
                 rec.stage, rec.reason = Stage.TIMED_OUT, "no final response before the deadline"

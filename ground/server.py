@@ -160,6 +160,9 @@ class VehicleConfig:
     dictionary: Path
     key_file: Path | None
     key_id: int = 1
+    #: the downlink frame key (SDLS); None: derived from the uplink key
+    downlink_key_file: Path | None = None
+    downlink_key_id: int = 1
 
 
 @dataclass
@@ -213,6 +216,8 @@ def load_config(path: str | Path) -> GroundConfig:
                 dictionary=rel(v["dictionary"]),
                 key_file=rel(v["key_file"]) if "key_file" in v else None,
                 key_id=int(v.get("key_id", 1)),
+                downlink_key_file=rel(v["downlink_key_file"]) if "downlink_key_file" in v else None,
+                downlink_key_id=int(v.get("downlink_key_id", 1)),
             )
         )
     return GroundConfig(
@@ -234,7 +239,8 @@ def build_vehicles(cfg: GroundConfig) -> list[Vehicle]:
         signer = None
         if v.key_file is not None:
             signer = Signer(load_key(v.key_file, v.key_id), cfg.state_dir / f"uplink-{v.scid}.json")
-        out.append(Vehicle(v.scid, Dictionary.load(v.dictionary), signer, v.name))
+        down = load_key(v.downlink_key_file, v.downlink_key_id) if v.downlink_key_file is not None else None
+        out.append(Vehicle(v.scid, Dictionary.load(v.dictionary), signer, v.name, downlink_key=down))
     return out
 
 

@@ -10,7 +10,14 @@ is up: an ACK of every packet archived since the last one (duplicates too, so a 
 repaired by the retransmission it causes) and a NAK of sequence counts missing from each APID's
 count sequence. Acknowledgement follows the archive commit, never precedes it.
 
-Any bytes may arrive (a forged frame passes a CRC as easily as a real one): every decoded value
+Frames from a vehicle the station signs for are authenticated (SDLS, ``flight/link/sdls.py``):
+a forged frame (bad MAC), a replayed one (sequence number already seen) or one under an unknown
+SPI is dropped and counted (``deframer.stats``, ``Station.rejects["frame_<reason>"]``) before any
+packet of it is archived, so nothing is acknowledged that the station did not authenticate.
+The vehicle also reports its uplink frame floor (``*.uplink_frame_sn``); the station's frame SA
+jumps past it, as the signer does for the counters.
+
+Any bytes may arrive (a plain frame passes a CRC as easily as a real one): every decoded value
 is checked against the vehicle's dictionary before it is stored or published. A channel id must
 be an integer the dictionary knows, a value must fit its channel's type; events and command
 responses must have the declared field types and ranges. What fails is refused and counted by
@@ -44,7 +51,7 @@ from typing import Any
 
 import msgpack
 
-from flight.link.auth import Signer
+from flight.link.auth import Key, Signer
 from flight.link.frames import VC, Deframer, Framer
 from flight.link.packets import (
     PAYLOAD_APIDS,
@@ -58,6 +65,7 @@ from flight.link.packets import (
     seqs_to_ranges,
 )
 from flight.link.products import check_chunk
+from flight.link.sdls import LinkSecurity
 from flight.types import TYPES
 from ground.archive import Archive, EventRecord, Ingest, ResponseRecord
 from ground.dictionary import Dictionary
@@ -189,6 +197,10 @@ class Vehicle:
     dictionary: Dictionary
     signer: Signer | None = None
     name: str = ""
+    #: the frame SAs (uplink out, downlink in); derived from the signer's key when not given
+    security: LinkSecurity | None = None
+    #: a separate downlink key (``downlink_key_file``); the uplink key's derivation when None
+    downlink_key: Key | None = None
     framer: Framer = field(init=False)
     gaps: dict[int, GapTracker] = field(default_factory=dict)
     to_ack: dict[int, list[int]] = field(default_factory=dict)
@@ -196,9 +208,15 @@ class Vehicle:
     acked_recently: deque[dict[int, list[int]]] = field(default_factory=deque)
     last_frame_s: float | None = None
     last_ack_s: float = float("-inf")
+    #: times the uplink frame SA jumped past the vehicle's reported floor (the commander re-sends)
+    frame_jumps: int = 0
 
     def __post_init__(self) -> None:
-        self.framer = Framer(self.scid)
+        if self.security is None and self.signer is not None:
+            path = self.signer.state_path.with_name(f"sdls-{self.scid}.json")
+            self.security = LinkSecurity.for_ground(self.signer.key, self.downlink_key, path)
+        tx = self.security.tx if self.security is not None else None
+        self.framer = Framer(self.scid, uplink=True, security=tx)
 
 
 @dataclass
@@ -248,7 +266,8 @@ class Station:
         self.nak_retry_s = nak_retry_s
         self.max_naks = max_naks
         self.batch = batch
-        self.deframer = Deframer(accept_scids=self.vehicles)
+        self.deframer = Deframer(accept_scids=self.vehicles,
+                                 security={v.scid: v.security.rx for v in vehicles if v.security is not None})
         for v in vehicles:
             names = [(cid, ch["name"]) for cid, ch in v.dictionary.channels_by_id.items()]
             archive.register_channels(v.scid, names)
@@ -295,8 +314,18 @@ class Station:
             return 0
 
     def _receive(self, frame: bytes, now_s: float) -> int:
+        st = self.deframer.stats
+        before = (st.unknown_spi, st.bad_mac, st.replay)
         fr = self.deframer.accept_frame(frame)
         if fr is None:
+            for reason, was, now in zip(("unknown_spi", "bad_mac", "replay"), before,
+                                        (st.unknown_spi, st.bad_mac, st.replay), strict=True):
+                if now != was:
+                    scid = (int.from_bytes(frame[:3], "big") >> 4) & 0xFFFF
+                    self._refuse(f"frame_{reason}", scid, "frame dropped before any packet was read")
+            return 0
+        if fr.uplink:
+            self._refuse("frame_uplink_on_downlink", fr.scid, "frame has the uplink direction bit")
             return 0
         vehicle = self.vehicles[fr.scid]
         vehicle.last_frame_s = now_s
@@ -355,7 +384,7 @@ class Station:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING:
             item.samples = self._samples(v, obj)
-            if v.signer is not None:
+            if v.signer is not None or v.security is not None:
                 self._resync(v, item.samples)
         elif apid == Apid.EVENT:
             if not isinstance(obj, dict):
@@ -384,11 +413,15 @@ class Station:
             raise Refused("unknown_apid", f"APID 0x{apid:03x}")
 
     def _resync(self, v: Vehicle, samples: list[tuple[int, Any]]) -> None:
-        assert v.signer is not None
         for cid, value in samples:
             name = v.dictionary.channel_name(cid)
+            if name.endswith(".uplink_frame_sn") and v.security is not None and _is_int(value):
+                if v.security.tx.resync(value):
+                    self.stats.resyncs += 1
+                    v.frame_jumps += 1
+                continue
             apid = _RESYNC.get(name.rsplit(".", 1)[-1])
-            if apid is not None and _is_int(value) and v.signer.resync(apid, value):
+            if apid is not None and v.signer is not None and _is_int(value) and v.signer.resync(apid, value):
                 self.stats.resyncs += 1
 
     def flush(self, now_s: float) -> int:

@@ -296,7 +296,8 @@ def _write_ground_toml(out: Path, mission: Any, config: VehicleConfig) -> None:
         "# Written by magpie sim: the ground side of this run, for magpie tlm / events / cmd.\n"
         f'archive = "{archive}"\nstate_dir = "ground-state"\n'
         f'[[vehicle]]\nscid = {config.spacecraft_id}\nname = "{config.name}"\n'
-        f'dictionary = "dictionary.json"\nkey_file = "keys/uplink.key"\nkey_id = {KEY_ID}\n',
+        f'dictionary = "dictionary.json"\nkey_file = "keys/uplink.key"\nkey_id = {KEY_ID}\n'
+        f'downlink_key_file = "keys/downlink.key"\ndownlink_key_id = {KEY_ID}\n',
         encoding="utf-8")
 
 

@@ -193,6 +193,7 @@ class FleetMission:
         self.out.mkdir(parents=True, exist_ok=True)
         self.archive_path = Path(archive_path) if archive_path is not None else self.out / "archive.db"
         self.key_path = ensure_key(self.out / "keys" / "uplink.key")
+        self.downlink_key_path = ensure_key(self.out / "keys" / "downlink.key")  # a key per direction
         self.site = Site(scenario.world, [v.site_vehicle() for v in scenario.vehicles], seed=self.seed,
                          **(FAST_WORLD if fast else {}))
         self.relay = SharedRelay(scenario.relay, seed=self.seed)
@@ -210,7 +211,8 @@ class FleetMission:
         ground = []
         for c in self.crafts.values():
             signer = Signer(load_key(self.key_path, KEY_ID), state / f"uplink-{c.scid}.json")
-            ground.append(GroundVehicle(c.scid, Dictionary.from_obj(c.vehicle.dictionary), signer, c.name))
+            ground.append(GroundVehicle(c.scid, Dictionary.from_obj(c.vehicle.dictionary), signer, c.name,
+                                        downlink_key=load_key(self.downlink_key_path, KEY_ID)))
         period = max((sched.period_s for sched in [p.windows, *(v.windows for v in scenario.vehicles if v.windows)]),
                      default=0.0)
         self.station = Station(self.archive, ground, uplink=self._uplink, ack_interval_s=ack_interval_s,
@@ -251,7 +253,8 @@ class FleetMission:
         link = f"radio+loop://{self.scenario.name}-{plan.scid}-{id(self)}?side=vehicle&carrier=1"
         resend = max(float(cc.options.get("resend_timeout_s", Comm.OPTIONS["resend_timeout_s"])),
                      self.rtt_s + 2 * ack_interval_s + 5.0)
-        options = {**cc.options, "key_file": str(self.key_path), "key_id": KEY_ID, "resend_timeout_s": resend}
+        options = {**cc.options, "key_file": str(self.key_path), "key_id": KEY_ID, "resend_timeout_s": resend,
+                   "downlink_key_file": str(self.downlink_key_path), "downlink_key_id": KEY_ID}
         comps = tuple(dataclasses.replace(c, options=options) if c is cc else c for c in cfg.components)
         home = self.out / plan.name
         cfg = dataclasses.replace(cfg, state_dir=home / "state", components=comps, devices={**cfg.devices, dname: link})
@@ -313,7 +316,8 @@ class FleetMission:
                  f'archive = "{self.archive_path}"', 'state_dir = "ground-state"']
         for c in self.crafts.values():
             lines += ["[[vehicle]]", f"scid = {c.scid}", f'name = "{c.name}"',
-                      f'dictionary = "{c.name}/dictionary.json"', 'key_file = "keys/uplink.key"', f"key_id = {KEY_ID}"]
+                      f'dictionary = "{c.name}/dictionary.json"', 'key_file = "keys/uplink.key"', f"key_id = {KEY_ID}",
+                      'downlink_key_file = "keys/downlink.key"', f"downlink_key_id = {KEY_ID}"]
         (self.out / "ground.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _reboot(self, craft: Craft) -> None:

@@ -65,12 +65,12 @@ DEFAULT_PLAN: tuple[PlannedCommand, ...] = (
 
 
 def ensure_key(path: Path) -> Path:
-    """Create the shared demo key (32 random bytes, hex, mode 0600) unless it exists."""
+    """Create a demo key file (32 random bytes, hex, mode 0600) unless it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     if not path.exists():
         write_key_file(path)
-        log.info("wrote a new uplink key %s", path)
+        log.info("wrote a new key %s", path)
     return path
 
 
@@ -205,7 +205,11 @@ class LockstepMission:
         cc = comm_config(config)
         resend = max(float(cc.options.get("resend_timeout_s", Comm.OPTIONS["resend_timeout_s"])),
                      rtt + 2 * ack_interval_s + 5.0)
-        options = {**cc.options, "key_file": str(self.key_path), "key_id": KEY_ID, "resend_timeout_s": resend}
+        # a key per direction: the uplink key (commands, link control, uplink frames) and the
+        # downlink frame key, both in the run directory
+        self.downlink_key_path = ensure_key(self.out / "keys" / "downlink.key")
+        options = {**cc.options, "key_file": str(self.key_path), "key_id": KEY_ID, "resend_timeout_s": resend,
+                   "downlink_key_file": str(self.downlink_key_path), "downlink_key_id": KEY_ID}
         comps = tuple(dataclasses.replace(c, options=options) if c is cc else c for c in config.components)
         self.config = dataclasses.replace(config, state_dir=self.out / "state", components=comps)
         self.device_context = {**dict(device_context or {}), "relay": self.relay, "clock": self.clock.now}
@@ -228,7 +232,8 @@ class LockstepMission:
         signer = Signer(load_key(self.key_path, KEY_ID), ground_state / f"uplink-{scid}.json")
         self.station = Station(
             self.archive,
-            [GroundVehicle(scid, Dictionary.from_obj(self.vehicle.dictionary), signer, self.config.name)],
+            [GroundVehicle(scid, Dictionary.from_obj(self.vehicle.dictionary), signer, self.config.name,
+                           downlink_key=load_key(self.downlink_key_path, KEY_ID))],
             uplink=lambda _scid, frame: self.ground_radio.send(frame),
             ack_interval_s=ack_interval_s,
             link_timeout_s=max(10.0, rtt + 5.0),

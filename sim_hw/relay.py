@@ -6,8 +6,9 @@ serving several vehicles: frames submitted at ``now_s`` come out of
 transponder's rate and the one-way light time, unless a leg was out of view when the frame
 reached it (blocked at the sender; stored at the relay until the leg is up), the transmit
 queue or the store was full (dropped), the frame was lost at random, or arrives with bits
-flipped at the bit error rate (corrupted: the frame CRC must catch it). It knows nothing of the
-frames' contents. Directions are ``"down"`` (vehicle to ground) and ``"up"``.
+flipped at the bit error rate (corrupted: the frame's error control field must catch it). It knows
+nothing of the frames' contents and needs no frame boundaries: each frame is one item (one ZeroMQ
+message in the process). Directions are ``"down"`` (vehicle to ground) and ``"up"``.
 :class:`RelayLink` is the same model serving one vehicle.
 
 :class:`RelayServer` runs the same model on the real clock between ZeroMQ sockets: vehicles

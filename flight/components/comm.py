@@ -56,6 +56,7 @@ from flight.link.once import CommandLog
 from flight.link.packets import HEADER_LEN, Apid, PacketError, Packetizer, SequenceCounter, pack_payload, peek
 from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
+from flight.link.sdls import LinkSecurity
 from flight.model import Arg, Channel, Event, Limits, Severity, command
 from flight.outbound import CommandResponse, EventRecord, TlmPacket
 from flight.persist import CorruptFileError, move_aside, read_checked_json, write_checked_json
@@ -84,6 +85,9 @@ class Comm(Component):
     OPTIONS = {
         "key_file": "",  # uplink HMAC key (hex or raw, mode 0600); relative: to the state dir's parent
         "key_id": 1,
+        # downlink frame key (SDLS); empty: derived from the uplink key (a key per direction either way)
+        "downlink_key_file": "",
+        "downlink_key_id": 1,
         "recorder_file": "recorder.db",  # in the state directory
         "recorder_capacity_bytes": 64 * 1024 * 1024,
         "resend_timeout_s": 30.0,  # above the round trip: 2 x (light time + hop) + ack interval
@@ -123,13 +127,19 @@ class Comm(Component):
                 update="on_change"),
         Channel("send_failures", "u32", doc="radio send failures since boot", update="on_change"),
         Channel("downlink_Bps", "f32", "B/s", doc="downlink byte rate", update="on_change"),
-        Channel("frames_received", "u32", doc="uplink frames that passed the CRC since boot",
+        Channel("frames_received", "u32", doc="uplink frames accepted (FECF, header, authentication) since boot",
                 update="on_change"),
-        Channel("frame_crc_errors", "u32", doc="uplink frames failing the CRC since boot", update="on_change"),
+        Channel("frame_crc_errors", "u32", doc="uplink frames failing the FECF since boot", update="on_change"),
         Channel("frame_malformed", "u32", doc="uplink frames not holding whole packets since boot",
                 update="on_change"),
         Channel("frame_wrong_scid", "u32", doc="uplink frames for another spacecraft since boot",
                 update="on_change"),
+        Channel("frame_bad_mac", "u32", doc="uplink frames failing SDLS authentication (MAC or SPI) since boot",
+                update="on_change"),
+        Channel("frame_replay", "u32", doc="uplink frames refused by the SDLS anti-replay window since boot",
+                update="on_change"),
+        # sampled every housekeeping cycle: the ground's frame SA jumps past it after a restart
+        Channel("uplink_frame_sn", "u64", doc="highest uplink frame sequence number accepted or reserved"),
         Channel("uplink_accepted", "u32", doc="authenticated uplink packets since boot", update="on_change"),
         Channel("uplink_commands", "u32", doc="commands passed to the dispatcher since boot",
                 update="on_change"),
@@ -169,6 +179,10 @@ class Comm(Component):
               (Arg("reason", "str"), Arg("count", "u32"), Arg("total", "u32")),
               throttle=5, throttle_window_s=60.0,
               doc="uplink packets refused by authentication; counts since the last report"),
+        Event("UplinkFrameRejected", Severity.WARNING_HI, "uplink frames rejected ({reason}): {count} more, {total} "
+              "since boot", (Arg("reason", "str"), Arg("count", "u32"), Arg("total", "u32")),
+              throttle=5, throttle_window_s=60.0,
+              doc="uplink frames refused by frame authentication (SDLS: bad_mac, unknown_spi, replay)"),
         Event("RecorderFailed", Severity.WARNING_HI, "recorder write failed ({error}); {items} items kept for retry",
               (Arg("error", "str"), Arg("items", "u32")), throttle=5, throttle_window_s=60.0),
         Event("BadLinkControl", Severity.WARNING_LO, "authenticated link control was malformed ({count})",
@@ -207,8 +221,8 @@ class Comm(Component):
 
     # -- life cycle -------------------------------------------------------------------------------
 
-    def _key_path(self) -> Path:
-        raw = str(self.options["key_file"] or "")
+    def _key_path(self, option: str = "key_file") -> Path:
+        raw = str(self.options[option] or "")
         if not raw:
             raise ConfigError(f"components.{self.name}.key_file: required (the uplink HMAC key, mode 0600)")
         p = Path(raw).expanduser()
@@ -221,6 +235,12 @@ class Comm(Component):
             key = load_key(self._key_path(), int(opts["key_id"]))
         except (KeyFileError, ValueError) as exc:
             raise ConfigError(f"components.{self.name}.key_file: {exc}") from None
+        down_key = None
+        if opts["downlink_key_file"]:
+            try:
+                down_key = load_key(self._key_path("downlink_key_file"), int(opts["downlink_key_id"]))
+            except (KeyFileError, ValueError) as exc:
+                raise ConfigError(f"components.{self.name}.downlink_key_file: {exc}") from None
         max_frame = int(opts["max_frame_len"])
         self._max_packet = max_frame - FRAME_OVERHEAD
         self._key_id = key.key_id
@@ -239,7 +259,11 @@ class Comm(Component):
             self.packetizer = Packetizer(SequenceCounter(self.recorder.last_seqs()))
             self.endpoint = LinkEndpoint(fw.spacecraft_id, self.recorder, self.verifier, self.devices["radio"],
                                          downlink_bytes_per_s=float(opts["downlink_bytes_per_s"]),
-                                         max_burst_bytes=int(opts["max_burst_bytes"]), max_frame_len=max_frame)
+                                         max_burst_bytes=int(opts["max_burst_bytes"]), max_frame_len=max_frame,
+                                         security=LinkSecurity.for_vehicle(
+                                             key, down_key, fw.state_dir / f"{self.name}-sdls.json",
+                                             fallback={k[5:]: v for k, v in self.recorder.remembered().items()
+                                                       if k.startswith("sdls.")}))
         except ValueError as exc:
             self.recorder.close()
             raise ConfigError(f"components.{self.name}: {exc}") from None
@@ -248,7 +272,7 @@ class Comm(Component):
         self._rejected_base = self._load_counters()
         self._rejected_seen = {r: 0 for r in Reject}  # this boot, already reported
         self._drops_pending: dict[int, int] = {}
-        self._reported = {"bad_link_control": 0, "send_failures": 0}
+        self._reported = {"bad_link_control": 0, "send_failures": 0, "bad_mac": 0, "unknown_spi": 0, "replay": 0}
         self._boot_s = fw.clock.now()
         self._last_uplink_s: float | None = None
         self._accepted_seen = 0
@@ -259,7 +283,8 @@ class Comm(Component):
         held = self.recorder.stats().packets
         self.event("CommUp", scid=fw.spacecraft_id, packets=held, key_id=key.key_id)
         for store, problems in (("recorder", self.recorder.problems), ("uplink counters", self.verifier.problems),
-                                ("command log", self.cmdlog.problems), ("link counters", self._counter_problems)):
+                                ("command log", self.cmdlog.problems), ("link counters", self._counter_problems),
+                                ("frame security", self.endpoint.security.store.problems)):
             for problem in problems:
                 self.event("StoreRecovered", store=store, problem=problem[:_MAX_TEXT])
         log.info("comm %s: recorder %s holds %d packets; sequence counts resume at %s", self.name,
@@ -315,6 +340,7 @@ class Comm(Component):
                 self._answer_retry(replay)
         if self.recorder is not None:
             self.recorder.remember_uplink(self._verifier.highs())
+            self.recorder.remember({f"sdls.{k}": v for k, v in self.endpoint.security.store.values.items()})
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s
@@ -484,6 +510,12 @@ class Comm(Component):
                 args = {"reason": reason.value, "count": delta, "total": total}
                 if events.emit(self.name, "UplinkRejected", args) is not None:
                     self._rejected_seen[reason] = n
+        df = ep.deframer.stats
+        for reason in ("bad_mac", "unknown_spi", "replay"):
+            n = getattr(df, reason)
+            args = {"reason": reason, "count": n - self._reported[reason], "total": n}
+            if n > self._reported[reason] and events.emit(self.name, "UplinkFrameRejected", args) is not None:
+                self._reported[reason] = n
         for key, event in (("bad_link_control", "BadLinkControl"), ("send_failures", "RadioSendFailed")):
             n = getattr(ep.stats, key)
             if n > self._reported[key] and events.emit(self.name, event, {"count": n - self._reported[key]}):
@@ -529,6 +561,9 @@ class Comm(Component):
         self.tlm("frame_crc_errors", df.crc_errors)
         self.tlm("frame_malformed", df.malformed)
         self.tlm("frame_wrong_scid", df.wrong_scid)
+        self.tlm("frame_bad_mac", df.bad_mac + df.unknown_spi)
+        self.tlm("frame_replay", df.replay)
+        self.tlm("uplink_frame_sn", ep.security.rx.floor)
         self.tlm("uplink_accepted", self._verifier.accepted)
         self.tlm("uplink_commands", ep.stats.commands)
         self.tlm("uplink_link_control", ep.stats.link_control)

@@ -1,4 +1,4 @@
-"""The Magpie space link: packets, frames, uplink authentication and the onboard recorder.
+"""The Magpie space link: packets, frames and their security, uplink authentication, the recorder.
 
 See LINK.md beside this file for the link written down.
 """
@@ -14,6 +14,7 @@ from flight.link.packets import (
     decode_packet,
 )
 from flight.link.recorder import Priority, Recorder
+from flight.link.sdls import LinkSecurity, RxSA, SecurityError, TxSA
 
 __all__ = [
     "VC",
@@ -24,14 +25,18 @@ __all__ = [
     "Framer",
     "Key",
     "KeyFileError",
+    "LinkSecurity",
     "Packet",
     "PacketError",
     "Packetizer",
     "Priority",
     "Recorder",
     "Reject",
+    "RxSA",
+    "SecurityError",
     "SequenceCounter",
     "Signer",
+    "TxSA",
     "Verified",
     "Verifier",
     "decode_frame",

@@ -412,6 +412,11 @@ class Verifier:
             out.setdefault(kid, {})[apid] = h
         return out
 
+    @property
+    def keys(self) -> list[Key]:
+        """The keys this verifier accepts, in the order given."""
+        return list(self._keys.values())
+
     def _persist(self) -> None:
         keys: dict[str, dict] = {}
         for (kid, apid), high in self._high.items():

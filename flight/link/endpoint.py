@@ -1,11 +1,14 @@
 """The vehicle's end of the link: recorder to radio, and radio to verifier.
 
 :class:`LinkEndpoint.step` is called by the flight software's rate group (or a test on a
-simulated clock). It reads every uplink frame the radio holds, checks it (frame CRC, spacecraft
-id, then HMAC, key and counter), applies authenticated ACK/NAK link control to the recorder and
+simulated clock). It reads every uplink frame the radio holds, checks it (frame error control,
+spacecraft id, the frame's SDLS authentication and anti-replay window, then the packet's HMAC, key
+and counter), applies authenticated ACK/NAK link control to the recorder and
 returns authenticated command bytes for the dispatcher; then it sends what the recorder releases
-within the downlink byte budget accrued since the last step. Nothing unauthenticated reaches the
-recorder or the dispatcher, so a forged ACK cannot make the vehicle drop data.
+within the downlink byte budget accrued since the last step, in authenticated frames (first
+sends on their kind's virtual channel, resends on the stored-data channel). Nothing
+unauthenticated reaches the recorder or the dispatcher, so a forged ACK cannot make the vehicle
+drop data.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from flight.link.auth import Verified, Verifier
 from flight.link.frames import VC, Deframer, Framer
 from flight.link.packets import Apid, PacketError, decode_link_control
 from flight.link.recorder import Recorder
+from flight.link.sdls import LinkSecurity
 from hal.contracts import Radio
 from hal.errors import HalError
 
@@ -48,15 +52,25 @@ class LinkEndpoint:
         downlink_bytes_per_s: float = 32_000.0,
         max_burst_bytes: int = 64_000,
         max_frame_len: int = 4096,
+        security: LinkSecurity | None = None,
     ) -> None:
+        """``security``: the frame SAs; by default derived from the verifier's first key (both
+        directions from the one key, state beside the verifier's)."""
         self.scid = scid
         self.recorder = recorder
         self.verifier = verifier
         self.radio = radio
         self.rate = downlink_bytes_per_s
         self.max_burst = max_burst_bytes
-        self.framer = Framer(scid, max_frame_len)
-        self.deframer = Deframer(accept_scids=[scid])
+        if security is None:
+            if not verifier.keys:
+                raise ValueError("the link endpoint needs a key for its frames: the verifier has none")
+            key = verifier.keys[0]
+            path = verifier.state_path.with_name(verifier.state_path.stem + "-sdls.json")
+            security = LinkSecurity.for_vehicle(key, None, path)
+        self.security = security
+        self.framer = Framer(scid, max_frame_len, security=security.tx)
+        self.deframer = Deframer(accept_scids=[scid], security={scid: security.rx})
         self.stats = EndpointStats()
         self._budget = 0.0
         self._last_s: float | None = None
@@ -73,7 +87,7 @@ class LinkEndpoint:
             if data is None:
                 break
             frame = self.deframer.accept_frame(data)
-            if frame is None or frame.vcid != VC.UPLINK:
+            if frame is None or frame.vcid != VC.UPLINK or not frame.uplink:
                 continue
             for raw in frame.packets:
                 self.stats.uplink_packets += 1
@@ -115,7 +129,8 @@ class LinkEndpoint:
         sent = self.recorder.next_to_send(int(self._budget), now_s=now_s)
         if not sent:
             return 0
-        frames = self.framer.pack_by_apid([s.data for s in sent])
+        frames = self.framer.pack_by_apid([s.data for s in sent if s.sent_count <= 1],
+                                          stored=[s.data for s in sent if s.sent_count > 1])
         for frame in frames:
             try:
                 self.radio.send(frame)

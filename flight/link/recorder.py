@@ -423,6 +423,18 @@ class Recorder:
                 out.setdefault(int(parts[1]), {})[int(parts[2])] = int(v)
         return out
 
+    def remember(self, values: dict[str, int]) -> None:
+        """Keep a copy of small counters that only grow (the frame security's sequence numbers),
+        written with the next stored batch, like :meth:`remember_uplink`."""
+        for name, value in values.items():
+            key = f"keep.{name}"
+            if self._counters.get(key) != value and 0 <= value < 2**63:
+                self._pending_meta[key] = int(value)
+
+    def remembered(self) -> dict[str, int]:
+        """The copy kept by :meth:`remember`."""
+        return {k[5:]: int(v) for k, v in self._counters.items() if k.startswith("keep.")}
+
     def take_drops(self) -> dict[int, int]:
         """Drops per priority since the last call (for the flight side to raise an event)."""
         drops, self._pending_drops = self._pending_drops, {}

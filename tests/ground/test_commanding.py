@@ -10,6 +10,7 @@ from flight.cmdcodec import CommandCodecError, decode_command
 from flight.link.auth import Key, Signer
 from flight.link.frames import VC, Framer
 from flight.link.packets import Apid, encode_link_control
+from flight.link.sdls import LinkSecurity
 from ground.archive import Archive
 from ground.client import ClientTimeout, LocalClient
 from ground.commander import Commander, Stage
@@ -145,8 +146,16 @@ def test_forged_ack_cannot_release_recorder_data(tmp_path: Path) -> None:
     assert before > 0
     forger = Signer(Key(1, b"guessed key material!!"), tmp_path / "forger.json")
     body = encode_link_control([(Apid.HOUSEKEEPING, 0, 16383), (Apid.EVENT, 0, 16383)])
-    frame = Framer(66).pack(VC.UPLINK, [forger.sign(Apid.TC_LINK, body)])[0]
-    veh.radio.channel.inbox["vehicle"].append(frame)
+    tc = forger.sign(Apid.TC_LINK, body)
+    guessed = LinkSecurity.for_ground(Key(1, b"guessed key material!!"), None, None)
+    frames = [Framer(66, uplink=True).pack(VC.UPLINK, [tc])[0],  # no frame authentication
+              Framer(66, uplink=True, security=guessed.tx).pack(VC.UPLINK, [tc])[0]]  # a guessed frame key
+    # and, deeper, a forged TC inside a frame the ground really protected: the packet HMAC refuses it
+    frames.append(w.station.vehicles[66].framer.pack(VC.UPLINK, [tc])[0])
+    df = veh.endpoint.deframer.stats
+    bad_before, ok_before = df.malformed + df.rejected_security, df.frames_ok
+    veh.radio.channel.inbox["vehicle"].extend(frames)
     veh.endpoint.receive()
     assert veh.recorder.stats().packets == before
+    assert (df.malformed + df.rejected_security - bad_before, df.frames_ok - ok_before) == (2, 1)
     assert veh.verifier.rejected[next(r for r in veh.verifier.rejected if r.value == "bad_tag")] == 1

@@ -19,7 +19,7 @@ from flight.link.packets import Apid, encode_packet, encode_tm
 from ground.archive import Archive, ArchiveError, Ingest
 from ground.dictionary import Dictionary
 from ground.station import Station, Vehicle
-from tests.link.fixtures import DICT, SCID, ground_signer
+from tests.link.fixtures import DICT, SCID, ground_signer, vehicle_framer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,7 +57,7 @@ def send(station: Station, framer: Framer, packets: list[bytes], t: float) -> No
 
 def test_u64_beyond_int64_is_stored_and_read_back_losslessly(tmp_path: Path) -> None:
     station, archive, _ = make_station(tmp_path)
-    framer = Framer(SCID)
+    framer = vehicle_framer()
     big = [2**63, 2**64 - 1, 2**63 + 12345]
     send(station, framer, [hk(i, 10.0 + i, [[4, v], [1, 12.0]]) for i, v in enumerate(big)], 20.0)
     send(station, framer, [hk(5, 30.0, [[4, 7]])], 31.0)  # later housekeeping still flows
@@ -73,7 +73,7 @@ def test_u64_beyond_int64_is_stored_and_read_back_losslessly(tmp_path: Path) -> 
 
 def test_infinity_list_and_map_where_a_channel_id_belongs_are_refused_and_counted(tmp_path: Path) -> None:
     station, archive, _ = make_station(tmp_path)
-    framer = Framer(SCID)
+    framer = vehicle_framer()
     bad = [
         hk(0, 1.0, [[math.inf, 1.0], [1, 12.5]]),  # the good sample beside it is kept
         hk(1, 2.0, [[[1, 2], 1.0]]),
@@ -137,7 +137,10 @@ def inbound(draw: st.DrawFn) -> bytes:
     """A frame for our spacecraft (CRC good) with fuzzed packets, or arbitrary bytes."""
     if draw(st.integers(0, 5)) == 0:
         return draw(st.binary(max_size=200))
-    return Framer(SCID).pack(VC.HOUSEKEEPING, fuzz_packets(draw))[0]
+    return _FUZZ_FRAMER.pack(VC.HOUSEKEEPING, fuzz_packets(draw))[0]
+
+
+_FUZZ_FRAMER = vehicle_framer()  # one sender for every example: its sequence numbers only grow
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -176,9 +179,10 @@ def test_resync_jumps_the_signer_past_the_vehicles_counter(tmp_path: Path) -> No
     station, archive, _ = make_station(tmp_path)
     signer = station.vehicles[SCID].signer
     assert signer is not None and signer.next_counter == 1
-    send(station, Framer(SCID), [hk(0, 1.0, [[6, 5000]])], 2.0)
+    framer = vehicle_framer()
+    send(station, framer, [hk(0, 1.0, [[6, 5000]])], 2.0)
     assert signer.next_counter == 5001 and station.stats.resyncs == 1
-    send(station, Framer(SCID), [hk(1, 3.0, [[6, 10]])], 4.0)  # lower: no jump back
+    send(station, framer, [hk(1, 3.0, [[6, 10]])], 4.0)  # lower: no jump back
     assert signer.next_counter == 5001
     archive.close()
 

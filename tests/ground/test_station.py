@@ -9,11 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flight.link.auth import Key, Verifier
-from flight.link.frames import VC, Deframer, Framer
+from flight.link.frames import VC, Framer
 from flight.link.packets import Apid, decode_link_control, encode_tm
+from flight.link.sdls import LinkSecurity
 from ground.archive import Archive
 from ground.station import GapTracker, Station, Vehicle
-from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer
+from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer, vehicle_deframer, vehicle_framer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +46,7 @@ def station(tmp_path: Path):
 
 def test_duplicates_stored_once_but_acked_again_and_gaps_naked(station, tmp_path: Path) -> None:
     st_, uplinked, archive = station
-    framer = Framer(SCID)
+    framer = vehicle_framer()
     pkts = [encode_tm(Apid.HOUSEKEEPING, s, float(s), {"s": [[1, float(s)]]}) for s in range(6)]
     for frame in framer.pack(VC.HOUSEKEEPING, [pkts[0], pkts[1], pkts[4]]):
         st_.receive(frame, 0.0)
@@ -58,7 +59,7 @@ def test_duplicates_stored_once_but_acked_again_and_gaps_naked(station, tmp_path
     verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
     controls = []
     for frame in uplinked:
-        for raw in Deframer().accept_frame(frame).packets:
+        for raw in vehicle_deframer().accept_frame(frame).packets:
             ok = verifier.verify(raw)
             assert ok is not None and ok.apid == Apid.TC_LINK
             controls.append(decode_link_control(ok.body))
@@ -81,7 +82,7 @@ def test_ill_shaped_payloads_are_archived_raw_and_do_not_stop_the_station(statio
         encode_tm(Apid.PRODUCT, 0, 1.0, b"\xc1"),
         encode_tm(Apid.EVENT, 1, 1.0, {"id": 10, "sev": "DIAGNOSTIC", "text": "ok", "args": []}),
     ]
-    for frame in Framer(SCID).pack(VC.REALTIME, pkts):
+    for frame in vehicle_framer().pack(VC.REALTIME, pkts):
         st_.receive(frame, 0.0)
     st_.flush(0.0)
     assert archive.count("packets") == 6 and archive.count("samples") == 1
@@ -109,7 +110,7 @@ def test_with_ack_repeats_each_packet_is_acknowledged_in_successive_acks(tmp_pat
     st_ = Station(archive, [Vehicle(SCID, dictionary(), ground_signer(tmp_path))],
                   uplink=lambda scid, f: uplinked.append(f), ack_interval_s=1.0, link_timeout_s=100.0,
                   ack_repeats=3, received_on_clock=True)
-    framer = Framer(SCID)
+    framer = vehicle_framer()
     pkts = [encode_tm(Apid.HOUSEKEEPING, s, float(s), {"s": [[1, float(s)]]}) for s in range(4)]
     for t, batch in ((0.0, pkts[:2]), (1.0, pkts[2:])):
         for frame in framer.pack(VC.HOUSEKEEPING, batch):
@@ -123,9 +124,30 @@ def test_with_ack_repeats_each_packet_is_acknowledged_in_successive_acks(tmp_pat
     verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
     acks = []
     for frame in uplinked:
-        for raw in Deframer().accept_frame(frame).packets:
+        for raw in vehicle_deframer().accept_frame(frame).packets:
             ok = verifier.verify(raw)
             assert ok is not None and ok.apid == Apid.TC_LINK
             acks.append(decode_link_control(ok.body)[0])
     hk = Apid.HOUSEKEEPING
     assert acks == [[(hk, 0, 1)], [(hk, 0, 3)], [(hk, 0, 3)], [(hk, 2, 3)]]
+
+
+def test_forged_and_replayed_downlink_frames_are_refused_counted_and_never_acked(station, tmp_path: Path) -> None:
+    st_, uplinked, archive = station
+    framer = vehicle_framer()
+    good = framer.pack(VC.HOUSEKEEPING, [encode_tm(Apid.HOUSEKEEPING, 0, 1.0, {"s": [[1, 12.0]]})])[0]
+    forged_pkt = encode_tm(Apid.HOUSEKEEPING, 1, 2.0, {"s": [[1, 99.0]]})
+    evil = LinkSecurity.for_vehicle(Key(1, b"a key that is not the mission's!"), None, None)
+    forged = [Framer(SCID).pack(VC.HOUSEKEEPING, [forged_pkt] * 3)[0],  # no authentication at all
+              Framer(SCID, security=evil.tx).pack(VC.HOUSEKEEPING, [forged_pkt])[0]]
+    for frame in (good, *forged, good):  # the last: a replay of the good one
+        st_.receive(frame, 0.0)
+    st_.poll(1.0)
+    assert archive.count("packets") == 1 and st_.stats.duplicates == 0
+    assert (st_.rejects["frame_bad_mac"] + st_.rejects["frame_unknown_spi"], st_.rejects["frame_replay"]) == (2, 1)
+    assert st_.deframer.stats.rejected_security == 3
+    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
+    deframer = vehicle_deframer()
+    acks = [decode_link_control(verifier.verify(raw).body)[0]
+            for f in uplinked for raw in deframer.accept_frame(f).packets]
+    assert acks == [[(Apid.HOUSEKEEPING, 0, 0)]]  # the authentic packet only, once

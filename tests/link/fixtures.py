@@ -7,8 +7,10 @@ from typing import Any
 
 from flight.link.auth import Key, Signer, Verifier
 from flight.link.endpoint import LinkEndpoint
+from flight.link.frames import Deframer, Framer
 from flight.link.packets import Packetizer
 from flight.link.recorder import Recorder
+from flight.link.sdls import LinkSecurity
 from ground.dictionary import Dictionary
 from hal.radio import open_loop_radio
 
@@ -77,6 +79,22 @@ class LockstepVehicle:
         apid = peek(data)[0]
         self.recorder.put(data, apid, seq, time_s=time_s)
         self.produced[(apid, seq, time_s)] = data
+
+
+def vehicle_link() -> LinkSecurity:
+    """The vehicle's frame SAs for the test key (nothing persisted): what a real vehicle holds."""
+    return LinkSecurity.for_vehicle(Key(1, SECRET), None, None)
+
+
+def vehicle_framer(scid: int = SCID, link: LinkSecurity | None = None) -> Framer:
+    """Downlink frames as the vehicle sends them (authenticated). Use one per test vehicle: a
+    second one starts its sequence numbers again and the station refuses its frames as replays."""
+    return Framer(scid, security=(link or vehicle_link()).tx)
+
+
+def vehicle_deframer(scid: int = SCID, link: LinkSecurity | None = None) -> Deframer:
+    """Reads uplink frames as the vehicle does (checks their authentication)."""
+    return Deframer([scid], security={scid: (link or vehicle_link()).rx})
 
 
 def ground_signer(tmp: Path, scid: int = SCID) -> Signer:

@@ -1,27 +1,35 @@
-"""Frame codec: round trips, CRC catches corruption, garbage never decodes."""
+"""Frame codec (USLP): round trips, the FECF catches corruption, garbage never decodes,
+packets span frames in segments, and spacepackets' own USLP parser reads what we write."""
 
 from __future__ import annotations
-
-import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spacepackets.uslp.frame import FrameType, TransferFrame, VarFrameProperties
+from spacepackets.uslp.header import SourceOrDestField
 
+from flight.link.auth import Key
 from flight.link.frames import (
     OVERHEAD,
+    PLAIN_OVERHEAD,
     VC,
     CrcError,
     Deframer,
     FrameError,
     Framer,
+    Rule,
     check_crc,
     decode_frame,
     encode_frame,
+    fecf,
 )
 from flight.link.packets import Apid, encode_tm
+from flight.link.sdls import LinkSecurity
 
 pytestmark = pytest.mark.timeout(60)
+
+KEY = Key(1, bytes(range(32)))
 
 packets = st.lists(
     st.builds(
@@ -35,26 +43,50 @@ packets = st.lists(
 )
 
 
+def pair(tmp_path) -> tuple[LinkSecurity, LinkSecurity]:
+    """(vehicle, ground) security for one link, state in ``tmp_path``."""
+    return (LinkSecurity.for_vehicle(KEY, None, tmp_path / "v-sdls.json"),
+            LinkSecurity.for_ground(KEY, None, tmp_path / "g-sdls.json"))
+
+
 @given(
     scid=st.integers(0, 0xFFFF),
-    vcid=st.integers(0, 255),
+    vcid=st.integers(0, 63),
     count=st.integers(0, 2**32 - 1),
     pkts=packets,
+    uplink=st.booleans(),
 )
 @settings(max_examples=200)
-def test_frame_round_trip(scid: int, vcid: int, count: int, pkts: list[bytes]) -> None:
-    frame = decode_frame(encode_frame(scid, vcid, count, pkts))
-    assert (frame.scid, frame.vcid, frame.count, list(frame.packets)) == (scid, vcid, count, pkts)
+def test_frame_round_trip(scid: int, vcid: int, count: int, pkts: list[bytes], uplink: bool) -> None:
+    frame = decode_frame(encode_frame(scid, vcid, count, pkts, uplink=uplink))
+    assert (frame.scid, frame.vcid, frame.count, list(frame.packets), frame.uplink) == (
+        scid, vcid, count, pkts, uplink)
+    assert frame.rule == Rule.WHOLE and frame.sn is None
 
 
 @given(st.binary(max_size=400))
 @settings(max_examples=1000)
-def test_arbitrary_bytes_never_decode_unless_crc_matches(data: bytes) -> None:
+def test_arbitrary_bytes_never_decode_unless_fecf_matches(data: bytes) -> None:
     try:
         decode_frame(data)
     except FrameError:
         return
     assert check_crc(data)
+
+
+@given(st.binary(max_size=400), st.binary(max_size=60))
+@settings(max_examples=500)
+def test_garbage_with_a_good_fecf_raises_only_frame_error(body: bytes, head: bytes) -> None:
+    """Past the FECF: a valid header over garbage, or garbage over everything."""
+    for raw in (head + body, bytes.fromhex("c0042000") + body):
+        data = raw + fecf(raw).to_bytes(2, "big")
+        try:
+            decode_frame(data)
+        except FrameError:
+            pass
+        d = Deframer()
+        d.accept_frame(data)  # never raises
+        assert d.stats.frames_ok + d.stats.malformed + d.stats.crc_errors == 1
 
 
 @given(pkts=packets, bit=st.integers(0, 10_000))
@@ -67,9 +99,11 @@ def test_any_single_bit_flip_is_caught(pkts: list[bytes], bit: int) -> None:
         decode_frame(bytes(data))
 
 
-def test_valid_crc_over_garbage_is_malformed_not_decoded() -> None:
-    body = bytes([1, 0, 66, 0, 0, 0, 0, 0, 0, 5]) + b"\x01\x02\x03\x04\x05"
-    data = body + zlib.crc32(body).to_bytes(4, "big")
+def test_valid_fecf_over_garbage_is_malformed_not_decoded() -> None:
+    good = encode_frame(66, 0, 0, [encode_tm(Apid.EVENT, 0, 0.0, {})])
+    body = bytearray(good[:-2])
+    body[11] = 0xFF  # data field header: rule 111, protocol 31 (idle data): not space packets
+    data = bytes(body) + fecf(bytes(body)).to_bytes(2, "big")
     d = Deframer()
     assert d.accept_frame(data) is None
     assert d.stats.malformed == 1 and d.stats.frames_ok == 0
@@ -85,9 +119,34 @@ def test_framer_bounds_size_and_counts_per_vc() -> None:
     assert [fr.count for fr in out if fr] == list(range(len(frames)))
     assert [p for fr in out if fr for p in fr.packets] == pkts
     assert f.pack(VC.REALTIME, pkts[:1])[0] == encode_frame(66, VC.REALTIME, 0, pkts[:1])
-    with pytest.raises(FrameError):
-        f.pack(VC.BULK, [encode_tm(Apid.PRODUCT, 0, 0.0, bytes(600))])
-    assert OVERHEAD == 14
+    assert (PLAIN_OVERHEAD, OVERHEAD) == (14, 40)
+
+
+@given(size=st.integers(600, 9000), max_frame=st.integers(80, 700))
+@settings(max_examples=60)
+def test_a_packet_longer_than_a_frame_spans_frames_in_segments(size: int, max_frame: int) -> None:
+    f = Framer(66, max_frame_len=max_frame)
+    big = encode_tm(Apid.PRODUCT, 5, 2.0, bytes(range(256)) * (size // 256 + 1))
+    small = [encode_tm(Apid.PRODUCT, i, 2.0, b"x") for i in (4, 6)]
+    frames = f.pack(VC.BULK, [small[0], big, small[1]])
+    assert all(len(fr) <= max_frame for fr in frames)
+    rules = [decode_frame(fr).rule for fr in frames]
+    assert rules[0] == Rule.WHOLE and rules[1] == Rule.FIRST_SEGMENT and rules[-2] == Rule.LAST_SEGMENT
+    d = Deframer()
+    got = [p for fr in frames for p in d.accept_frame(fr).packets]
+    assert got == [small[0], big, small[1]]
+    assert d.stats.segments_dropped == 0
+
+
+def test_a_lost_segment_drops_that_packet_only_and_is_counted() -> None:
+    f = Framer(66, max_frame_len=200)
+    big = encode_tm(Apid.PRODUCT, 1, 2.0, bytes(1000))
+    after = encode_tm(Apid.PRODUCT, 2, 2.0, b"next")
+    frames = f.pack(VC.BULK, [big]) + f.pack(VC.BULK, [after])
+    d = Deframer()
+    got = [p for i, fr in enumerate(frames) if i != 2 for p in (d.accept_frame(fr) or ()).packets]
+    assert got == [after]
+    assert d.stats.segments_dropped == 1 and d.stats.frame_gaps == 1
 
 
 def test_deframer_counts_crc_errors_gaps_and_foreign_scids() -> None:
@@ -100,9 +159,53 @@ def test_deframer_counts_crc_errors_gaps_and_foreign_scids() -> None:
     assert d.accept_frame(bytes(bad)) is None
     d.accept_frame(frames[3])
     assert d.accept_frame(Framer(99).pack(0, [encode_tm(Apid.EVENT, 0, 0.0, {})])[0]) is None
-    assert (d.stats.crc_errors, d.stats.frame_gaps, d.stats.wrong_scid, d.stats.frames_ok) == (
-        1,
-        2,
-        1,
-        2,
+    assert (d.stats.crc_errors, d.stats.frame_gaps, d.stats.wrong_scid, d.stats.frames_ok) == (1, 2, 1, 2)
+
+
+def _uslp(frame: bytes, protected: bool) -> TransferFrame:
+    """spacepackets' USLP parser. It knows no SDLS: the security header is passed as an insert
+    zone of its length (where 732.1-B puts it) and the MAC stays at the end of the data zone."""
+    props = VarFrameProperties(has_insert_zone=protected, has_fecf=True, truncated_frame_len=0,
+                               insert_zone_len=10 if protected else None)
+    return TransferFrame.unpack(frame, FrameType.VARIABLE, props)
+
+
+@pytest.mark.parametrize("protected", [False, True])
+def test_spacepackets_parses_our_frames_and_we_parse_theirs(tmp_path, protected: bool) -> None:
+    from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
+    from spacepackets.uslp.frame import TfdzConstructionRules, TransferFrameDataField, UslpProtocolIdentifier
+    from spacepackets.uslp.header import BypassSequenceControlFlag, PrimaryHeader
+
+    vehicle, ground = pair(tmp_path)
+    pkts = [encode_tm(Apid.EVENT, i, 3.5, {"id": i}) for i in range(3)]
+    frame = Framer(0x1234, security=vehicle.tx if protected else None).pack(VC.REALTIME, pkts)[0]
+    parsed = _uslp(frame, protected)
+    h = parsed.header
+    assert (h.scid, h.vcid, h.map_id, h.src_dest, h.vcf_count_len, h.vcf_count, h.frame_len) == (
+        0x1234, VC.REALTIME, 0, SourceOrDestField.SOURCE, 4, 0, len(frame) - 1)
+    assert parsed.tfdf.tfdz_contr_rules == TfdzConstructionRules.VpNoSegmentation
+    zone = parsed.tfdf.tfdz[:-16] if protected else parsed.tfdf.tfdz
+    ids = [PacketId(PacketType.TM, True, Apid.EVENT)]
+    assert [bytes(p) for p in parse_space_packets(bytearray(zone), ids).tm_list] == pkts
+
+    # a frame spacepackets builds (plain: it has no SDLS) is one we read
+    theirs = TransferFrame(
+        PrimaryHeader(scid=0x1234, src_dest=SourceOrDestField.SOURCE, vcid=1, map_id=0, frame_len=0,
+                      bypass_seq_ctrl_flag=BypassSequenceControlFlag.EXPEDITED_QOS, vcf_count_len=4, vcf_count=9),
+        TransferFrameDataField(TfdzConstructionRules.VpNoSegmentation,
+                               UslpProtocolIdentifier.SPACE_PACKETS_ENCAPSULATION_PACKETS, b"".join(pkts)),
     )
+    theirs.set_frame_len_in_header()
+    ours = decode_frame(bytes(theirs.pack()))
+    assert (ours.scid, ours.vcid, ours.count, list(ours.packets)) == (0x1234, 1, 9, pkts)
+
+
+def test_spacepackets_reads_the_segments_of_a_packet_spanning_frames() -> None:
+    big = encode_tm(Apid.PRODUCT, 3, 4.0, bytes(range(256)) * 12)
+    frames = Framer(66, max_frame_len=1024).pack(VC.BULK, [big])
+    parsed = [_uslp(fr, False) for fr in frames]
+    rules = [p.tfdf.tfdz_contr_rules for p in parsed]
+    assert len(frames) == 4 and rules[0] == Rule.FIRST_SEGMENT and rules[-1] == Rule.LAST_SEGMENT
+    assert set(rules[1:-1]) == {Rule.CONTINUING_SEGMENT}
+    assert [p.header.vcf_count for p in parsed] == [0, 1, 2, 3]
+    assert b"".join(bytes(p.tfdf.tfdz) for p in parsed) == big

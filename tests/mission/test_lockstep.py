@@ -22,6 +22,7 @@ from flight.config import load as load_config
 from flight.link.auth import Key, Reject, Signer
 from flight.link.frames import VC, Framer
 from flight.link.packets import Apid, decode_packet
+from flight.link.sdls import LinkSecurity
 from magpie.mission import LockstepMission, run_mission
 from sim_hw.relay import Schedule
 
@@ -62,12 +63,20 @@ def pongs(m: LockstepMission, key: int) -> int:
     return sum(1 for e in m.archive.events(m.config.spacecraft_id) if e.name == "Pong" and e.args == [key])
 
 
-def forged_frame(m: LockstepMission, tmp: Path, name: str, args: dict, key_id: int = 1) -> bytes:
+def forged_frame(m: LockstepMission, tmp: Path, name: str, args: dict, key_id: int = 1,
+                 frame_key: bool = False) -> bytes:
+    """A command signed with a key that is not the mission's. ``frame_key``: in a frame
+    protected with that key too (refused by frame authentication); otherwise inside a frame the
+    ground really protected (as if the frame key had leaked), so the packet HMAC must refuse it."""
     scid = m.config.spacecraft_id
     entry = m.station.vehicles[scid].dictionary.commands_by_name[name]
-    evil = Signer(Key(key_id, b"not-the-mission-key-at-all-00000"), tmp / f"evil-{key_id}.json")
+    evil_key = Key(key_id, b"not-the-mission-key-at-all-00000")
+    evil = Signer(evil_key, tmp / f"evil-{key_id}.json")
     tc = evil.sign(Apid.TC_COMMAND, encode_command(entry, args), time_s=m.clock.now())
-    return Framer(scid).pack(VC.UPLINK, [tc])[0]
+    if frame_key:
+        sa = LinkSecurity.for_ground(evil_key, None, None).tx
+        return Framer(scid, uplink=True, security=sa).pack(VC.UPLINK, [tc])[0]
+    return m.station.vehicles[scid].framer.pack(VC.UPLINK, [tc])[0]
 
 
 def test_lossy_moon_farside_mission_archives_everything_once(tmp_path: Path) -> None:
@@ -115,17 +124,23 @@ def test_forged_and_replayed_uplink_is_rejected_and_counted(tmp_path: Path) -> N
         m.advance(20.0)
         assert rec.stage == "COMPLETED" and pongs(m, 7) == 1
         now = m.clock.now()
-        m.relay.submit("up", ping_frame, now)  # replay of a good command
+        m.relay.submit("up", ping_frame, now)  # replay of a good frame: the frame window refuses it
+        m.station.send_signed(scid, rec.tc)  # the good command again in a fresh frame: a packet replay
         m.relay.submit("up", forged_frame(m, tmp_path, "CMD_PING", {"key": 666}), now)  # wrong key
         m.relay.submit("up", forged_frame(m, tmp_path, "CMD_PING", {"key": 667}, key_id=9), now)  # no such key
+        m.relay.submit("up", forged_frame(m, tmp_path, "CMD_PING", {"key": 668}, frame_key=True), now)
+        m.relay.submit("up", forged_frame(m, tmp_path, "CMD_PING", {"key": 669}, 9, frame_key=True), now)
         m.relay.submit("up", b"\x01garbage that is not a frame", now)
         m.advance(60.0)
         assert m.drain(600.0)
         check_exactly_once(m)
-        assert pongs(m, 7) == 1 and pongs(m, 666) == 0 and pongs(m, 667) == 0
+        assert pongs(m, 7) == 1 and all(pongs(m, k) == 0 for k in (666, 667, 668, 669))
         rejected = {name: m.archive.latest(scid, channel_id(m, f"comm.{name}"))[1]
                     for name in ("rej_replay", "rej_bad_tag", "rej_unknown_key", "uplink_rejected",
-                                 "frame_malformed", "frame_crc_errors")}
+                                 "frame_malformed", "frame_crc_errors", "frame_bad_mac", "frame_replay")}
+        assert rejected["frame_bad_mac"] == 2 and rejected["frame_replay"] == 1
+        frame_reasons = {e.args[0] for e in m.archive.events(scid) if e.name == "UplinkFrameRejected"}
+        assert frame_reasons == {"bad_mac", "unknown_spi", "replay"}
         assert rejected["rej_replay"] == 1 and rejected["rej_bad_tag"] == 1 and rejected["rej_unknown_key"] == 1
         assert rejected["uplink_rejected"] == 3
         assert rejected["frame_malformed"] + rejected["frame_crc_errors"] == 1
@@ -150,27 +165,29 @@ def test_crash_and_restart_lose_and_duplicate_nothing(tmp_path: Path) -> None:
         m.advance(60.0)
         for _ in range(3):  # the link loses some frames; three forged ones make at least one arrive
             m.relay.submit("up", forged_frame(m, tmp_path, "CMD_NOOP", {}), m.clock.now())
+            m.relay.submit("up", forged_frame(m, tmp_path, "CMD_NOOP", {}, frame_key=True), m.clock.now())
         m.advance(90.0)
         bad_tags = m.comm.verifier.rejected[Reject.BAD_TAG]
-        assert bad_tags >= 1
+        assert bad_tags >= 1 and m.comm.endpoint.deframer.stats.bad_mac >= 1
         old_frames = list(sent)
         assert m.comm.recorder.stats().in_flight > 0, "the crash should come mid-pass"
         m.crash_vehicle()
         m.idle(15.0)  # frames in transit land; the ground's ACKs wait in the radio
         m.restart_vehicle()
         assert m.vehicle.fw.tlm.get("sys.boot_count") == 2
-        for frame in old_frames[-5:]:  # replays of counters accepted before the crash
+        for frame in old_frames[-5:]:  # replays of frames accepted before the crash
             m.relay.submit("up", frame, m.clock.now())
         m.send("CMD_PING", {"key": 2})
         m.advance(m.clock.now() + 90.0)
         assert m.drain(1200.0)
         check_exactly_once(m)
         assert pongs(m, 1) == 1 and pongs(m, 2) == 1
-        # after a crash the vehicle refuses link-control counters up to its reserved window (it
-        # persists them ahead, not per ACK); the ground's ACKs signed before it resynchronised from
-        # the vehicle's uplink_counter_link telemetry are refused as replays too, then it jumps past
+        # after a crash the vehicle refuses frame sequence numbers and link-control counters up to
+        # its reserved windows (it persists them ahead, not per frame or ACK): the old frames and
+        # the ground's frames sent before it resynchronised from the vehicle's uplink_frame_sn and
+        # uplink_counter_link telemetry are refused as replays, then the ground jumps past both
         replays = m.comm.verifier.rejected[Reject.REPLAY]
-        assert replays >= 1 and m.station.stats.resyncs >= 1
+        assert m.comm.endpoint.deframer.stats.replay >= 1 and m.station.stats.resyncs >= 1
         # the bad-tag count from before the crash survived the restart
         assert m.comm.verifier.rejected[Reject.BAD_TAG] == 0
         assert m.archive.latest(scid, channel_id(m, "comm.rej_bad_tag"))[1] == bad_tags
@@ -243,3 +260,25 @@ def test_comm_refuses_a_missing_or_open_key(tmp_path: Path, mode: int | None) ->
         Vehicle(cfg, SimClock())
     if mode is not None:
         assert "chmod 600" in str(err.value)
+
+
+def test_comm_refuses_an_open_downlink_key(tmp_path: Path) -> None:
+    import dataclasses
+
+    from flight.clock import SimClock
+    from flight.vehicle import Vehicle
+    from mission.lockstep import comm_config
+
+    cfg = core_config()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name, mode in (("uplink.key", 0o600), ("downlink.key", 0o640)):
+        (keys / name).write_text("11" * 32)
+        (keys / name).chmod(mode)
+    cc = comm_config(cfg)
+    options = {**cc.options, "downlink_key_file": "keys/downlink.key"}
+    comps = tuple(dataclasses.replace(c, options=options) if c is cc else c for c in cfg.components)
+    cfg = dataclasses.replace(cfg, state_dir=tmp_path / "state", components=comps)
+    with pytest.raises(ConfigError, match="downlink_key_file") as err:
+        Vehicle(cfg, SimClock())
+    assert "chmod 600" in str(err.value)

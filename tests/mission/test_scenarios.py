@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from flight.link.auth import AUTH_HEADER
+from flight.link.auth import AUTH_HEADER, load_key
 from flight.link.frames import Deframer
 from flight.link.packets import Apid, decode_packet
+from flight.link.sdls import LinkSecurity
 from mission.fleet import FleetMission, fly_scenario
+from mission.lockstep import KEY_ID
 from mission.scenario import builtin_names, load
 from tests.mission.archive_checks import complete_images, gaps, open_archive, sees
 
@@ -157,7 +159,9 @@ def test_a_scenario_mission_refuses_a_vehicle_off_the_map(tmp_path: Path) -> Non
 
 def _uplink_counters(m: FleetMission, scid: int) -> list[tuple[float, Apid, int]]:
     """(ground time, APID, authentication counter) of every TC the ground sent to ``scid``."""
-    deframer = Deframer(accept_scids=[scid])
+    # read as the rover reads them: the uplink frames are authenticated (a fresh window, in order)
+    rx = LinkSecurity.for_vehicle(load_key(m.key_path, KEY_ID), None, None).rx
+    deframer = Deframer(accept_scids=[scid], security={scid: rx})
     out = []
     for t, s, frame in m.uplinked:
         fr = deframer.accept_frame(frame) if s == scid else None
