@@ -163,9 +163,9 @@ class DrillModel:
         if self.depth_m > 0.0:
             self.state = DrillState.RETRACTING
 
-    def _torque(self, rate_mm_s: float) -> float:
+    def _torque(self, rate_mm_s: float, depth_m: float | None = None) -> float:
         c = self.config
-        r = self.regolith.resistance(self.depth_m)
+        r = self.regolith.resistance(self.depth_m if depth_m is None else depth_m)
         return c.free_torque_nm + c.resist_torque_nm * r * (0.5 + 0.5 * rate_mm_s / c.ref_rate_mm_s)
 
     def step(self, dt: float) -> float:
@@ -173,7 +173,9 @@ class DrillModel:
         c = self.config
         delivered = 0.0
         if self.state == DrillState.DRILLING:
-            torque = self._torque(self.cmd_rate_mm_s)
+            # the resistance where the bit would be after this step: a step never carries it into rock
+            ahead_m = min(self.target_m, self.depth_m + self.cmd_rate_mm_s * dt / 1000.0)
+            torque = self._torque(self.cmd_rate_mm_s, ahead_m)
             if torque >= c.stall_torque_nm:
                 self.state = DrillState.JAMMED
                 self.motor_on = True  # the motor keeps pressing at its current limit until told
@@ -182,7 +184,7 @@ class DrillModel:
                          self.regolith.resistance(self.depth_m))
             else:
                 self.torque_nm, self.rate_mm_s = torque, self.cmd_rate_mm_s
-                self.depth_m = min(self.target_m, self.depth_m + self.cmd_rate_mm_s * dt / 1000.0)
+                self.depth_m = ahead_m
                 if self.depth_m > self.deepest_m:
                     self.core_kg += (self.depth_m - self.deepest_m) * c.core_kg_per_m
                     self.deepest_m = self.depth_m

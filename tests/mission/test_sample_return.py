@@ -8,6 +8,7 @@ deadline, and fault protection never goes to SAFE. Each run is about a second of
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_a_drill_jam_switches_to_the_scoop_and_still_seals_before_the_deadline_w
     ev = outcome(tmp_path, lander.scid)
     (start, _) = ev["SeqStarted"][0]
     (jammed, text), = ev["DrillJammed"]
-    assert "0.9 m" in text and "retracting" in text
+    assert re.search(r"jammed at 0\.(89|90)\d* m", text) and "retracting" in text
     (switched, text), = ev["SeqContingency"]
     assert "change5_scoop_only" in text and jammed <= switched
     (sealed, text), = ev["ContainerSealed"]
