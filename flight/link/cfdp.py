@@ -337,11 +337,45 @@ class _Tx:
 
 
 class _DestHandler(DestHandler):
-    """cfdp-py's destination handler with a lost-segment tracker of its own per transaction.
+    """cfdp-py's destination handler, mended where cfdp-py 0.7 loses a class 2 transaction.
 
-    In cfdp-py 0.7 every ``_AckedModeParams`` shares one default ``LostSegmentTracker``, so two
-    handlers (or two transactions in turn) would see each other's lost segments.
+    - A lost-segment tracker of its own per transaction: every ``_AckedModeParams`` shares one
+      default ``LostSegmentTracker``, so two handlers (or two transactions in turn) would see
+      each other's lost segments.
+    - The EOF before the Metadata PDU (the Metadata lost on the way): cfdp-py acknowledges the
+      EOF and starts the deferred NAK procedure, but when the Metadata then comes it goes back to
+      receiving file data as if no EOF had come, where that procedure never runs. The sender,
+      its EOF acknowledged, waits for Finished; we waited for an EOF: nothing moves until the
+      inactivity limit. The Metadata now resumes the procedure (waiting for the missing data),
+      and the EOF's checksum, which cfdp-py does not keep on that path, is kept for the check.
+    - File Data after that EOF, still without Metadata: cfdp-py winds its progress and its
+      last-received offsets back to that PDU, so once the Metadata came a re-sent segment below
+      the EOF's size counted as new data, not as a missing one found, and was NAKed again to
+      the NAK limit. After the EOF those stay at the file size (every segment is a re-sent
+      one), and the lost segments are kept merged (overlapping ones make cfdp-py refuse a
+      segment that covers only part of them).
     """
+
+    def _handle_eof_without_previous_metadata(self, eof_pdu: Any) -> None:
+        self._params.fp.crc32 = eof_pdu.file_checksum
+        super()._handle_eof_without_previous_metadata(eof_pdu)
+
+    def _handle_file_data_without_previous_metadata(self, fd_pdu: Any) -> None:
+        acked, fp = self._params.acked_params, self._params.fp
+        if not acked.deferred_lost_segment_detection_active:
+            super()._handle_file_data_without_previous_metadata(fd_pdu)
+            return
+        kept = fp.progress, acked.last_start_offset, acked.last_end_offset
+        super()._handle_file_data_without_previous_metadata(fd_pdu)  # for its NAK of the Metadata
+        fp.progress, acked.last_start_offset, acked.last_end_offset = kept
+        acked.lost_seg_tracker.coalesce_lost_segments()
+
+    def _handle_metadata_packet(self, metadata_pdu: MetadataPdu) -> None:
+        super()._handle_metadata_packet(metadata_pdu)
+        acked = self._params.acked_params
+        if acked.deferred_lost_segment_detection_active and not self._params.fp.metadata_only:
+            acked.lost_seg_tracker.coalesce_lost_segments()
+            self.states.step = DestStep.WAITING_FOR_MISSING_DATA
 
     @property  # type: ignore[override]
     def _params(self) -> Any:

@@ -491,3 +491,30 @@ def test_a_file_named_outside_the_inbox_is_refused_whole(tmp_path: Path) -> None
     assert rig.vehicle.rejects["unsafe_name"] == 1 and rig.vehicle.rejects["refused_transaction"] > 0
     assert not rig.delivered and not rig.vehicle.rx
     assert [p for p in tmp_path.rglob("evil.bin") if p != src] == []  # nothing written anywhere
+
+
+@pytest.mark.parametrize("metadata_lost", [1, 2])
+def test_a_file_whose_metadata_comes_after_its_eof_completes_promptly(tmp_path: Path, metadata_lost: int) -> None:
+    """The Metadata PDU lost (once, or its first repeat too), so the EOF comes first and is
+    acknowledged: cfdp-py 0.7 then forgot the EOF when the Metadata came, and (second case) the
+    File Data between wound back its offsets, so the last segment was NAKed to the NAK limit.
+    Either way the sender, its EOF acknowledged, waits for Finished; it must come within a few
+    NAK intervals, not at the inactivity limit."""
+    rig = Rig(tmp_path, loss=0.0)
+    src = tmp_path / "peer-files" / "late-meta.bin"
+    src.parent.mkdir()
+    src.write_bytes(os.urandom(12_345))
+    dropped: list[str] = []
+
+    def metadata(way: str, pdu: bytes) -> bool:
+        if way == "up" and kind(pdu) == "METADATA_PDU" and len(dropped) < metadata_lost:
+            dropped.append("metadata")
+            return True
+        return False
+
+    rig.link.drop_if = metadata
+    rig.peer.put(src, "up/late-meta.bin")
+    assert rig.run(120.0, lambda: bool(peer_finished_ok(rig.peer)) and not rig.vehicle.busy), rig.vehicle.summary()
+    assert len(dropped) == metadata_lost
+    assert rig.delivered and rig.delivered[0].path.read_bytes() == src.read_bytes()
+    assert not rig.vehicle.faults, rig.vehicle.summary()
