@@ -42,6 +42,7 @@ import msgpack
 
 from flight.link.auth import Signer
 from flight.link.frames import VC, Deframer, Framer
+from flight.link.layouts import HK_APIDS, Layouts
 from flight.link.packets import (
     PAYLOAD_APIDS,
     SEQ_MODULO,
@@ -191,9 +192,12 @@ class Vehicle:
     acked_recently: deque[dict[int, list[int]]] = field(default_factory=deque)
     last_frame_s: float | None = None
     last_ack_s: float = float("-inf")
+    #: the fixed housekeeping layouts of the dictionary (None: it has none, samples are msgpack)
+    layouts: Layouts | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.framer = Framer(self.scid)
+        self.layouts = Layouts.from_dictionary(self.dictionary.raw)
 
 
 @dataclass
@@ -304,7 +308,11 @@ class Station:
                 continue
             item = Ingest(fr.scid, pkt.apid, pkt.seq, pkt.time_s, raw)
             try:
-                self._decode(vehicle, item, pkt.value())
+                if pkt.apid in HK_APIDS and vehicle.layouts is not None:
+                    obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
+                else:
+                    obj = pkt.value()
+                self._decode(vehicle, item, obj)
             except Refused as exc:
                 self.stats.bad_packets += 1  # archived raw, decoded content refused
                 self._refuse(exc.reason, fr.scid, exc)
@@ -338,7 +346,7 @@ class Station:
 
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
-        if apid == Apid.HOUSEKEEPING:
+        if apid == Apid.HOUSEKEEPING or (apid in HK_APIDS and v.layouts is not None):
             item.samples = self._samples(v, obj)
             if v.signer is not None:
                 self._resync(v, item.samples)
@@ -393,7 +401,7 @@ class Station:
         for item, new in zip(items, flags, strict=True):
             v = self.vehicles[item.scid]
             v.to_ack.setdefault(item.apid, []).append(item.seq)
-            if item.apid in TM_APIDS or item.apid in PAYLOAD_APIDS:  # no gap tracking for APIDs unused
+            if item.apid in TM_APIDS or item.apid in PAYLOAD_APIDS or item.apid in HK_APIDS:  # not unused APIDs
                 tracker = v.gaps.get(item.apid)
                 if tracker is None:
                     tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)

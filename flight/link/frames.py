@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from flight.link.layouts import HK_APIDS
 from flight.link.packets import Apid, PacketError, peek, split_packets
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ class Framer:
         by_vc: dict[int, list[bytes]] = {}
         for pkt in packets:
             apid = peek(pkt)[0]
-            by_vc.setdefault(VC_FOR_APID.get(apid, VC.BULK), []).append(pkt)
+            vc = VC_FOR_APID.get(apid, VC.HOUSEKEEPING if apid in HK_APIDS else VC.BULK)
+            by_vc.setdefault(vc, []).append(pkt)
         out: list[bytes] = []
         for vcid in sorted(by_vc):
             out.extend(self.pack(vcid, by_vc[vcid]))

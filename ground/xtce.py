@@ -1,0 +1,277 @@
+"""The dictionary as an XTCE 1.2 document, so another ground system can decode a Magpie vehicle.
+
+``to_xtce(doc)`` turns a ``magpie-dict/1`` dictionary into one XTCE ``SpaceSystem`` (written with
+``yamcs-pymdb``) describing the space packets byte for byte (:mod:`flight.link.packets`):
+
+- ``space_packet``: the abstract root, the CCSDS primary header and the CUC time header
+  (``time_coarse`` u32 seconds and ``time_fine`` u16 in 2^-16 s since the mission epoch);
+- one container per housekeeping packet definition (:mod:`flight.link.layouts`), chosen by its
+  APID: the packet id, one fresh bit per channel (``<channel>_fresh``), spare bits to the next
+  byte, then every channel as a parameter of its type, big-endian (a string: its length octet
+  ``<channel>_length``, then that many octets of UTF-8);
+- one command per dictionary command: opcode and arguments, big-endian, inside the
+  authenticated telecommand (key id, counter, and the HMAC-SHA256 tag after the arguments).
+
+XTCE names may not hold ``.``, ``/``, ``:``, ``[``, ``]`` or spaces, and 73 of our channel names
+hold a second dot, so every name is mapped (:func:`flight.link.layouts.legal_name`: such
+characters become ``_``; a clash gets the channel id appended) and the original name is kept as
+an alias in the ``magpie`` namespace.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+from yamcs.pymdb import (
+    ArgumentEntry,
+    BinaryArgument,
+    BinaryEncoding,
+    BooleanArgument,
+    BooleanParameter,
+    Charset,
+    Command,
+    Container,
+    EnumeratedArgument,
+    FixedValueEntry,
+    FloatArgument,
+    FloatEncoding,
+    FloatParameter,
+    IntegerArgument,
+    IntegerEncoding,
+    IntegerEncodingScheme,
+    IntegerParameter,
+    ParameterEntry,
+    StringArgument,
+    StringEncoding,
+    StringParameter,
+    System,
+    eq,
+)
+
+from flight import types
+from flight.link.auth import AUTH_HEADER, TAG_LEN
+from flight.link.layouts import apid_of, legal_name
+from flight.link.packets import Apid
+
+XTCE_NS = "http://www.omg.org/spec/XTCE/20180204"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+NAMESPACE = "magpie"
+ROOT = "space_packet"
+_DOC_MAX = 250  # XTCE short descriptions are one line
+
+
+class XtceError(ValueError):
+    """The dictionary cannot be written as XTCE (the message says which entry and why)."""
+
+
+def _int_encoding(bits: int, signed: bool) -> IntegerEncoding:
+    scheme = IntegerEncodingScheme.TWOS_COMPLEMENT if signed else IntegerEncodingScheme.UNSIGNED
+    return IntegerEncoding(bits=bits, scheme=scheme)
+
+
+def _str_encoding() -> StringEncoding:
+    return StringEncoding(length_bits=8, max_bits=8 * types.STR_MAX_BYTES, charset=Charset.UTF_8,
+                          termination=None)
+
+
+def _one_line(text: Any) -> str | None:
+    line = " ".join(str(text or "").split())
+    return line[:_DOC_MAX] or None
+
+
+def _int_bits(type_name: str) -> tuple[int, bool]:
+    ts = types.spec(type_name)
+    bits = 8 * {"B": 1, "H": 2, "I": 4, "Q": 8}[ts.fmt[-1].upper()]
+    return bits, ts.fmt[-1].islower()
+
+
+def _parameter(system: System, name: str, type_name: str, **kw: Any) -> Any:
+    ts = types.spec(type_name)
+    if ts.kind == "bool":
+        return BooleanParameter(system, name, encoding=_int_encoding(8, False), **kw)
+    if ts.kind == "int":
+        bits, signed = _int_bits(type_name)
+        return IntegerParameter(system, name, signed=signed, bits=bits, encoding=_int_encoding(bits, signed), **kw)
+    if ts.kind == "float":
+        bits = 32 if type_name == "f32" else 64
+        return FloatParameter(system, name, bits=bits, encoding=FloatEncoding(bits=bits), **kw)
+    return StringParameter(system, name, encoding=_str_encoding(), **kw)
+
+
+def _argument(arg: Mapping[str, Any]) -> Any:
+    name, type_name = legal_name(str(arg["name"])), str(arg["type"])
+    kw: dict[str, Any] = {"short_description": _one_line(arg.get("doc"))}
+    if arg.get("units"):
+        kw["units"] = str(arg["units"])
+    ts = types.spec(type_name)
+    if type_name == "enum":
+        choices = [(int(v), str(k)) for k, v in (arg.get("enum") or {}).items()]
+        if not choices:
+            return IntegerArgument(name, signed=False, bits=8, encoding=_int_encoding(8, False), **kw)
+        return EnumeratedArgument(name, choices=choices, encoding=_int_encoding(8, False), **kw)
+    if ts.kind == "bool":
+        return BooleanArgument(name, encoding=_int_encoding(8, False), **kw)
+    lo, hi = arg.get("min"), arg.get("max")
+    if ts.kind == "int":
+        bits, signed = _int_bits(type_name)
+        return IntegerArgument(name, signed=signed, bits=bits, encoding=_int_encoding(bits, signed),
+                               minimum=None if lo is None else int(lo), maximum=None if hi is None else int(hi), **kw)
+    if ts.kind == "float":
+        bits = 32 if type_name == "f32" else 64
+        return FloatArgument(name, bits=bits, encoding=FloatEncoding(bits=bits),
+                             minimum=None if lo is None else float(lo), maximum=None if hi is None else float(hi),
+                             **kw)
+    return StringArgument(name, max_length=types.STR_MAX_BYTES, encoding=_str_encoding(), **kw)
+
+
+def _names(channels: list[Mapping[str, Any]]) -> dict[int, str]:
+    """Channel id -> its legal, unique XTCE name."""
+    taken: set[str] = set()
+    out: dict[int, str] = {}
+    for ch in channels:
+        name = legal_name(str(ch["name"]))
+        if name in taken:
+            name = f"{name}_{int(ch['id']):x}"
+        taken.add(name)
+        out[int(ch["id"])] = name
+    return out
+
+
+def build_system(doc: Mapping[str, Any]) -> System:
+    """The XTCE SpaceSystem of a ``magpie-dict/1`` dictionary (see the module docstring)."""
+    try:
+        return _build(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise XtceError(f"dictionary cannot be written as XTCE: {exc}") from exc
+
+
+def _build(doc: Mapping[str, Any]) -> System:
+    sc = doc.get("spacecraft") or {}
+    sc_name = str(sc.get("name") or "vehicle")
+    system = System(legal_name(sc_name), aliases={NAMESPACE: sc_name},
+                    short_description=f"Magpie vehicle {sc_name}, spacecraft id {sc.get('id')}",
+                    long_description=f"Generated from dictionary {doc.get('hash', '')} "
+                                     f"(software {doc.get('software_version', '')}).")
+    u = _int_encoding
+    header = [
+        IntegerParameter(system, "ccsds_version", signed=False, bits=3, encoding=u(3, False)),
+        IntegerParameter(system, "ccsds_type", signed=False, bits=1, encoding=u(1, False),
+                         short_description="0 telemetry, 1 telecommand"),
+        IntegerParameter(system, "ccsds_secondary_header", signed=False, bits=1, encoding=u(1, False)),
+        IntegerParameter(system, "ccsds_apid", signed=False, bits=11, encoding=u(11, False)),
+        IntegerParameter(system, "ccsds_sequence_flags", signed=False, bits=2, encoding=u(2, False)),
+        IntegerParameter(system, "ccsds_sequence_count", signed=False, bits=14, encoding=u(14, False)),
+        IntegerParameter(system, "ccsds_packet_length", signed=False, bits=16, encoding=u(16, False),
+                         short_description="octets after the primary header, minus one"),
+        IntegerParameter(system, "time_coarse", signed=False, bits=32, encoding=u(32, False), units="s",
+                         short_description="whole seconds since the mission epoch (CUC, 4 octets)"),
+        IntegerParameter(system, "time_fine", signed=False, bits=16, encoding=u(16, False),
+                         short_description="fraction of a second in units of 2^-16 s (CUC, 2 octets)"),
+    ]
+    apid = header[3]
+    root = Container(system, ROOT, abstract=True, entries=[ParameterEntry(p) for p in header],
+                     short_description="CCSDS 133.0-B space packet with the Magpie CUC time header")
+    _housekeeping(system, doc, root, apid)
+    _commands(system, doc)
+    return system
+
+
+def _housekeeping(system: System, doc: Mapping[str, Any], root: Container, apid: Any) -> None:
+    channels = list(doc.get("channels", []))
+    by_id = {int(ch["id"]): ch for ch in channels}
+    names = _names(channels)
+    params: dict[int, Any] = {}
+    lengths: dict[int, Any] = {}  # string channels: their length byte, a parameter of its own
+    for cid, ch in by_id.items():
+        kw: dict[str, Any] = {"aliases": {NAMESPACE: str(ch["name"]), "id": str(cid)},
+                              "short_description": _one_line(ch.get("doc"))}
+        if ch.get("units"):
+            kw["units"] = str(ch["units"])
+        params[cid] = _parameter(system, names[cid], str(ch["type"]), **kw)
+        if types.spec(str(ch["type"])).kind == "str":
+            lengths[cid] = IntegerParameter(system, f"{names[cid]}_length", signed=False, bits=8,
+                                            encoding=_int_encoding(8, False),
+                                            short_description=f"octets of {ch['name']} that follow")
+    packet_id = IntegerParameter(system, "hk_packet_id", signed=False, bits=16, encoding=_int_encoding(16, False),
+                                 short_description="housekeeping packet definition (one layout each)")
+    for d in doc.get("packets", []):
+        pid = int(d["id"])
+        chans = [int(c) for c in d["channels"]]
+        entries = [ParameterEntry(packet_id)]
+        for cid in chans:
+            fresh = IntegerParameter(system, f"{names[cid]}_fresh", signed=False, bits=1,
+                                     encoding=_int_encoding(1, False),
+                                     short_description=f"1: {by_id[cid]['name']} holds a new sample")
+            entries.append(ParameterEntry(fresh))
+        spare = -len(chans) % 8
+        if spare:
+            entries.append(ParameterEntry(IntegerParameter(
+                system, f"{d['name']}_spare", signed=False, bits=spare, encoding=_int_encoding(spare, False),
+                short_description="zero bits to the next octet")))
+        for cid in chans:
+            if cid in lengths:
+                entries.append(ParameterEntry(lengths[cid]))
+            entries.append(ParameterEntry(params[cid]))
+        rate = f" at {d['hz']} Hz" if d.get("hz") else ""
+        Container(system, f"hk_{d['name']}", base=root, condition=eq(apid, apid_of(pid)), entries=entries,
+                  short_description=f"housekeeping packet {pid}: {d.get('update', 'always')} channels of "
+                                    f"rate group {d.get('rate_group')}{rate}",
+                  aliases={NAMESPACE: str(d["name"])})
+
+
+def _commands(system: System, doc: Mapping[str, Any]) -> None:
+    key_bits = 8 * AUTH_HEADER.size
+    base = Command(
+        system, "magpie_tc", abstract=True,
+        short_description="authenticated telecommand: primary header, CUC time, key id u16, counter u64",
+        entries=[
+            FixedValueEntry(f"{0x1800 | int(Apid.TC_COMMAND):04x}", "ccsds_packet_id", bits=16,
+                            short_description="version 0, type TC, secondary header, APID 0x080"),
+            FixedValueEntry("c000", "ccsds_sequence", bits=16,
+                            short_description="unsegmented; the count is the counter's low 14 bits"),
+            FixedValueEntry("0000", "ccsds_packet_length", bits=16, short_description="set when signed"),
+            FixedValueEntry("000000000000", "time", bits=48, short_description="set when signed"),
+            FixedValueEntry("00" * AUTH_HEADER.size, "auth_key_counter", bits=key_bits,
+                            short_description="key id u16 and counter u64, set when signed"),
+        ])
+    for c in doc.get("commands", []):
+        args = [_argument(a) for a in c.get("args", [])]
+        tag = BinaryArgument("auth_tag", encoding=BinaryEncoding(bits=8 * TAG_LEN),
+                             short_description="HMAC-SHA256 over every byte before it")
+        entries: list[Any] = [FixedValueEntry(f"{int(c['opcode']):04x}", "opcode", bits=16)]
+        entries += [ArgumentEntry(a) for a in args] + [ArgumentEntry(tag)]
+        Command(system, legal_name(str(c["name"])), base=base, arguments=[*args, tag], entries=entries,
+                aliases={NAMESPACE: str(c["name"]), "opcode": str(int(c["opcode"]))},
+                short_description=_one_line(c.get("doc")))
+
+
+def to_xtce(doc: Mapping[str, Any]) -> str:
+    """The XTCE 1.2 document of a dictionary, as text."""
+    text = build_system(doc).dumps(format="xtce-1.2", top_comment=False)
+    return _sized_strings(text)
+
+
+def _sized_strings(text: str) -> str:
+    """Give every string parameter its length from the ``<name>_length`` parameter before it.
+
+    ``yamcs-pymdb`` writes a leading-size string as a ``LeadingSize`` with a placeholder
+    reference that only Yamcs understands; XTCE 1.2 says it plainly with a ``DynamicValue``
+    referring to the length parameter (in octets, so a linear adjustment of 8 to bits).
+    """
+    ET.register_namespace("", XTCE_NS)
+    ET.register_namespace("xsi", XSI_NS)
+    root = ET.fromstring(text)
+    q = f"{{{XTCE_NS}}}"
+    for ptype in root.iter(f"{q}StringParameterType"):
+        var = ptype.find(f"{q}StringDataEncoding/{q}Variable")
+        if var is None:
+            continue
+        for child in list(var):
+            var.remove(child)
+        dyn = ET.SubElement(var, f"{q}DynamicValue")
+        ET.SubElement(dyn, f"{q}ParameterInstanceRef", {"parameterRef": f"{ptype.get('name')}_length"})
+        ET.SubElement(dyn, f"{q}LinearAdjustment", {"slope": "8"})
+    ET.indent(root, "  ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
