@@ -24,7 +24,9 @@ signer used the key) the signer jumps past them, so commanding resumes by itself
 
 Decoded telemetry is handed to listeners and, when ``pub_endpoint`` is given, published on a
 ZeroMQ PUB socket: topic ``tlm.<scid>.<channel name>``, ``evt.<scid>``, ``cmd.<scid>`` (command
-responses), each followed by a msgpack map.
+responses), each followed by a msgpack map (the records are written down in flight/link/LINK.md).
+Housekeeping and events are decoded by the fixed layouts of the vehicle's dictionary
+(:mod:`flight.link.layouts`); a dictionary without packet definitions means msgpack maps.
 """
 
 from __future__ import annotations
@@ -310,6 +312,10 @@ class Station:
             try:
                 if pkt.apid in HK_APIDS and vehicle.layouts is not None:
                     obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
+                elif pkt.apid == Apid.EVENT and vehicle.layouts is not None:  # the event id's fixed layout
+                    eid, _, args, text = vehicle.layouts.decode_event(pkt.payload)
+                    sev = vehicle.dictionary.events_by_id.get(eid, {}).get("severity")
+                    obj = {"id": eid, "sev": sev, "text": text, "args": args}
                 else:
                     obj = pkt.value()
                 self._decode(vehicle, item, obj)

@@ -9,6 +9,9 @@
   APID: the packet id, one fresh bit per channel (``<channel>_fresh``), spare bits to the next
   byte, then every channel as a parameter of its type, big-endian (a string: its length octet
   ``<channel>_length``, then that many octets of UTF-8);
+- one container per event id (``event_<component>_<Event>``), below ``event`` (APID 0x010): the
+  event id, a valid bit per argument, the declared arguments, then the text as formatted on board;
+- command responses and product chunks, which stay msgpack maps, as opaque octets to the end;
 - one command per dictionary command: opcode and arguments, big-endian, inside the
   authenticated telecommand (key id, counter, and the HMAC-SHA256 tag after the arguments).
 
@@ -28,6 +31,7 @@ from yamcs.pymdb import (
     ArgumentEntry,
     BinaryArgument,
     BinaryEncoding,
+    BinaryParameter,
     BooleanArgument,
     BooleanParameter,
     Charset,
@@ -71,9 +75,8 @@ def _int_encoding(bits: int, signed: bool) -> IntegerEncoding:
     return IntegerEncoding(bits=bits, scheme=scheme)
 
 
-def _str_encoding() -> StringEncoding:
-    return StringEncoding(length_bits=8, max_bits=8 * types.STR_MAX_BYTES, charset=Charset.UTF_8,
-                          termination=None)
+def _str_encoding(max_bytes: int = types.STR_MAX_BYTES) -> StringEncoding:
+    return StringEncoding(length_bits=8, max_bits=8 * max_bytes, charset=Charset.UTF_8, termination=None)
 
 
 def _one_line(text: Any) -> str | None:
@@ -174,8 +177,54 @@ def _build(doc: Mapping[str, Any]) -> System:
     root = Container(system, ROOT, abstract=True, entries=[ParameterEntry(p) for p in header],
                      short_description="CCSDS 133.0-B space packet with the Magpie CUC time header")
     _housekeeping(system, doc, root, apid)
+    _events(system, doc, root, apid)
+    for kind, apids in (("command_response", [Apid.CMD_RESPONSE]), ("thumbnail_chunk", [Apid.THUMBNAIL]),
+                        ("product_chunk", [Apid.PRODUCT])):
+        for a in apids:
+            payload = BinaryParameter(system, f"{kind}_payload", encoding=BinaryEncoding(bits=8),
+                                      short_description="msgpack map (LINK.md); the octets after the time header")
+            Container(system, kind, base=root, condition=eq(apid, int(a)), entries=[ParameterEntry(payload)],
+                      short_description=f"APID 0x{int(a):03x}: a msgpack map, described as opaque octets")
     _commands(system, doc)
     return system
+
+
+def _events(system: System, doc: Mapping[str, Any], root: Container, apid: Any) -> None:
+    event_id = IntegerParameter(system, "event_id", signed=False, bits=16, encoding=_int_encoding(16, False),
+                                short_description="the event's id in the dictionary (one layout each)")
+    text_length = IntegerParameter(system, "event_text_length", signed=False, bits=16,
+                                   encoding=_int_encoding(16, False), short_description="octets of text")
+    text = StringParameter(system, "event_text", encoding=_str_encoding(2048),
+                           short_description="the event's text as formatted on board")
+    base = Container(system, "event", base=root, abstract=True, condition=eq(apid, int(Apid.EVENT)),
+                     entries=[ParameterEntry(event_id)], short_description="APID 0x010: an event")
+    for ev in doc.get("events", []):
+        name = legal_name(f"{ev['component']}_{ev['name']}")
+        entries: list[Any] = []
+        args = list(ev.get("args", []))
+        for a in args:
+            entries.append(ParameterEntry(IntegerParameter(
+                system, f"{name}__{legal_name(a['name'])}_valid", signed=False, bits=1,
+                encoding=_int_encoding(1, False), short_description=f"1: argument {a['name']} is valid")))
+        spare = -len(args) % 8
+        if spare:
+            entries.append(ParameterEntry(IntegerParameter(
+                system, f"{name}__spare", signed=False, bits=spare, encoding=_int_encoding(spare, False),
+                short_description="zero bits to the next octet")))
+        for a in args:
+            pname = f"{name}__{legal_name(a['name'])}"
+            if types.spec(str(a["type"])).kind == "str":
+                entries.append(ParameterEntry(IntegerParameter(
+                    system, f"{pname}_length", signed=False, bits=8, encoding=_int_encoding(8, False),
+                    short_description=f"octets of argument {a['name']} that follow")))
+            entries.append(ParameterEntry(_parameter(system, pname, str(a["type"]),
+                                                     aliases={NAMESPACE: f"{ev['component']}.{ev['name']}.{a['name']}"},
+                                                     short_description=f"argument {a['name']} of {ev['name']}")))
+        entries += [ParameterEntry(text_length), ParameterEntry(text)]
+        Container(system, f"event_{name}", base=base, condition=eq(event_id, int(ev["id"])), entries=entries,
+                  aliases={NAMESPACE: f"{ev['component']}.{ev['name']}", "severity": str(ev.get("severity"))},
+                  short_description=_one_line(f"{ev.get('severity')}: {ev.get('format')}"),
+                  long_description=ev.get("doc") or None)
 
 
 def _housekeeping(system: System, doc: Mapping[str, Any], root: Container, apid: Any) -> None:
@@ -273,5 +322,20 @@ def _sized_strings(text: str) -> str:
         dyn = ET.SubElement(var, f"{q}DynamicValue")
         ET.SubElement(dyn, f"{q}ParameterInstanceRef", {"parameterRef": f"{ptype.get('name')}_length"})
         ET.SubElement(dyn, f"{q}LinearAdjustment", {"slope": "8"})
+    # the opaque payloads run to the end of the packet: 8 * (packet length field + 1 - 6) bits
+    for ptype in root.iter(f"{q}BinaryParameterType"):
+        size = ptype.find(f"{q}BinaryDataEncoding/{q}SizeInBits")
+        if size is None or not str(ptype.get("name", "")).endswith("_payload"):
+            continue
+        for child in list(size):
+            size.remove(child)
+        dyn = ET.SubElement(size, f"{q}DynamicValue")
+        ET.SubElement(dyn, f"{q}ParameterInstanceRef", {"parameterRef": "ccsds_packet_length"})
+        ET.SubElement(dyn, f"{q}LinearAdjustment", {"slope": "8", "intercept": "-40"})
+    # one order whatever the process: sets of named items sorted by name (their order means nothing)
+    for tag in ("ParameterTypeSet", "ParameterSet", "ContainerSet", "ArgumentTypeSet", "MetaCommandSet"):
+        for group in root.iter(f"{q}{tag}"):
+            items = sorted(group, key=lambda el: (el.get("name") or "", el.tag))
+            group[:] = items
     ET.indent(root, "  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -120,7 +120,8 @@ def cmd_dict(args: argparse.Namespace) -> int:
             print(f"magpie dict: cannot write {args.xtce}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         print(f"wrote {args.xtce} (XTCE 1.2: {len(doc.get('packets', []))} housekeeping packets, "
-              f"{len(doc.get('channels', []))} parameters, {len(doc.get('commands', []))} commands)",
+              f"{len(doc.get('channels', []))} channels, {len(doc.get('events', []))} events, "
+              f"{len(doc.get('commands', []))} commands)",
               file=sys.stderr)
         if args.dict_path and not args.out:
             return 0

@@ -1,7 +1,8 @@
 """Comm: the vehicle's end of the space link, between the outbound queue and the radio.
 
 Downlink: every item the vehicle sends home (events, command responses, housekeeping) becomes a
-numbered space packet (:class:`~flight.link.packets.Packetizer`) and is stored in the onboard
+numbered space packet (:class:`~flight.link.packets.Packetizer`; housekeeping and events in the
+fixed layouts of the vehicle's dictionary, :mod:`flight.link.layouts`) and is stored in the onboard
 :class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one fsynced
 transaction per batch) before anything else happens to it; the :class:`LinkEndpoint` sends from
 the recorder within the downlink byte rate and releases only what the ground acknowledged.
@@ -400,6 +401,10 @@ class Comm(Component):
         try:
             if isinstance(item, TlmPacket):
                 return self._housekeeping(t, list(item.samples))
+            if isinstance(item, EventRecord) and self.layouts is not None:  # the event id's fixed layout
+                payload = self.layouts.encode_event(item.id, item.args, item.text[:_MAX_TEXT])
+                seq = pk.counters.next(Apid.EVENT)
+                return [(seq, encode_packet(Apid.EVENT, seq, t, payload))]
             if isinstance(item, EventRecord):
                 args = [a if (isinstance(a, int | float | str | bool | bytes) or a is None) and _packable(a)
                         else str(a) for a in item.args]

@@ -23,6 +23,14 @@ since its last sample: the field then repeats the last value sent, or zero. Fiel
 big-endian by channel type (:mod:`flight.types`): ``bool`` one byte 0/1, integers and floats
 their natural width, ``str`` a length byte and at most 255 bytes of UTF-8. So every packet id
 has one layout that an XTCE document (:mod:`ground.xtce`) can describe field by field.
+
+Events (APID 0x010) have a fixed layout per event id, from the event's declared arguments::
+
+    event id u16 | valid bits, ceil(n/8) bytes | arg 1 | ... | arg n | text length u16 | text
+
+An argument that was missing or did not fit its declared type goes as zero with its valid bit
+clear (the ground reads it as null); the text is the one formatted on board, at most
+:data:`MAX_EVENT_TEXT` octets of UTF-8. The severity is the event's, from the dictionary.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ MAX_PAYLOAD = 2048  # worst-case payload bytes of one definition (a frame holds 
 #: on_change channels per packet: a counter that moves sends its part only, not all its component's
 MAX_CHANGES = 12
 PACKET_ID_LEN = 2
+MAX_EVENT_TEXT = 2048  # octets of an event's text on the link (u16 length before it)
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-]")
 _ZERO = {"bool": False, "int": 0, "float": 0.0, "str": ""}
 
@@ -145,7 +154,8 @@ class Layouts:
     stands still repeats its value with its fresh bit clear.
     """
 
-    def __init__(self, definitions: Iterable[Mapping[str, Any]], channel_types: Mapping[int, str]) -> None:
+    def __init__(self, definitions: Iterable[Mapping[str, Any]], channel_types: Mapping[int, str],
+                 events: Iterable[Mapping[str, Any]] | None = None) -> None:
         self.by_id: dict[int, Layout] = {}
         self.packet_of: dict[int, int] = {}  # channel id -> packet id
         for d in definitions:
@@ -162,13 +172,21 @@ class Layouts:
                 self.packet_of[cid] = pid
             self.by_id[pid] = Layout(pid, str(d.get("name", pid)), chans, tuple(channel_types[c] for c in chans))
         self._last: dict[int, Any] = {}
+        #: event id -> (name, argument types), for the fixed event layouts
+        self.events: dict[int, tuple[str, tuple[str, ...]]] = {}
+        for ev in events or ():
+            arg_types = tuple(str(a["type"]) for a in ev.get("args", []))
+            for t in arg_types:
+                types.spec(t)
+            self.events[int(ev["id"])] = (str(ev.get("name", ev["id"])), arg_types)
 
     @classmethod
     def from_dictionary(cls, doc: Mapping[str, Any] | None) -> Layouts | None:
         """The layouts of a ``magpie-dict/1`` document, or None when it defines no packets."""
         if not doc or not doc.get("packets"):
             return None
-        return cls(doc["packets"], {int(c["id"]): str(c["type"]) for c in doc.get("channels", [])})
+        return cls(doc["packets"], {int(c["id"]): str(c["type"]) for c in doc.get("channels", [])},
+                   doc.get("events", []))
 
     # -- vehicle side ----------------------------------------------------------------------------
 
@@ -242,6 +260,57 @@ class Layouts:
         if offset != len(payload):
             raise PacketError(f"housekeeping packet {lay.name}: {len(payload) - offset} bytes past its fields")
         return pid, out
+
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def encode_event(self, eid: int, args: Sequence[Any], text: str) -> bytes:
+        """An event's payload: id, valid bits, its declared arguments, then its text.
+
+        An argument that is missing or does not fit its declared type goes as the type's zero
+        with its valid bit clear; an event id the dictionary does not know is a PacketError.
+        """
+        decl = self.events.get(eid)
+        if decl is None:
+            raise PacketError(f"event id {eid} is not in the dictionary")
+        arg_types = decl[1]
+        bits = bytearray((len(arg_types) + 7) // 8)
+        fields = []
+        for i, tname in enumerate(arg_types):
+            raw = _pack_value(tname, args[i]) if i < len(args) and args[i] is not None else None
+            if raw is None:
+                raw = types.pack(tname, _ZERO[types.spec(tname).kind])
+            else:
+                bits[i >> 3] |= 0x80 >> (i & 7)
+            fields.append(raw)
+        body = text.encode("utf-8")[:MAX_EVENT_TEXT].decode("utf-8", "ignore").encode("utf-8")
+        return struct.pack(">H", eid) + bytes(bits) + b"".join(fields) + struct.pack(">H", len(body)) + body
+
+    def decode_event(self, payload: bytes) -> tuple[int, str, list[Any], str]:
+        """(event id, name, arguments (None where not valid), text); PacketError if ill-formed."""
+        if len(payload) < 2:
+            raise PacketError("event payload shorter than its id")
+        (eid,) = struct.unpack_from(">H", payload)
+        decl = self.events.get(eid)
+        if decl is None:
+            raise PacketError(f"event id {eid} is not in the dictionary")
+        name, arg_types = decl
+        offset = 2 + (len(arg_types) + 7) // 8
+        bits = payload[2:offset]
+        if len(bits) != offset - 2:
+            raise PacketError(f"event {name} truncated in its valid bits")
+        args: list[Any] = []
+        try:
+            for i, tname in enumerate(arg_types):
+                value, offset = types.unpack(tname, payload, offset)
+                args.append(value if bits[i >> 3] & (0x80 >> (i & 7)) else None)
+            (n,) = struct.unpack_from(">H", payload, offset)
+            text = payload[offset + 2 : offset + 2 + n].decode("utf-8")
+        except (ValueError, struct.error) as exc:  # UnicodeDecodeError is a ValueError
+            raise PacketError(f"event {name}: {exc}") from None
+        if offset + 2 + n != len(payload):
+            raise PacketError(f"event {name}: payload length does not match its layout")
+        return eid, name, args, text
 
 
 def _pack_value(type_name: str, value: Any) -> bytes | None:

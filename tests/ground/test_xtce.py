@@ -23,6 +23,7 @@ from space_packet_parser.xtce.definitions import XtcePacketDefinition
 
 from flight.config import load as load_config
 from flight.link.layouts import HK_APIDS, legal_name
+from flight.link.packets import Apid
 from ground.archive import from_sql
 from ground.xtce import NAMESPACE, ROOT, to_xtce
 from magpie.mission import LockstepMission
@@ -111,6 +112,38 @@ def test_an_independent_decoder_reads_the_archive_value_for_value(mission_run: t
         compared += len(mine)
     assert compared > 1000
     assert {"f32", "u32", "str", "u64"} <= types_seen
+
+
+def test_the_independent_decoder_reads_events_and_frames_every_other_packet(
+        mission_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    archive_path, doc = mission_run
+    path = tmp_path / "vehicle.xml"
+    path.write_text(to_xtce(doc), encoding="utf-8")
+    definition = XtcePacketDefinition.from_xtce(path, root_container_name=ROOT)
+    events = {int(e["id"]): e for e in doc["events"]}
+    with sqlite3.connect(archive_path) as db:
+        rows = db.execute("SELECT id, apid, bytes FROM packets WHERE apid NOT BETWEEN ? AND ? ORDER BY id",
+                          (HK_APIDS.start, HK_APIDS.stop - 1)).fetchall()
+        archived = {packet: (eid, json.loads(args), text) for packet, eid, args, text in
+                    db.execute("SELECT packet, event_id, args, text FROM events")}
+    kinds: dict[int, int] = {}
+    for row_id, apid, raw in rows:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pkt = definition.parse_bytes(raw)
+        kinds[apid] = kinds.get(apid, 0) + 1
+        if apid != Apid.EVENT:  # msgpack maps, framed as opaque octets to the packet's end
+            payload = next(v for k, v in pkt.items() if k.endswith("_payload"))
+            assert bytes(payload) == raw[12:]
+            continue
+        ev = events[pkt["event_id"]]
+        prefix = legal_name(f"{ev['component']}_{ev['name']}")
+        args = []
+        for a in ev["args"]:
+            name = f"{prefix}__{legal_name(a['name'])}"
+            args.append((str(pkt[name]) if a["type"] == "str" else pkt[name]) if pkt[f"{name}_valid"] else None)
+        assert archived[row_id] == (pkt["event_id"], args, str(pkt["event_text"])), ev["name"]
+    assert kinds.get(Apid.EVENT, 0) > 5 and kinds.get(Apid.CMD_RESPONSE, 0) >= 2
 
 
 def test_dict_cli_writes_xtce_and_refuses_a_bad_path(mission_run: tuple[Path, dict[str, Any]],

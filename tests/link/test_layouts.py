@@ -160,3 +160,44 @@ def test_bad_definitions_are_refused() -> None:
     with pytest.raises(ValueError, match="two housekeeping packets"):
         Layouts([{"id": 1, "channels": [1]}, {"id": 2, "channels": [1]}], {1: "u8"})
     assert Layouts.from_dictionary({"channels": []}) is None
+
+
+@st.composite
+def events_and_values(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int, list[Any], str]:
+    arg_types = draw(st.lists(st.sampled_from(TYPE_NAMES), max_size=9))
+    events = [{"id": 0x200, "name": "Other", "args": []},
+              {"id": 0x201, "name": "Tested", "args": [{"name": f"a{i}", "type": t} for i, t in enumerate(arg_types)]}]
+    values = [draw(st.none() | _value(t)) for t in arg_types]
+    return events, 0x201, values, draw(st.text(max_size=600))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_and_values())
+def test_every_event_argument_comes_back_from_its_fixed_layout(case: tuple[Any, int, list[Any], str]) -> None:
+    events, eid, values, text = case
+    lay = Layouts([], {}, events)
+    got_id, name, args, got_text = lay.decode_event(lay.encode_event(eid, values, text))
+    assert (got_id, name) == (eid, "Tested") and got_text == text[: len(got_text)]
+    assert len(got_text.encode()) <= 2048 and (got_text == text or len(text.encode()) > 2048)
+    for t, sent, back in zip([a["type"] for a in events[1]["args"]], values, args, strict=True):
+        if sent is None:
+            assert back is None
+        elif t == "f32":
+            assert back == struct.unpack(">f", struct.pack(">f", sent))[0]
+        else:
+            assert back == sent
+
+
+def test_event_arguments_that_do_not_fit_arrive_as_null() -> None:
+    lay = Layouts([], {}, [{"id": 7, "name": "E", "args": [{"name": "n", "type": "u8"}, {"name": "s", "type": "str"},
+                                                            {"name": "x", "type": "f32"}]}])
+    _, _, args, text = lay.decode_event(lay.encode_event(7, [999, 42, "x"], "text"))
+    assert args == [None, "42", None] and text == "text"
+    with pytest.raises(PacketError, match="not in the dictionary"):
+        lay.encode_event(8, [], "")
+    payload = lay.encode_event(7, [1, "a", 1.0], "ok")
+    for cut in range(len(payload)):
+        with pytest.raises(PacketError):
+            lay.decode_event(payload[:cut])
+    with pytest.raises(PacketError):
+        lay.decode_event(payload + b"\x00")

@@ -55,7 +55,12 @@ def check_exactly_once(m: LockstepMission) -> None:
     assert layouts is not None
     for *_, raw, _ in rows:
         pkt = decode_packet(raw)
-        layouts.decode(pkt.payload, pkt.apid) if pkt.apid in HK_APIDS else pkt.value()
+        if pkt.apid in HK_APIDS:
+            layouts.decode(pkt.payload, pkt.apid)
+        elif pkt.apid == Apid.EVENT:
+            layouts.decode_event(pkt.payload)
+        else:
+            pkt.value()
 
 
 def channel_id(m: LockstepMission, name: str) -> int:
