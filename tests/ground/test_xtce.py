@@ -18,13 +18,18 @@ from typing import Any
 
 import pytest
 import xmlschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from space_packet_parser import xtce as spp_xtce
 from space_packet_parser.xtce.definitions import XtcePacketDefinition
 
 from flight.config import load as load_config
-from flight.link.layouts import HK_APIDS, legal_name
-from flight.link.packets import Apid
-from ground.archive import from_sql
+from flight.link.frames import VC, Framer
+from flight.link.layouts import HK_APIDS, Layouts, legal_name
+from flight.link.packets import Apid, encode_packet
+from ground.archive import Archive, from_sql
+from ground.dictionary import Dictionary
+from ground.station import Station, Vehicle
 from ground.xtce import NAMESPACE, ROOT, to_xtce
 from magpie.mission import LockstepMission
 
@@ -163,3 +168,27 @@ def test_dict_cli_writes_xtce_and_refuses_a_bad_path(mission_run: tuple[Path, di
                              timeout=60)
         assert bad.returncode == 2
         assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr and bad.stderr.startswith("magpie dict:")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from([Apid.EVENT, *HK_APIDS[:25]]), st.binary(max_size=80)), min_size=1,
+                max_size=6))
+def test_a_station_with_fixed_layouts_survives_any_payload(mission_run: tuple[Path, dict[str, Any]],
+                                                            tmp_path_factory: pytest.TempPathFactory,
+                                                            garbage: list[tuple[int, bytes]]) -> None:
+    """Forged or garbled payloads on the layout APIDs cost their packet, never the station."""
+    _, doc = mission_run
+    scid = doc["spacecraft"]["id"]
+    layouts = Layouts.from_dictionary(doc)
+    assert layouts is not None
+    with Archive(tmp_path_factory.mktemp("garbage") / "g.db") as archive:
+        station = Station(archive, [Vehicle(scid, Dictionary.from_obj(doc))])
+        packets = [encode_packet(apid, i, 1.0 + i, body) for i, (apid, body) in enumerate(garbage)]
+        good_apid, good = layouts.encode([(doc["packets"][0]["channels"][0], 1)])[0][0]
+        packets.append(encode_packet(good_apid, 99, 50.0, good))
+        for frame in Framer(scid).pack(VC.HOUSEKEEPING, packets):
+            station.receive(frame, 60.0)
+        station.poll(60.0)
+        assert station.rejects["internal_error"] == 0
+        assert archive.count("packets") == len(packets)  # every raw packet kept (and so ACKed)
+        assert archive.latest(scid, doc["packets"][0]["channels"][0]) == (50.0, 1)
