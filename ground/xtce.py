@@ -8,7 +8,8 @@
 - one container per housekeeping packet definition (:mod:`flight.link.layouts`), chosen by its
   APID: the packet id, one fresh bit per channel (``<channel>_fresh``), spare bits to the next
   byte, then every channel as a parameter of its type, big-endian (a string: its length octet
-  ``<channel>_length``, then that many octets of UTF-8);
+  ``<channel>_length``, then that many octets of UTF-8), with its yellow and red limits as
+  warning and critical alarm ranges;
 - one container per event id (``event_<component>_<Event>``), below ``event`` (APID 0x010): the
   event id, a valid bit per argument, the declared arguments, then the text as formatted on board;
 - command responses and product chunks, which stay msgpack maps, as opaque octets to the end;
@@ -51,6 +52,7 @@ from yamcs.pymdb import (
     StringEncoding,
     StringParameter,
     System,
+    ThresholdAlarm,
     eq,
 )
 
@@ -127,6 +129,19 @@ def _argument(arg: Mapping[str, Any]) -> Any:
                              minimum=None if lo is None else float(lo), maximum=None if hi is None else float(hi),
                              **kw)
     return StringArgument(name, max_length=types.STR_MAX_BYTES, encoding=_str_encoding(), **kw)
+
+
+def _alarm(limits: Mapping[str, Any]) -> ThresholdAlarm | None:
+    """A channel's yellow and red limits (inside them is nominal) as XTCE warning and critical ranges."""
+    yellow, red = limits.get("yellow"), limits.get("red")
+    if not yellow and not red:
+        return None
+    kw: dict[str, float] = {}
+    if yellow:
+        kw["warning_low"], kw["warning_high"] = float(yellow[0]), float(yellow[1])
+    if red:
+        kw["critical_low"], kw["critical_high"] = float(red[0]), float(red[1])
+    return ThresholdAlarm(**kw)
 
 
 def _names(channels: list[Mapping[str, Any]]) -> dict[int, str]:
@@ -238,6 +253,9 @@ def _housekeeping(system: System, doc: Mapping[str, Any], root: Container, apid:
                               "short_description": _one_line(ch.get("doc"))}
         if ch.get("units"):
             kw["units"] = str(ch["units"])
+        alarm = _alarm(ch.get("limits") or {})
+        if alarm is not None and types.spec(str(ch["type"])).kind in ("int", "float"):
+            kw["alarm"] = alarm
         params[cid] = _parameter(system, names[cid], str(ch["type"]), **kw)
         if types.spec(str(ch["type"])).kind == "str":
             lengths[cid] = IntegerParameter(system, f"{names[cid]}_length", signed=False, bits=8,
