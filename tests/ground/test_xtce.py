@@ -162,7 +162,14 @@ def test_dict_cli_writes_xtce_and_refuses_a_bad_path(mission_run: tuple[Path, di
     assert run.returncode == 0, run.stderr
     assert out.read_text(encoding="utf-8") == to_xtce(doc)
     assert f"{len(doc['packets'])} housekeeping packets" in run.stderr
+    # from an assembled vehicle (the default simulated rover), beside its dictionary JSON
+    run = subprocess.run([sys.executable, "-m", "magpie.cli", "dict", "--xtce", str(tmp_path / "rover.xml"),
+                          "-o", str(tmp_path / "rover.json")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    rover = json.loads((tmp_path / "rover.json").read_text(encoding="utf-8"))
+    assert (tmp_path / "rover.xml").read_text(encoding="utf-8") == to_xtce(rover)
     for argv in (["--dict", str(src), "--xtce", str(tmp_path / "no" / "such" / "dir.xml")],
+                 ["--xtce", str(tmp_path / "no" / "such" / "dir.xml")],
                  ["--dict", str(tmp_path / "missing.json"), "--xtce", str(out)]):
         bad = subprocess.run([sys.executable, "-m", "magpie.cli", "dict", *argv], capture_output=True, text=True,
                              timeout=60)
