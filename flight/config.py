@@ -46,6 +46,8 @@ class VehicleConfig:
     components: tuple[ComponentConfig, ...] = ()
     rate_groups: tuple[RateGroupConfig, ...] = ()
     source: str = "<defaults>"
+    #: Named sequence engines (``[vehicle] sequences``); empty: one engine, ``main``.
+    sequences: tuple[str, ...] = ()
 
 
 def _get(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -77,7 +79,14 @@ def parse(doc: dict[str, Any], source: str = "<config>", base_dir: Path | None =
     """Validate a configuration document (already read from TOML)."""
     _unknown(doc, {"vehicle", "outbound", "devices", "components", "rate_groups"}, "")
     veh = _get(doc, "vehicle", "", dict, {})
-    _unknown(veh, {"name", "spacecraft_id", "state_dir", "epoch"}, "vehicle.")
+    _unknown(veh, {"name", "spacecraft_id", "state_dir", "epoch", "sequences"}, "vehicle.")
+    sequences = _get(veh, "sequences", "vehicle.", list, [])
+    for i, eng in enumerate(sequences):
+        if not isinstance(eng, str) or not eng.isidentifier() or not eng.islower() or len(eng) > 20:
+            raise ConfigError(f"vehicle.sequences[{i}]: expected an engine name (lower case letters, digits, _; "
+                              f"at most 20), got {eng!r}")
+    if len(set(sequences)) != len(sequences):
+        raise ConfigError("vehicle.sequences: engine names must be unique")
     name = _get(veh, "name", "vehicle.", str, "magpie")
     scid = _get(veh, "spacecraft_id", "vehicle.", int, 66)
     if not 0 <= scid <= 1023:
@@ -149,7 +158,7 @@ def parse(doc: dict[str, Any], source: str = "<config>", base_dir: Path | None =
     if dup:
         raise ConfigError(f"rate_groups: {sorted(dup)[0]} is a member of more than one group")
     return VehicleConfig(name, scid, state_dir, epoch, capacity, dict(devices), tuple(comps),
-                         tuple(groups), source)
+                         tuple(groups), source, tuple(sequences))
 
 
 def load(path: str | Path) -> VehicleConfig:

@@ -129,7 +129,8 @@ class Vehicle:
         self.executive = Executive("exec")
         self.dispatcher = Dispatcher("cmd")
         core: list[Component] = [self.system, self.executive, self.dispatcher, Params("prm"),
-                                 Housekeeping("tlm"), Health("health"), Sequencer("seq")]
+                                 Housekeeping("tlm"), Health("health"),
+                                 Sequencer("seq", engines=list(self.config.sequences))]
         for c in core:
             c.id_base = CORE_BASES[c.name]
         user = [self._make(cc) for cc in self.config.components]

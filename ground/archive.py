@@ -356,6 +356,25 @@ class Archive:
             raise
         return new_flags
 
+    def add_product_chunks(self, scid: int, apid: int, rows: Iterable[tuple[int, int, int, bytes, Any, float]]) -> int:
+        """Store a product that came by another transfer (CFDP, :mod:`ground.files`) as chunk rows
+        ``(pid, idx, n, data, meta, time)``, so the image tools read it like any other; exactly
+        once per (scid, apid, pid, idx). Returns the rows that were new."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                new = 0
+                for pid, idx, n, data, meta, t in rows:
+                    cur = db.execute("INSERT OR IGNORE INTO product_chunks VALUES (?,?,?,?,?,?,?,?)",
+                                     (scid, apid, pid, idx, n, bytes(data), _json(meta), float(t)))
+                    new += cur.rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return new
+
     def add_command(self, scid: int, name: str, opcode: int, args: dict[str, Any], now: float) -> int:
         with self._lock:
             cur = self._db.execute(

@@ -113,6 +113,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    scid = _scid(cfg, args.scid)
+    try:
+        with GroundClient(command_endpoint=cfg.commands, token=read_token(cfg.state_dir)) as client:
+            got = client.put_file(scid, args.path, args.name)
+    except (CommandError, ClientTimeout, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: {got['bytes']} B queued by CFDP for {scid} as {got['name']} ({got['queued']} waiting)")
+    return 0
+
+
 def _fmt_time(t: float) -> str:
     return f"{t:.3f}"
 
@@ -195,6 +208,26 @@ def cmd_events(args: argparse.Namespace) -> int:
         return _tail(client, args.count, lambda t, r: t == topic and filt.match(r), _event_line)
 
 
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from ground.timeline import format_rows, rows_from_events
+
+    if args.archive is not None:
+        path, scid = args.archive, args.scid
+    else:
+        cfg = _config(args)
+        path, scid = cfg.archive, _scid(cfg, args.scid)
+    since, until = _time_range(args)
+    with Archive(path, readonly=True) as archive:
+        rows = rows_from_events(archive.events(scid, since, until), args.engine)
+    if not rows:
+        print(f"no sequence steps in the archive{f' for engine {args.engine}' if args.engine else ''}",
+              file=sys.stderr)
+        return 1
+    for line in format_rows(rows):
+        print(line)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = _config(args)
     archive = Archive(cfg.archive, readonly=True)  # a missing or bad archive fails before --out is made
@@ -251,7 +284,7 @@ def _common(p: argparse.ArgumentParser, scid: bool = True) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``ground``, ``cmd``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
+    """Add ``ground``, ``cmd``, ``upload``, ``tlm``, ``events`` and ``archive`` to the ``magpie`` CLI."""
     p = subparsers.add_parser(
         "ground",
         help="run the ground station process",
@@ -290,6 +323,17 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_guarded(cmd_send))
 
+    p = subparsers.add_parser(
+        "upload",
+        help="send a file to a vehicle by CFDP",
+        description="Queue a file for a vehicle through the running ground process; it goes as a CFDP "
+        "class 2 transaction and lands in the vehicle's state directory under uplink/.",
+    )
+    p.add_argument("path", help="the file to send")
+    p.add_argument("--name", default=None, help="name under the vehicle's uplink/ (default: the file's name)")
+    _common(p)
+    p.set_defaults(func=_guarded(cmd_upload))
+
     for name, func, what in (("tlm", cmd_tlm, "channel samples"), ("events", cmd_events, "events")):
         p = subparsers.add_parser(
             name,
@@ -311,6 +355,21 @@ def register(subparsers: Any) -> None:
         p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
         p.add_argument("--count", type=int, default=None, help="stop a live tail after N items")
         p.set_defaults(func=_guarded(func))
+
+    # ``timeline``: the sequence steps of the archive, planned against actual (ground.timeline)
+    p = subparsers.add_parser(
+        "timeline",
+        help="print the sequence timeline from the archive: planned vs actual per step",
+        description="Read the SeqStep and sequence events of a vehicle from the archive and print, "
+        "engine by engine, each step's planned start, window end, actual start and end, slip and "
+        "outcome, with the starts, contingency switches and stops between them.",
+    )
+    _common(p)
+    p.add_argument("--archive", default=None, help="read this archive file instead of the ground config's")
+    p.add_argument("--engine", default=None, help="only this sequence engine")
+    p.add_argument("--since", type=_time_arg, default=None, help="start of the time range")
+    p.add_argument("--until", type=_time_arg, default=None, help="end of the time range")
+    p.set_defaults(func=_guarded(cmd_timeline))
 
     p = subparsers.add_parser("archive", help="work with the ground archive")
     sub = p.add_subparsers(dest="archive_cmd", required=True)

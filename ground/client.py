@@ -188,6 +188,12 @@ class GroundClient:
             }
         )
 
+    def put_file(self, scid: int, path: str | Path, name: str | None = None) -> dict[str, Any]:
+        """Send a file to a vehicle by CFDP (it lands in the vehicle's ``uplink/``); returns what was queued."""
+        p = Path(path)
+        return self._call({"op": "put_file", "scid": scid, "name": name or p.name, "data": p.read_bytes()},
+                          timeout_s=30.0)
+
     def command_status(self, cmd_id: int) -> dict[str, Any]:
         return self._call({"op": "status", "id": cmd_id})
 

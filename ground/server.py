@@ -20,7 +20,9 @@ Configuration is TOML::
 Relative paths are taken from the configuration file's directory. The command socket speaks
 msgpack maps: ``{"op": "send", "scid", "name", "args", "timeout_s", "token"}`` answers
 ``{"ok": true, "command": {...}}``; ``{"op": "status", "id", "token"}`` answers the command's
-record; errors answer ``{"ok": false, "error": reason}``.
+record; ``{"op": "put_file", "scid", "name", "data", "token"}`` queues a file (at most 16 MiB) for
+the vehicle by CFDP (:mod:`ground.files`; it lands in the vehicle's ``uplink/<name>``); errors
+answer ``{"ok": false, "error": reason}``.
 
 Only authorised local clients may command: every request must carry the token the server keeps
 in ``<state_dir>/command.token`` (32 random bytes as hex, mode 0600 in a 0700 directory, made at
@@ -50,10 +52,12 @@ import zmq
 
 from flight.cmdcodec import CommandCodecError
 from flight.link.auth import Signer, load_key
+from flight.link.cfdp import safe_name
 from flight.persist import ensure_private_dir, write_atomic
 from ground.archive import Archive
 from ground.commander import Commander
 from ground.dictionary import Dictionary
+from ground.files import GroundFiles
 from ground.station import Station, Vehicle
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ class RequestError(ValueError):
 TOKEN_FILE = "command.token"
 _MAX_REQUEST = 64 * 1024
 _ARG_TYPES = (bool, int, float, str)
+MAX_PUT_BYTES = 16 * 1024 * 1024  # a file sent up through the command socket (op "put_file")
 
 
 def load_or_make_token(state_dir: Path) -> str:
@@ -116,6 +121,13 @@ def check_request(req: Any, token: str) -> dict[str, Any]:
     op = req.get("op")
     if op == "status":
         return {"op": op, "id": _int_field(req, "id", 1, 2**63 - 1)}
+    if op == "put_file":  # a file for a vehicle, by CFDP (ground.files); it lands in its uplink/
+        fname, data = req.get("name"), req.get("data")
+        if not isinstance(fname, str) or not safe_name(fname):
+            raise RequestError("'name' must be a relative file name without '..'")
+        if not isinstance(data, bytes) or len(data) > MAX_PUT_BYTES:
+            raise RequestError(f"'data' must be the file's bytes, at most {MAX_PUT_BYTES}")
+        return {"op": op, "scid": _int_field(req, "scid", 0, 0xFFFF), "name": fname, "data": data}
     if op != "send":
         raise RequestError(f"unknown op {op!r}" if isinstance(op, str) else "'op' must be a string")
     name = req.get("name")
@@ -254,6 +266,8 @@ class GroundServer:
             ack_interval_s=cfg.ack_interval_s,
         )
         self.pub_endpoint = self.station.pub_endpoint
+        #: CFDP: products received into the archive, files up (ground.files), state in state_dir
+        self.files = GroundFiles(self.station, self.archive, cfg.state_dir / "cfdp", cfg.state_dir)
         self.commander = Commander(self.station, retry_interval_s=cfg.retry_interval_s)
         self._t0 = time.monotonic()
         self.ready = threading.Event()
@@ -275,6 +289,11 @@ class GroundServer:
             except Exception:  # msgpack raises several types on garbage
                 raise RequestError("request is not msgpack") from None
             req = check_request(raw, self.token)
+            if req["op"] == "put_file":
+                put = self.files.send_bytes(req["scid"], req["name"], req["data"])
+                queued = len(self.files.entities[req["scid"]].queue)
+                return {"ok": True, "command": {"op": "put_file", "scid": req["scid"], "name": put.name,
+                                                "bytes": len(req["data"]), "queued": queued}}
             if req["op"] == "send":
                 rec = self.commander.send(
                     req["scid"], req["name"], req["args"], self.now(), timeout_s=req["timeout_s"]

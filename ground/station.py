@@ -22,6 +22,10 @@ The vehicle reports its highest accepted uplink counters (``*.uplink_counter_cmd
 ``*.uplink_counter_link``); when they pass the station's signer (its state was lost, or another
 signer used the key) the signer jumps past them, so commanding resumes by itself.
 
+Packets on an APID in :attr:`Station.packet_sinks` carry another protocol's data units, not
+msgpack (CFDP PDUs on 0x032, :mod:`ground.files`): they are archived raw and acknowledged, and
+their user data goes to the sink; :attr:`Station.pollers` run at the start of every poll.
+
 Decoded telemetry is handed to listeners and, when ``pub_endpoint`` is given, published on a
 ZeroMQ PUB socket: topic ``tlm.<scid>.<channel name>``, ``evt.<scid>``, ``cmd.<scid>`` (command
 responses), each followed by a msgpack map (the records are written down in flight/link/LINK.md).
@@ -65,6 +69,7 @@ log = logging.getLogger(__name__)
 
 Uplink = Callable[[int, bytes], None]  # (scid, frame)
 Listener = Callable[[str, int, Any], None]  # (kind "tlm"|"evt"|"cmd"|"chunk", scid, record)
+PacketSink = Callable[[int, bytes, float], None]  # (scid, packet user data, now): CFDP PDUs (ground.files)
 
 U64_MAX = 2**64 - 1
 _STAGES = frozenset({"ACCEPTED", "REJECTED", "COMPLETED", "FAILED"})
@@ -258,6 +263,11 @@ class Station:
         self.rejects: Counter[str] = Counter()
         self._warn = RateLimitedLog(log)
         self.listeners: list[Listener] = []
+        #: APIDs whose packets are not msgpack but another protocol's data units (CFDP on 0x032,
+        #: :mod:`ground.files`): archived raw and acknowledged, their user data handed to the sink
+        self.packet_sinks: dict[int, PacketSink] = {}
+        #: called with ``now_s`` at the start of every poll (the CFDP entities' timers)
+        self.pollers: list[Callable[[float], None]] = []
         self._pending: list[Ingest] = []
         self._pub = None
         if pub_endpoint:
@@ -309,6 +319,11 @@ class Station:
                 self._refuse("telecommand_on_downlink", fr.scid, f"APID 0x{pkt.apid:03x}")
                 continue
             item = Ingest(fr.scid, pkt.apid, pkt.seq, pkt.time_s, raw)
+            sink = self.packet_sinks.get(pkt.apid)
+            if sink is not None:
+                sink(fr.scid, pkt.payload, now_s)  # the sink counts what it refuses, never raises
+                self._pending.append(item)
+                continue
             try:
                 if pkt.apid in HK_APIDS and vehicle.layouts is not None:
                     obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
@@ -488,6 +503,12 @@ class Station:
 
     def poll(self, now_s: float) -> None:
         """Archive what arrived, then ACK and NAK each vehicle whose link is up."""
+        for poller in self.pollers:
+            try:
+                poller(now_s)
+            except Exception as exc:  # a broken poller must not stop the station
+                self.rejects["internal_error"] += 1
+                self._warn("internal_error", "poller failed: %r", exc)
         self.flush(now_s)
         for v in self.vehicles.values():
             if v.signer is None or self.uplink is None or not self.link_up(v.scid, now_s):

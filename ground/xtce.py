@@ -12,7 +12,8 @@
   warning and critical alarm ranges;
 - one container per event id (``event_<component>_<Event>``), below ``event`` (APID 0x010): the
   event id, a valid bit per argument, the declared arguments, then the text as formatted on board;
-- command responses and product chunks, which stay msgpack maps, as opaque octets to the end;
+- command responses and product chunks, which stay msgpack maps, and CFDP PDUs (APID 0x032), as
+  opaque octets to the end of the packet;
 - one command per dictionary command: opcode and arguments, big-endian, inside the
   authenticated telecommand (key id, counter, and the HMAC-SHA256 tag after the arguments).
 
@@ -58,6 +59,7 @@ from yamcs.pymdb import (
 
 from flight import types
 from flight.link.auth import AUTH_HEADER, TAG_LEN
+from flight.link.cfdp import APID_CFDP
 from flight.link.layouts import apid_of, legal_name
 from flight.link.packets import Apid
 
@@ -193,13 +195,14 @@ def _build(doc: Mapping[str, Any]) -> System:
                      short_description="CCSDS 133.0-B space packet with the Magpie CUC time header")
     _housekeeping(system, doc, root, apid)
     _events(system, doc, root, apid)
-    for kind, apids in (("command_response", [Apid.CMD_RESPONSE]), ("thumbnail_chunk", [Apid.THUMBNAIL]),
-                        ("product_chunk", [Apid.PRODUCT])):
-        for a in apids:
-            payload = BinaryParameter(system, f"{kind}_payload", encoding=BinaryEncoding(bits=8),
-                                      short_description="msgpack map (LINK.md); the octets after the time header")
-            Container(system, kind, base=root, condition=eq(apid, int(a)), entries=[ParameterEntry(payload)],
-                      short_description=f"APID 0x{int(a):03x}: a msgpack map, described as opaque octets")
+    for kind, a, what in (("command_response", Apid.CMD_RESPONSE, "a msgpack map (LINK.md)"),
+                          ("thumbnail_chunk", Apid.THUMBNAIL, "a msgpack map (LINK.md)"),
+                          ("product_chunk", Apid.PRODUCT, "a msgpack map (LINK.md)"),
+                          ("cfdp", APID_CFDP, "one CFDP PDU (CCSDS 727.0-B)")):
+        payload = BinaryParameter(system, f"{kind}_payload", encoding=BinaryEncoding(bits=8),
+                                  short_description=f"{what}: the octets after the time header")
+        Container(system, kind, base=root, condition=eq(apid, int(a)), entries=[ParameterEntry(payload)],
+                  short_description=f"APID 0x{int(a):03x}: {what}, described as opaque octets")
     _commands(system, doc)
     return system
 

@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("seq", help="check stored sequence files against the dictionary",
                        description="Parse and check sequence files without running them; every "
-                                   "error is printed with its line number. Exit status 1 when "
-                                   "any file has an error.")
+                                   "error is printed as FILE:LINE: message (commands, arguments, "
+                                   "condition channels, windows, deadlines, labels, contingencies). "
+                                   "Exit status 2 when any file has an error.")
     p.add_argument("files", nargs="+", type=Path, help="sequence files")
     p.add_argument("--config", type=Path, default=None, help="vehicle TOML (default: the simulated rover)")
     p.add_argument("--dict", dest="dict_path", type=Path, default=None,
@@ -151,8 +152,11 @@ def _read_dictionary(path: Path) -> dict:
 
 
 def cmd_seq(args: argparse.Namespace) -> int:
-    from flight import sequencer
+    """Check each file (commands, arguments, condition channels, windows, deadlines, labels and
+    contingencies); errors go to stderr as ``FILE:LINE: message``, exit status 2 when any."""
+    from flight import timeline
 
+    epoch = None
     if args.dict_path:
         doc = json.loads(args.dict_path.read_text(encoding="utf-8"))
     else:
@@ -161,24 +165,29 @@ def cmd_seq(args: argparse.Namespace) -> int:
         except _NoDictionary as exc:
             print(f"magpie seq: {exc}", file=sys.stderr)
             return 2
+        from magpie import simrun
+
+        epoch = simrun._load(args.config).epoch
     by_name = {c["name"]: c for c in doc["commands"]}
+    channels = {c["name"] for c in doc["channels"]}
     bad = 0
     for path in args.files:
         try:
-            text = path.read_text(encoding="utf-8")
+            tl = timeline.load_file(path, by_name.get, channels, epoch)
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"{path}: cannot read: {exc}")
+            print(f"{path}: cannot read: {exc}", file=sys.stderr)
             bad += 1
             continue
-        try:
-            lines = sequencer.load(text, by_name.get)
-        except sequencer.SequenceError as exc:
+        except timeline.SequenceError as exc:
             bad += 1
             for n, msg in exc.errors:
-                print(f"{path}:{n}: {msg}")
+                print(f"{path}:{n}: {msg}", file=sys.stderr)
             continue
-        print(f"{path}: ok, {len(lines)} command(s)")
-    return 1 if bad else 0
+        extras = [f"deadline {'+' if tl.deadline[0] else '@'}{tl.deadline[1]:g}"] if tl.deadline else []
+        extras += [f"contingency {tl.contingency}"] if tl.contingency else []
+        extras += ["critical"] if tl.critical else []
+        print(f"{path}: ok, {len(tl.steps)} command(s)" + (f" ({', '.join(extras)})" if extras else ""))
+    return 2 if bad else 0
 
 
 def _setup_logging(verbose: int) -> None:

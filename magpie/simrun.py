@@ -367,6 +367,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
         plan_text = resources.files("magpie.configs").joinpath("demo.seq").read_text(encoding="utf-8")
         plan_name = "demo.seq"
     (seq_dir / plan_name).write_text(plan_text, encoding="utf-8")
+    if args.seq is not None:
+        from flight.timeline import plan_files
+
+        for f in plan_files(args.seq)[1:]:  # the contingencies the plan names go on board with it
+            if not (seq_dir / f.name).exists():
+                (seq_dir / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
 
     mission = None
     try:

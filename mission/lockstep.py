@@ -38,11 +38,13 @@ from flight.components.comm import Comm, attach
 from flight.config import ComponentConfig, ConfigError, VehicleConfig
 from flight.config import load as load_config
 from flight.link.auth import load_key, write_key_file
+from flight.link.cfdp import CfdpConfig
 from flight.link.packets import Apid
 from flight.vehicle import Vehicle
 from ground.archive import Archive
 from ground.commander import Commander, CommandRecord
 from ground.dictionary import Dictionary
+from ground.files import GroundFiles
 from ground.station import Station
 from ground.station import Vehicle as GroundVehicle
 from hal.radio import open_loop_radio
@@ -234,6 +236,11 @@ class LockstepMission:
         )
         self.commander = Commander(self.station, retry_interval_s=max(60.0, 2 * rtt + 30.0),
                                    default_timeout_s=max(3600.0, 4 * rtt))
+        #: the ground's CFDP entity for this vehicle (products by CFDP into the archive, files up)
+        self.files = GroundFiles(self.station, self.archive, ground_state / "cfdp", ground_state,
+                                 config=CfdpConfig(ack_interval_s=max(60.0, 2 * rtt + 10.0),
+                                                   nak_interval_s=max(60.0, 2 * rtt + 10.0),
+                                                   holdoff_s=max(5.0, rtt + 2.0)))
         self._archived_before: Counter[int] = Counter(row[1] for row in self.archive.packets(scid))
         self.start_s = self.clock.now()
         self.plan = sorted(((self.start_s + t, n, dict(a)) for t, n, a in plan), key=lambda p: p[0])

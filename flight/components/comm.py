@@ -12,6 +12,10 @@ Data products (:class:`~flight.link.products.ProductChunk` items the imaging tas
 packets on APID 0x030 (thumbnails) or 0x031 (full products), sent on the bulk virtual channel
 after events and housekeeping, thumbnails ahead of full frames (the recorder's priorities).
 
+Products and files by CFDP class 2 (``downlink = "cfdp"`` on the imaging component): Comm's
+CFDP entity (:mod:`flight.components.comm_cfdp`) takes ``FilePut`` items, stores its PDUs as
+packets on APID 0x032, and takes the authenticated TCs whose body starts with the CFDP prefix.
+
 Uplink: each cycle the endpoint reads the radio, applies authenticated ACK/NAK link control to
 the recorder and hands back verified commands, which go to the dispatcher with
 ``source="uplink"`` and ``seq`` = the authentication counter (the ground's commander matches
@@ -43,8 +47,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flight.component import Component
+from flight.components import comm_cfdp
 from flight.config import ConfigError
 from flight.link.auth import KeyFileError, Reject, Verified, Verifier, load_key
+from flight.link.cfdp import GROUND_ENTITY, from_tc_body
 from flight.link.endpoint import LinkEndpoint
 from flight.link.frames import OVERHEAD as FRAME_OVERHEAD
 from flight.link.layouts import HK_APIDS, Layouts
@@ -97,6 +103,12 @@ class Comm(Component):
         "max_frame_len": 4096,
         "stats_every_s": 1.0,  # telemetry sampling of recorder and link counters
         "link_report_every_s": 600.0,  # LinkReport event period; 0 disables
+        # CFDP (flight/components/comm_cfdp.py): the ground's entity id, PDU rate (0: 3/4 of the
+        # downlink rate) and the ACK/NAK timers, in seconds of link time (above the round trip)
+        "cfdp_ground_entity": GROUND_ENTITY,
+        "cfdp_bytes_per_s": 0.0,
+        "cfdp_timer_s": 60.0,
+        "cfdp_link_silence_s": 30.0,  # no authenticated uplink for this long: the link is down for CFDP
     }
     CHANNELS = (
         Channel("rec_packets", "u32", doc="packets held by the onboard recorder"),
@@ -153,7 +165,7 @@ class Comm(Component):
                 update="on_change"),
         Channel("hk_samples_dropped", "u32", doc="housekeeping samples that could not be encoded",
                 update="on_change"),
-    )
+    ) + comm_cfdp.CHANNELS
     EVENTS = (
         Event("CommUp", Severity.ACTIVITY_HI,
               "link up: scid {scid}, recorder holds {packets} packets, uplink key {key_id}",
@@ -188,7 +200,7 @@ class Comm(Component):
               doc="a persistent store was unreadable at boot: moved aside, started afresh; says what was lost"),
         Event("CommandRetried", Severity.ACTIVITY_LO, "command counter {counter} re-sent: {answer}",
               (Arg("counter", "u64"), Arg("answer", "str")), throttle=5, throttle_window_s=60.0),
-    )
+    ) + comm_cfdp.EVENTS
 
     def __init__(self, name: str, **options: Any) -> None:
         super().__init__(name, **options)
@@ -196,6 +208,7 @@ class Comm(Component):
         self.endpoint: LinkEndpoint | None = None
         self.verifier: Verifier | None = None
         self.packetizer: Packetizer | None = None
+        self.cfdp: comm_cfdp.CommCfdp | None = None
         self.attached = False  # True once the vehicle hands us its drained items (see attach)
         self.stored = 0
         self.unencodable = 0
@@ -243,6 +256,7 @@ class Comm(Component):
         except ValueError as exc:
             self.recorder.close()
             raise ConfigError(f"components.{self.name}: {exc}") from None
+        self.cfdp = comm_cfdp.CommCfdp(self)
         self._counters_path = fw.state_dir / f"{self.name}-counters.json"
         self._rejected_base = self._load_counters()
         self._rejected_seen = {r: 0 for r in Reject}  # this boot, already reported
@@ -304,6 +318,8 @@ class Comm(Component):
         before = dict(self._verifier.rejected)
         commands = self.endpoint.step(now_s)
         for verified in commands:
+            if self.cfdp is not None and self.cfdp.uplink(verified.body):
+                continue  # a CFDP PDU, not a command
             self.cmdlog.accepted(verified)  # persisted before it can run
             if not self.fw.cmd.submit_bytes(verified.body, source="uplink", seq=verified.counter):
                 self.cmdlog.forget(verified)
@@ -315,12 +331,16 @@ class Comm(Component):
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s
+        if self.cfdp is not None:
+            self.cfdp.step(now_s, self._last_uplink_s)
         if self._verifier.rejected != before:
             self._save_counters()
         return len(commands)
 
     def _answer_retry(self, v: Verified) -> None:
         """A command TC that came again: answer it from the log, never run it twice."""
+        if from_tc_body(v.body) is not None:
+            return  # a repeated CFDP PDU: the protocol copes with duplicates; nothing to answer
         if (v.key_id, v.counter) in self._answered:
             return  # answered once this boot; a further copy gets nothing (bounds the work)
         if len(self._answered) < 4096:
@@ -363,6 +383,8 @@ class Comm(Component):
         """Packetize a drained batch and store it in the recorder with one transaction."""
         if not items or self.recorder is None or self.packetizer is None:
             return
+        if self.cfdp is not None:
+            items = self.cfdp.take(items)
         batch: list[tuple[bytes, int, int, int | None, float | None]] = []
         for item in items:
             for seq, data in self._packets(item):
@@ -556,6 +578,8 @@ class Comm(Component):
         self.tlm("uplink_retries", self.retries_answered)
         self.tlm("uplink_not_executed", self.not_executed)
         self.tlm("hk_samples_dropped", self.hk_dropped)
+        if self.cfdp is not None:
+            self.cfdp.telemetry()
 
     # -- commands ------------------------------------------------------------------------------------
 

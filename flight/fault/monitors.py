@@ -22,6 +22,11 @@ the fault component's configuration, and every key is checked once at start-up
 (:func:`parse_monitors`); errors name the key (``monitors.tilt.persistence: ...``). A monitor
 whose channel does not exist on this vehicle (no comm, no MCU link) is *unavailable* and
 reported as such, never an error, so one table serves every vehicle.
+
+Each monitor also says how its fault weighs against a critical sequence (``critical``, see
+:data:`CRITICALITY`): power, thermal, tilt and a silent executive are ``survival`` (the default for
+a new monitor); a stalled motor, an isolated member or a lost MCU link are ``sequence`` (the
+sequence's contingency handles them); cycle slips, a full recorder and a quiet uplink ``defer``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -140,11 +145,18 @@ class MonitorSpec:
     enabled: bool = True
     modes: frozenset[Mode] = field(default_factory=lambda: ACTIVE_MODES)
     doc: str = ""
+    critical: str = "survival"
+
+
+#: How a fault weighs against a critical sequence (see flight.fault.protection): ``sequence`` the
+#: sequence's contingency handles it, ``defer`` it waits until the sequence ends, ``survival`` it
+#: threatens the vehicle and is answered at once, sequence or not.
+CRITICALITY = ("sequence", "defer", "survival")
 
 
 def _spec(name: str, channel: str, cond: str, persistence: int, response: Response, doc: str,
-          modes: frozenset[Mode] = ACTIVE_MODES) -> MonitorSpec:
-    return MonitorSpec(name, channel, parse_condition(cond), persistence, response, True, modes, doc)
+          modes: frozenset[Mode] = ACTIVE_MODES, critical: str = "survival") -> MonitorSpec:
+    return MonitorSpec(name, channel, parse_condition(cond), persistence, response, True, modes, doc, critical)
 
 
 #: The built-in monitors (persistence in samples of the fault component's rate group, 1 Hz).
@@ -156,30 +168,32 @@ BUILTIN: tuple[MonitorSpec, ...] = (
     _spec("bus_undervoltage", "power.bus_v", "< 12.4", 3, Response.SAFE, "bus below its red limit"),
     _spec("tilt", "imu.tilt_deg", "> 30", 2, Response.SAFE, "tilted past 30 degrees"),
     _spec("motor_overcurrent", "drive.*_current_a", "outside -2.8 2.8", 3, Response.STOP_DRIVE,
-          "a motor draws near its stall current"),
+          "a motor draws near its stall current", critical="sequence"),
     _spec("wheel_stall", "event:drive.WheelStall", "delta > 0", 1, Response.STOP_DRIVE,
-          "the drive reported a stalled wheel"),
+          "the drive reported a stalled wheel", critical="sequence"),
     _spec("temperature", "thermal.*_c", "outside -40 60", 3, Response.SAFE,
           "a temperature outside its red limits"),
     _spec("comm_loss", "comm.uplink_silence_s", "> 86400", 1, Response.SAFE,
-          "no authenticated uplink for a day"),
+          "no authenticated uplink for a day", critical="defer"),
     _spec("cycle_slips", "exec.*.slips", "delta > 0", 5, Response.SAFE,
-          "a rate group slipped on five samples in a row"),
-    _spec("member_faulted", "exec.*.state", "== 2", 1, Response.SAFE, "an executive member is isolated"),
+          "a rate group slipped on five samples in a row", critical="defer"),
+    _spec("member_faulted", "exec.*.state", "== 2", 1, Response.SAFE, "an executive member is isolated",
+          critical="sequence"),
     _spec("health_fatal", "health.fatal_active", "> 0", 3, Response.RESTART,
           "a worker or rate group silent past the fatal timeout"),
-    _spec("mcu_link_down", "link.up", "== false", 5, Response.SAFE, "the microcontroller link is down"),
+    _spec("mcu_link_down", "link.up", "== false", 5, Response.SAFE, "the microcontroller link is down",
+          critical="sequence"),
     _spec("recorder_full", "comm.rec_fill_pct", "> 90", 3, Response.STANDBY,
-          "the onboard recorder is nearly full: stop producing data"),
+          "the onboard recorder is nearly full: stop producing data", critical="defer"),
     _spec("dusk", "power.solar_w", "< 3", 30, Response.HIBERNATE,
           "no solar input while idle: the night has come", frozenset({Mode.SAFE, Mode.STANDBY})),
 )
 
-_KEYS = {"channel", "condition", "persistence", "response", "enabled", "modes", "doc"}
+_KEYS = {"channel", "condition", "persistence", "response", "enabled", "modes", "doc", "critical"}
 
 
 def parse_monitors(table: Mapping[str, Any] | None, builtins: bool = True,
-                   where: str = "monitors") -> list[MonitorSpec]:
+                   where: str = "monitors", parse_mode: Callable[[Any], Any] = parse_mode) -> list[MonitorSpec]:
     """The built-in monitors (unless ``builtins`` is false) changed and extended by ``table``.
 
     ``table`` maps a monitor name to its keys; a built-in's name changes only the keys given.
@@ -239,11 +253,15 @@ def parse_monitors(table: Mapping[str, Any] | None, builtins: bool = True,
                 parsed = frozenset(parse_mode(m) for m in modes)
             except ValueError as exc:
                 raise ValueError(f"{at}.modes: {exc}") from None
-            if Mode.BOOT in parsed or Mode.HIBERNATE in parsed:
+            if any(m.name in ("BOOT", "HIBERNATE") for m in parsed):
                 raise ValueError(f"{at}.modes: monitors do not run in BOOT or HIBERNATE")
             changes["modes"] = parsed
         if "doc" in body:
             changes["doc"] = str(body["doc"])
+        if "critical" in body:
+            if body["critical"] not in CRITICALITY:
+                raise ValueError(f"{at}.critical: expected one of {', '.join(CRITICALITY)}, got {body['critical']!r}")
+            changes["critical"] = body["critical"]
         specs[name] = replace(base, **changes)
     return list(specs.values())
 

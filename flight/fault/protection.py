@@ -14,6 +14,20 @@ hibernation and waking, and at boot; every change is a ``ModeChanged`` event wit
 persisted at once. Commands named in the ``gated`` option (motion, by default) are refused with a
 reason outside the modes listed for them; stop commands are never gated.
 
+**Mode tables.** The modes are the vehicle kind's (the ``mode_table`` option,
+:func:`flight.fault.modes.build_table`): the rover's by default; a lander adds SURFACE, SAMPLING
+and ASCENT_PREP. ``MODE_SET`` takes the table's modes, and a monitor left to its default modes runs
+in every awake mode of the table.
+
+**Critical sequences.** While a sequence marked ``critical`` runs (``seq.critical`` in the data
+store lists its engines), a tripped monitor is weighed by its ``critical`` key: ``sequence`` goes
+to that sequence's contingency (``FaultToContingency``; ``seq.contingency`` switches it) instead of
+its response; ``defer`` is held (``FaultDeferred``) until no critical sequence runs, then carried
+out if the monitor is still tripped (``FaultReleased``); ``survival`` (power, thermal, tilt, a
+silent executive) is answered at once, and a response that raises the mode also stops the
+critical sequences (``CriticalStopped``), whose commands would not run in SAFE. A ``sequence``
+fault with no contingency left to switch to is held like ``defer``.
+
 **Boot.** The state file (``fault.json``) says how the last run ended. First boot: the configured
 ``boot_mode``. After a fault-protection restart or an unclean end (power loss, kill -9, watchdog):
 SAFE. After a clean shutdown: the mode it had (hibernation resumes).
@@ -38,7 +52,8 @@ on with the reason instead of waiting out their timeouts.
 
 **Fast mode** (``fast = true``, a simulation option): while the vehicle is idle in SAFE or
 STANDBY (wheels still, no sequence running) every rate group runs once per ``idle_period_s``,
-and the watchdog is suspended; DRIVE, SCIENCE or a sequence bring the configured rates back. It
+and the watchdog is suspended; a working mode or a sequence bring the configured rates back (a
+sequence at once, through ``fault.busy`` in the data store, so its first steps are on time). It
 lets a whole lunar day be simulated in minutes; monitor persistence is then counted in those
 slower samples.
 """
@@ -48,14 +63,15 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from flight.commands import CommandFailed
 from flight.component import Component
-from flight.fault.modes import LABELS, SAFETY, Mode, parse_mode, transition_problem
-from flight.fault.monitors import Monitor, MonitorSpec, MonitorState, parse_monitors
-from flight.fault.responses import Response, arbitrate
-from flight.model import Arg, Channel, Event, Param, Severity, command
+from flight.fault.modes import Mode, build_table
+from flight.fault.monitors import ACTIVE_MODES, Monitor, MonitorSpec, MonitorState, parse_monitors
+from flight.fault.responses import TARGET_MODE, Response, arbitrate
+from flight.model import Arg, Channel, CommandDef, Event, Param, Severity, command
 from flight.persist import CorruptFileError, read_checked_json, write_checked_json
 from hal.contracts import PowerMonitor, Watchdog
 from hal.errors import HalError
@@ -79,6 +95,7 @@ class FaultProtection(Component):
         "fast": False,  # simulation: slow every group while idle (see the module docstring)
         "idle_period_s": 60.0,
         "hibernate_period_s": 600.0,
+        "mode_table": {},  # this vehicle kind's modes (flight.fault.modes.build_table); {}: the rover's
     }
     PARAMS = (
         Param("max_restarts", "u8", 3, min=0, max=20, doc="restarts allowed within the window"),
@@ -145,6 +162,18 @@ class FaultProtection(Component):
               "mode {mode}; tripped: {tripped}; disabled: {disabled}; restarts in window {restarts}",
               (Arg("mode", "str"), Arg("tripped", "str"), Arg("disabled", "str"), Arg("restarts", "u32"))),
         Event("FastIdle", Severity.ACTIVITY_LO, "fast idle {state}", (Arg("state", "str"),)),
+        Event("FaultToContingency", Severity.WARNING_HI,
+              "monitor {monitor} ({response}) handled by the contingency of critical sequence(s) on {engines}",
+              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str")),
+              throttle=10, throttle_window_s=60.0),
+        Event("FaultDeferred", Severity.WARNING_LO,
+              "monitor {monitor} ({response}) held until the critical sequence(s) on {engines} end",
+              (Arg("monitor", "str"), Arg("response", "str"), Arg("engines", "str")),
+              throttle=10, throttle_window_s=60.0),
+        Event("FaultReleased", Severity.WARNING_LO, "held fault {monitor} ({response}): {outcome}",
+              (Arg("monitor", "str"), Arg("response", "str"), Arg("outcome", "str"))),
+        Event("CriticalStopped", Severity.WARNING_HI, "critical sequence(s) on {engines} stopped: {cause}",
+              (Arg("engines", "str"), Arg("cause", "str"))),
     )
 
     def __init__(self, name: str, **options: Any) -> None:
@@ -152,9 +181,14 @@ class FaultProtection(Component):
         opts = self.options
         if not isinstance(opts["builtins"], bool):
             raise ValueError("builtins: expected true or false")
-        self.specs: list[MonitorSpec] = parse_monitors(opts["monitors"], opts["builtins"])
+        self.table = build_table(opts["mode_table"])
+        specs = parse_monitors(opts["monitors"], opts["builtins"], parse_mode=self.table.parse)
+        awake = frozenset(m for m in self.table.modes if m.name not in ("BOOT", "HIBERNATE"))
+        # a monitor left to the default modes runs in every awake mode of this vehicle's table
+        self.specs: list[MonitorSpec] = [replace(sp, modes=awake) if sp.modes == ACTIVE_MODES else sp
+                                         for sp in specs]
         try:
-            self.boot_mode = parse_mode(opts["boot_mode"])
+            self.boot_mode = self.table.parse(opts["boot_mode"])
         except ValueError as exc:
             raise ValueError(f"boot_mode: {exc}") from None
         if self.boot_mode == Mode.BOOT:
@@ -168,7 +202,11 @@ class FaultProtection(Component):
             if not isinstance(modes, list):
                 raise ValueError(f"gated.{pattern}: expected a list of modes")
             try:
-                self.gated[pattern] = frozenset(parse_mode(m) for m in modes)
+                if gated is DEFAULT_GATED:  # the rover's gates: a vehicle without DRIVE keeps them shut
+                    self.gated[pattern] = frozenset(self.table.modes[m] for m in modes
+                                                    if m in self.table.modes.__members__)
+                else:
+                    self.gated[pattern] = frozenset(self.table.parse(m) for m in modes)
             except ValueError as exc:
                 raise ValueError(f"gated.{pattern}: {exc}") from None
         for key in ("idle_period_s", "hibernate_period_s"):
@@ -180,14 +218,15 @@ class FaultProtection(Component):
         crit = opts["critical_members"]
         if not isinstance(crit, list) or not all(isinstance(c, str) for c in crit):
             raise ValueError("critical_members: expected a list of member names")
-        self.mode = Mode.BOOT
+        self.mode = self.table.modes["BOOT"]
         self.monitors: dict[str, Monitor] = {}
+        self._deferred: list[tuple[Response, str, str]] = []  # (response, cause, monitor) held for a sequence
 
     # -- declarations ------------------------------------------------------------------------
 
     def channels(self) -> tuple[Channel, ...]:
         out = [
-            Channel("mode", "u8", doc="vehicle mode: " + ", ".join(f"{v} {k}" for k, v in LABELS.items()),
+            Channel("mode", "u8", doc="vehicle mode: " + ", ".join(f"{v} {k}" for k, v in self.table.labels.items()),
                     update="on_change"),
             Channel("mode_name", "str", doc="vehicle mode", update="on_change"),
             Channel("mode_changes", "u32", doc="mode changes since boot", update="on_change"),
@@ -201,6 +240,9 @@ class FaultProtection(Component):
             Channel("wdog_kicks", "u32", doc="watchdog kicks since boot", update="on_change"),
             Channel("wdog_withheld", "u32", doc="cycles the watchdog was not kicked", update="on_change"),
             Channel("fast_idle", "bool", doc="simulation fast idle in force", update="on_change"),
+            Channel("deferred", "u8", doc="faults held until a critical sequence ends", update="on_change"),
+            Channel("to_contingency", "u32", doc="faults sent to a critical sequence's contingency",
+                    update="on_change"),
         ]
         for spec in self.specs:
             out.append(Channel(f"mon.{spec.name}", "u8", doc=f"{spec.doc or spec.name}: 0 disabled, 1 ok, "
@@ -222,10 +264,12 @@ class FaultProtection(Component):
         self._kicks = 0
         self._withheld = 0
         self._fast_idle = False
+        self._to_contingency = 0
         self._wdog_suspended = False
         self._hib: dict[str, Any] | None = None
         self._event_counts: dict[str, int] = {}
         fw.events.listeners.append(self._count_event)
+        fw.store["fault.busy"] = self.busy  # a sequence starting: leave fast idle now
         self._wdog: Watchdog | None = self.devices.get("watchdog")
         self._power: PowerMonitor | None = self.devices.get("power")
         self._group = next((g.name for g in fw.executive.groups
@@ -264,7 +308,7 @@ class FaultProtection(Component):
             mode, cause = Mode.SAFE, f"unclean restart (was {state.get('mode', '?')})"
         else:
             try:
-                mode = parse_mode(state.get("mode", self.boot_mode.name))
+                mode = self.table.parse(state.get("mode", self.boot_mode.name))
             except ValueError:
                 mode = Mode.SAFE
             if mode == Mode.BOOT:
@@ -320,7 +364,7 @@ class FaultProtection(Component):
             self._hibernation_step()
             self._publish()
             return
-        requests: list[tuple[Response, str]] = []
+        tripped: list[tuple[Response, str, str]] = []
         tlm = self.fw.tlm
         tripped_any = False
         for mon in self.monitors.values():
@@ -341,11 +385,12 @@ class FaultProtection(Component):
                 value = "?" if mon.last_value is None else f"{mon.last_value:.6g}"
                 self.event("MonitorTripped", monitor=spec.name, channel=spec.channel, value=value,
                            condition=spec.condition.text, response=spec.response.name.lower())
-                requests.append((spec.response, f"{spec.name}: {spec.channel} {spec.condition.text}"))
+                tripped.append((spec.response, f"{spec.name}: {spec.channel} {spec.condition.text}", spec.name))
             elif was_tripped and not mon.tripped:
                 self.event("MonitorCleared", monitor=mon.spec.name)
         if tripped_any:
             self._save()
+        requests = self._triage(tripped)
         if requests:
             self._act(requests)
         if self.options["fast"]:
@@ -353,12 +398,58 @@ class FaultProtection(Component):
         self._watchdog()
         self._publish()
 
+    def _critical_engines(self) -> list[str]:
+        engines = self.fw.store.get("seq.critical")
+        return [str(e) for e in engines] if isinstance(engines, list) else []
+
+    def _triage(self, tripped: list[tuple[Response, str, str]]) -> list[tuple[Response, str]]:
+        """What to act on now: everything, unless a critical sequence runs (module docstring)."""
+        engines = self._critical_engines()
+        if not engines and self._deferred:
+            held, self._deferred = self._deferred, []
+            for response, cause, name in held:
+                mon = self.monitors.get(name)
+                still = mon is not None and mon.tripped
+                self.event("FaultReleased", monitor=name, response=response.name.lower(),
+                           outcome="acting now" if still else "cleared while held, nothing to do")
+                if still:
+                    tripped.append((response, cause, name))
+        if not engines:
+            return [(r, c) for r, c, _ in tripped]
+        out: list[tuple[Response, str]] = []
+        for response, cause, name in tripped:
+            spec = self.monitors[name].spec
+            if response == Response.REPORT or spec.critical == "survival":
+                out.append((response, cause))
+                if self.table.safety.get(TARGET_MODE[response] or self.mode, 0) > self.table.safety[self.mode]:
+                    self._stop_critical(engines, cause)
+                continue
+            if spec.critical == "sequence":
+                switch = self.fw.store.get("seq.contingency")
+                handled = [e for e in engines if callable(switch) and switch(e, cause)]
+                if handled:
+                    self._to_contingency += 1
+                    self.event("FaultToContingency", monitor=name, response=response.name.lower(),
+                               engines=", ".join(handled))
+                    continue
+            if all(n != name for _, _, n in self._deferred):  # held once, however often it trips
+                self._deferred.append((response, cause, name))
+            self.event("FaultDeferred", monitor=name, response=response.name.lower(), engines=", ".join(engines))
+        return out
+
+    def _stop_critical(self, engines: list[str], cause: str) -> None:
+        """A survival response ends the critical sequences: their commands would not run in SAFE."""
+        self.event("CriticalStopped", engines=", ".join(engines), cause=cause[:200])
+        if self.fw.cmd.entry("SEQ_STOP") is not None:
+            for e in engines:
+                self.fw.cmd.submit("SEQ_STOP", {"engine": e}, source=self.name)
+
     def _act(self, requests: list[tuple[Response, str]]) -> None:
         window = float(self.param("restart_window_s"))
         now = self.now()
         self._restart_times = [t for t in self._restart_times if now - t < window]
         allowed = len(self._restart_times) < int(self.param("max_restarts"))
-        decision = arbitrate(requests, self.mode, allowed)
+        decision = arbitrate(requests, self.mode, allowed, self.table.safety, self.table.modes)
         if decision.response is None:
             return
         self._responses += 1
@@ -396,6 +487,7 @@ class FaultProtection(Component):
     # -- modes -------------------------------------------------------------------------------
 
     def _set_mode(self, mode: Mode, cause: str, save: bool = True) -> None:
+        mode = self.table.modes(int(mode))
         old = self.mode
         if mode == old:
             return
@@ -403,7 +495,7 @@ class FaultProtection(Component):
         self._mode_changes += 1
         self.publish("mode", mode.name)
         self.event("ModeChanged", old=old.name, new=mode.name, cause=cause[:200])
-        if mode in (Mode.DRIVE, Mode.SCIENCE) and self._fast_idle:
+        if self.table.working(mode) and self._fast_idle:
             self._leave_fast_idle()
         if mode != Mode.HIBERNATE:
             for mon in self.monitors.values():
@@ -415,7 +507,7 @@ class FaultProtection(Component):
 
     def request_mode(self, mode: Mode, cause: str) -> None:
         """Change mode if the table allows it; CommandFailed (counted, reported) if not."""
-        problem = transition_problem(self.mode, mode)
+        problem = self.table.problem(self.mode, mode)
         if problem is not None:
             self._rejected += 1
             self.tlm("rejected", self._rejected)
@@ -427,7 +519,7 @@ class FaultProtection(Component):
         elif self.mode == Mode.HIBERNATE:
             self._wake(cause)
         else:
-            if SAFETY[mode] > SAFETY[self.mode]:
+            if self.table.safety[mode] > self.table.safety[self.mode]:
                 self._stop_drive()
             self._set_mode(mode, cause)
 
@@ -580,6 +672,12 @@ class FaultProtection(Component):
         elif not idle and self._fast_idle:
             self._leave_fast_idle()
 
+    def busy(self) -> None:
+        """Work is starting (a sequence): leave fast idle at once, so the work's first steps run at
+        the configured rates rather than at the next idle cycle, which may be a minute away."""
+        if self._fast_idle:
+            self._leave_fast_idle()
+
     def _leave_fast_idle(self) -> None:
         self._fast_idle = False
         self.fw.executive.restore_rates()
@@ -641,22 +739,33 @@ class FaultProtection(Component):
         self.tlm("wdog_kicks", self._kicks)
         self.tlm("wdog_withheld", self._withheld)
         self.tlm("fast_idle", self._fast_idle)
+        self.tlm("deferred", len(self._deferred))
+        self.tlm("to_contingency", self._to_contingency)
         for name, mon in self.monitors.items():
             self.tlm(f"mon.{name}", int(mon.state))
             self.tlm(f"mon.{name}.trips", mon.trips)
 
     # -- commands ----------------------------------------------------------------------------
 
-    @command("MODE_SET", Arg("mode", "enum", enum=dict(LABELS), doc="the mode to enter"))
+    @command("MODE_SET", Arg("mode", "enum", enum={m.name: int(m) for m in Mode}, doc="the mode to enter"))
     def mode_set(self, mode: int) -> None:
         """Change the vehicle mode; refused (with the allowed modes) when the table forbids it."""
-        self.request_mode(Mode(mode), "commanded")
+        self.request_mode(self.table.modes(mode), "commanded")
+
+    def commands(self) -> list[tuple[CommandDef, Callable[..., Any]]]:
+        """MODE_SET takes this vehicle's modes (its mode table), so the dictionary lists them."""
+        out = []
+        for cdef, handler in super().commands():
+            if cdef.name == "MODE_SET":
+                cdef = replace(cdef, args=(replace(cdef.args[0], enum=self.table.labels),))
+            out.append((cdef, handler))
+        return out
 
     @command("MODE_HIBERNATE", Arg("wake_after_s", "u32", "s", doc="wake after this long (and not before); "
                                    "0: when solar input returns"))
     def mode_hibernate(self, wake_after_s: int) -> None:
         """Hibernate now, waking after the given time, or on solar input when it is 0."""
-        problem = transition_problem(self.mode, Mode.HIBERNATE)
+        problem = self.table.problem(self.mode, self.table.modes["HIBERNATE"])
         if problem is not None:
             self._rejected += 1
             self.event("ModeRejected", mode="HIBERNATE", reason=problem)

@@ -26,7 +26,9 @@ loop on an empty battery would end the mission.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flight.fault.modes import SAFETY, Mode
 
@@ -71,8 +73,10 @@ class Decision:
     restart: bool = False
 
 
-def arbitrate(requests: list[tuple[Response, str]], mode: Mode, restart_allowed: bool = True) -> Decision:
-    """Pick the action for ``requests`` (response, cause) given the present mode (see the rules)."""
+def arbitrate(requests: list[tuple[Response, str]], mode: Mode, restart_allowed: bool = True,
+              safety: Mapping[Any, int] = SAFETY, modes: Any = Mode) -> Decision:
+    """Pick the action for ``requests`` (response, cause) given the present mode (see the rules);
+    ``safety`` and ``modes`` are the vehicle's mode table (the rover's by default)."""
     if not requests:
         return Decision(None)
     ranked = sorted(requests, key=lambda rc: -int(rc[0]))
@@ -85,9 +89,11 @@ def arbitrate(requests: list[tuple[Response, str]], mode: Mode, restart_allowed:
         response, cause = Response.SAFE, f"{cause}; restart limit reached"
     stop = response >= Response.STOP_DRIVE
     target = TARGET_MODE[response]
+    if target is not None:
+        target = modes[target.name]
     new_mode = None
     if response == Response.RESTART:
         return Decision(response, cause, subsumed, stop_drive=True, restart=True)
-    if target is not None and SAFETY[target] > SAFETY[mode]:
+    if target is not None and safety[target] > safety[mode]:
         new_mode = target
     return Decision(response, cause, subsumed, stop_drive=stop, mode=new_mode)

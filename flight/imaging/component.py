@@ -26,7 +26,9 @@ pointing, the frame's sequence number, and the vehicle's pose when pose channels
 full frames stay on board until ``IMG_DOWNLINK`` (one product) or ``IMG_DOWNLINK_PRIO`` (every
 product at or above a priority, most important first; thumbnails, full frames or both). Chunks
 go out on the bulk virtual channel; the recorder sends thumbnails ahead of full frames. ``IMG_RESEND`` re-queues named
-segments of a product the ground holds only in part.
+segments of a product the ground holds only in part. With the option ``downlink = "cfdp"`` a
+product goes instead as one CFDP class 2 transaction (:mod:`flight.link.cfdp`, by Comm), which
+recovers what the link loses on its own; ``IMG_RESEND`` then sends the whole product again.
 
 **Science autonomy.** ``IMG_SURVEY`` takes a navigation frame, finds rock candidates
 (:mod:`flight.imaging.targets`), ranks them and reports each in a ``TargetCandidate`` event;
@@ -37,6 +39,7 @@ each) and every choice is explained in a ``TargetChosen`` event.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +48,12 @@ import numpy as np
 
 from flight.commands import PENDING, CommandFailed
 from flight.component import Component
+from flight.config import ConfigError
 from flight.imaging import targets as tg
 from flight.imaging.catalogue import READY, Catalogue, CatalogueError, Quota
 from flight.imaging.products import Format, MadeProduct, ProductFailure, ProductJob, make_product
-from flight.link.products import ProductError, parse_segments, product_chunks
+from flight.link.cfdp import FilePut
+from flight.link.products import PRIO_PRODUCT, PRIO_THUMB, ProductError, parse_segments, product_chunks
 from flight.model import Arg, Channel, Event, Param, Severity, command
 from flight.worker import JobResult
 from hal.contracts import Camera, Exposure, Frame
@@ -131,6 +136,7 @@ class Imaging(Component):
         "pose_channels": ["nav.x_m", "nav.y_m", "nav.yaw_deg"],
         "mast_height_m": 1.0,  # camera height above the ground, for target ranges
         "max_list": 20,
+        "downlink": "chunks",  # "chunks" (the link's own transfer) or "cfdp" (CFDP class 2 by Comm)
     }
     PARAMS = (
         Param("auto_exposure", "bool", True, doc="meter the first frame of each job"),
@@ -227,6 +233,9 @@ class Imaging(Component):
 
     def setup(self) -> None:
         sd = self.fw.state_dir
+        if self.options["downlink"] not in ("chunks", "cfdp"):
+            raise ConfigError(f"components.{self.name}.downlink: {self.options['downlink']!r}; "
+                              "one of \"chunks\", \"cfdp\"")
         self.catalogue = Catalogue.open(sd / str(self.options["catalogue_file"]),
                                         sd / str(self.options["products_dir"]))
         self.quota = Quota(int(self.options["quota_bytes"]), self.catalogue.used_bytes())
@@ -436,6 +445,8 @@ class Imaging(Component):
         meta = dict(p.meta) | {"kind": "thumb" if thumb else "full", "pid": pid,
                                "width": p.width if not thumb else len(range(0, p.width, 8)),
                                "height": p.height if not thumb else len(range(0, p.height, 8))}
+        if self.options["downlink"] == "cfdp":
+            return self._queue_file(p, thumb, meta | {"size": len(data), "crc32": zlib.crc32(data)})
         chunks = product_chunks(self.fw.clock.now_ns(), pid, data, meta, int(self.options["chunk_bytes"]),
                                 thumbnail=thumb, only=segments)
         for c in chunks:
@@ -446,6 +457,22 @@ class Imaging(Component):
         self.event("DownlinkQueued", pid=pid, what="thumbnail" if thumb else "full frame", chunks=len(chunks))
         self._telemetry()
         return len(chunks)
+
+    def _queue_file(self, p: Any, thumb: bool, meta: dict[str, Any]) -> int:
+        """Queue one product file for CFDP (Comm sends it as one transaction); returns 1."""
+        kind = "thumb" if thumb else "full"
+        try:
+            source = self.cat.file(p, kind).relative_to(self.fw.state_dir)
+        except ValueError:
+            raise ProductError("products_dir must be inside the state directory for CFDP downlink") from None
+        self.fw.outbound.put(FilePut(self.fw.clock.now_ns(), source.as_posix(), f"products/{p.pid:08d}.{kind}.{p.ext}",
+                                     meta, priority=PRIO_THUMB if thumb else PRIO_PRODUCT))
+        self.chunks_queued += 1
+        if not thumb:
+            self.cat.mark_downlinked(p.pid)
+        self.event("DownlinkQueued", pid=p.pid, what=f"{'thumbnail' if thumb else 'full frame'} by CFDP", chunks=1)
+        self._telemetry()
+        return 1
 
     def _bad(self, reason: str) -> None:
         self.bad_requests += 1

@@ -46,8 +46,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from flight.cmdcodec import CommandCodecError, check_args
-from flight.sequencer import SequenceError
-from flight.sequencer import load as load_sequence
+from flight.timeline import SequenceError, Timeline
+from flight.timeline import check as check_timeline
+from flight.timeline import parse_collect as parse_timeline
 from ground.archive import Archive
 from ground.dictionary import Dictionary, DictionaryError
 from ground.images import collect, resend_commands
@@ -452,6 +453,34 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _refusal(status: int, errors: list[tuple[int, str]], why: str = "") -> JSONResponse:
+    """A sequence refused: every (line, message), and one readable line for the page."""
+    first = "; ".join(f"line {n}: {m}" for n, m in errors[:3]) + (" ..." if len(errors) > 3 else "")
+    return JSONResponse({"ok": False, "errors": [[n, m] for n, m in errors],
+                         "error": f"{why}: {first}" if why else first}, status_code=status)
+
+
+def _onboard_only(tl: Timeline) -> list[tuple[int, str]]:
+    """The lines of a timeline that only the vehicle's engine can run, with what each needs."""
+    out: list[tuple[int, str]] = []
+    if tl.deadline is not None:
+        out.append((tl.deadline_line, "a deadline"))
+    if tl.contingency and tl.contingency_line != tl.deadline_line:
+        out.append((tl.contingency_line, "a contingency"))
+    if tl.critical:
+        out.append((tl.critical_line, "a critical sequence (fault protection guards it on board)"))
+    for s in tl.steps:
+        if not s.relative:
+            out.append((s.line, "an absolute time tag"))
+        elif s.kind == "until":
+            out.append((s.line, f"a wait (until {s.cond})"))
+        elif s.latest_s is not None:
+            out.append((s.line, "a window"))
+        elif s.late != "run":
+            out.append((s.line, f"late={s.late}"))
+    return sorted(out)
+
+
 def build_app(web: WebGround) -> Starlette:
     """The ASGI application: the page, its static files, the JSON API and the websocket."""
 
@@ -577,8 +606,11 @@ def build_app(web: WebGround) -> Starlette:
     async def commands(_request: Request) -> Response:
         return JSONResponse({"commands": [_jsonable(c) for c in web.commands.values()]})
 
-    async def sequence_of(request: Request, error_status: int) -> tuple[int, list[Any]] | Response:
-        """The (scid, checked lines) a request's ``{scid, text}`` names, or the response saying why not."""
+    async def sequence_of(request: Request, error_status: int) -> tuple[int, Timeline] | Response:
+        """The (scid, checked timeline) a request's ``{scid, text}`` names, or the response saying why not.
+
+        The same parser and checks as the vehicle and ``magpie seq``: commands, arguments and the
+        channels ``until`` waits read, against this spacecraft's dictionary."""
         try:
             body = await request.json()
             scid = int(body["scid"])
@@ -589,31 +621,46 @@ def build_app(web: WebGround) -> Starlette:
         if d is None:
             return _error(404, f"no spacecraft {scid} at this ground")
         try:
-            return scid, load_sequence(text, d.commands_by_name.get)
-        except SequenceError as exc:
-            return JSONResponse({"ok": False, "errors": [[n, m] for n, m in exc.errors]}, status_code=error_status)
+            tl, errors = parse_timeline(text)
+        except SequenceError as exc:  # parse_collect reports instead of raising; this is belt and braces
+            tl, errors = Timeline(()), exc.errors
+        errors = sorted(errors + check_timeline(tl, d.commands_by_name.get, d.channels_by_name))
+        if errors:
+            return _refusal(error_status, errors)
+        return scid, tl
 
     async def seq_check(request: Request) -> Response:
         got = await sequence_of(request, 200)
         if isinstance(got, Response):
             return got
-        _, lines = got
-        return JSONResponse({"ok": True, "commands": [
-            {"line": ln.line, "relative": ln.relative, "time": ln.time_s, "name": ln.name, "args": ln.args}
-            for ln in lines]})
+        _, tl = got
+        return JSONResponse({
+            "ok": True,
+            "commands": [{"line": s.line, "kind": s.kind, "relative": s.relative, "time": s.time_s,
+                          "latest": s.latest_s, "late": s.late, "name": s.name or s.what, "args": s.args}
+                         for s in tl.steps],
+            "deadline": None if tl.deadline is None else {"relative": tl.deadline[0], "time": tl.deadline[1]},
+            "contingency": tl.contingency or None, "critical": tl.critical,
+            "onboard_only": [[n, m] for n, m in _onboard_only(tl)]})
 
     async def seq_run(request: Request) -> Response:
-        """Check a sequence, then send its relative-time commands from the ground at their offsets."""
+        """Check a sequence, then send its relative-time commands from the ground at their offsets.
+
+        Only plain relative commands run from the ground; windows, late policies, waits, labels,
+        deadlines, contingencies and absolute tags need the vehicle's engine, so a sequence with any
+        of them is refused with the lines that need it (upload it and SEQ_RUN it on board)."""
         why = web.may_command(request)
         if why is not None:
             return _error(403, why)
         got = await sequence_of(request, 400)
         if isinstance(got, Response):
             return got
-        scid, lines = got
+        scid, tl = got
         d = web.dicts[scid]
-        if any(not ln.relative for ln in lines):
-            return _error(400, "absolute time tags run on board only (SEQ_RUN); the ground runs relative tags")
+        onboard = _onboard_only(tl)
+        if onboard:
+            return _refusal(400, onboard, "runs on board only (SEQ_RUN); the ground runs plain relative tags")
+        lines = tl.steps
 
         async def run() -> None:
             for ln in lines:

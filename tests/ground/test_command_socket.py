@@ -129,3 +129,35 @@ def test_real_socket_round_trip_with_and_without_token(server) -> None:
         client.command_status(1)
     t.join()
     client.close()
+
+
+def test_put_file_queues_a_file_for_the_vehicle_by_cfdp(server) -> None:
+    tmp, srv = server
+    bad = [{"name": "../x", "data": b"1"}, {"name": "/etc/x", "data": b"1"}, {"name": "x", "data": "text"},
+           {"name": "x", "data": b"1", "scid": 99}]
+    for extra in bad:
+        req = {"op": "put_file", "scid": 66, "token": srv.token} | extra
+        assert ask(srv, req)["ok"] is False
+    req = {"op": "put_file", "scid": 66, "name": "plans/drive.seq", "data": b"NAV_STOP\n", "token": srv.token}
+    reply = ask(srv, req)
+    assert reply["ok"], reply
+    assert reply["command"]["name"] == "uplink/plans/drive.seq" and reply["command"]["queued"] == 1
+    entity = srv.files.entities[66]
+    [put] = list(entity.queue)
+    assert (entity.root / put.source).read_bytes() == b"NAV_STOP\n"
+    assert (tmp / "state" / "cfdp-66.json").exists()  # the queue survives a ground restart
+
+
+def test_put_file_through_the_real_socket_with_the_client(server, tmp_path) -> None:
+    tmp, srv = server
+    src = tmp_path / "table.bin"
+    src.write_bytes(bytes(range(256)) * 8)
+    import threading
+
+    t = threading.Thread(target=lambda: [srv._serve_request() or srv.rep.poll(20) for _ in range(100)])
+    t.start()
+    with GroundClient(command_endpoint=srv.command_endpoint, token=srv.token) as client:
+        got = client.put_file(66, src, "tables/t.bin")
+    t.join()
+    assert got["bytes"] == 2048 and got["name"] == "uplink/tables/t.bin"
+    assert any(p.name == "uplink/tables/t.bin" for p in srv.files.entities[66].queue)

@@ -46,10 +46,10 @@ def test_seq_check_reports_lines(tmp_path, capsys):
     good.write_text("+1 CMD_NOOP\n+2 CMD_PING key=1\n")
     bad = tmp_path / "bad.seq"
     bad.write_text("+1 CMD_NOOP\n+x CMD_NOOP\n+1 CMD_PING key=-4\n")
-    assert main(["seq", "--config", CORE, str(good), str(bad)]) == 1
-    out = capsys.readouterr().out
+    assert main(["seq", "--config", CORE, str(good), str(bad)]) == 2
+    out, err = capsys.readouterr()
     assert f"{good}: ok, 2 command(s)" in out
-    assert f"{bad}:2: bad time tag" in out and f"{bad}:3: argument 'key'" in out
+    assert f"{bad}:2: bad time tag" in err and f"{bad}:3: argument 'key'" in err
 
 
 def test_durations():

@@ -407,7 +407,9 @@ async function seqCall(path) {
   try {
     const r = await post(path, { scid: S.scid, text: $("seq-text").value });
     out.className = r.ok ? "" : "error";
-    out.textContent = r.ok ? (Array.isArray(r.commands) ? `ok: ${r.commands.length} command(s), checked against the dictionary`
+    const onboard = r.ok && r.onboard_only && r.onboard_only.length
+      ? `\nruns on board only (SEQ_RUN), not from the ground: ${r.onboard_only.map(([n, m]) => `line ${n}: ${m}`).join("; ")}` : "";
+    out.textContent = r.ok ? (Array.isArray(r.commands) ? `ok: ${r.commands.length} command(s), checked against the dictionary${onboard}`
       : `running from the ground: ${r.commands} command(s)`) : r.errors.map(([n, m]) => `line ${n}: ${m}`).join("\n");
   } catch (e) { out.className = "error"; out.textContent = e.message; }
 }
