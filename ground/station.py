@@ -522,8 +522,10 @@ class Station:
                     every.setdefault(apid, set()).update(seqs)
             acks = [(apid, a, b) for apid, seqs in every.items() for a, b in seqs_to_ranges(sorted(seqs))]
             naks = []
+            budget = 512  # NAKed counts per poll, all APIDs together: one link-control TC fits a frame
             for apid, tracker in v.gaps.items():
-                seqs = tracker.due(now_s, limit=512)
+                seqs = tracker.due(now_s, limit=budget)
+                budget -= len(seqs)
                 if seqs:
                     naks.append((apid, seqs))
                 self.stats.gaps_given_up += tracker.given_up

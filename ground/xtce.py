@@ -54,14 +54,17 @@ from yamcs.pymdb import (
     StringParameter,
     System,
     ThresholdAlarm,
+    all_of,
     eq,
+    gte,
+    lte,
 )
 
 from flight import types
 from flight.link.auth import AUTH_HEADER, TAG_LEN
 from flight.link.cfdp import APID_CFDP
 from flight.link.layouts import apid_of, legal_name
-from flight.link.packets import Apid
+from flight.link.packets import PAYLOAD_APIDS, Apid
 
 XTCE_NS = "http://www.omg.org/spec/XTCE/20180204"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
@@ -203,6 +206,11 @@ def _build(doc: Mapping[str, Any]) -> System:
                                   short_description=f"{what}: the octets after the time header")
         Container(system, kind, base=root, condition=eq(apid, int(a)), entries=[ParameterEntry(payload)],
                   short_description=f"APID 0x{int(a):03x}: {what}, described as opaque octets")
+    payload = BinaryParameter(system, "payload_chunk_payload", encoding=BinaryEncoding(bits=8),
+                              short_description="a msgpack map (LINK.md): the octets after the time header")
+    Container(system, "payload_chunk", base=root, entries=[ParameterEntry(payload)],
+              condition=all_of(gte(apid, PAYLOAD_APIDS.start), lte(apid, PAYLOAD_APIDS.stop - 1)),
+              short_description="APIDs 0x040-0x05F: a hosted payload's product chunk, described as opaque octets")
     _commands(system, doc)
     return system
 

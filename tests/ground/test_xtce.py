@@ -24,9 +24,10 @@ from space_packet_parser import xtce as spp_xtce
 from space_packet_parser.xtce.definitions import XtcePacketDefinition
 
 from flight.config import load as load_config
+from flight.link.cfdp import APID_CFDP
 from flight.link.frames import VC, Framer
 from flight.link.layouts import HK_APIDS, Layouts, legal_name
-from flight.link.packets import Apid, encode_packet
+from flight.link.packets import PAYLOAD_APIDS, Apid, encode_packet, encode_tm
 from ground.archive import Archive, from_sql
 from ground.dictionary import Dictionary
 from ground.station import Station, Vehicle
@@ -199,3 +200,21 @@ def test_a_station_with_fixed_layouts_survives_any_payload(mission_run: tuple[Pa
         assert station.rejects["internal_error"] == 0
         assert archive.count("packets") == len(packets)  # every raw packet kept (and so ACKed)
         assert archive.latest(scid, doc["packets"][0]["channels"][0]) == (50.0, 1)
+
+
+def test_every_other_packet_kind_is_framed_to_its_end(mission_run: tuple[Path, dict[str, Any]],
+                                                      tmp_path: Path) -> None:
+    """Command responses, product chunks, hosted payloads' chunks and CFDP PDUs: opaque octets."""
+    _, doc = mission_run
+    path = tmp_path / "vehicle.xml"
+    path.write_text(to_xtce(doc), encoding="utf-8")
+    definition = XtcePacketDefinition.from_xtce(path, root_container_name=ROOT)
+    chunk = {"pid": 3, "idx": 0, "n": 1, "data": b"\x00\xff" * 20, "meta": None}
+    for apid in (Apid.CMD_RESPONSE, Apid.THUMBNAIL, Apid.PRODUCT, APID_CFDP, PAYLOAD_APIDS.start,
+                 PAYLOAD_APIDS.stop - 1):
+        raw = encode_tm(int(apid), 5, 12.5, chunk)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pkt = definition.parse_bytes(raw)
+        payloads = [bytes(v) for k, v in pkt.items() if k.endswith("_payload")]
+        assert payloads == [raw[12:]] and pkt["time_coarse"] == 12 and pkt["time_fine"] == 0x8000, hex(apid)
