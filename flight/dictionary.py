@@ -1,7 +1,8 @@
 """The flight dictionary: generated from component declarations and nothing else.
 
 ``build`` walks the assembled vehicle's components in order and lists every command, channel,
-event and parameter with its id. The content hash (SHA-256 over the canonical JSON of everything
+event and parameter with its id, and the fixed layouts of the housekeeping packets (``packets``,
+from the channels and the rate groups). The content hash (SHA-256 over the canonical JSON of everything
 but the hash itself) identifies a dictionary: the boot event carries it, and the ground refuses
 to decode with a dictionary whose hash differs from the vehicle's.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from flight import __version__
 from flight.component import Component
+from flight.link.layouts import Group, packet_definitions
 from flight.model import Limits
 
 FORMAT = "magpie-dict/1"
@@ -25,7 +27,10 @@ def _limits(lim: Limits) -> dict[str, Any]:
     return {"yellow": list(lim.yellow) if lim.yellow else None, "red": list(lim.red) if lim.red else None}
 
 
-def build(components: Iterable[Component], spacecraft: str, spacecraft_id: int) -> dict[str, Any]:
+def build(components: Iterable[Component], spacecraft: str, spacecraft_id: int,
+          groups: Iterable[Group] = ()) -> dict[str, Any]:
+    """The dictionary of ``components``; ``groups`` (the rate groups) place the channels in the
+    housekeeping packet definitions (``packets``, :mod:`flight.link.layouts`)."""
     commands, channels, events, params = [], [], [], []
     comps = []
     for comp in components:
@@ -73,6 +78,7 @@ def build(components: Iterable[Component], spacecraft: str, spacecraft_id: int) 
         "channels": channels,
         "events": events,
         "params": params,
+        "packets": packet_definitions(channels, list(groups)),
     }
     doc["hash"] = content_hash(doc)
     return doc

@@ -31,6 +31,7 @@ from flight.events import EventLog
 from flight.executive import Executive
 from flight.framework import Framework
 from flight.health import Health
+from flight.link.layouts import Group
 from flight.outbound import OutboundQueue, Sink
 from flight.params import Params, ParamStore
 from flight.persist import ensure_private_dir
@@ -182,7 +183,9 @@ class Vehicle:
             self.executive.add_group(g.name, g.hz, [by_name[m] for m in members[g.name]], g.budget_frac)
 
         try:
-            self.dictionary = dictionary.build(self.components, self.config.name, self.config.spacecraft_id)
+            placing = [Group(g.name, g.hz, tuple(members[g.name])) for g in groups]
+            self.dictionary = dictionary.build(self.components, self.config.name, self.config.spacecraft_id,
+                                               placing)
         except ValueError as exc:
             raise ConfigError(f"{self.config.source}: {exc}") from None
         ids = iter(self.dictionary["channels"])
@@ -202,6 +205,7 @@ class Vehicle:
             if callable(admit):
                 self.dispatcher.admission.append(admit)
         fw.params.load()
+        fw.store["vehicle.dictionary"] = self.dictionary  # Comm packs housekeeping by its layouts
         for c in self.components:
             c.setup()
         self.system.announce(self.dictionary["hash"])

@@ -35,7 +35,9 @@ their user data goes to the sink; :attr:`Station.pollers` run at the start of ev
 
 Decoded telemetry is handed to listeners and, when ``pub_endpoint`` is given, published on a
 ZeroMQ PUB socket: topic ``tlm.<scid>.<channel name>``, ``evt.<scid>``, ``cmd.<scid>`` (command
-responses), each followed by a msgpack map.
+responses), each followed by a msgpack map (the records are written down in flight/link/LINK.md).
+Housekeeping and events are decoded by the fixed layouts of the vehicle's dictionary
+(:mod:`flight.link.layouts`); a dictionary without packet definitions means msgpack maps.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import msgpack
 
 from flight.link.auth import Key, Signer
 from flight.link.frames import VC, Deframer, Framer
+from flight.link.layouts import HK_APIDS, Layouts
 from flight.link.packets import (
     PAYLOAD_APIDS,
     SEQ_MODULO,
@@ -210,6 +213,8 @@ class Vehicle:
     last_ack_s: float = float("-inf")
     #: times the uplink frame SA jumped past the vehicle's reported floor (the commander re-sends)
     frame_jumps: int = 0
+    #: the fixed housekeeping layouts of the dictionary (None: it has none, samples are msgpack)
+    layouts: Layouts | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.security is None and self.signer is not None:
@@ -217,6 +222,7 @@ class Vehicle:
             self.security = LinkSecurity.for_ground(self.signer.key, self.downlink_key, path)
         tx = self.security.tx if self.security is not None else None
         self.framer = Framer(self.scid, uplink=True, security=tx)
+        self.layouts = Layouts.from_dictionary(self.dictionary.raw)
 
 
 @dataclass
@@ -348,7 +354,15 @@ class Station:
                 self._pending.append(item)
                 continue
             try:
-                self._decode(vehicle, item, pkt.value())
+                if pkt.apid in HK_APIDS and vehicle.layouts is not None:
+                    obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
+                elif pkt.apid == Apid.EVENT and vehicle.layouts is not None:  # the event id's fixed layout
+                    eid, _, args, text = vehicle.layouts.decode_event(pkt.payload)
+                    sev = vehicle.dictionary.events_by_id.get(eid, {}).get("severity")
+                    obj = {"id": eid, "sev": sev, "text": text, "args": args}
+                else:
+                    obj = pkt.value()
+                self._decode(vehicle, item, obj)
             except Refused as exc:
                 self.stats.bad_packets += 1  # archived raw, decoded content refused
                 self._refuse(exc.reason, fr.scid, exc)
@@ -382,7 +396,7 @@ class Station:
 
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
-        if apid == Apid.HOUSEKEEPING:
+        if apid == Apid.HOUSEKEEPING or (apid in HK_APIDS and v.layouts is not None):
             item.samples = self._samples(v, obj)
             if v.signer is not None or v.security is not None:
                 self._resync(v, item.samples)
@@ -441,7 +455,7 @@ class Station:
         for item, new in zip(items, flags, strict=True):
             v = self.vehicles[item.scid]
             v.to_ack.setdefault(item.apid, []).append(item.seq)
-            if item.apid in TM_APIDS or item.apid in PAYLOAD_APIDS:  # no gap tracking for APIDs unused
+            if item.apid in TM_APIDS or item.apid in PAYLOAD_APIDS or item.apid in HK_APIDS:  # not unused APIDs
                 tracker = v.gaps.get(item.apid)
                 if tracker is None:
                     tracker = v.gaps[item.apid] = GapTracker(self.nak_retry_s, self.max_naks)
@@ -541,8 +555,10 @@ class Station:
                     every.setdefault(apid, set()).update(seqs)
             acks = [(apid, a, b) for apid, seqs in every.items() for a, b in seqs_to_ranges(sorted(seqs))]
             naks = []
+            budget = 512  # NAKed counts per poll, all APIDs together: one link-control TC fits a frame
             for apid, tracker in v.gaps.items():
-                seqs = tracker.due(now_s, limit=512)
+                seqs = tracker.due(now_s, limit=budget)
+                budget -= len(seqs)
                 if seqs:
                     naks.append((apid, seqs))
                 self.stats.gaps_given_up += tracker.given_up

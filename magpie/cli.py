@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None,
                    help="vehicle TOML (default: the simulated rover magpie sim runs)")
     p.add_argument("-o", "--out", type=Path, default=None, help="write to this file instead of stdout")
+    p.add_argument("--xtce", type=Path, default=None, metavar="FILE",
+                   help="also write the dictionary as an XTCE 1.2 document (every packet, parameter, "
+                        "command and argument) to FILE")
+    p.add_argument("--dict", dest="dict_path", type=Path, default=None,
+                   help="use this dictionary JSON instead of assembling a vehicle (with --xtce)")
     _add_common(p)
     p.set_defaults(func=cmd_dict)
 
@@ -100,10 +105,27 @@ def _dictionary_for(config: Path | None) -> dict:
 
 def cmd_dict(args: argparse.Namespace) -> int:
     try:
-        doc = _dictionary_for(args.config)
+        doc = _read_dictionary(args.dict_path) if args.dict_path else _dictionary_for(args.config)
     except _NoDictionary as exc:
         print(f"magpie dict: {exc}", file=sys.stderr)
         return 2
+    if args.xtce:
+        from ground.xtce import XtceError, to_xtce
+
+        try:
+            args.xtce.write_text(to_xtce(doc), encoding="utf-8")
+        except XtceError as exc:
+            print(f"magpie dict: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"magpie dict: cannot write {args.xtce}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.xtce} (XTCE 1.2: {len(doc.get('packets', []))} housekeeping packets, "
+              f"{len(doc.get('channels', []))} channels, {len(doc.get('events', []))} events, "
+              f"{len(doc.get('commands', []))} commands)",
+              file=sys.stderr)
+        if args.dict_path and not args.out:
+            return 0
     from flight.dictionary import to_json
 
     text = to_json(doc)
@@ -115,6 +137,18 @@ def cmd_dict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _read_dictionary(path: Path) -> dict:
+    from flight.dictionary import FORMAT
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _NoDictionary(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _NoDictionary(f"{path} is not a {FORMAT} dictionary")
+    return doc
 
 
 def cmd_seq(args: argparse.Namespace) -> int:

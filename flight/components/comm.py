@@ -1,7 +1,8 @@
 """Comm: the vehicle's end of the space link, between the outbound queue and the radio.
 
 Downlink: every item the vehicle sends home (events, command responses, housekeeping) becomes a
-numbered space packet (:class:`~flight.link.packets.Packetizer`) and is stored in the onboard
+numbered space packet (:class:`~flight.link.packets.Packetizer`; housekeeping and events in the
+fixed layouts of the vehicle's dictionary, :mod:`flight.link.layouts`) and is stored in the onboard
 :class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one fsynced
 transaction per batch) before anything else happens to it; the :class:`LinkEndpoint` sends from
 the recorder within the downlink byte rate and releases only what the ground acknowledged.
@@ -52,8 +53,18 @@ from flight.link.auth import KeyFileError, Reject, Verified, Verifier, load_key
 from flight.link.cfdp import GROUND_ENTITY, from_tc_body
 from flight.link.endpoint import LinkEndpoint
 from flight.link.frames import OVERHEAD as FRAME_OVERHEAD
+from flight.link.layouts import HK_APIDS, Layouts
 from flight.link.once import CommandLog
-from flight.link.packets import HEADER_LEN, Apid, PacketError, Packetizer, SequenceCounter, pack_payload, peek
+from flight.link.packets import (
+    HEADER_LEN,
+    Apid,
+    PacketError,
+    Packetizer,
+    SequenceCounter,
+    encode_packet,
+    pack_payload,
+    peek,
+)
 from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
 from flight.link.sdls import LinkSecurity
@@ -254,6 +265,8 @@ class Comm(Component):
         self.retries_answered = 0
         self.not_executed = 0
         self.hk_dropped = 0
+        #: fixed housekeeping layouts from the vehicle's dictionary (None: msgpack sample lists)
+        self.layouts = Layouts.from_dictionary(fw.store.get("vehicle.dictionary"))
         self._answered: set[tuple[int, int]] = set()
         try:
             self.packetizer = Packetizer(SequenceCounter(self.recorder.last_seqs()))
@@ -402,7 +415,8 @@ class Comm(Component):
         for item in items:
             for seq, data in self._packets(item):
                 apid = peek(data)[0]
-                batch.append((data, apid, seq, None, item.time_ns / 1e9))
+                prio = Priority.HOUSEKEEPING if apid in HK_APIDS else None
+                batch.append((data, apid, seq, prio, item.time_ns / 1e9))
         if not batch:
             return
         try:
@@ -435,6 +449,10 @@ class Comm(Component):
         try:
             if isinstance(item, TlmPacket):
                 return self._housekeeping(t, list(item.samples))
+            if isinstance(item, EventRecord) and self.layouts is not None:  # the event id's fixed layout
+                payload = self.layouts.encode_event(item.id, item.args, item.text[:_MAX_TEXT])
+                seq = pk.counters.next(Apid.EVENT)
+                return [(seq, encode_packet(Apid.EVENT, seq, t, payload))]
             if isinstance(item, EventRecord):
                 args = [a if (isinstance(a, int | float | str | bool | bytes) or a is None) and _packable(a)
                         else str(a) for a in item.args]
@@ -457,9 +475,29 @@ class Comm(Component):
         self._unencodable(type(item).__name__, "no packet kind for this item")
         return []
 
+    def _fixed_housekeeping(self, t: float, samples: list[tuple[int, Any]]) -> list[tuple[int, bytes]]:
+        """One packet per layout with a sample due (``flight.link.layouts``)."""
+        assert self.packetizer is not None and self.layouts is not None
+        payloads, bad = self.layouts.encode(samples)
+        if bad:  # one value that does not fit its field costs its sample, never the packet
+            self.hk_dropped += len(bad)
+            self._unencodable("TlmSample", f"channel {bad[0]} value does not fit its field "
+                              f"({len(bad)} sample(s) dropped)")
+        out = []
+        for apid, payload in payloads:
+            if HEADER_LEN + len(payload) > self._max_packet:  # checked before a count is spent
+                self._unencodable("TlmPacket", f"housekeeping APID 0x{apid:03x} needs "
+                                  f"{HEADER_LEN + len(payload)} bytes; a frame holds {self._max_packet}")
+                continue
+            seq = self.packetizer.counters.next(apid)
+            out.append((seq, encode_packet(apid, seq, t, payload)))
+        return out
+
     def _housekeeping(self, t: float, samples: list[tuple[int, Any]]) -> list[tuple[int, bytes]]:
         """One packet, or several when the samples do not fit one frame (split in halves)."""
         assert self.packetizer is not None
+        if self.layouts is not None:
+            return self._fixed_housekeeping(t, samples)
         bad = [s for s in samples if not _packable(s[1])]
         if bad:  # one out-of-range value costs its sample, never the packet (nor every later one)
             self.hk_dropped += len(bad)

@@ -37,6 +37,7 @@ from fastcrc import crc16
 from spacepackets.uslp.header import BypassSequenceControlFlag, PrimaryHeader, ProtocolCommandFlag, SourceOrDestField
 
 from flight.link import sdls
+from flight.link.layouts import HK_APIDS
 from flight.link.packets import MAX_PACKET_LEN, Apid, PacketError, peek, split_packets
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,8 @@ class Framer:
         by_vc: dict[int, list[bytes]] = {}
         for pkt in packets:
             apid = peek(pkt)[0]
-            by_vc.setdefault(VC_FOR_APID.get(apid, VC.BULK), []).append(pkt)
+            vc = VC_FOR_APID.get(apid, VC.HOUSEKEEPING if apid in HK_APIDS else VC.BULK)
+            by_vc.setdefault(vc, []).append(pkt)
         for pkt in stored:
             by_vc.setdefault(VC.STORED, []).append(pkt)
         out: list[bytes] = []

@@ -151,3 +151,37 @@ def test_forged_and_replayed_downlink_frames_are_refused_counted_and_never_acked
     acks = [decode_link_control(verifier.verify(raw).body)[0]
             for f in uplinked for raw in deframer.accept_frame(f).packets]
     assert acks == [[(Apid.HOUSEKEEPING, 0, 0)]]  # the authentic packet only, once
+
+
+def test_naks_of_many_apids_at_once_stay_inside_one_frame(tmp_path: Path) -> None:
+    # a blackout leaves gaps on every housekeeping layout's APID at once: one poll NAKs at most 512
+    # counts in all, so the link-control TC still fits a frame, and the rest follow in later polls
+    from flight.link.layouts import HK_APIDS
+
+    uplinked: list[bytes] = []
+    archive = Archive(tmp_path / "g.db")
+    st_ = Station(archive, [Vehicle(SCID, dictionary(), ground_signer(tmp_path))],
+                  uplink=lambda scid, f: uplinked.append(f), ack_interval_s=1.0, link_timeout_s=1000.0,
+                  nak_retry_s=100.0)
+    framer = vehicle_framer()
+    apids = list(HK_APIDS[:30])
+    for seq in (0, 400):
+        pkts = [encode_tm(a, seq, float(seq), {"s": []}) for a in apids]
+        for frame in framer.pack(VC.HOUSEKEEPING, pkts):
+            st_.receive(frame, 1.0)
+    nacked: list[int] = []
+    for t in (2.0, 4.0, 6.0):
+        uplinked.clear()
+        st_.poll(t)
+        assert uplinked and all(len(f) <= framer.max_frame_len for f in uplinked)
+        verifier = Verifier([Key(1, SECRET)], tmp_path / f"v{t}.json")
+        n = 0
+        deframer = vehicle_deframer()
+        for frame in uplinked:
+            for raw in deframer.accept_frame(frame).packets:
+                ok = verifier.verify(raw)
+                assert ok is not None
+                n += sum(len(seqs) for _, seqs in decode_link_control(ok.body)[1])
+        nacked.append(n)
+    archive.close()
+    assert nacked == [512, 512, 512]

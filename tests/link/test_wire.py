@@ -18,6 +18,7 @@ from spacepackets.uslp.header import SourceOrDestField
 from flight.config import load as load_config
 from flight.link.auth import Key, load_key
 from flight.link.frames import VC, Deframer, Framer
+from flight.link.layouts import HK_APIDS
 from flight.link.packets import PAYLOAD_APIDS, TC_APIDS, Apid, decode_link_control, decode_packet, encode_tm, peek
 from flight.link.sdls import MAC_LEN, SH_LEN, LinkSecurity
 from magpie.mission import LockstepMission
@@ -26,7 +27,7 @@ from mission.lockstep import KEY_ID
 pytestmark = pytest.mark.timeout(120)
 
 PROTECTED = VarFrameProperties(has_insert_zone=True, insert_zone_len=SH_LEN, has_fecf=True, truncated_frame_len=0)
-TM_IDS = [PacketId(PacketType.TM, True, int(a)) for a in [*Apid, *PAYLOAD_APIDS] if a not in TC_APIDS]
+TM_IDS = [PacketId(PacketType.TM, True, int(a)) for a in [*Apid, *PAYLOAD_APIDS, *HK_APIDS] if a not in TC_APIDS]
 TC_IDS = [PacketId(PacketType.TC, True, int(a)) for a in TC_APIDS]
 
 
@@ -107,7 +108,7 @@ def test_forged_and_replayed_downlink_frames_are_refused_and_never_acked(tmp_pat
         if direction != "down" or lost or m.clock.now() < 20.0:
             return False
         fr = reader.accept_frame(frame)
-        hk = [p for p in (fr.packets if fr else ()) if peek(p)[0] == Apid.HOUSEKEEPING]
+        hk = [p for p in (fr.packets if fr else ()) if peek(p)[0] in (Apid.HOUSEKEEPING, *HK_APIDS)]
         if fr is None or fr.vcid != VC.HOUSEKEEPING or not hk:
             return False
         lost.update(packet=hk[0], frame=frame)

@@ -21,6 +21,7 @@ from flight.config import ConfigError, VehicleConfig
 from flight.config import load as load_config
 from flight.link.auth import Key, Reject, Signer
 from flight.link.frames import VC, Framer
+from flight.link.layouts import HK_APIDS, Layouts
 from flight.link.packets import Apid, decode_packet
 from flight.link.sdls import LinkSecurity
 from magpie.mission import LockstepMission, run_mission
@@ -51,8 +52,16 @@ def check_exactly_once(m: LockstepMission) -> None:
     for apid, last_seq in last.items():
         seqs = sorted(seq for _, a, seq, *_ in rows if a == apid)
         assert seqs == list(range(last_seq + 1)), f"APID 0x{apid:03x}"
+    layouts = Layouts.from_dictionary(m.station.vehicles[m.config.spacecraft_id].dictionary.raw)
+    assert layouts is not None
     for *_, raw, _ in rows:
-        decode_packet(raw).value()
+        pkt = decode_packet(raw)
+        if pkt.apid in HK_APIDS:
+            layouts.decode(pkt.payload, pkt.apid)
+        elif pkt.apid == Apid.EVENT:
+            layouts.decode_event(pkt.payload)
+        else:
+            pkt.value()
 
 
 def channel_id(m: LockstepMission, name: str) -> int:

@@ -82,13 +82,23 @@ def test_ilrs_southpole_three_vehicles_share_one_relay_rate(tmp_path: Path) -> N
         mission.close()
     rate_Bps = sc.relay.rate_bps["down"] / 8
     # frames the ground took in, all vehicles together, per minute of arrival: never more than
-    # the one transponder carries in a minute, and the link was the bottleneck at least once
+    # the one transponder carries in a minute, and the link was the bottleneck at least once: some
+    # 60 s window carried nearly all it could (a window, not a clock minute, which a burst of a
+    # minute or two may straddle)
     per_minute: Counter[int] = Counter()
     for t, _, size in received:
         per_minute[int(t // 60)] += size
     busiest = max(per_minute.values())
     assert busiest <= rate_Bps * 60 + 2000
-    assert busiest > 0.8 * rate_Bps * 60
+    arrivals = sorted((t, size) for t, _, size in received)
+    window, first, fullest = 0, 0, 0
+    for t, size in arrivals:
+        window += size
+        while arrivals[first][0] <= t - 60.0:
+            window -= arrivals[first][1]
+            first += 1
+        fullest = max(fullest, window)
+    assert 0.8 * rate_Bps * 60 < fullest <= rate_Bps * 60 + 4000
     assert {scid for _, scid, _ in received} == {v.scid for v in sc.vehicles}
     with open_archive(tmp_path) as archive:
         # and from the archive alone: the packets of all three, by the ground time they were
