@@ -16,11 +16,12 @@ in one direction is no good in the other) and their own sequence numbers. The se
 (:class:`TxSA`) hands out sequence numbers that strictly increase and never repeat, from blocks
 it has persisted first, so a restart skips a few but never reuses one. The receiver
 (:class:`RxSA`) keeps an anti-replay window: a number above the highest seen is accepted, one
-within ``WINDOW`` below it only if not yet seen; it persists a reserved floor (``high +
-reserve``) before it accepts past the last one, so after a restart nothing at or below the floor
-is accepted again (an honest sender's frames below it are refused too, until the sender passes
-it or resynchronises: the vehicle reports its uplink floor in telemetry and the ground jumps
-past it).
+within ``WINDOW`` below it only if not yet seen; on the vehicle it persists a reserved floor
+(``high + reserve``) before it accepts past the last one, so after a restart nothing at or below
+the floor is accepted again (an honest sender's frames below it are refused too, until the sender
+passes it or resynchronises: the vehicle reports its uplink floor in telemetry and the ground
+jumps past it). The ground persists its downlink window behind what it has seen instead (see
+:meth:`LinkSecurity.for_ground`): a restarted ground never refuses the vehicle's frames.
 
 The order of checks on receipt (after the frame error control field): SPI known
 (``unknown_spi``), MAC (``bad_mac``, constant-time compare), sequence number (``replay``). Only a
@@ -180,11 +181,18 @@ class RxStats:
 class RxSA:
     """Receiving side of an SA: checks SPI, MAC and sequence number (see the module docstring)."""
 
-    def __init__(self, key: Key, store: SaStore, reserve: int = RESERVE, name: str = "") -> None:
+    def __init__(self, key: Key, store: SaStore, reserve: int = RESERVE, name: str = "",
+                 ahead: bool = True) -> None:
         self.key = key
         self.spi = key.key_id
         self.store = store
         self.reserve = max(1, reserve)
+        #: True: persist a floor ``reserve`` ahead of what was seen (nothing seen is ever taken
+        #: again; an honest sender below the floor must resynchronise). False: persist what was
+        #: seen, every ``reserve`` numbers (a restart takes again at most that many frames it had
+        #: seen, and never refuses an honest sender; for the downlink, where the ground cannot
+        #: make the vehicle jump and what a replayed frame carries is already archived).
+        self.ahead = ahead
         self._name = f"rx.{name or 'sa'}.{self.spi}"
         floor = store.get(self._name)
         #: everything at or below ``high`` whose bit is set in ``mask`` has been seen
@@ -218,7 +226,7 @@ class RxSA:
             self.high = sn
             if sn > self._reserved:
                 self._reserved = min(SN_MAX, sn + self.reserve)
-                self.store.set(self._name, self._reserved)
+                self.store.set(self._name, self._reserved if self.ahead else sn)
         else:
             self.mask |= 1 << (self.high - sn)
         self.stats.accepted += 1
@@ -246,8 +254,11 @@ class LinkSecurity:
     @classmethod
     def for_ground(cls, uplink_key: Key, downlink_key: Key | None, state_path: Path | None,
                    reserve: int = 64) -> LinkSecurity:
-        """The ground sends uplink and receives downlink. Its receive floor is reserved in
-        smaller steps (``reserve``): a ground restart refuses at most that many honest frames."""
+        """The ground sends uplink and receives downlink. Its receive window is persisted behind
+        what it has seen, every ``reserve`` numbers: a ground restart never refuses the vehicle's
+        honest frames (the vehicle cannot be told to jump), and the few frames it could take again
+        carry packets the archive already holds (counted as duplicates, ACKed as before)."""
         store = SaStore(state_path)
         down = direction_key(downlink_key or uplink_key, DOWN)
-        return cls(TxSA(direction_key(uplink_key, UP), store, 64, UP), RxSA(down, store, reserve, DOWN), store)
+        return cls(TxSA(direction_key(uplink_key, UP), store, 64, UP), RxSA(down, store, reserve, DOWN, ahead=False),
+                   store)
