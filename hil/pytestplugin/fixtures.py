@@ -3,7 +3,12 @@ on measurements."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import re
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -43,14 +48,30 @@ def hil_trace(request: pytest.FixtureRequest) -> WireTrace:
     return trace
 
 
+@contextlib.contextmanager
+def rig_lock(port: str | None) -> Iterator[None]:
+    """Hold the rig at ``port`` for one test: the suite's workers (pytest -n) and any other
+    pytest on this machine take turns on a real port instead of failing on "in use". Emulated
+    rigs (``port`` None) are each their own and need no turn."""
+    if port is None:
+        yield
+        return
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", port).strip("_")
+    path = Path(tempfile.gettempdir()) / f"magpie-hil-{name}.lock"
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        yield
+
+
 @pytest.fixture
 def hil_loopback_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[LoopbackRig]:
-    rig = make_rig("loopback", hil_backend, hil_options.port)
-    assert isinstance(rig, LoopbackRig)
-    try:
-        yield rig
-    finally:
-        rig.close()
+    with rig_lock(hil_options.port if hil_backend == "port" else None):
+        rig = make_rig("loopback", hil_backend, hil_options.port)
+        assert isinstance(rig, LoopbackRig)
+        try:
+            yield rig
+        finally:
+            rig.close()
 
 
 @pytest.fixture
@@ -66,12 +87,13 @@ def hil_loopback_port(hil_loopback_rig: LoopbackRig, hil_trace: WireTrace,
 
 @pytest.fixture
 def hil_mcu_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[McuRig]:
-    rig = make_rig("mcu", hil_backend, hil_options.port)
-    assert isinstance(rig, McuRig)
-    try:
-        yield rig
-    finally:
-        rig.close()
+    with rig_lock(hil_options.port if hil_backend == "port" else None):
+        rig = make_rig("mcu", hil_backend, hil_options.port)
+        assert isinstance(rig, McuRig)
+        try:
+            yield rig
+        finally:
+            rig.close()
 
 
 @pytest.fixture

@@ -76,6 +76,42 @@ def test_the_rig_decides_what_runs_and_says_why(tmp_path: Path) -> None:
     assert "needs a microcontroller" in proc.stdout and rig.path in proc.stdout
 
 
+RIG_USERS = '''
+import os
+import time
+import pytest
+
+@pytest.mark.parametrize("k", range(4))
+@pytest.mark.hil_loopback
+def test_on_the_rig(hil_loopback_port, k):
+    t0 = time.monotonic()
+    hil_loopback_port.write(b"x")
+    time.sleep(0.3)  # holds the port a while, as a soak would
+    with open(os.environ["RIG_LOG"], "a") as f:
+        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {t0} {time.monotonic()}\\n")
+
+@pytest.mark.parametrize("k", range(4))
+def test_beside_the_rig(k):
+    assert k >= 0
+'''
+
+
+def test_a_real_rig_is_used_by_one_test_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two workers, as the project's suite runs: tests on the one real port take turns (without
+    # the turn, the second would fail to open a port the first holds exclusively)
+    from hil.rig import PtyLoopback
+
+    log_path = tmp_path / "rig.log"
+    monkeypatch.setenv("RIG_LOG", str(log_path))
+    with PtyLoopback() as rig:
+        proc = run_pytest(tmp_path, RIG_USERS, f"--hil-port={rig.path}", "-n", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "8 passed" in proc.stdout
+    spans = sorted((float(a), float(b)) for _, a, b in (line.split() for line in log_path.read_text().splitlines()))
+    assert len(spans) == 4
+    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False)), spans
+
+
 def test_environment_variable_names_the_port(tmp_path: Path) -> None:
     (tmp_path / "test_env.py").write_text(
         "def test_opts(hil_options):\n    assert hil_options.port == 'loop://' and "
