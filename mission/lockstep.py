@@ -579,6 +579,7 @@ class RealtimeMission:
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
+        self._log_mark: dict[str, int] = {}
 
     @property
     def vehicle_radio(self) -> str:
@@ -587,29 +588,58 @@ class RealtimeMission:
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log_path = self.out / f"{name}.log"
         mode = "ab" if name in self.logs else "wb"
+        # a restart appends to the log: its ready line is looked for after what is there
+        self._log_mark[name] = len(log_path.read_text(encoding="utf-8", errors="replace")) if mode == "ab" else 0
         self.logs[name] = log_path
         with open(log_path, mode) as fh:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=self.out)
         self.procs[name] = proc
         return proc
 
+    #: the line each process prints once it serves (its ``--duration`` counts from there)
+    READY = {"relay": "relay: vehicles at ", "ground": "ground: telemetry on ", "flight": " up at spacecraft time "}
+
+    def wait_ready(self, name: str, timeout_s: float = 60.0) -> None:
+        """Poll (bounded) ``name``'s log until it says it serves: a loaded machine can take
+        seconds to start a Python process, and a flight started before its link is up would
+        spend its run talking to nobody. RuntimeError if it ends first or does not get there."""
+        proc, log_path, marker = self.procs[name], self.logs[name], self.READY[name]
+        skip = self._log_mark.get(name, 0)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if marker in log_path.read_text(encoding="utf-8", errors="replace")[skip:]:
+                return
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {proc.returncode} before it was up: "
+                                   f"see {log_path}")
+            time.sleep(0.05)  # a short poll on a process starting, not a wait for time to pass
+        raise RuntimeError(f"{name} not up after {timeout_s:.0f} s: see {log_path}")
+
     def start_link(self, duration_s: float) -> None:
-        """Start the relay and the ground station, each stopping after ``duration_s``."""
+        """Start the relay and the ground station, each stopping ``duration_s`` after it is up;
+        returns once both are up."""
         self._spawn("relay", _python_module(
             "magpie.cli", "relay", "--vehicle-endpoint", f"tcp://127.0.0.1:{self.ports['vehicle']}",
             "--ground-endpoint", f"tcp://127.0.0.1:{self.ports['ground']}", "--preset", self.preset,
             "--seed", str(self.seed), "--stats-interval", "0", "--duration", f"{duration_s:.3f}"))
         self.start_ground(duration_s)
+        self.wait_ready("relay")
 
     def start_ground(self, duration_s: float) -> subprocess.Popen[bytes]:
-        """Start (or restart, after a crash) the ground station process over the same archive."""
-        return self._spawn("ground", _python_module(
+        """Start (or restart, after a crash) the ground station process over the same archive;
+        returns once it serves."""
+        proc = self._spawn("ground", _python_module(
             "magpie.cli", "ground", "--config", str(self.ground_toml), "--duration", f"{duration_s:.3f}"))
+        self.wait_ready("ground")
+        return proc
 
     def start_flight(self, duration_s: float) -> subprocess.Popen[bytes]:
-        return self._spawn("flight", _python_module(
+        """Start (or restart) the flight process; returns once it is up."""
+        proc = self._spawn("flight", _python_module(
             "magpie.flightrun", "--config", str(self.config_path), "--state-dir", str(self.out / "state"),
             "--device", f"{self.radio_device}={self.vehicle_radio}", "--duration", f"{duration_s:.3f}"))
+        self.wait_ready("flight")
+        return proc
 
     def wait(self, timeout_s: float) -> dict[str, int | None]:
         deadline = time.monotonic() + timeout_s
