@@ -23,7 +23,7 @@ graph (octile heuristic scaled by the cheapest cell), in pure Python, for tiny g
 settles every one. :func:`plan_corridor` first searches a grid pooled 4 x 4 (:func:`coarse_grid`,
 a sixteenth of the cells) from both ends, keeps the blocks whose best route through them is
 within a few per cent of the coarse optimum, and runs the compiled Dijkstra on those blocks'
-cells alone (:func:`masked_search`): a fifth to a third of the grid on terrain. The result is
+cells alone (:func:`masked_search`): a fifth to two fifths of the grid on terrain. The result is
 near-optimal rather than exact (the tests hold it within 2 % of the field's optimum, the
 benchmark has measured 1.000); a corridor that fails to join start and goal hands over to the
 exact field, and a coarse grid that cannot join them proves no path exists. :func:`plan`
