@@ -518,10 +518,7 @@ ACKED: frozenset[int] = frozenset(
 _cobs_encode = cobs.encode
 _cobs_decode = cobs.decode
 _pack_header = HEADER.pack
-_unpack_header = HEADER.unpack_from
 _pack_crc = CRC.pack
-_unpack_crc = CRC.unpack_from
-_HEADER_SIZE = HEADER.size
 _MIN_BODY = HEADER.size + CRC.size
 
 
