@@ -30,6 +30,16 @@ def _payload(size: int) -> bytes:
 
 
 def _codec_rows(repeat: int) -> list[Row]:
+    """Codec figures as the fastest of many short batches, ours and the baseline alike.
+
+    A few microseconds a call on a shared machine: a long batch is nearly always preempted
+    somewhere, a short one often is not, so many short batches find the undisturbed time.
+    """
+    batches = max(50, repeat // 40)
+
+    def best_us(fn) -> float:
+        return best_time_per_call(fn, 100, batches) * 1e6
+
     rows = []
     for size in SIZES:
         payload = _payload(size)
@@ -49,10 +59,9 @@ def _codec_rows(repeat: int) -> list[Row]:
         def cobs_only(body: bytes = body) -> None:
             cobs.decode(cobs.encode(body))
 
-        base = best_time_per_call(cobs_only, max(100, repeat // 5)) * 1e6
-        rows.append(Row(f"mcu frame encode+decode {size} B payload",
-                        best_time_per_call(frame_round_trip, max(100, repeat // 5)) * 1e6, "us",
-                        base, "bare cobs encode+decode (best batch of 7, both)", "<= 3 us"))
+        base = best_us(cobs_only)
+        rows.append(Row(f"mcu frame encode+decode {size} B payload", best_us(frame_round_trip), "us",
+                        base, f"bare cobs encode+decode (best of {batches} batches, both)", "<= 3 us"))
         rows.append(Row(f"mcu frame encode+decode {size} B, pure-Python table CRC",
                         time_per_call(table_round_trip, max(100, repeat // 10)) * 1e6, "us",
                         base, "bare cobs encode+decode", "reference only"))
@@ -63,8 +72,15 @@ def _codec_rows(repeat: int) -> list[Row]:
     def report_round_trip() -> None:
         dec.feed(p.encode(report, 5))
 
+    values = p.SensorReport.LAYOUT.unpack(report.pack())
+    layout = p.SensorReport.LAYOUT
+
+    def struct_and_cobs_only() -> None:  # the layout and the framing's C parts, no message objects
+        layout.unpack(cobs.decode(cobs.encode(layout.pack(*values)))[:84])
+
     rows.append(Row("SENSOR_REPORT pack+frame+decoder feed+unpack (84 B)",
-                    time_per_call(report_round_trip, repeat) * 1e6, "us", target="<= 10 us"))
+                    best_us(report_round_trip), "us", best_us(struct_and_cobs_only),
+                    f"struct pack+unpack and bare cobs (best of {batches} batches, both)", "<= 10 us"))
     return rows
 
 

@@ -1,10 +1,12 @@
 """Navigation: planning time and path cost against scikit-image, and stereo to cost map per frame.
 
 * Planning on 250x250 and 1000x1000 cost grids (a smooth random terrain cost with grown rock
-  hazards, seeded) from one corner region to the other: our A* and our cost-to-go field (compiled Dijkstra)
-  beside ``skimage.graph.MCP_Geometric`` on the same grid in the same run. The time ratio is
-  ours / MCP; the path cost ratio is our path's cost on the shared graph / MCP's cumulative cost
-  (the optimum), which must stay at or below 1.05.
+  hazards, seeded) from one corner region to the other: :func:`~flight.nav.planner.plan` (what
+  navigation calls; coarse to fine on grids this size) and the exact cost-to-go field (compiled
+  Dijkstra) beside ``skimage.graph.MCP_Geometric`` on the same grid in the same run, and the
+  pure-Python A* (the search ``plan`` keeps for tiny grids) on the small grid only. The time
+  ratio is ours / MCP; the path cost ratio is our path's cost on the shared graph / MCP's
+  cumulative cost (the optimum), which must stay at or below 1.02.
 * Stereo to cost map: one 640x480 rendered stereo pair through disparity (semi-global
   matching), terrain points, elevation fusion and traversability cost, beside the disparity
   step alone (the floor any such pipeline pays).
@@ -31,7 +33,7 @@ import numpy as np
 from bench.common import Row
 from campaign.traverse import run_traverse
 from flight.nav.costmap import ElevationMap
-from flight.nav.planner import astar, path_cost, plan_field
+from flight.nav.planner import astar, path_cost, plan, plan_field
 from flight.nav.stereo import Capture, StereoVision
 from sim_hw.world import CameraSpec, World
 
@@ -76,14 +78,17 @@ def _planning(n: int, repeat: int) -> list[Row]:
             costs, _ = m.find_costs([start], [goal])
             return float(costs[goal])
         mcp_t, mcp_cost = _best(mcp, repeat)
-    for name, fn in (("A*", astar), ("Dijkstra field", plan_field)):
+    searches = [("plan()", plan, "<= 1.0x"), ("exact Dijkstra field", plan_field, "")]
+    if n <= 250:  # about 30 s on the large grid, and only ever used on tiny ones
+        searches.append(("A* (pure Python)", astar, ""))
+    for name, fn, target in searches:
         secs, (path, _) = _best(lambda fn=fn: fn(cost, start, goal), repeat)  # type: ignore[misc]
         rows.append(Row(f"plan {n}x{n} {name}", secs * 1e3, "ms", None if mcp_t is None else mcp_t * 1e3,
-                        "skimage MCP_Geometric same grid"))
+                        "skimage MCP_Geometric same grid", target))
         pc = path_cost(cost, path)
         if mcp_cost is not None:
             rows.append(Row(f"plan {n}x{n} {name} path cost / optimum", pc / mcp_cost, "x",
-                            target="<= 1.05"))
+                            target="<= 1.02"))
     return rows
 
 
@@ -140,7 +145,9 @@ def _traverses(quick: bool) -> list[Row]:
 
 def run(quick: bool) -> list[Row]:
     repeat = 1 if quick else 3
-    rows = _planning(250, repeat) + _planning(1000, repeat) + _stereo(2 if quick else 5) + _traverses(quick)
+    # the small grid takes tens of milliseconds a search, where one run on a shared machine is
+    # mostly noise: the best of three even in a quick run (ours and the baseline alike)
+    rows = _planning(250, max(3, repeat)) + _planning(1000, repeat) + _stereo(2 if quick else 5) + _traverses(quick)
     for r in rows:
         log.info("%s: %.4g %s", r.name, r.value, r.unit)
     return rows

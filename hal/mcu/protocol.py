@@ -162,24 +162,60 @@ class SamplingFlags(enum.IntFlag):
 
 
 class Message:
-    """Base of every message: ``pack()`` gives the payload bytes, ``unpack()`` parses them."""
+    """Base of every message: ``pack()`` gives the payload bytes, ``unpack()`` parses them.
+
+    Each catalogued class gets two small functions compiled from its fields by
+    :func:`_bind_codec`: its layout values in order (a vector field spreads over several), and
+    the reverse, which fills a new instance's slots directly. Both are the dataclass's own
+    field order, so they cannot drift from the declaration; the second skips the generated
+    ``__init__``, which on a frozen class costs a call per field and was most of the time a
+    report took to decode.
+    """
 
     __slots__ = ()
     MSG_ID: ClassVar[int]
     LAYOUT: ClassVar[struct.Struct]
+    #: Fields that take several layout values (a vector), by name; every other field takes one.
+    WIDTHS: ClassVar[dict[str, int]] = {}
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+    @staticmethod
+    def _values(msg: Message) -> tuple:
+        return tuple(getattr(msg, f.name) for f in fields(msg))  # type: ignore[arg-type]
+
+    @classmethod
+    def _build(cls, values: tuple) -> Message:
+        return cls(*values)
 
     def pack(self) -> bytes:
         try:
-            return self.LAYOUT.pack(*self._values())
+            return self.LAYOUT.pack(*self._values(self))
         except struct.error as exc:
             raise ValueError(f"{type(self).__name__} field out of range: {exc}") from exc
 
     @classmethod
     def unpack(cls, payload: bytes) -> Message:
-        return cls(*cls.LAYOUT.unpack(payload))
+        return cls._build(cls.LAYOUT.unpack(payload))
+
+
+def _bind_codec(cls: type[Message]) -> type[Message]:
+    """Compile ``cls._values`` and ``cls._build`` from its fields (see :class:`Message`)."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    env: dict[str, object] = {"_new": object.__new__, "_cls": cls}
+    spread, build = [], ["def _build(v):", "    o = _new(_cls)"]
+    at = 0
+    for k, name in enumerate(names):
+        width = cls.WIDTHS.get(name, 1)
+        spread.append(f"m.{name}," if width == 1 else f"*m.{name},")
+        env[f"_set{k}"] = getattr(cls, name).__set__  # the slot's own setter: frozen or not
+        build.append(f"    _set{k}(o, v[{at}])" if width == 1 else f"    _set{k}(o, v[{at}:{at + width}])")
+        at += width
+    build.append("    return o")
+    if at != len(cls.LAYOUT.unpack(bytes(cls.LAYOUT.size))):
+        raise TypeError(f"{cls.__name__}: fields take {at} values, the layout has another count")
+    exec(f"def _values(m):\n    return ({' '.join(spread)})\n" + "\n".join(build), env)  # noqa: S102
+    cls._values = staticmethod(env["_values"])  # type: ignore[assignment]
+    cls._build = staticmethod(env["_build"])  # type: ignore[assignment]
+    return cls
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,23 +366,7 @@ class SensorReport(Message):
 
     #: Names of the temperatures, in payload order, as read_thermal() reports them.
     TEMP_NAMES: ClassVar[tuple[str, ...]] = ("motor_left", "motor_right", "battery", "board")
-
-    def pack(self) -> bytes:
-        try:
-            return self.LAYOUT.pack(
-                self.mcu_time_ms, self.left_ticks, self.right_ticks,
-                self.left_current_a, self.right_current_a, *self.accel_mps2, *self.gyro_rads,
-                self.imu_temp_c, self.bus_v, self.current_a, self.soc, self.solar_w,
-                self.temp_motor_left_c, self.temp_motor_right_c, self.temp_battery_c,
-                self.temp_board_c, self.fault_flags,
-            )
-        except struct.error as exc:
-            raise ValueError(f"SensorReport field out of range: {exc}") from exc
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> SensorReport:
-        v = cls.LAYOUT.unpack(payload)
-        return cls(v[0], v[1], v[2], v[3], v[4], v[5:8], v[8:11], *v[11:])
+    WIDTHS: ClassVar[dict[str, int]] = {"accel_mps2": 3, "gyro_rads": 3}
 
     def temps(self) -> dict[str, float]:
         vals = (self.temp_motor_left_c, self.temp_motor_right_c, self.temp_battery_c,
@@ -470,7 +490,7 @@ class SamplingReport(Message):
 
 #: Message id -> class: the catalogue.
 MESSAGES: dict[int, type[Message]] = {
-    cls.MSG_ID: cls
+    cls.MSG_ID: _bind_codec(cls)
     for cls in (Hello, Version, Ack, Nack, SetWheels, Stop, SetStreamRate, ResetEncoders,
                 SetWatchdog, Heartbeat, SensorReport, DrillStart, DrillStop, DrillRetract, ArmMove,
                 ArmScoop, ArmDeposit, ContainerSeal, AscentArm, SamplingReport)
@@ -498,10 +518,7 @@ ACKED: frozenset[int] = frozenset(
 _cobs_encode = cobs.encode
 _cobs_decode = cobs.decode
 _pack_header = HEADER.pack
-_unpack_header = HEADER.unpack_from
 _pack_crc = CRC.pack
-_unpack_crc = CRC.unpack_from
-_HEADER_SIZE = HEADER.size
 _MIN_BODY = HEADER.size + CRC.size
 
 
@@ -539,6 +556,12 @@ class FrameError(ProtocolError):
         self.packet = packet
 
 
+#: A decoded frame of ``n`` bytes read in one call: header, payload (``n - 6`` bytes) and CRC.
+_FRAME_LAYOUTS: list[Callable[[bytes], tuple] | None] = [None] * _MIN_BODY + [
+    struct.Struct(f"<BBH{size}sH").unpack for size in range(MAX_PAYLOAD + 1)]
+_tuple_new = tuple.__new__
+
+
 def decode_frame(encoded: bytes) -> Packet:
     """Check one COBS-encoded frame (no delimiter); raises FrameError."""
     try:
@@ -548,27 +571,32 @@ def decode_frame(encoded: bytes) -> Packet:
     n = len(body)
     if n < _MIN_BODY:
         raise FrameError("cobs", f"frame of {n} bytes is shorter than header+crc")
-    end = n - 2
-    checked = body[:end]
-    if _crc(checked) != _unpack_crc(body, end)[0]:
+    # a longer frame than the protocol allows still gets its CRC checked and is classified later
+    split = _FRAME_LAYOUTS[n] if n <= MAX_FRAME else struct.Struct(f"<BBH{n - _MIN_BODY}sH").unpack
+    fields_ = split(body)  # type: ignore[misc]
+    if _crc(body[:-2]) != fields_[4]:
         raise FrameError("crc", "checksum mismatch")
-    version, msg_id, seq = _unpack_header(checked)
-    return Packet(version, msg_id, seq, checked[_HEADER_SIZE:])
+    return _tuple_new(Packet, fields_[:4])
+
+
+#: Message id -> (payload size, layout unpack, builder): decode_message's table.
+_PARSERS: dict[int, tuple[int, Callable[[bytes], tuple], Callable[[tuple], Message]]] = {
+    msg_id: (cls.LAYOUT.size, cls.LAYOUT.unpack, cls._build) for msg_id, cls in MESSAGES.items()
+}
 
 
 def decode_message(packet: Packet, version: int = PROTOCOL_VERSION) -> Message:
     """Interpret a checked packet's payload; raises FrameError (version, unknown_id, bad_length)."""
     if packet.version != version:
         raise FrameError("version", f"version {packet.version}, expected {version}", packet)
-    cls = MESSAGES.get(packet.msg_id)
-    if cls is None:
+    parser = _PARSERS.get(packet.msg_id)
+    if parser is None:
         raise FrameError("unknown_id", f"message id 0x{packet.msg_id:02x}", packet)
-    if len(packet.payload) != cls.LAYOUT.size:
-        raise FrameError(
-            "bad_length", f"{cls.__name__} payload {len(packet.payload)} != {cls.LAYOUT.size}",
-            packet,
-        )
-    return cls.unpack(packet.payload)
+    size, unpack, build = parser
+    if len(packet.payload) != size:
+        name = MESSAGES[packet.msg_id].__name__
+        raise FrameError("bad_length", f"{name} payload {len(packet.payload)} != {size}", packet)
+    return build(unpack(packet.payload))
 
 
 @dataclass(slots=True)
@@ -590,9 +618,8 @@ class DecoderCounters:
                 + self.oversize)
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """One received message with the sender's sequence number."""
+class Decoded(NamedTuple):
+    """One received message with the sender's sequence number (a named tuple, like Packet)."""
 
     seq: int
     msg: Message
@@ -627,40 +654,56 @@ class FrameDecoder:
 
     def feed(self, data: bytes | bytearray) -> list[Decoded]:
         out: list[Decoded] = []
-        self.counters.bytes += len(data)
-        start = 0
-        while True:
-            zero = data.find(0, start)
-            if zero < 0:
-                if not self._discarding:
-                    if len(self._buf) + len(data) - start > self.max_encoded:
-                        self.counters.oversize += 1
-                        self._buf.clear()
-                        self._discarding = True
-                    else:
-                        self._buf += data[start:]
-                return out
-            piece = data[start:zero]
-            start = zero + 1
-            if self._discarding:
+        counters = self.counters
+        counters.bytes += len(data)
+        pieces = data.split(b"\x00")
+        tail = pieces.pop()  # after the last delimiter: the start of a frame still to come
+        buf = self._buf
+        for piece in pieces:
+            if self._discarding:  # the end of an oversize run
                 self._discarding = False
                 continue
-            if self._buf:
-                self._buf += piece
-                frame = bytes(self._buf)
-                self._buf.clear()
+            if buf:
+                buf += piece
+                frame = bytes(buf)
+                buf.clear()
             else:
-                frame = bytes(piece)
+                frame = piece
             if not frame:
                 continue  # back-to-back delimiters are idle line, not an error
             if len(frame) > self.max_encoded:
-                self.counters.oversize += 1
+                counters.oversize += 1
                 continue
             item = self._one(frame)
             if item is not None:
                 out.append(item)
+        if not self._discarding:
+            if len(buf) + len(tail) > self.max_encoded:
+                counters.oversize += 1
+                buf.clear()
+                self._discarding = True
+            else:
+                buf += tail
+        return out
 
-    def _one(self, frame: bytes) -> Decoded | None:
+    def _one(self, frame: bytes | bytearray) -> Decoded | None:
+        # A good frame in one pass: decode_frame and decode_message fused, without their calls.
+        # Anything else takes the checked path below, which names the fault and counts it.
+        try:
+            body = _cobs_decode(frame)
+        except cobs.DecodeError:
+            body = b""
+        n = len(body)
+        if _MIN_BODY <= n <= MAX_FRAME:
+            version, msg_id, seq, payload, crc = _FRAME_LAYOUTS[n](body)  # type: ignore[misc]
+            parser = _PARSERS.get(msg_id)
+            if (parser is not None and version == self.version and len(payload) == parser[0]
+                    and _crc(body[:-2]) == crc):
+                self.counters.frames += 1
+                return _tuple_new(Decoded, (seq, parser[2](parser[1](payload))))
+        return self._checked(frame)
+
+    def _checked(self, frame: bytes | bytearray) -> Decoded | None:
         packet = None
         try:
             packet = decode_frame(frame)
@@ -678,4 +721,4 @@ class FrameDecoder:
             self.counters.cobs += 1
             return None
         self.counters.frames += 1
-        return Decoded(packet.seq, msg)
+        return _tuple_new(Decoded, (packet.seq, msg))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -181,3 +182,76 @@ def test_largest_payload_fits_the_decoder() -> None:
     assert pkt.payload == bytes(range(250))
     with pytest.raises(ValueError):
         p.encode_frame(0x7F, 1, bytes(251))
+
+
+def _reference(frame: bytes, version: int = p.PROTOCOL_VERSION) -> tuple[str, p.Decoded | None]:
+    """What a frame should give, by the step-by-step definition: ("ok", decoded) or (kind, None)."""
+    try:
+        body = cobs.decode(frame)
+    except cobs.DecodeError:
+        return "cobs", None
+    if len(body) < 6:
+        return "cobs", None
+    if p.crc16_table(body[:-2]) != struct.unpack("<H", body[-2:])[0]:
+        return "crc", None
+    got_version, msg_id, seq = struct.unpack("<BBH", body[:4])
+    if got_version != version:
+        return "version", None
+    cls = p.MESSAGES.get(msg_id)
+    if cls is None:
+        return "unknown_id", None
+    payload = body[4:-2]
+    if len(payload) != cls.LAYOUT.size:
+        return "bad_length", None
+    return "ok", p.Decoded(seq, cls.unpack(payload))
+
+
+frame_bodies = st.one_of(
+    # well-formed messages, then the same with one field of the frame spoiled
+    st.tuples(any_message, u16).map(lambda ms: p.encode(*ms)[:-1]),
+    st.tuples(u8, u8, u16, st.binary(max_size=p.MAX_PAYLOAD), st.integers(0, 0xFFFF)).map(
+        lambda f: _raw_frame(f[0] % 3, f[1], f[2], f[3], f[4] if f[4] % 4 == 0 else 0)[:-1]),
+    st.binary(min_size=1, max_size=p.MAX_ENCODED).map(lambda b: b.replace(b"\x00", b"\x01")),
+)
+
+
+@settings(max_examples=500)
+@given(frame_bodies)
+def test_decoder_fast_path_agrees_with_the_definition(frame: bytes) -> None:
+    """The decoder's fused path and its checked path give what the format defines, frame by frame."""
+    kind, want = _reference(frame)
+    dec = p.FrameDecoder()
+    got = dec.feed(frame + b"\x00")
+    c = dec.counters
+    if kind == "ok":
+        assert got == [want] and c.frames == 1 and c.dropped == 0
+    else:
+        assert got == [] and c.frames == 0 and c.dropped == 1
+        assert getattr(c, kind) == 1
+
+
+def test_frames_longer_than_the_protocol_are_classified_not_lost() -> None:
+    """A decoder allowed longer frames checks their CRC and rejects them as it would any other."""
+    rejected = []
+    dec = p.FrameDecoder(max_encoded=2000, on_reject=lambda kind, pkt: rejected.append((kind, len(pkt.payload))))
+    assert dec.feed(_raw_frame(1, p.Heartbeat.MSG_ID, 1, bytes(400))) == []
+    assert dec.feed(_raw_frame(1, p.Heartbeat.MSG_ID, 2, bytes(400), crc_delta=4)) == []
+    assert (dec.counters.bad_length, dec.counters.crc) == (1, 1)
+    assert rejected == [("bad_length", 400)]
+
+
+@given(any_message)
+def test_compiled_field_access_matches_the_dataclass(msg: p.Message) -> None:
+    """The generated value spreader and builder agree with the dataclass's own fields and init."""
+    flat: list = []
+    for f in dataclasses.fields(msg):
+        v = getattr(msg, f.name)
+        flat += list(v) if isinstance(v, tuple) else [v]
+    assert tuple(flat) == type(msg)._values(msg)
+    values = type(msg).LAYOUT.unpack(msg.pack())
+    built = type(msg)._build(values)
+    by_init = type(msg)(**{f.name: getattr(built, f.name) for f in dataclasses.fields(msg)})
+    assert type(built) is type(msg) and built == by_init and hash(built) == hash(by_init)
+    for f in dataclasses.fields(msg)[:1]:  # built instances stay frozen
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(built, f.name, 0)
