@@ -189,6 +189,7 @@ class Terrain:
         self.craters: list[Crater] = list(craters or [])
         self.seed = seed
         self.version = 0  # bumped on every edit so renderers can refresh their caches
+        self._heights_view: memoryview | None = None  # height_at_fast's view of the heights
 
     # ------------------------------------------------------------------ construction
 
@@ -386,6 +387,9 @@ class Terrain:
         """Scalar bilinear lookup in plain Python (several times faster than numpy for one point)."""
         h = self.heights
         ny, nx = h.shape
+        view = self._heights_view
+        if view is None or view.obj is not h:  # a memoryview reads one float without numpy's overhead
+            view = self._heights_view = memoryview(h)
         u = (x - self.origin[0]) / self.resolution_m
         v = (y - self.origin[1]) / self.resolution_m
         u = 0.0 if u < 0.0 else (nx - 1.0 if u > nx - 1.0 else u)
@@ -394,10 +398,10 @@ class Terrain:
         j = min(int(v), ny - 2)
         fu = u - i
         fv = v - j
-        a = float(h[j, i])
-        b = float(h[j, i + 1])
-        c = float(h[j + 1, i])
-        d = float(h[j + 1, i + 1])
+        a = view[j, i]
+        b = view[j, i + 1]
+        c = view[j + 1, i]
+        d = view[j + 1, i + 1]
         return (a + (b - a) * fu) * (1.0 - fv) + (c + (d - c) * fu) * fv
 
     def albedo_at(self, x: float | np.ndarray, y: float | np.ndarray) -> float | np.ndarray:

@@ -328,12 +328,21 @@ class Vehicle:
 
     def specific_force_body(self) -> np.ndarray:
         """What an ideal accelerometer at the body origin reads: R^T (a_world + (0, 0, g))."""
+        return np.array(self.specific_force_xyz())
+
+    def specific_force_xyz(self) -> tuple[float, float, float]:
+        """:meth:`specific_force_body` in plain floats (what the IMU model reads every cycle).
+
+        The vehicle's own acceleration is along body x and the centripetal term of turning
+        while moving (``v * yaw_rate``) along body y, so ``R^T`` only acts on gravity:
+        ``R^T (0, 0, g) = g * (sin(pitch), cos(pitch) sin(roll), cos(pitch) cos(roll))``,
+        the bottom row of ``Rz(yaw) Ry(-pitch) Rx(roll)``.
+        """
         s = self.state
-        rot = self.rotation()
-        a_world = rot[:, 0] * s.accel
-        # centripetal term of turning while moving: v * yaw_rate toward the left
-        a_world = a_world + rot[:, 1] * (s.speed * s.yaw_rate)
-        return rot.T @ (a_world + np.array([0.0, 0.0, self.gravity]))
+        g = self.gravity
+        cp = math.cos(s.pitch)
+        return (s.accel + g * math.sin(s.pitch), s.speed * s.yaw_rate + g * cp * math.sin(s.roll),
+                g * cp * math.cos(s.roll))
 
     def angular_rate_body(self) -> np.ndarray:
         """Ideal gyro: the body's angular velocity in the body frame, from the attitude's rates.
@@ -344,11 +353,17 @@ class Vehicle:
         rate about body x. Leaving the pitch rate on body y alone would make the gyro's heading
         rate wrong by ``pitch' sin(roll) / cos(pitch)`` whenever the rover pitches while rolled.
         """
+        return np.array(self.angular_rate_xyz())
+
+    def angular_rate_xyz(self) -> tuple[float, float, float]:
+        """:meth:`angular_rate_body` in plain floats; world z seen in the body is the bottom row
+        of ``R``, ``(sin(pitch), cos(pitch) sin(roll), cos(pitch) cos(roll))``."""
         s = self.state
-        rot = self.rotation()
-        w = rot.T @ np.array([0.0, 0.0, s.yaw_rate])
+        cp = math.cos(s.pitch)
         cr, sr = math.cos(s.roll), math.sin(s.roll)
-        return w + np.array([s.roll_rate, -s.pitch_rate * cr, s.pitch_rate * sr])
+        wz = s.yaw_rate
+        return (wz * math.sin(s.pitch) + s.roll_rate, wz * cp * sr - s.pitch_rate * cr,
+                wz * cp * cr + s.pitch_rate * sr)
 
     def camera_mount(self) -> tuple[np.ndarray, np.ndarray]:
         """Mast head position in the world and the body-to-world rotation."""
@@ -380,8 +395,8 @@ class Vehicle:
         """Noise-free plant readings: drive and attitude only (no power or thermal model here)."""
         s = self.state
         lt, rt = self.wheel_ticks()
-        f = self.specific_force_body()
-        w = self.angular_rate_body()
+        f = self.specific_force_xyz()
+        w = self.angular_rate_xyz()
         return {
             "time_s": self.time_s, "left_ticks": lt, "right_ticks": rt,
             "left_current_a": s.current_left, "right_current_a": s.current_right,

@@ -352,7 +352,7 @@ class World:
         return DriveStatus(self.time_s, lt, rt, s.current_left, s.current_right, s.stalled, self._fault_flags())
 
     def read_imu(self) -> ImuReading:
-        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temps_c[self.thermal.config.avionics_node])
+        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temp_c(self.thermal.config.avionics_node))
         return ImuReading(self.time_s, accel, gyro, temp)
 
     def read_power(self) -> PowerReading:
