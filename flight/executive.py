@@ -264,6 +264,8 @@ class Executive(Component):
             self._heap = [(start, -g.hz, i) for i, g in enumerate(self.groups) if not g.suspended]
             heapq.heapify(self._heap)
         heap = self._heap
+        groups = self.groups
+        lockstep = clock.simulated
         until_ns = None if until_s is None else int(round(until_s * NS))
         cycles = 0
         if self._rate_changes:
@@ -278,8 +280,8 @@ class Executive(Component):
             clock.sleep_until(release)
             if self._stop:
                 break
-            group = self.groups[gi]
-            self._run_group(group, release)
+            group = groups[gi]
+            self._run_group(group, release, clock, lockstep)
             cycles += 1
             next_release = release + group.period_ns
             end = clock.now_ns()
@@ -296,8 +298,7 @@ class Executive(Component):
         if not heap and until_ns is not None and not self._stop:
             clock.sleep_until(until_ns)  # every group suspended: time still passes
 
-    def _run_group(self, group: RateGroup, release: int) -> None:
-        clock = self.fw.clock
+    def _run_group(self, group: RateGroup, release: int, clock: Clock, lockstep: bool) -> None:
         now = clock.now_ns()
         late = now - release
         group.late_ns = late
@@ -308,7 +309,6 @@ class Executive(Component):
         group.cycles += 1
         group.last_release_ns = release
         self._total_cycles += 1
-        lockstep = clock.simulated
         if self.workers:
             self._deliver_workers(now, lockstep)
         hook = self.measured_ns if lockstep else None

@@ -150,6 +150,12 @@ class Vehicle:
         self.time_s = 0.0
         self._rot_key: tuple[float, float, float] | None = None
         self._rot = np.eye(3)
+        # the slip noise's normals, drawn in blocks (the same numbers in the same order as one
+        # draw per use), and the wheel heights under the pose the attitude was last taken at
+        self._normals: list[float] = []
+        self._next_normal = 0
+        self._contacts_key: tuple[float, float, float, int] | None = None
+        self._contacts_at: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
         self._settle()
 
     # ------------------------------------------------------------------ commands
@@ -199,7 +205,8 @@ class Vehicle:
 
     def _attitude(self, x: float, y: float, yaw: float) -> tuple[float, float, float]:
         c = self.config
-        fl, fr, rl, rr = self._contacts(x, y, yaw)
+        fl, fr, rl, rr = self._contacts_at = self._contacts(x, y, yaw)
+        self._contacts_key = (x, y, yaw, self.terrain.version)
         pitch = math.atan2(0.5 * (fl + fr) - 0.5 * (rl + rr), c.wheelbase_m)
         roll = math.atan2(0.5 * (fl + rl) - 0.5 * (fr + rr), c.track_width_m)
         return 0.25 * (fl + fr + rl + rr), pitch, roll
@@ -218,7 +225,11 @@ class Vehicle:
         h = self.terrain.height_at_fast
         x0 = s.x + cy * lead - sy * hw
         y0 = s.y + sy * lead + cy * hw
-        h0 = h(x0, y0)
+        if self._contacts_key == (s.x, s.y, s.yaw, self.terrain.version):
+            # the leading wheel stands where the last attitude sampled it: same point, same height
+            h0 = self._contacts_at[(0 if direction > 0 else 2) + (0 if side > 0 else 1)]
+        else:
+            h0 = h(x0, y0)
         grade = math.tan(s.pitch) * direction
         for frac in (0.5, 1.0):
             d = frac * c.wheel_radius_m
@@ -231,7 +242,12 @@ class Vehicle:
         if sigma <= 0.0 or ds <= 0.0:
             return value
         a = math.exp(-ds / self.config.slip_noise_length_m)
-        return value * a + sigma * math.sqrt(1.0 - a * a) * float(self._rng.standard_normal())
+        i = self._next_normal
+        if i >= len(self._normals):
+            self._normals = self._rng.standard_normal(256).tolist()
+            i = 0
+        self._next_normal = i + 1
+        return value * a + sigma * math.sqrt(1.0 - a * a) * self._normals[i]
 
     # ------------------------------------------------------------------ integration
 

@@ -336,6 +336,8 @@ class World:
     def _fault_flags(self) -> int:
         """The MCU protocol's fault bits: a stall on each commanded side, undervoltage."""
         s = self.vehicle.state
+        if not s.stalled and self.powered:
+            return 0  # the common case, without building flags
         flags = FaultFlags.NONE
         if s.stalled:
             if s.cmd_left:
