@@ -155,6 +155,7 @@ class Vehicle:
         self._normals: list[float] = []
         self._next_normal = 0
         self._contacts_key: tuple[float, float, float, int] | None = None
+        self._alpha_dt, self._alpha = -1.0, 0.0
         self._contacts_at: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
         self._settle()
 
@@ -215,11 +216,13 @@ class Vehicle:
         s = self.state
         s.z, s.pitch, s.roll = self._attitude(s.x, s.y, s.yaw)
 
-    def _blocked(self, side: int, direction: float) -> bool:
-        """Does the leading wheel of a side (+1 left, -1 right) face a step it cannot climb?"""
+    def _blocked(self, side: int, direction: float, cy: float | None = None, sy: float | None = None) -> bool:
+        """Does the leading wheel of a side (+1 left, -1 right) face a step it cannot climb?
+        ``cy``, ``sy``: cos and sin of the present yaw, when the caller has them already."""
         c = self.config
         s = self.state
-        cy, sy = math.cos(s.yaw), math.sin(s.yaw)
+        if cy is None or sy is None:
+            cy, sy = math.cos(s.yaw), math.sin(s.yaw)
         hw = side * c.track_width_m / 2.0
         lead = direction * c.wheelbase_m / 2.0
         h = self.terrain.height_at_fast
@@ -261,7 +264,9 @@ class Vehicle:
             s.current_left = s.current_right = 0.0
             s.stalled = False
             return
-        alpha = 1.0 - math.exp(-dt_s / c.wheel_tau_s)
+        if dt_s != self._alpha_dt:  # the world steps at one fixed dt: the lag factor is taken once
+            self._alpha_dt, self._alpha = dt_s, 1.0 - math.exp(-dt_s / c.wheel_tau_s)
+        alpha = self._alpha
         wl_prev, wr_prev = s.wheel_left, s.wheel_right
         wl = wl_prev + (s.cmd_left - wl_prev) * alpha
         wr = wr_prev + (s.cmd_right - wr_prev) * alpha
@@ -272,7 +277,9 @@ class Vehicle:
 
         dir_l = math.copysign(1.0, s.cmd_left if s.cmd_left != 0.0 else wl) if (s.cmd_left or wl) else 0.0
         dir_r = math.copysign(1.0, s.cmd_right if s.cmd_right != 0.0 else wr) if (s.cmd_right or wr) else 0.0
-        blocked = (dir_l != 0.0 and self._blocked(+1, dir_l)) or (dir_r != 0.0 and self._blocked(-1, dir_r))
+        cy, sy = math.cos(s.yaw), math.sin(s.yaw)
+        blocked = ((dir_l != 0.0 and self._blocked(+1, dir_l, cy, sy))
+                   or (dir_r != 0.0 and self._blocked(-1, dir_r, cy, sy)))
         if blocked:
             if not s.stalled:
                 log.info("vehicle stalled at (%.2f, %.2f) t=%.2f", s.x, s.y, self.time_s)
