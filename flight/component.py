@@ -10,6 +10,11 @@ bound to the framework (clock, telemetry, events, parameters, data store) by the
 assembly, ``setup()`` once, ``step()`` every cycle of its rate group, ``shutdown()`` once.
 Components talk through the latest-value data store (``self.publish``/``self.read``) or typed
 messages, never through each other's fields.
+
+Telemetry is sampled, not streamed: ``self.tlm(name, value)`` (or ``put`` on a slot from
+``self.tlm_slot``) only stores the latest value and checks limits, and a value that changes every
+cycle but is downlinked once a second can be provided instead (``self.provide``), read only when
+housekeeping samples it.
 """
 
 from __future__ import annotations
