@@ -47,6 +47,8 @@ class Drive(Component):
         self._dev: DriveTrain = self.devices["drive"]
         self._epoch = 0
         self._nav_seq: int | None = None
+        nav = self.options["nav"]
+        self._nav_key = f"{nav}.wheel_cmd" if nav else ""
         self.publish("stop_epoch", 0)
         self.publish("stop_reason", "")
         self.publish("device_ok", True)
@@ -101,8 +103,7 @@ class Drive(Component):
 
     def _apply_nav(self) -> None:
         """Apply navigation's latest wheel command if it is new and issued in this stop epoch."""
-        nav = self.options["nav"]
-        cmd = self.read(f"{nav}.wheel_cmd") if nav else None
+        cmd = self.read(self._nav_key) if self._nav_key else None
         if cmd is None:
             return
         epoch, seq, left, right = cmd
