@@ -10,6 +10,11 @@ bound to the framework (clock, telemetry, events, parameters, data store) by the
 assembly, ``setup()`` once, ``step()`` every cycle of its rate group, ``shutdown()`` once.
 Components talk through the latest-value data store (``self.publish``/``self.read``) or typed
 messages, never through each other's fields.
+
+Telemetry is sampled, not streamed: ``self.tlm(name, value)`` (or ``put`` on a slot from
+``self.tlm_slot``) only stores the latest value and checks limits, and a value that changes every
+cycle but is downlinked once a second can be provided instead (``self.provide``), read only when
+housekeeping samples it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from flight.model import COMMAND_ATTR, Channel, CommandDef, Event, Param
 
 if TYPE_CHECKING:
     from flight.framework import Framework
+    from flight.telemetry import TlmSlot
 
 
 class Component:
@@ -46,6 +52,10 @@ class Component:
         self.id_base: int | None = None
         self.devices: dict[str, Any] = {}
         self._fw: Framework | None = None
+        # short name -> telemetry slot, full data-store key, full parameter name; filled on use
+        self._tlm_slots: dict[str, TlmSlot] = {}
+        self._store_keys: dict[str, str] = {}
+        self._param_keys: dict[str, str] = {}
 
     # -- declarations (instances may extend these, e.g. per configured member) --------------
 
@@ -78,6 +88,9 @@ class Component:
 
     def bind(self, fw: Framework) -> None:
         self._fw = fw
+        self._tlm_slots = {}
+        self._store_keys = {}
+        self._param_keys = {}
 
     @property
     def fw(self) -> Framework:
@@ -103,19 +116,46 @@ class Component:
         return self.fw.clock.now()
 
     def tlm(self, channel: str, value: Any) -> None:
-        """Write a channel of this component (short name)."""
-        self.fw.tlm.write(f"{self.name}.{channel}", value)
+        """Put a value in a channel of this component (short name); limits are checked now."""
+        try:
+            slot = self._tlm_slots[channel]
+        except KeyError:
+            slot = self.tlm_slot(channel)
+        slot.put(value)
+
+    def tlm_slot(self, channel: str) -> TlmSlot:
+        """The slot of one of this component's channels: ``slot.put(value)`` is :meth:`tlm`
+        without the name lookup, for members that run every cycle."""
+        slot = self._tlm_slots.get(channel)
+        if slot is None:
+            slot = self._tlm_slots[channel] = self.fw.tlm.slot(f"{self.name}.{channel}")
+        return slot
+
+    def provide(self, channel: str, fn: Callable[[], Any]) -> None:
+        """Have a channel of this component sampled from ``fn()`` (None: no value yet) instead
+        of put every cycle; for values that change each cycle but are downlinked once a second.
+        A channel with limits must still be put, so that every value is checked."""
+        slot = self.tlm_slot(channel)
+        if slot.checks_limits:
+            raise ValueError(f"channel {slot.name!r} has limits: put it, so every value is checked")
+        slot.provider = fn
 
     def event(self, event_name: str, /, **args: Any) -> None:
         """Emit one of this component's events with its arguments."""
         self.fw.events.emit(self.name, event_name, args)
 
     def param(self, name: str) -> Any:
-        return self.fw.params.get(f"{self.name}.{name}")
+        key = self._param_keys.get(name)
+        if key is None:
+            key = self._param_keys[name] = f"{self.name}.{name}"
+        return self.fw.params.get(key)
 
     def publish(self, key: str, value: Any) -> None:
         """Put a value in the latest-value data store under ``<component>.<key>``."""
-        self.fw.store[f"{self.name}.{key}"] = value
+        full = self._store_keys.get(key)
+        if full is None:
+            full = self._store_keys[key] = f"{self.name}.{key}"
+        self.fw.store[full] = value
 
     def read(self, key: str, default: Any = None) -> Any:
         """Latest value another component published (full key ``component.key``)."""

@@ -42,6 +42,8 @@ STATE_OK, STATE_DISABLED, STATE_FAULTED = 0, 1, 2
 class Member:
     component: Component
     budget_ns: int
+    #: the component's bound ``step``, looked up once when the group is built
+    step: Callable[[], None] = None  # type: ignore[assignment]
     enabled: bool = True
     faulted: bool = False
     last_ns: int = 0
@@ -49,6 +51,10 @@ class Member:
     overruns: int = 0
     runs: int = 0
     last_ran_ns: int = -1
+
+    def __post_init__(self) -> None:
+        if self.step is None:
+            self.step = self.component.step
 
     @property
     def state(self) -> int:
@@ -258,6 +264,8 @@ class Executive(Component):
             self._heap = [(start, -g.hz, i) for i, g in enumerate(self.groups) if not g.suspended]
             heapq.heapify(self._heap)
         heap = self._heap
+        groups = self.groups
+        lockstep = clock.simulated
         until_ns = None if until_s is None else int(round(until_s * NS))
         cycles = 0
         if self._rate_changes:
@@ -272,8 +280,8 @@ class Executive(Component):
             clock.sleep_until(release)
             if self._stop:
                 break
-            group = self.groups[gi]
-            self._run_group(group, release)
+            group = groups[gi]
+            self._run_group(group, release, clock, lockstep)
             cycles += 1
             next_release = release + group.period_ns
             end = clock.now_ns()
@@ -290,45 +298,40 @@ class Executive(Component):
         if not heap and until_ns is not None and not self._stop:
             clock.sleep_until(until_ns)  # every group suspended: time still passes
 
-    def _run_group(self, group: RateGroup, release: int) -> None:
-        clock = self.fw.clock
+    def _run_group(self, group: RateGroup, release: int, clock: Clock, lockstep: bool) -> None:
         now = clock.now_ns()
-        group.late_ns = now - release
-        group.late_max_ns = max(group.late_max_ns, group.late_ns)
+        late = now - release
+        group.late_ns = late
+        if late > group.late_max_ns:
+            group.late_max_ns = late
         if group.lateness_log is not None:
-            group.lateness_log.append(group.late_ns)
+            group.lateness_log.append(late)
         group.cycles += 1
         group.last_release_ns = release
         self._total_cycles += 1
-        lockstep = clock.simulated
-        for w in self.workers:
-            w.check_alive()
-            results = w.deliver(now, lockstep)
-            for died in w.take_deaths():
-                self.event("WorkerDied", worker=w.name, detail=died)
-                self._notify_fault("worker", w.name, died)
-            for result in results:
-                if not result.ok:
-                    self.event("WorkerJobFailed", worker=w.name, error=result.error)
+        if self.workers:
+            self._deliver_workers(now, lockstep)
+        hook = self.measured_ns if lockstep else None
+        cpu_ns = clock.cpu_ns
         for m in group.members:
             if not m.enabled or m.faulted:
                 continue
-            t0 = clock.cpu_ns()
-            hook = self.measured_ns
-            h0 = hook() if hook is not None else 0
-            try:
-                m.component.step()
-            except Exception as exc:
-                m.faulted = True
-                err = f"{type(exc).__name__}: {exc}"
-                log.exception("member %s faulted", m.component.name)
-                self.event("MemberFaulted", member=m.component.name, error=err)
-                self._notify_fault("member", m.component.name, err)
-            if hook is not None and lockstep:
+            t0 = cpu_ns()
+            if hook is None:
+                try:
+                    m.step()
+                except Exception as exc:
+                    self._isolate(m, exc)
+            else:
+                h0 = hook()
+                try:
+                    m.step()
+                except Exception as exc:
+                    self._isolate(m, exc)
                 spent = hook() - h0
                 if spent > 0:
                     clock.sleep_until(clock.now_ns() + spent)  # the simulated clock moves by what it cost
-            took = clock.cpu_ns() - t0
+            took = cpu_ns() - t0
             m.last_ns = took
             m.runs += 1
             m.last_ran_ns = clock.now_ns()
@@ -338,6 +341,24 @@ class Executive(Component):
                 m.overruns += 1
                 self.event("MemberOverrun", member=m.component.name, took_us=took // 1000,
                            budget_us=m.budget_ns // 1000)
+
+    def _deliver_workers(self, now: int, lockstep: bool) -> None:
+        for w in self.workers:
+            w.check_alive()
+            results = w.deliver(now, lockstep)
+            for died in w.take_deaths():
+                self.event("WorkerDied", worker=w.name, detail=died)
+                self._notify_fault("worker", w.name, died)
+            for result in results:
+                if not result.ok:
+                    self.event("WorkerJobFailed", worker=w.name, error=result.error)
+
+    def _isolate(self, m: Member, exc: Exception) -> None:
+        m.faulted = True
+        err = f"{type(exc).__name__}: {exc}"
+        log.exception("member %s faulted", m.component.name)
+        self.event("MemberFaulted", member=m.component.name, error=err)
+        self._notify_fault("member", m.component.name, err)
 
     def setup(self) -> None:
         """Execution statistics are provided to telemetry, read only when sampled."""

@@ -33,7 +33,14 @@ class ImuConfig:
 
 
 class ImuModel:
-    """A 6-axis IMU mounted at the body origin, aligned with the body axes."""
+    """A 6-axis IMU mounted at the body origin, aligned with the body axes.
+
+    A read is a few float operations: the noise is drawn from the seeded stream in blocks
+    (the same numbers, in the same order, as one draw of seven per read) and the truth comes from
+    the vehicle as plain floats, so no numpy call is made on three-element vectors.
+    """
+
+    NOISE_BLOCK = 64  # reads per block of noise
 
     def __init__(self, config: ImuConfig | None = None, seed: int = 0) -> None:
         self.config = config or ImuConfig()
@@ -41,20 +48,48 @@ class ImuModel:
         bias_rng, self._rng = (np.random.default_rng(s) for s in ss.spawn(2))
         self.accel_bias = bias_rng.standard_normal(3) * self.config.accel_bias_mps2
         self.gyro_bias = bias_rng.standard_normal(3) * self.config.gyro_bias_rads
+        self._noise: list[float] = []
+        self._next = 0
+
+    @property
+    def accel_bias(self) -> np.ndarray:
+        """Per-axis accelerometer bias (m/s^2); may be set (a fault campaign scales it)."""
+        return np.array(self._accel_bias)
+
+    @accel_bias.setter
+    def accel_bias(self, value: np.ndarray | tuple[float, float, float]) -> None:
+        x, y, z = (float(v) for v in value)
+        self._accel_bias = (x, y, z)
+
+    @property
+    def gyro_bias(self) -> np.ndarray:
+        """Per-axis gyro bias (rad/s)."""
+        return np.array(self._gyro_bias)
+
+    @gyro_bias.setter
+    def gyro_bias(self, value: np.ndarray | tuple[float, float, float]) -> None:
+        x, y, z = (float(v) for v in value)
+        self._gyro_bias = (x, y, z)
 
     def read(
         self, vehicle: Vehicle, temp_c: float
     ) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
         """(accel m/s^2, gyro rad/s, temperature C) as the device would report them now."""
         c = self.config
-        noise = self._rng.standard_normal(7)
-        f = vehicle.specific_force_body() + self.accel_bias + noise[:3] * c.accel_noise_mps2
-        w = vehicle.angular_rate_body() + self.gyro_bias + noise[3:6] * c.gyro_noise_rads
-        t = temp_c + noise[6] * c.temp_noise_c
+        i = self._next
+        if i + 7 > len(self._noise):
+            self._noise = self._rng.standard_normal(7 * self.NOISE_BLOCK).tolist()
+            i = 0
+        n = self._noise
+        self._next = i + 7
+        fx, fy, fz = vehicle.specific_force_xyz()
+        wx, wy, wz = vehicle.angular_rate_xyz()
+        ab, gb = self._accel_bias, self._gyro_bias
+        an, gn = c.accel_noise_mps2, c.gyro_noise_rads
         return (
-            (float(f[0]), float(f[1]), float(f[2])),
-            (float(w[0]), float(w[1]), float(w[2])),
-            float(t),
+            (fx + ab[0] + n[i] * an, fy + ab[1] + n[i + 1] * an, fz + ab[2] + n[i + 2] * an),
+            (wx + gb[0] + n[i + 3] * gn, wy + gb[1] + n[i + 4] * gn, wz + gb[2] + n[i + 5] * gn),
+            temp_c + n[i + 6] * c.temp_noise_c,
         )
 
 

@@ -140,6 +140,10 @@ class ThermalModel:
     def temps_c(self) -> dict[str, float]:
         return {k: v - KELVIN for k, v in self.temps_k.items()}
 
+    def temp_c(self, node: str) -> float:
+        """One node's temperature (C), without building the whole table."""
+        return self.temps_k[node] - KELVIN
+
     def heater_power_w(self) -> float:
         """Electrical power the heaters draw in their present state."""
         return sum(h.power_w for h, on in zip(self.config.heaters, self.heater_on, strict=True) if on)

@@ -150,6 +150,13 @@ class Vehicle:
         self.time_s = 0.0
         self._rot_key: tuple[float, float, float] | None = None
         self._rot = np.eye(3)
+        # the slip noise's normals, drawn in blocks (the same numbers in the same order as one
+        # draw per use), and the wheel heights under the pose the attitude was last taken at
+        self._normals: list[float] = []
+        self._next_normal = 0
+        self._contacts_key: tuple[float, float, float, int] | None = None
+        self._alpha_dt, self._alpha = -1.0, 0.0
+        self._contacts_at: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
         self._settle()
 
     # ------------------------------------------------------------------ commands
@@ -199,7 +206,8 @@ class Vehicle:
 
     def _attitude(self, x: float, y: float, yaw: float) -> tuple[float, float, float]:
         c = self.config
-        fl, fr, rl, rr = self._contacts(x, y, yaw)
+        fl, fr, rl, rr = self._contacts_at = self._contacts(x, y, yaw)
+        self._contacts_key = (x, y, yaw, self.terrain.version)
         pitch = math.atan2(0.5 * (fl + fr) - 0.5 * (rl + rr), c.wheelbase_m)
         roll = math.atan2(0.5 * (fl + rl) - 0.5 * (fr + rr), c.track_width_m)
         return 0.25 * (fl + fr + rl + rr), pitch, roll
@@ -208,17 +216,23 @@ class Vehicle:
         s = self.state
         s.z, s.pitch, s.roll = self._attitude(s.x, s.y, s.yaw)
 
-    def _blocked(self, side: int, direction: float) -> bool:
-        """Does the leading wheel of a side (+1 left, -1 right) face a step it cannot climb?"""
+    def _blocked(self, side: int, direction: float, cy: float | None = None, sy: float | None = None) -> bool:
+        """Does the leading wheel of a side (+1 left, -1 right) face a step it cannot climb?
+        ``cy``, ``sy``: cos and sin of the present yaw, when the caller has them already."""
         c = self.config
         s = self.state
-        cy, sy = math.cos(s.yaw), math.sin(s.yaw)
+        if cy is None or sy is None:
+            cy, sy = math.cos(s.yaw), math.sin(s.yaw)
         hw = side * c.track_width_m / 2.0
         lead = direction * c.wheelbase_m / 2.0
         h = self.terrain.height_at_fast
         x0 = s.x + cy * lead - sy * hw
         y0 = s.y + sy * lead + cy * hw
-        h0 = h(x0, y0)
+        if self._contacts_key == (s.x, s.y, s.yaw, self.terrain.version):
+            # the leading wheel stands where the last attitude sampled it: same point, same height
+            h0 = self._contacts_at[(0 if direction > 0 else 2) + (0 if side > 0 else 1)]
+        else:
+            h0 = h(x0, y0)
         grade = math.tan(s.pitch) * direction
         for frac in (0.5, 1.0):
             d = frac * c.wheel_radius_m
@@ -231,7 +245,12 @@ class Vehicle:
         if sigma <= 0.0 or ds <= 0.0:
             return value
         a = math.exp(-ds / self.config.slip_noise_length_m)
-        return value * a + sigma * math.sqrt(1.0 - a * a) * float(self._rng.standard_normal())
+        i = self._next_normal
+        if i >= len(self._normals):
+            self._normals = self._rng.standard_normal(256).tolist()
+            i = 0
+        self._next_normal = i + 1
+        return value * a + sigma * math.sqrt(1.0 - a * a) * self._normals[i]
 
     # ------------------------------------------------------------------ integration
 
@@ -245,7 +264,9 @@ class Vehicle:
             s.current_left = s.current_right = 0.0
             s.stalled = False
             return
-        alpha = 1.0 - math.exp(-dt_s / c.wheel_tau_s)
+        if dt_s != self._alpha_dt:  # the world steps at one fixed dt: the lag factor is taken once
+            self._alpha_dt, self._alpha = dt_s, 1.0 - math.exp(-dt_s / c.wheel_tau_s)
+        alpha = self._alpha
         wl_prev, wr_prev = s.wheel_left, s.wheel_right
         wl = wl_prev + (s.cmd_left - wl_prev) * alpha
         wr = wr_prev + (s.cmd_right - wr_prev) * alpha
@@ -256,7 +277,9 @@ class Vehicle:
 
         dir_l = math.copysign(1.0, s.cmd_left if s.cmd_left != 0.0 else wl) if (s.cmd_left or wl) else 0.0
         dir_r = math.copysign(1.0, s.cmd_right if s.cmd_right != 0.0 else wr) if (s.cmd_right or wr) else 0.0
-        blocked = (dir_l != 0.0 and self._blocked(+1, dir_l)) or (dir_r != 0.0 and self._blocked(-1, dir_r))
+        cy, sy = math.cos(s.yaw), math.sin(s.yaw)
+        blocked = ((dir_l != 0.0 and self._blocked(+1, dir_l, cy, sy))
+                   or (dir_r != 0.0 and self._blocked(-1, dir_r, cy, sy)))
         if blocked:
             if not s.stalled:
                 log.info("vehicle stalled at (%.2f, %.2f) t=%.2f", s.x, s.y, self.time_s)
@@ -328,12 +351,21 @@ class Vehicle:
 
     def specific_force_body(self) -> np.ndarray:
         """What an ideal accelerometer at the body origin reads: R^T (a_world + (0, 0, g))."""
+        return np.array(self.specific_force_xyz())
+
+    def specific_force_xyz(self) -> tuple[float, float, float]:
+        """:meth:`specific_force_body` in plain floats (what the IMU model reads every cycle).
+
+        The vehicle's own acceleration is along body x and the centripetal term of turning
+        while moving (``v * yaw_rate``) along body y, so ``R^T`` only acts on gravity:
+        ``R^T (0, 0, g) = g * (sin(pitch), cos(pitch) sin(roll), cos(pitch) cos(roll))``,
+        the bottom row of ``Rz(yaw) Ry(-pitch) Rx(roll)``.
+        """
         s = self.state
-        rot = self.rotation()
-        a_world = rot[:, 0] * s.accel
-        # centripetal term of turning while moving: v * yaw_rate toward the left
-        a_world = a_world + rot[:, 1] * (s.speed * s.yaw_rate)
-        return rot.T @ (a_world + np.array([0.0, 0.0, self.gravity]))
+        g = self.gravity
+        cp = math.cos(s.pitch)
+        return (s.accel + g * math.sin(s.pitch), s.speed * s.yaw_rate + g * cp * math.sin(s.roll),
+                g * cp * math.cos(s.roll))
 
     def angular_rate_body(self) -> np.ndarray:
         """Ideal gyro: the body's angular velocity in the body frame, from the attitude's rates.
@@ -344,11 +376,17 @@ class Vehicle:
         rate about body x. Leaving the pitch rate on body y alone would make the gyro's heading
         rate wrong by ``pitch' sin(roll) / cos(pitch)`` whenever the rover pitches while rolled.
         """
+        return np.array(self.angular_rate_xyz())
+
+    def angular_rate_xyz(self) -> tuple[float, float, float]:
+        """:meth:`angular_rate_body` in plain floats; world z seen in the body is the bottom row
+        of ``R``, ``(sin(pitch), cos(pitch) sin(roll), cos(pitch) cos(roll))``."""
         s = self.state
-        rot = self.rotation()
-        w = rot.T @ np.array([0.0, 0.0, s.yaw_rate])
+        cp = math.cos(s.pitch)
         cr, sr = math.cos(s.roll), math.sin(s.roll)
-        return w + np.array([s.roll_rate, -s.pitch_rate * cr, s.pitch_rate * sr])
+        wz = s.yaw_rate
+        return (wz * math.sin(s.pitch) + s.roll_rate, wz * cp * sr - s.pitch_rate * cr,
+                wz * cp * cr + s.pitch_rate * sr)
 
     def camera_mount(self) -> tuple[np.ndarray, np.ndarray]:
         """Mast head position in the world and the body-to-world rotation."""
@@ -380,8 +418,8 @@ class Vehicle:
         """Noise-free plant readings: drive and attitude only (no power or thermal model here)."""
         s = self.state
         lt, rt = self.wheel_ticks()
-        f = self.specific_force_body()
-        w = self.angular_rate_body()
+        f = self.specific_force_xyz()
+        w = self.angular_rate_xyz()
         return {
             "time_s": self.time_s, "left_ticks": lt, "right_ticks": rt,
             "left_current_a": s.current_left, "right_current_a": s.current_right,

@@ -336,6 +336,8 @@ class World:
     def _fault_flags(self) -> int:
         """The MCU protocol's fault bits: a stall on each commanded side, undervoltage."""
         s = self.vehicle.state
+        if not s.stalled and self.powered:
+            return 0  # the common case, without building flags
         flags = FaultFlags.NONE
         if s.stalled:
             if s.cmd_left:
@@ -352,7 +354,7 @@ class World:
         return DriveStatus(self.time_s, lt, rt, s.current_left, s.current_right, s.stalled, self._fault_flags())
 
     def read_imu(self) -> ImuReading:
-        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temps_c[self.thermal.config.avionics_node])
+        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temp_c(self.thermal.config.avionics_node))
         return ImuReading(self.time_s, accel, gyro, temp)
 
     def read_power(self) -> PowerReading:

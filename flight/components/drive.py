@@ -15,7 +15,7 @@ import math
 from flight.commands import CommandFailed
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Param, Severity, command
-from hal.contracts import DriveTrain
+from hal.contracts import DriveStatus, DriveTrain
 from hal.errors import HalError
 
 
@@ -47,6 +47,8 @@ class Drive(Component):
         self._dev: DriveTrain = self.devices["drive"]
         self._epoch = 0
         self._nav_seq: int | None = None
+        nav = self.options["nav"]
+        self._nav_key = f"{nav}.wheel_cmd" if nav else ""
         self.publish("stop_epoch", 0)
         self.publish("stop_reason", "")
         self.publish("device_ok", True)
@@ -57,6 +59,15 @@ class Drive(Component):
         self._errors = 0
         self._cmd = (0.0, 0.0)
         self._was_stalled = False
+        # counts, odometer and the stall flag are sampled from the last reading; the currents
+        # have limits and are put every cycle
+        self._status: DriveStatus | None = None
+        self.provide("left_ticks", lambda: None if self._status is None else self._status.left_ticks)
+        self.provide("right_ticks", lambda: None if self._status is None else self._status.right_ticks)
+        self.provide("odometer_m", lambda: None if self._status is None else self._odo)
+        self.provide("stalled", lambda: None if self._status is None else self._status.stalled)
+        self._left_current = self.tlm_slot("left_current_a")
+        self._right_current = self.tlm_slot("right_current_a")
 
     def _set(self, left: float, right: float) -> None:
         self._dev.set_wheels(left, right)
@@ -81,12 +92,9 @@ class Drive(Component):
             self._odo += abs(dl + dr) / 2.0
         self._last = (st.left_ticks, st.right_ticks)
         self.publish("ticks", (st.time_s, st.left_ticks, st.right_ticks))
-        self.tlm("left_ticks", st.left_ticks)
-        self.tlm("right_ticks", st.right_ticks)
-        self.tlm("odometer_m", self._odo)
-        self.tlm("left_current_a", st.left_current_a)
-        self.tlm("right_current_a", st.right_current_a)
-        self.tlm("stalled", st.stalled)
+        self._status = st
+        self._left_current.put(st.left_current_a)
+        self._right_current.put(st.right_current_a)
         self.publish("stalled", st.stalled)
         if st.stalled and not self._was_stalled:
             self.event("WheelStall")
@@ -95,8 +103,7 @@ class Drive(Component):
 
     def _apply_nav(self) -> None:
         """Apply navigation's latest wheel command if it is new and issued in this stop epoch."""
-        nav = self.options["nav"]
-        cmd = self.read(f"{nav}.wheel_cmd") if nav else None
+        cmd = self.read(self._nav_key) if self._nav_key else None
         if cmd is None:
             return
         epoch, seq, left, right = cmd

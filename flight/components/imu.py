@@ -9,10 +9,11 @@ tilt for a moment. The gravity estimate is therefore low-pass filtered (time con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from flight.component import Component
 from flight.model import Arg, Channel, Event, Limits, Param, Severity
-from hal.contracts import Imu
+from hal.contracts import Imu, ImuReading
 from hal.errors import HalError
 
 
@@ -41,6 +42,25 @@ class ImuMonitor(Component):
         self._dev: Imu = self.devices["imu"]
         self._g: list[float] | None = None
         self._last_t: float | None = None
+        self._reading: ImuReading | None = None
+        self._attitude: tuple[float, float] | None = None
+        # Rates, accelerations, roll, pitch and temperature change every cycle and are looked at
+        # once a second: they are sampled from the last reading. Tilt has limits and is put.
+        for i, axis in enumerate("xyz"):
+            self.provide(f"a{axis}_mps2", self._sampled(lambda r, a, i=i: r.accel_mps2[i]))
+            self.provide(f"g{axis}_rads", self._sampled(lambda r, a, i=i: r.gyro_rads[i]))
+        self.provide("roll_deg", self._sampled(lambda r, a: a[0]))
+        self.provide("pitch_deg", self._sampled(lambda r, a: a[1]))
+        self.provide("temp_c", self._sampled(lambda r, a: r.temp_c))
+        self._tilt = self.tlm_slot("tilt_deg")
+
+    def _sampled(self, pick: Callable[[ImuReading, tuple[float, float]], float]) -> Callable[[], float | None]:
+        """A provider of one value of the last reading (or of its roll and pitch); None before it."""
+        def value() -> float | None:
+            if self._reading is None or self._attitude is None:
+                return None
+            return pick(self._reading, self._attitude)
+        return value
 
     def step(self) -> None:
         try:
@@ -48,13 +68,15 @@ class ImuMonitor(Component):
         except HalError as exc:
             self.event("ImuReadError", error=str(exc))
             return
+        ax, ay, az = r.accel_mps2
         if self._g is None or self._last_t is None:
-            self._g = list(r.accel_mps2)
+            self._g = [ax, ay, az]
         else:
             dt = max(0.0, r.time_s - self._last_t)
             tau = self.param("tilt_tau_s")
             k = 1.0 if tau <= 0 else dt / (tau + dt)
-            self._g = [g + k * (a - g) for g, a in zip(self._g, r.accel_mps2, strict=True)]
+            gx, gy, gz = self._g
+            self._g = [gx + k * (ax - gx), gy + k * (ay - gy), gz + k * (az - gz)]
         self._last_t = r.time_s
         ax, ay, az = self._g
         g = math.sqrt(ax * ax + ay * ay + az * az) or 1.0
@@ -63,11 +85,6 @@ class ImuMonitor(Component):
         tilt = math.degrees(math.acos(max(-1.0, min(1.0, az / g))))
         self.publish("reading", r)
         self.publish("tilt_deg", tilt)
-        for name, v in zip(("ax_mps2", "ay_mps2", "az_mps2"), r.accel_mps2, strict=True):
-            self.tlm(name, v)
-        for name, v in zip(("gx_rads", "gy_rads", "gz_rads"), r.gyro_rads, strict=True):
-            self.tlm(name, v)
-        self.tlm("roll_deg", roll)
-        self.tlm("pitch_deg", pitch)
-        self.tlm("tilt_deg", tilt)
-        self.tlm("temp_c", r.temp_c)
+        self._reading = r
+        self._attitude = (roll, pitch)
+        self._tilt.put(tilt)

@@ -24,6 +24,8 @@ class Ticker(Component):
         self._count = 0
         self._y = 0.0
         self._work = int(self.options["work"])
+        self._count_slot = self.tlm_slot("count")
+        self._filtered_slot = self.tlm_slot("filtered")
 
     def step(self) -> None:
         self._count += 1
@@ -32,8 +34,8 @@ class Ticker(Component):
         for i in range(self._work):  # a few microseconds of integer work, like a small filter bank
             acc = (acc * 31 + i) & 0xFFFF
         self._y += self.param("gain") * (x - self._y) + acc * 0.0
-        self.tlm("count", self._count)
-        self.tlm("filtered", self._y)
+        self._count_slot.put(self._count)
+        self._filtered_slot.put(self._y)
 
     @command("{NAME}_RESET", Arg("value", "u64", doc="new count"))
     def tick_reset(self, value: int) -> None:

@@ -106,3 +106,62 @@ def test_duplicate_names_are_a_configuration_error(make_vehicle):
 
     with pytest.raises(ConfigError, match="already taken"):
         make_vehicle([Battery("cmd")], groups=[{"name": "hk", "hz": 1, "members": []}])
+
+
+class Spiky(Component):
+    """Puts a current every cycle that leaves its limits for one cycle between two samples, and
+    provides a counter that is only read when sampled."""
+
+    CHANNELS = (
+        Channel("current_a", "f32", "A", limits=Limits(yellow=(-3, 3), red=(-5, 5))),
+        Channel("count", "u32"),
+        Channel("late", "f32", doc="no value until the fifth step"),
+    )
+
+    def setup(self):
+        self.n = 0
+        self.reads = 0
+        self.slot = self.tlm_slot("current_a")
+        self.provide("count", self._count)
+        self.provide("late", lambda: None if self.n < 5 else self.n * 0.5)
+
+    def _count(self):
+        self.reads += 1
+        return self.n
+
+    def step(self):
+        self.n += 1
+        self.slot.put(6 if self.n == 7 else 1)  # an int into an f32 channel: stored as a float
+
+
+def test_slots_check_every_put_and_providers_are_read_only_when_sampled(make_vehicle):
+    s = Spiky("sp")
+    v, rec = make_vehicle([s], groups=[{"name": "fast", "hz": 10, "members": ["sp"]},
+                                       {"name": "hk", "hz": 1, "members": ["tlm", "cmd"]}])
+    v.run(until_s=3)
+    v.flush()
+    # the excursion lasted one 0.1 s cycle, between two 1 s samples, and was still reported
+    texts = [e.text for e in rec.events("LimitCrossed")]
+    assert texts == ["sp.current_a is red at 6", "sp.current_a is ok at 1"]
+    names = {n: k for k, n in v.fw.tlm.id_to_name().items()}
+    packets = [dict(p.samples) for p in rec.items if isinstance(p, TlmPacket)]
+    assert len(packets) == 3
+    # sampled values are the latest ones, cast to the channel's kind
+    assert [p[names["sp.current_a"]] for p in packets] == [1.0, 1.0, 1.0]
+    assert all(type(p[names["sp.current_a"]]) is float for p in packets)
+    # at a common release the faster group runs first: each sample sees that cycle's step
+    assert [p[names["sp.count"]] for p in packets] == [1, 11, 21]
+    assert s.reads == 3  # once per sample, never per step
+    # a provider returning None means no value yet: the channel is left out until it has one
+    assert names["sp.late"] not in packets[0]
+    assert [p[names["sp.late"]] for p in packets[1:]] == [5.5, 10.5]
+    assert v.fw.tlm.get("sp.count") == 30 and v.fw.tlm.get("sp.late") == 15.0
+
+
+def test_a_channel_with_limits_cannot_be_provided_and_unknown_slots_are_named(make_vehicle):
+    s = Spiky("sp")
+    make_vehicle([s])
+    with pytest.raises(ValueError, match="has limits"):
+        s.provide("current_a", lambda: 0.0)
+    with pytest.raises(KeyError, match="sp.nope"):
+        s.tlm("nope", 1.0)
