@@ -135,16 +135,14 @@ class Renderer:
     def _rays(self, model: CameraModel, pose: CameraPose, step: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
         return self.reference._rays(model, pose, step)
 
-    def _march_args(self, pixel_angle: float) -> tuple:
+    def _trace_args(self) -> tuple:
         ref = self.reference
         ref._prepare()
         ter = ref.terrain
         levels = [mx for mx, _ in ref._levels]
         radii = np.array([r for _, r in ref._levels], dtype=np.float64)
-        return (np.ascontiguousarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h, ref._slope,
-                levels[0], levels[1], levels[2], radii, float(ref._hmax), float(ref._slope_radius),
-                float(ter.resolution_m * ref.max_step_cells), float(pixel_angle * ref.min_step_px),
-                float(pixel_angle * ref.cap_px))
+        return (np.ascontiguousarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h,
+                levels[0], levels[1], levels[2], radii, float(ref._hmax))
 
     def raycast(self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float) -> np.ndarray:
         """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky.
@@ -154,7 +152,7 @@ class Renderer:
         d = np.ascontiguousarray(dirs, dtype=np.float64).reshape(-1, 3)
         out = np.empty(d.shape[0], np.float32)
         with self._lock:
-            args = self._march_args(pixel_angle)
+            args = self._trace_args()
         render_kernel.run_threads(render_kernel.cast_rays, d.shape[0], True, d,
                                   np.ascontiguousarray(origin, dtype=np.float64), *args, out)
         return out
@@ -196,16 +194,17 @@ class Renderer:
                 sun = np.asarray(sun, dtype=float)
                 rad = ref.radiance_grid(sun)  # prepares the caches too
                 gain = self._gain(sun, exposure)
-            args = self._march_args(1.0 / model.fx)
+            args = self._trace_args()
             lip = self._lipschitz()
-        depth = np.empty((model.height, model.width), np.float32)
-        lum = np.empty((model.height, model.width), np.float32)
+        # the kernel writes one image column per row (consecutive addresses down a column)
+        depth = np.empty((model.width, model.height), np.float32)
+        lum = np.empty((model.width, model.height), np.float32)
         render_kernel.run_threads(
             render_kernel.render_image, model.width, parallel, np.ascontiguousarray(pose.rotation, dtype=np.float64),
             np.ascontiguousarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
             float(model.cy), int(model.height), *args, lip, shade, rad, ref._detail_tile, float(ref.detail),
             float(ref.detail_scale_m), gain, depth, lum)
-        return depth, lum
+        return np.ascontiguousarray(depth.T), np.ascontiguousarray(lum.T)
 
     def render_depth(self, model: CameraModel, pose: CameraPose) -> np.ndarray:
         """Depth image (H, W) float32 along the optical axis; inf where the ray sees sky.

@@ -79,16 +79,18 @@ def _bilinear_wrap(tile: np.ndarray, x: float, y: float) -> float:
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax,
-           slope_r, cell, pa_min, pa_cap, res, t_start):
+def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_start):
     """Depth of the first ground hit of one ray (grid units across, metres up), and how far it
     is known to be clear of the ground (as a depth): ``(inf, t)`` for sky.
 
     ``(dx, dy)`` are the ray's horizontal rates in cells per unit depth, ``dz`` its vertical
-    rate in metres, ``dxy`` its horizontal rate in metres (all as in the reference renderer).
-    ``t_start`` is a depth up to which the ray is already known to be clear (0 if nothing is
-    known). Inlined into its callers: a call boundary would count references on every array
-    for every ray.
+    rate in metres, ``dxy`` its horizontal rate in metres. ``t_start`` is a depth up to which
+    the ray is already known to be clear (0 if nothing is known). The ray walks the grid cell by
+    cell; a cell whose highest corner is under the ray is passed at once, otherwise the ray is
+    solved against the cell's bilinear patch (a quadratic in depth), so the crossing is exact
+    and nothing is stepped over. Well above the ground it jumps by the max-height pyramid.
+    Inlined into its callers: a call boundary would count references on every array for every
+    ray.
     """
     ny, nx = h.shape
     inf = np.inf
@@ -117,99 +119,122 @@ def _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax,
     if not t0 < t1:
         return inf, t0
     inv_dd = 1.0 / dxy
-    down = max(-dz, 0.0)
-    inv_down = 1.0 / max(down, 1e-6)
+    inv_down = 1.0 / max(-dz, 1e-6)
+    far_cells = 2.0 * res * inv_dd  # a jump shorter than two cells is walked instead
     rising = dz >= 0.0
+    sx = 1 if dx > 0.0 else -1
+    sy = 1 if dy > 0.0 else -1
+    tdx = abs(1.0 / dx) if dx != 0.0 else inf
+    tdy = abs(1.0 / dy) if dy != 0.0 else inf
     t = t0
-    t_prev = t0
-    gap_prev = inf
-    found = False
-    gap = 0.0
-    for _ in range(1000):
-        gx = ox + t * dx
-        gy = oy + t * dy
-        pz = oz + t * dz
-        gap = pz - _bilinear(h, gx, gy)
-        if gap <= 0.0:
-            found = True
-            break
-        s = _nearest(slope, gx, gy)
-        safe = min(gap / (s + down * inv_dd + _TINY) * inv_dd, slope_r * inv_dd)
-        closing = (gap_prev - gap) / max(t - t_prev, _TINY)
-        secant = gap / max(closing, _TINY) if closing > 0.0 else 0.0
-        step = max(safe, min(secant, max(cell * inv_dd, pa_cap * t)))
-        if gap > 0.2:
-            room = pz - _nearest(lv0, gx, gy)
+    ix = 0
+    iy = 0
+    tx = inf
+    ty = inf
+    locate = True
+    for _ in range(1 << 22):
+        if locate:  # the cell the ray is in at depth t, and the depths where it leaves it across x and y
+            gx = ox + t * dx
+            gy = oy + t * dy
+            ix = int(math.floor(gx))
+            if sx < 0 and ix == gx:
+                ix -= 1
+            ix = min(max(ix, 0), nx - 2)
+            iy = int(math.floor(gy))
+            if sy < 0 and iy == gy:
+                iy -= 1
+            iy = min(max(iy, 0), ny - 2)
+            tx = ((ix + (1 if sx > 0 else 0)) - ox) / dx if dx != 0.0 else inf
+            ty = ((iy + (1 if sy > 0 else 0)) - oy) / dy if dy != 0.0 else inf
+            locate = False
+        t_exit = max(min(tx, ty, t1), t)
+        h00 = h[iy, ix]
+        h10 = h[iy, ix + 1]
+        h01 = h[iy + 1, ix]
+        h11 = h[iy + 1, ix + 1]
+        top = max(max(h00, h10), max(h01, h11))
+        za = oz + t * dz
+        zb = oz + t_exit * dz
+        low = min(za, zb)
+        if low <= top:
+            # the ray against this cell's bilinear patch: gap(tau) = c + b tau + a tau^2
+            fx0 = ox + t * dx - ix
+            fy0 = oy + t * dy - iy
+            ex = h10 - h00
+            ey = h01 - h00
+            k = h11 - h10 - h01 + h00
+            c = za - (h00 + ex * fx0 + ey * fy0 + k * fx0 * fy0)
+            if c <= 0.0:
+                return t, t
+            b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
+            a = -k * dx * dy
+            span = t_exit - t
+            tau = inf
+            if abs(a) * span <= 1e-9 * abs(b):
+                if b < 0.0:
+                    tau = -c / b
+            else:
+                disc = b * b - 4.0 * a * c
+                if disc >= 0.0:
+                    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))
+                    r1 = q / a
+                    r2 = c / q if q != 0.0 else inf
+                    if r1 > 0.0:
+                        tau = r1
+                    if 0.0 < r2 < tau:
+                        tau = r2
+            if tau > span and c + span * (b + a * span) <= 0.0:
+                tau = span  # the crossing is on the far edge, lost to rounding
+            if tau <= span:
+                hit = t + tau
+                return hit, hit
+        if t_exit >= t1 or (rising and zb > hmax):
+            return inf, t_exit
+        jump = 0.0
+        if low - top > 0.2:  # well above the ground: the largest radius whose ceiling the ray clears
+            gx = ox + t_exit * dx
+            gy = oy + t_exit * dy
+            room = zb - _nearest(lv0, gx, gy)
             if room > 0.0:
-                step = max(step, min(radii[0] * inv_dd, room * inv_down))
-            room = pz - _nearest(lv1, gx, gy)
-            if room > 0.0:
-                step = max(step, min(radii[1] * inv_dd, room * inv_down))
-            room = pz - _nearest(lv2, gx, gy)
-            if room > 0.0:
-                step = max(step, min(radii[2] * inv_dd, room * inv_down))
-        t_new = t + max(step, pa_min * t)
-        if t_new >= t1 or (rising and pz > hmax):
-            return inf, t
-        t_prev = t
-        gap_prev = gap
-        t = t_new
-    if not found:
-        return inf, t
-    lo = t_prev
-    hi = t
-    glo = gap_prev if gap_prev < 1e6 else 1.0
-    ghi = gap
-    if (hi - lo) * dxy > res:
-        # a bracket wider than a cell may hold several crossings: the first sub-interval under
-        span = hi - lo
-        pl = lo
-        pg = glo
-        for m in range(1, 5):
-            tm = lo + span * (m / 5.0)
-            gm = oz + tm * dz - _bilinear(h, ox + tm * dx, oy + tm * dy)
-            if gm <= 0.0:
-                hi = tm
-                ghi = gm
-                break
-            pl = tm
-            pg = gm
-        lo = pl
-        glo = pg
-    for _ in range(3):  # Illinois regula falsi, until the bracket is a tenth of a millimetre
-        if hi - lo < 1e-4:
-            break
-        w = glo / max(glo - ghi, _TINY)
-        w = min(max(w, 0.02), 0.98)
-        mid = lo + w * (hi - lo)
-        g = oz + mid * dz - _bilinear(h, ox + mid * dx, oy + mid * dy)
-        if g <= 0.0:
-            hi = mid
-            ghi = g
-            glo *= 0.5
+                jump = min(radii[0] * inv_dd, room * inv_down)
+                room = zb - _nearest(lv1, gx, gy)
+                if room > 0.0:
+                    jump = max(jump, min(radii[1] * inv_dd, room * inv_down))
+                    room = zb - _nearest(lv2, gx, gy)
+                    if room > 0.0:
+                        jump = max(jump, min(radii[2] * inv_dd, room * inv_down))
+        if jump > far_cells:
+            t = t_exit + jump
+            if t >= t1:
+                return inf, t1
+            locate = True
+        elif tx <= ty:
+            t = t_exit
+            ix += sx
+            tx += tdx
+            if ix < 0 or ix > nx - 2:
+                return inf, t
         else:
-            lo = mid
-            glo = g
-            ghi *= 0.5
-    w = glo / max(glo - ghi, _TINY)
-    w = min(max(w, 0.0), 1.0)
-    hit = lo + w * (hi - lo)
-    return hit, hit
+            t = t_exit
+            iy += sy
+            ty += tdy
+            if iy < 0 or iy > ny - 2:
+                return inf, t
+    return inf, t
 
 
 # Explicit signatures compile (or load from the cache) at import, so the first frame is not the
 # one that pays, and a test's timeout never includes the compilation.
 _A2 = "float32[:, ::1]"
 _CAST_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, "
-             f"{_A2}, float64[::1], float64, float64, float64, float64, float64, float32[::1])")
+             "float64[::1], float64, float32[::1])")
 _IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64, float64, float64, int64, "
-              f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, float64, "
-              f"float64, float64, float64, boolean, {_A2}, {_A2}, float64, float64, float64, {_A2}, {_A2})")
+              f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, boolean, {_A2}, "
+              f"{_A2}, float64, float64, float64, {_A2}, {_A2})")
 
 
 @njit(_CAST_SIG, cache=True, nogil=True, error_model="numpy")
-def cast_rays(idx, dirs, origin, grid_origin, res, h, slope, lv0, lv1, lv2, radii, hmax,
-              slope_r, cell, pa_min, pa_cap, out):
+def cast_rays(idx, dirs, origin, grid_origin, res, h, lv0, lv1, lv2, radii, hmax, out):
     """Depth of the first hit of rays ``origin + t * dirs[i]`` (``i`` in ``idx``) into ``out``."""
     ox = (origin[0] - grid_origin[0]) / res
     oy = (origin[1] - grid_origin[1]) / res
@@ -218,28 +243,29 @@ def cast_rays(idx, dirs, origin, grid_origin, res, h, slope, lv0, lv1, lv2, radi
         i = idx[k]
         dxm = dirs[i, 0]
         dym = dirs[i, 1]
-        out[i] = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dxm / res, dym / res, dirs[i, 2],
-                        math.hypot(dxm, dym) + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, 0.0)[0]
+        out[i] = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dxm / res, dym / res, dirs[i, 2],
+                        math.hypot(dxm, dym) + 1e-6, hmax, res, 0.0)[0]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                 radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale, gain,
-                 depth_out, lum_out):
+def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
+                   lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
     """Depth and relative brightness (times ``gain``) of the pixels of image column ``u``.
 
-    ``rot`` has the camera axes as columns; with ``shade`` false only the depth is written. A pixel's direction is
-    ``rot @ ((u - cx) / fx, (v - cy) / fy, 1)``, so its depth is the ray parameter, exactly as in
-    the reference.
+    ``rot`` has the camera axes as columns; with ``shade`` false only the depth is written. A
+    pixel's direction is ``rot @ ((u - cx) / fx, (v - cy) / fy, 1)``, so its depth is the ray
+    parameter, exactly as in the reference. ``depth_out`` and ``lum_out`` are stored transposed
+    (one image column a row), so a column's pixels are written to consecutive addresses.
 
     **Column coherence.** A column is cast from the bottom up, and each ray starts where the
-    ray below it was last known clear of the ground, when that is provably safe: with ``s`` the
-    horizontal distance, two rays from one origin are ``s * dphi`` apart sideways (``dphi`` the
-    difference of their azimuths) and ``s * (tan e1 - tan e0)`` apart in height; the ground
-    rises no faster than ``lipschitz`` (its steepest slope), so if ``tan e1 - tan e0 >=
-    lipschitz * dphi`` the upper ray is above the ground wherever the lower one was. That holds
-    for any camera roll up to about ``atan(1 / lipschitz)``; beyond it a ray marches from the
-    camera as in the reference.
+    ray below it was known clear of the ground (its hit: the walk finds the first crossing
+    exactly), when that is provably safe: with ``s`` the horizontal distance, two rays from one
+    origin are ``s * dphi`` apart sideways (``dphi`` the difference of their azimuths) and
+    ``s * (tan e1 - tan e0)`` apart in height; the ground rises no faster than ``lipschitz`` (its
+    steepest slope), so if ``tan e1 - tan e0 >= lipschitz * dphi`` the upper ray is above the
+    ground wherever the lower one was. So each column walks the terrain front to back about
+    once, whatever its height in pixels. That holds for any camera roll up to about
+    ``atan(1 / lipschitz)``; beyond it a ray starts from the camera.
     """
     ox = (origin[0] - grid_origin[0]) / res
     oy = (origin[1] - grid_origin[1]) / res
@@ -265,18 +291,18 @@ def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, 
             x = abs(bx * wy - by * wx) / (bxy * hxy)
             if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
                 t_start = free_s / hxy * (1.0 - 1e-6)
-        t, t_free = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz,
-                           hxy + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, t_start)
+        t, t_free = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz, hxy + 1e-6, hmax, res,
+                           t_start)
         free_s = t_free * hxy if t_free < np.inf else np.inf
         bx = wx
         by = wy
         bxy = hxy
         tan_b = wz / hxy if hxy > 1e-9 else np.inf
-        depth_out[v, u] = t
+        depth_out[u, v] = t
         if not shade:
             continue
         if t == np.inf:
-            lum_out[v, u] = 0.0
+            lum_out[u, v] = 0.0
             continue
         px = origin[0] + wx * t
         py = origin[1] + wy * t
@@ -285,22 +311,20 @@ def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, 
             det = _bilinear_wrap(tile, px / detail_scale, py / detail_scale)
             wgt = min(max(1.0 - t * inv_fx / (4.0 * detail_scale), 0.0), 1.0) * detail
             val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-        lum_out[v, u] = val * gain
+        lum_out[u, v] = val * gain
 
 
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
-def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                 radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale,
-                 gain, depth_out, lum_out):
+def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
+                 lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
     """The image columns listed in ``cols`` (see :func:`_render_column`), without the GIL.
 
     Called from several threads at once on disjoint column sets (:func:`run_threads`), or from
     one worker thread alone for a background capture.
     """
     for k in range(cols.shape[0]):
-        _render_column(cols[k], rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                       radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail,
-                       detail_scale, gain, depth_out, lum_out)
+        _render_column(cols[k], rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii,
+                       hmax, lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out)
 
 
 def threads() -> int:
