@@ -196,13 +196,16 @@ class Renderer:
                 gain = self._gain(sun, exposure)
             args = self._trace_args()
             lip = self._lipschitz()
+        tile = ref._detail_tile
+        if any(n & (n - 1) for n in tile.shape):
+            raise ValueError(f"the detail tile's sides must be powers of two, not {tile.shape}")
         # the kernel writes one image column per row (consecutive addresses down a column)
         depth = np.empty((model.width, model.height), np.float32)
         lum = np.empty((model.width, model.height), np.float32)
         render_kernel.run_threads(
             render_kernel.render_image, model.width, parallel, np.ascontiguousarray(pose.rotation, dtype=np.float64),
             np.ascontiguousarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
-            float(model.cy), int(model.height), *args, lip, shade, rad, ref._detail_tile, float(ref.detail),
+            float(model.cy), int(model.height), *args, lip, shade, rad, tile, float(ref.detail),
             float(ref.detail_scale_m), gain, depth, lum)
         return np.ascontiguousarray(depth.T), np.ascontiguousarray(lum.T)
 

@@ -63,16 +63,22 @@ def _nearest(img: np.ndarray, x: float, y: float) -> float:
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _bilinear_wrap(tile: np.ndarray, x: float, y: float) -> float:
-    """Bilinear sample of a periodic tile (the detail texture repeats without seams)."""
+    """Bilinear sample of a periodic tile (the detail texture repeats without seams).
+
+    The tile's sides are powers of two, so wrapping is a mask (an integer modulo would cost
+    four divisions a pixel).
+    """
     ny, nx = tile.shape
     fx0 = math.floor(x)
     fy0 = math.floor(y)
     fx = x - fx0
     fy = y - fy0
-    x0 = int(fx0) % nx
-    y0 = int(fy0) % ny
-    x1 = (x0 + 1) % nx
-    y1 = (y0 + 1) % ny
+    mx = nx - 1
+    my = ny - 1
+    x0 = int(fx0) & mx
+    y0 = int(fy0) & my
+    x1 = (x0 + 1) & mx
+    y1 = (y0 + 1) & my
     a = tile[y0, x0] + fx * (tile[y0, x1] - tile[y0, x0])
     b = tile[y1, x0] + fx * (tile[y1, x1] - tile[y1, x0])
     return a + fy * (b - a)
@@ -96,16 +102,19 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
     inf = np.inf
     t0 = 0.05
     t1 = inf
+    # reciprocals once a ray: divisions are what a ray's set-up would otherwise wait on
+    inv_x = 1.0 / dx if dx != 0.0 else inf
+    inv_y = 1.0 / dy if dy != 0.0 else inf
     if dx != 0.0:
-        ta = (0.0 - ox) / dx
-        tb = (nx - 1.0 - ox) / dx
+        ta = (0.0 - ox) * inv_x
+        tb = (nx - 1.0 - ox) * inv_x
         t0 = max(t0, min(ta, tb))
         t1 = min(t1, max(ta, tb))
     elif not (0.0 <= ox <= nx - 1.0):
         return inf, 0.0
     if dy != 0.0:
-        ta = (0.0 - oy) / dy
-        tb = (ny - 1.0 - oy) / dy
+        ta = (0.0 - oy) * inv_y
+        tb = (ny - 1.0 - oy) * inv_y
         t0 = max(t0, min(ta, tb))
         t1 = min(t1, max(ta, tb))
     elif not (0.0 <= oy <= ny - 1.0):
@@ -118,14 +127,11 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
     t0 = max(t0, t_start)
     if not t0 < t1:
         return inf, t0
-    inv_dd = 1.0 / dxy
-    inv_down = 1.0 / max(-dz, 1e-6)
-    far_cells = 2.0 * res * inv_dd  # a jump shorter than two cells is walked instead
     rising = dz >= 0.0
     sx = 1 if dx > 0.0 else -1
     sy = 1 if dy > 0.0 else -1
-    tdx = abs(1.0 / dx) if dx != 0.0 else inf
-    tdy = abs(1.0 / dy) if dy != 0.0 else inf
+    tdx = abs(inv_x)
+    tdy = abs(inv_y)
     t = t0
     ix = 0
     iy = 0
@@ -144,8 +150,8 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
             if sy < 0 and iy == gy:
                 iy -= 1
             iy = min(max(iy, 0), ny - 2)
-            tx = ((ix + (1 if sx > 0 else 0)) - ox) / dx if dx != 0.0 else inf
-            ty = ((iy + (1 if sy > 0 else 0)) - oy) / dy if dy != 0.0 else inf
+            tx = ((ix + (1 if sx > 0 else 0)) - ox) * inv_x if dx != 0.0 else inf
+            ty = ((iy + (1 if sy > 0 else 0)) - oy) * inv_y if dy != 0.0 else inf
             locate = False
         t_exit = max(min(tx, ty, t1), t)
         h00 = h[iy, ix]
@@ -186,12 +192,15 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
             if tau > span and c + span * (b + a * span) <= 0.0:
                 tau = span  # the crossing is on the far edge, lost to rounding
             if tau <= span:
-                hit = t + tau
-                return hit, hit
+                # clear up to the cell's entry: known before the solve, so the next ray of a
+                # column need not wait for this one's square root and divisions
+                return t + tau, t
         if t_exit >= t1 or (rising and zb > hmax):
             return inf, t_exit
         jump = 0.0
         if low - top > 0.2:  # well above the ground: the largest radius whose ceiling the ray clears
+            inv_dd = 1.0 / dxy
+            inv_down = 1.0 / max(-dz, 1e-6)
             gx = ox + t_exit * dx
             gy = oy + t_exit * dy
             room = zb - _nearest(lv0, gx, gy)
@@ -203,7 +212,7 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
                     room = zb - _nearest(lv2, gx, gy)
                     if room > 0.0:
                         jump = max(jump, min(radii[2] * inv_dd, room * inv_down))
-        if jump > far_cells:
+        if jump * dxy > 2.0 * res:  # a jump shorter than two cells is walked instead
             t = t_exit + jump
             if t >= t1:
                 return inf, t1
@@ -271,33 +280,37 @@ def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, 
     oy = (origin[1] - grid_origin[1]) / res
     oz = origin[2]
     inv_fx = 1.0 / fx
-    xn = (u - cx) / fx
+    inv_fy = 1.0 / fy
+    inv_res = 1.0 / res
+    inv_scale = 1.0 / detail_scale
+    xn = (u - cx) * inv_fx
     free_s = 0.0  # horizontal distance the ray below is known clear up to
     bx = 0.0
     by = 0.0
-    bxy = 0.0
+    inv_bxy = 0.0
     tan_b = -np.inf
     for j in range(height):
         v = height - 1 - j
-        yn = (v - cy) / fy
+        yn = (v - cy) * inv_fy
         wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
         wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
         wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
         hxy = math.hypot(wx, wy)
+        inv_hxy = 1.0 / hxy if hxy > 1e-9 else 0.0
+        tan_e = wz * inv_hxy if hxy > 1e-9 else np.inf
         t_start = 0.0
-        if hxy > 1e-9 and bxy > 1e-9 and bx * wx + by * wy > 0.0:
-            tan_e = wz / hxy
+        if hxy > 1e-9 and inv_bxy > 0.0 and bx * wx + by * wy > 0.0:
             # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
-            x = abs(bx * wy - by * wx) / (bxy * hxy)
+            x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
             if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                t_start = free_s / hxy * (1.0 - 1e-6)
-        t, t_free = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz, hxy + 1e-6, hmax, res,
-                           t_start)
+                t_start = free_s * inv_hxy * (1.0 - 1e-6)
+        t, t_free = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, wx * inv_res, wy * inv_res, wz, hxy + 1e-6, hmax,
+                           res, t_start)
         free_s = t_free * hxy if t_free < np.inf else np.inf
         bx = wx
         by = wy
-        bxy = hxy
-        tan_b = wz / hxy if hxy > 1e-9 else np.inf
+        inv_bxy = inv_hxy
+        tan_b = tan_e
         depth_out[u, v] = t
         if not shade:
             continue
@@ -306,10 +319,10 @@ def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, 
             continue
         px = origin[0] + wx * t
         py = origin[1] + wy * t
-        val = _bilinear(rad, (px - grid_origin[0]) / res, (py - grid_origin[1]) / res)
-        if detail > 0.0:
-            det = _bilinear_wrap(tile, px / detail_scale, py / detail_scale)
-            wgt = min(max(1.0 - t * inv_fx / (4.0 * detail_scale), 0.0), 1.0) * detail
+        val = _bilinear(rad, (px - grid_origin[0]) * inv_res, (py - grid_origin[1]) * inv_res)
+        wgt = min(max(1.0 - t * inv_fx * 0.25 * inv_scale, 0.0), 1.0) * detail
+        if wgt > 0.0:  # the texture fades out where a pixel's footprint outgrows it
+            det = _bilinear_wrap(tile, px * inv_scale, py * inv_scale)
             val *= min(max(1.0 + wgt * det, 0.2), 2.0)
         lum_out[u, v] = val * gain
 
