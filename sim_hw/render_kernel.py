@@ -175,22 +175,16 @@ def _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax, res, t_st
             b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
             a = -k * dx * dy
             span = t_exit - t
-            tau = inf
-            if abs(a) * span <= 1e-9 * abs(b):
-                if b < 0.0:
-                    tau = -c / b
-            else:
-                disc = b * b - 4.0 * a * c
-                if disc >= 0.0:
-                    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))
-                    r1 = q / a
-                    r2 = c / q if q != 0.0 else inf
-                    if r1 > 0.0:
-                        tau = r1
-                    if 0.0 < r2 < tau:
-                        tau = r2
-            if tau > span and c + span * (b + a * span) <= 0.0:
-                tau = span  # the crossing is on the far edge, lost to rounding
+            # the first positive root, without branches (they would be mispredicted): the
+            # stable pair q / a and c / q, where c / q is the linear root when a vanishes
+            disc = b * b - 4.0 * a * c
+            q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
+            r1 = q / a
+            r2 = c / q
+            tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf)
+            tau = tau if disc >= 0.0 else inf
+            if c + span * (b + a * span) <= 0.0:
+                tau = min(tau, span)  # the crossing is on the far edge when rounding lost it
             if tau <= span:
                 # clear up to the cell's entry: known before the solve, so the next ray of a
                 # column need not wait for this one's square root and divisions
@@ -253,12 +247,12 @@ def cast_rays(idx, dirs, origin, grid_origin, res, h, lv0, lv1, lv2, radii, hmax
         dxm = dirs[i, 0]
         dym = dirs[i, 1]
         out[i] = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, dxm / res, dym / res, dirs[i, 2],
-                        math.hypot(dxm, dym) + 1e-6, hmax, res, 0.0)[0]
+                        math.sqrt(dxm * dxm + dym * dym) + 1e-6, hmax, res, 0.0)[0]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
-                   lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
+                   lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out, scratch):
     """Depth and relative brightness (times ``gain``) of the pixels of image column ``u``.
 
     ``rot`` has the camera axes as columns; with ``shade`` false only the depth is written. A
@@ -284,41 +278,58 @@ def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, 
     inv_res = 1.0 / res
     inv_scale = 1.0 / detail_scale
     xn = (u - cx) * inv_fx
-    free_s = 0.0  # horizontal distance the ray below is known clear up to
+    # 1. the rays, and whether each may start where the one below it was known clear (this
+    # depends on the directions alone); ratio: the depth on this ray at the horizontal distance
+    # of a depth on the ray below, -1 where it may not
     bx = 0.0
     by = 0.0
     inv_bxy = 0.0
     tan_b = -np.inf
+    hxy_b = 0.0
     for j in range(height):
         v = height - 1 - j
         yn = (v - cy) * inv_fy
         wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
         wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
         wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
-        hxy = math.hypot(wx, wy)
+        hxy = math.sqrt(wx * wx + wy * wy)
         inv_hxy = 1.0 / hxy if hxy > 1e-9 else 0.0
         tan_e = wz * inv_hxy if hxy > 1e-9 else np.inf
-        t_start = 0.0
+        ratio = -1.0
         if hxy > 1e-9 and inv_bxy > 0.0 and bx * wx + by * wy > 0.0:
             # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
             x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
             if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                t_start = free_s * inv_hxy * (1.0 - 1e-6)
-        t, t_free = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, wx * inv_res, wy * inv_res, wz, hxy + 1e-6, hmax,
-                           res, t_start)
-        free_s = t_free * hxy if t_free < np.inf else np.inf
+                ratio = hxy_b * inv_hxy * (1.0 - 1e-6)
+        scratch[0, j] = wx
+        scratch[1, j] = wy
+        scratch[2, j] = wz
+        scratch[3, j] = hxy
+        scratch[4, j] = ratio
         bx = wx
         by = wy
         inv_bxy = inv_hxy
         tan_b = tan_e
-        depth_out[u, v] = t
-        if not shade:
-            continue
+        hxy_b = hxy
+    # 2. the walks, bottom up, each from where the one below left off: the only serial part
+    t_free = 0.0
+    for j in range(height):
+        ratio = scratch[4, j]
+        t_start = t_free * ratio if ratio >= 0.0 else 0.0
+        t, t_free = _trace(h, lv0, lv1, lv2, radii, ox, oy, oz, scratch[0, j] * inv_res, scratch[1, j] * inv_res,
+                           scratch[2, j], scratch[3, j] + 1e-6, hmax, res, t_start)
+        depth_out[u, height - 1 - j] = t
+    if not shade:
+        return
+    # 3. shading, apart from the walks: no branch here waits on them, so it runs at full rate
+    for j in range(height):
+        v = height - 1 - j
+        t = depth_out[u, v]
         if t == np.inf:
             lum_out[u, v] = 0.0
             continue
-        px = origin[0] + wx * t
-        py = origin[1] + wy * t
+        px = origin[0] + scratch[0, j] * t
+        py = origin[1] + scratch[1, j] * t
         val = _bilinear(rad, (px - grid_origin[0]) * inv_res, (py - grid_origin[1]) * inv_res)
         wgt = min(max(1.0 - t * inv_fx * 0.25 * inv_scale, 0.0), 1.0) * detail
         if wgt > 0.0:  # the texture fades out where a pixel's footprint outgrows it
@@ -335,9 +346,10 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
     Called from several threads at once on disjoint column sets (:func:`run_threads`), or from
     one worker thread alone for a background capture.
     """
+    scratch = np.empty((5, height), np.float64)
     for k in range(cols.shape[0]):
         _render_column(cols[k], rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii,
-                       hmax, lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out)
+                       hmax, lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out, scratch)
 
 
 def threads() -> int:
