@@ -7,14 +7,15 @@ coordinates. :func:`project` maps world points to pixels with exactly the model 
 uses, so tests and target checks can say where something must appear.
 
 **Ray casting and shading.** :class:`Renderer` casts one ray per pixel, ``p(t) = o + t * D``
-with ``D = R (xn, yn, 1)`` (so ``t`` is the pixel's depth along the optical axis), with the
-safe-step march of the reference renderer (:mod:`sim_hw.render_reference`: a max-height pyramid
-over open ground, a Lipschitz bound near it, a bracket search and regula falsi at the crossing)
-compiled into one scalar loop per ray with numba (:mod:`sim_hw.render_kernel`), and shades the
-hit in the same pass: Lambertian radiance per grid node under the sun (with cast shadows), a
-seeded sub-grid detail texture that fades with the pixel footprint, auto-exposure on flat ground
-of the mean albedo. The sky is black. The reference renderer stays available
-(:meth:`Renderer.render_reference`) and the tests hold the two to the same images and depths.
+with ``D = R (xn, yn, 1)`` (so ``t`` is the pixel's depth along the optical axis), compiled with
+numba (:mod:`sim_hw.render_kernel`): each ray walks the grid cell by cell and meets the
+bilinear ground exactly, each column's rays start where the ray below left off (so a column
+walks the terrain about once), and the hits are shaded in the same call: Lambertian radiance
+per grid node under the sun (with cast shadows), a seeded sub-grid detail texture that fades
+with the pixel footprint, auto-exposure on flat ground of the mean albedo. The sky is black.
+The numpy reference renderer (:mod:`sim_hw.render_reference`, a safe-step march) stays
+available (:meth:`Renderer.render_reference`) and the tests hold the two to the same images,
+depths and rock edges.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ class Renderer:
     def raycast(self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float) -> np.ndarray:
         """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky.
 
-        ``pixel_angle`` (radians, about 1 / fx) sets the shortest step: the footprint of a pixel.
+        ``pixel_angle`` is the reference's shortest step (the footprint of a pixel); the compiled
+        walk is exact and does not need it, so it is accepted for the same signature and unused.
         """
         d = np.ascontiguousarray(dirs, dtype=np.float64).reshape(-1, 3)
         out = np.empty(d.shape[0], np.float32)

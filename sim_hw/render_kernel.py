@@ -1,12 +1,14 @@
-"""Compiled ray casting for :class:`sim_hw.render.Renderer`: one ray per pixel, in numba.
+"""Compiled ray casting for :class:`sim_hw.render.Renderer`: one exact ray per pixel, in numba.
 
-The algorithm is the reference renderer's (:mod:`sim_hw.render_reference`), step for step: the
-max-height pyramid to cross open ground, the Lipschitz step near it, the secant step where it is
-smooth, the bracket search for the first crossing and three Illinois regula falsi steps. What
-changes is where it runs. The numpy version pays ~100 ns a ray-step in array passes and
-compaction; here each ray is a scalar loop with exact bilinear lookups (the reference uses
-OpenCV's 1/32-cell fixed-point weights) and the shading of the hit is done in the same pass, so
-a 640x480 frame costs a few milliseconds of arithmetic on each core.
+Each ray walks the heightmap's grid cell by cell (:func:`_walk`) and is solved against each
+cell's bilinear patch in closed form, so it finds the first crossing of the same surface the
+numpy reference marches over (:mod:`sim_hw.render_reference`), exactly, and never steps over
+a bump however thin. Whole columns are cheap because each ray of a column starts where the ray
+below it was known clear (the column coherence of :func:`_column_rays`): a column walks the
+terrain front to back about once, filling its pixels from the bottom up. A cell under the ray is
+passed with one comparison of its highest corner, and well above the ground the ray jumps by the
+reference's max-height pyramid. The shading of the hits (radiance per grid node, the seeded
+detail texture) follows in the same call, column by column.
 
 numba earns its place in ``sim_hw`` (never on the vehicle: the flight side does not import it):
 the work is an irregular loop per ray whose length depends on the terrain, which is exactly what

@@ -1,10 +1,11 @@
 """The compiled renderer against the numpy reference: the same depths and the same images.
 
-Both march the same safe steps, so they agree except where a ray grazes a bump thinner than a
-pixel footprint (each may step over it at a different place: the compiled one starts a ray where
-the ray below it left the ground clear); the bounds below leave room for those few pixels and
-for the reference's 1/32-cell fixed-point interpolation, nothing more. Against a renderer with
-five times finer steps, the compiled one errs on no more pixels than the reference.
+The compiled walk meets the bilinear ground exactly; the reference marches safe steps over the
+same surface, so they agree except where a ray grazes a bump thinner than a pixel footprint
+(the reference may step over it); the bounds below leave room for those few pixels and for the
+reference's 1/32-cell fixed-point interpolation, nothing more. Against a reference with five
+times finer steps, the compiled one errs on no more pixels than the reference, and rock
+silhouettes and image edges fall where the reference puts them.
 """
 
 from __future__ import annotations
