@@ -163,17 +163,19 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                     b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
                     a = -k * dx * dy
                     span = t_exit - t
-                    # the first positive root, without branches (they would be mispredicted):
-                    # the stable pair q / a and c / q, where c / q is the linear root when a = 0
+                    # whether the ray goes under in this cell, from products and signs alone (so
+                    # the branch is settled before any square root or division): under at the
+                    # far edge, or dipping in and out between (convex gap, vertex inside, below 0)
                     disc = b * b - 4.0 * a * c
-                    q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
-                    r1 = q / a
-                    r2 = c / q
-                    tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf)
-                    tau = tau if disc >= 0.0 else inf
-                    if c + span * (b + a * span) <= 0.0:
-                        tau = min(tau, span)  # the crossing is on the far edge when rounding lost it
-                    if tau <= span:
+                    under = c + span * (b + a * span) <= 0.0
+                    dips = (a > 0.0) & (b < 0.0) & (-b < 2.0 * a * span) & (disc > 0.0)
+                    if under | dips:
+                        # the first positive root: the stable pair q / a and c / q, where c / q
+                        # is the linear root when a = 0
+                        q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
+                        r1 = q / a
+                        r2 = c / q
+                        tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
                         hit = t + tau
                         t_free = t
                         break
