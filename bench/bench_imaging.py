@@ -10,8 +10,9 @@ For 640x480 and 1280x960 frames of the simulated mast camera:
 * what a capture costs the control thread now that the frame is made in the worker (the
   camera's ``expose()``: the instant, the pose and the seed), beside ``cv2.imencode`` alone.
 
-The product chain writes both files durably (three fsyncs a product); on a disk where an fsync
-costs milliseconds that, not the encoder, sets the chain's rate.
+The product chain writes both files durably (the two files and their directory synced together,
+one journal commit a product); on a disk where a commit costs milliseconds that, beside the
+encoder, sets the chain's rate.
 """
 
 from __future__ import annotations
