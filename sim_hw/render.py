@@ -7,14 +7,15 @@ coordinates. :func:`project` maps world points to pixels with exactly the model 
 uses, so tests and target checks can say where something must appear.
 
 **Ray casting and shading.** :class:`Renderer` casts one ray per pixel, ``p(t) = o + t * D``
-with ``D = R (xn, yn, 1)`` (so ``t`` is the pixel's depth along the optical axis), with the
-safe-step march of the reference renderer (:mod:`sim_hw.render_reference`: a max-height pyramid
-over open ground, a Lipschitz bound near it, a bracket search and regula falsi at the crossing)
-compiled into one scalar loop per ray with numba (:mod:`sim_hw.render_kernel`), and shades the
-hit in the same pass: Lambertian radiance per grid node under the sun (with cast shadows), a
-seeded sub-grid detail texture that fades with the pixel footprint, auto-exposure on flat ground
-of the mean albedo. The sky is black. The reference renderer stays available
-(:meth:`Renderer.render_reference`) and the tests hold the two to the same images and depths.
+with ``D = R (xn, yn, 1)`` (so ``t`` is the pixel's depth along the optical axis), compiled with
+numba (:mod:`sim_hw.render_kernel`): each ray walks the grid cell by cell and meets the
+bilinear ground exactly, each column's rays start where the ray below left off (so a column
+walks the terrain about once), and the hits are shaded in the same call: Lambertian radiance
+per grid node under the sun (with cast shadows), a seeded sub-grid detail texture that fades
+with the pixel footprint, auto-exposure on flat ground of the mean albedo. The sky is black.
+The numpy reference renderer (:mod:`sim_hw.render_reference`, a safe-step march) stays
+available (:meth:`Renderer.render_reference`) and the tests hold the two to the same images,
+depths and rock edges.
 """
 
 from __future__ import annotations
@@ -135,26 +136,25 @@ class Renderer:
     def _rays(self, model: CameraModel, pose: CameraPose, step: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
         return self.reference._rays(model, pose, step)
 
-    def _march_args(self, pixel_angle: float) -> tuple:
+    def _trace_args(self) -> tuple:
         ref = self.reference
         ref._prepare()
         ter = ref.terrain
         levels = [mx for mx, _ in ref._levels]
         radii = np.array([r for _, r in ref._levels], dtype=np.float64)
-        return (np.ascontiguousarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h, ref._slope,
-                levels[0], levels[1], levels[2], radii, float(ref._hmax), float(ref._slope_radius),
-                float(ter.resolution_m * ref.max_step_cells), float(pixel_angle * ref.min_step_px),
-                float(pixel_angle * ref.cap_px))
+        return (np.ascontiguousarray(ter.origin[:2], dtype=np.float64), float(ter.resolution_m), ref._h,
+                levels[0], levels[1], levels[2], radii, float(ref._hmax))
 
     def raycast(self, origin: np.ndarray, dirs: np.ndarray, pixel_angle: float) -> np.ndarray:
         """Depth (t) of the first ground hit along each ray ``origin + t * dirs``; inf for sky.
 
-        ``pixel_angle`` (radians, about 1 / fx) sets the shortest step: the footprint of a pixel.
+        ``pixel_angle`` is the reference's shortest step (the footprint of a pixel); the compiled
+        walk is exact and does not need it, so it is accepted for the same signature and unused.
         """
         d = np.ascontiguousarray(dirs, dtype=np.float64).reshape(-1, 3)
         out = np.empty(d.shape[0], np.float32)
         with self._lock:
-            args = self._march_args(pixel_angle)
+            args = self._trace_args()
         render_kernel.run_threads(render_kernel.cast_rays, d.shape[0], True, d,
                                   np.ascontiguousarray(origin, dtype=np.float64), *args, out)
         return out
@@ -196,16 +196,20 @@ class Renderer:
                 sun = np.asarray(sun, dtype=float)
                 rad = ref.radiance_grid(sun)  # prepares the caches too
                 gain = self._gain(sun, exposure)
-            args = self._march_args(1.0 / model.fx)
+            args = self._trace_args()
             lip = self._lipschitz()
-        depth = np.empty((model.height, model.width), np.float32)
-        lum = np.empty((model.height, model.width), np.float32)
+        tile = ref._detail_tile
+        if any(n & (n - 1) for n in tile.shape):
+            raise ValueError(f"the detail tile's sides must be powers of two, not {tile.shape}")
+        # the kernel writes one image column per row (consecutive addresses down a column)
+        depth = np.empty((model.width, model.height), np.float32)
+        lum = np.empty((model.width, model.height), np.float32)
         render_kernel.run_threads(
             render_kernel.render_image, model.width, parallel, np.ascontiguousarray(pose.rotation, dtype=np.float64),
             np.ascontiguousarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
-            float(model.cy), int(model.height), *args, lip, shade, rad, ref._detail_tile, float(ref.detail),
+            float(model.cy), int(model.height), *args, lip, shade, rad, tile, float(ref.detail),
             float(ref.detail_scale_m), gain, depth, lum)
-        return depth, lum
+        return np.ascontiguousarray(depth.T), np.ascontiguousarray(lum.T)
 
     def render_depth(self, model: CameraModel, pose: CameraPose) -> np.ndarray:
         """Depth image (H, W) float32 along the optical axis; inf where the ray sees sky.

