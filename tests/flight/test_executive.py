@@ -194,7 +194,9 @@ def test_health_warns_then_fatal_for_a_stuck_worker_on_the_real_clock(make_vehic
     assert [e.name for e in rec.events() if e.name.startswith("Health")][:3] == [
         "HealthWarning", "HealthFatal", "HealthRecovered"]
     assert rec.events("HealthFatal")[0].severity == Severity.FATAL
-    assert ("health", "worker pl") == faults[0][:2]
+    # the health fault is reported to the executive's listeners (on a loaded machine a cycle
+    # slip of the real clock may come first: that is not this test's business)
+    assert ("health", "worker pl") in [f[:2] for f in faults]
 
 
 def test_shutdown_finishes_queued_worker_jobs(make_vehicle):

@@ -1,7 +1,6 @@
 """One simulated hour at 50/10/1 Hz in lockstep, and byte-identical repeat runs."""
 
 import json
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -26,11 +25,8 @@ def test_one_simulated_hour_in_lockstep(tmp_path):
     items = []
     v.add_sink(type("S", (), {"write": lambda self, i: items.extend(i), "close": lambda self: None})())
     v.dispatcher.submit("SEQ_RUN", {"file": "hour.seq"})
-    wall = time.monotonic()
-    v.run(until_s=3600)
-    wall = time.monotonic() - wall
+    v.run(until_s=3600)  # how fast is bench_executive's to say, not this test's
     v.shutdown()
-    assert wall < 60, f"one simulated hour took {wall:.1f} s of wall time"
     groups = {g.name: g for g in v.executive.groups}
     assert (groups["control"].cycles, groups["nav"].cycles, groups["hk"].cycles) == (180_000, 36_000, 3_600)
     assert all(g.slips == 0 for g in groups.values())
