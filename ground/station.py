@@ -5,10 +5,12 @@ and counters, gap trackers and place in the archive (rows carry the spacecraft i
 
 The station is driven by calls, so it runs the same in lockstep on a simulated clock and as a
 process on real time: :meth:`Station.receive` takes one frame at ``now_s``; :meth:`Station.poll`
-commits what was received to the archive, then sends (authenticated) link control when the link
-is up: an ACK of every packet archived since the last one (duplicates too, so a lost ACK is
-repaired by the retransmission it causes) and a NAK of sequence counts missing from each APID's
-count sequence. Acknowledgement follows the archive commit, never precedes it.
+commits what was received to the archive (one transaction per poll, or per ``commit_every_s``),
+then sends (authenticated) link control when the link is up: an ACK of every packet archived
+since the last one (duplicates too, so a lost ACK is repaired by the retransmission it causes)
+and a NAK of sequence counts missing from each APID's count sequence. Acknowledgement follows
+the archive commit and its fsync (:meth:`Archive.sync`), never precedes them: a commit lost to a
+power cut was never acknowledged, so the vehicle still holds it.
 
 Frames from a vehicle the station signs for are authenticated (SDLS, ``flight/link/sdls.py``):
 a forged frame (bad MAC), a replayed one (sequence number already seen) or one under an unknown
@@ -256,8 +258,13 @@ class Station:
         batch: int = 5000,
         received_on_clock: bool = False,
         ack_repeats: int = 1,
+        commit_every_s: float = 0.0,
     ) -> None:
+        """``commit_every_s``: received packets wait for a commit at most this long (0: every
+        poll commits what came); fewer commits write fewer pages, and ACKs wait for them."""
         self.archive = archive
+        self.commit_every_s = commit_every_s
+        self._committed_at = float("-inf")
         #: archive ``received_at`` as the station's own time (the ``now_s`` it is driven with, for a
         #: station on a simulated clock) instead of the wall clock
         self.received_on_clock = received_on_clock
@@ -542,7 +549,10 @@ class Station:
             except Exception as exc:  # a broken poller must not stop the station
                 self.rejects["internal_error"] += 1
                 self._warn("internal_error", "poller failed: %r", exc)
-        self.flush(now_s)
+        if now_s - self._committed_at >= self.commit_every_s or now_s < self._committed_at:
+            if self.flush(now_s):
+                self._committed_at = now_s
+        synced = False
         for v in self.vehicles.values():
             if v.signer is None or self.uplink is None or not self.link_up(v.scid, now_s):
                 continue
@@ -565,6 +575,14 @@ class Station:
                 tracker.given_up = 0
             if not acks and not naks:
                 continue
+            if acks and not synced:
+                try:
+                    self.archive.sync()  # what the ACK releases on board must survive a power cut here
+                except OSError as exc:  # the disk: acknowledge nothing until it syncs
+                    self.rejects["archive_sync_failed"] += 1
+                    self._warn("archive_sync_failed", "archive sync failed (%s); no ACK sent", exc)
+                    return
+                synced = True
             # keep each link-control TC well inside one frame
             for i in range(0, max(len(acks), 1), 200):
                 part_naks = naks if i == 0 else []
