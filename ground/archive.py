@@ -369,6 +369,11 @@ class Archive:
             raise
         return new_flags
 
+    @property
+    def unsynced(self) -> bool:
+        """True when a commit since the last :meth:`sync` could still be lost to a power cut."""
+        return self._unsynced
+
     def sync(self) -> bool:
         """Make every commit so far durable against power loss (fsync of the WAL); before an ACK.
         Returns True if there was anything to sync."""

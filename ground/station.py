@@ -265,6 +265,7 @@ class Station:
         self.archive = archive
         self.commit_every_s = commit_every_s
         self._committed_at = float("-inf")
+        self._last_now = 0.0
         #: archive ``received_at`` as the station's own time (the ``now_s`` it is driven with, for a
         #: station on a simulated clock) instead of the wall clock
         self.received_on_clock = received_on_clock
@@ -543,6 +544,7 @@ class Station:
 
     def poll(self, now_s: float) -> None:
         """Archive what arrived, then ACK and NAK each vehicle whose link is up."""
+        self._last_now = now_s
         for poller in self.pollers:
             try:
                 poller(now_s)
@@ -599,6 +601,8 @@ class Station:
             self.stats.nak_seqs += sum(len(s) for _, s in naks)
 
     def close(self) -> None:
+        """Commit what is still pending (a clean stop keeps everything received), then close."""
+        self.flush(self._last_now)
         if self._pub is not None:
             self._pub.close(0)
             self._pub = None

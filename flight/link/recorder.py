@@ -76,6 +76,9 @@ PRIORITY_FOR_APID: dict[int, Priority] = {
 }
 
 QUEUED, IN_FLIGHT = 0, 1
+# A commit rewrites every page it touches (the newest rows' leaf, index leaves, the counters):
+# small pages keep that near the bytes of the packets themselves.
+PAGE_SIZE = 1024
 # Keep fewer than half the sequence space in flight per APID so an ack range is unambiguous.
 MAX_IN_FLIGHT_PER_APID = SEQ_MODULO // 2 - 1
 
@@ -200,6 +203,7 @@ class Recorder:
         create_private_file(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new, empty file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
@@ -297,7 +301,7 @@ class Recorder:
         if any(results):
             self._unsynced = True
         if now - self._synced_at >= self.sync_every_s:
-            self.sync()
+            self._sync_stored()
         self._note_held()
         return results
 
@@ -342,8 +346,13 @@ class Recorder:
             self.commits += 1
 
     def sync(self) -> None:
-        """Make every committed packet durable against power loss: commit, then fsync the WAL."""
+        """Make everything durable against power loss: commit, then fsync the WAL."""
         self.commit()
+        self._sync_stored()
+
+    def _sync_stored(self) -> None:
+        """Fsync the WAL if packets were committed since the last sync. Bookkeeping still open
+        stays open: it is not in the WAL yet, and it needs no power-loss durability."""
         self._synced_at = self.clock()
         if not self._unsynced:
             return
@@ -409,7 +418,7 @@ class Recorder:
                 [(IN_FLIGHT, now, i) for i in chosen],
             )
         if out and self._unsynced:
-            self.sync()  # the wire now depends on these packets and their sequence counts
+            self._sync_stored()  # the wire now depends on these packets and their sequence counts
         return out
 
     @staticmethod
