@@ -338,6 +338,7 @@ class LockstepMission:
             if progress is not None:
                 progress(clock.now())
         self.vehicle.flush()
+        self.station.flush(clock.now())  # the archive holds all the ground received when we stop
         self.wall_s += time.monotonic() - wall0
 
     def idle(self, seconds: float) -> None:
@@ -363,6 +364,7 @@ class LockstepMission:
             now = self.clock.now()
             self.comm.pump(now)
             self.ground_step(now)
+        self.station.flush(self.clock.now())
         self.drain_s = self.clock.now() - t0
         self.wall_s += time.monotonic() - wall0
         return self.drained

@@ -473,7 +473,7 @@ class Recorder:
     def remember_uplink(self, highs: dict[int, dict[int, int]]) -> None:
         """Keep a copy of the uplink verifier's counters, written with the next stored batch.
 
-        Free (it rides on a transaction that is fsynced anyway) and in another file than the
+        Free (it rides on the next put, committed anyway and fsynced with it) and in another file than the
         counter state, so the vehicle still refuses old commands if that state is lost.
         """
         for kid, per_apid in highs.items():

