@@ -383,10 +383,17 @@ class Recorder:
         """
         now = self.clock() if now_s is None else now_s
         out: list[Stored] = []
+        due = now - self.resend_timeout_s
+        if not self._db.execute(  # most link steps: nothing queued and nothing due again
+            "SELECT EXISTS(SELECT 1 FROM packets WHERE state = ?) "
+            "OR EXISTS(SELECT 1 FROM packets WHERE state = ? AND sent_at <= ?)",
+            (QUEUED, IN_FLIGHT, due),
+        ).fetchone()[0]:
+            return out
         with self._tx():
             self._db.execute(
                 "UPDATE packets SET state = ? WHERE state = ? AND sent_at <= ?",
-                (QUEUED, IN_FLIGHT, now - self.resend_timeout_s),
+                (QUEUED, IN_FLIGHT, due),
             )
             in_flight = dict(
                 self._db.execute(
