@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS packets (
 );
 CREATE INDEX IF NOT EXISTS packets_queue ON packets(state, priority, id);
 CREATE INDEX IF NOT EXISTS packets_apid_seq ON packets(apid, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- the counters: one b-tree (a rowid table would add a second one, its key index, to every commit)
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
