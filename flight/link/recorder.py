@@ -342,7 +342,14 @@ class Recorder:
     def commit(self) -> None:
         """Commit bookkeeping that waits for the next put (acknowledgements, send marks)."""
         if self._open_since is not None:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:  # the disk: nothing since the last commit was stored
+                self._open_since = None
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._resync()
+                raise
             self._open_since = None
             self.commits += 1
 
