@@ -6,9 +6,13 @@ decoded content is not stored again. Inserts are batched in one transaction per
 :meth:`Archive.ingest` call. Channel samples sit in a table clustered on
 ``(scid, channel, time)``, so a channel over a time range is one index range scan.
 
-The archive commits with ``synchronous=NORMAL``: on power loss the last transactions may be lost,
-which costs nothing because the vehicle only releases what the ground acknowledged, and the
-station acknowledges only after :meth:`ingest` has committed.
+The archive commits with ``synchronous=NORMAL`` (a commit survives a crash of the station, not
+a power loss) and is made durable by :meth:`Archive.sync` (an fsync of the WAL) only when
+something depends on it: the station syncs before it sends an ACK, and the vehicle deletes only
+what was acknowledged, so a power cut can only lose commits nobody acknowledged, which the
+vehicle still holds and sends again. New archives use 1 KiB pages: each commit touches one leaf
+per channel that got a sample, and a small page keeps the bytes written per commit near the
+bytes stored (:attr:`Archive.commits`, :attr:`Archive.syncs` count what it cost).
 
 Any value is stored without loss: integers beyond SQLite's signed 64 bits (a u64 above 2**63 - 1)
 and NaN (which SQLite would turn into NULL) are stored as tagged blobs and come back as the same
@@ -27,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 INT64 = (-(2**63), 2**63 - 1)
 _TAG = b"\x00magpie:"  # tagged blobs: values SQLite cannot hold as they are
+PAGE_SIZE = 1024
 _LIGHT_CHECK_BYTES = 256 * 1024 * 1024  # above this, open checks the schema, not every page
 
 
@@ -190,6 +196,10 @@ class Archive:
         self.duplicates = 0
         self.stored = 0
         self.refused = 0  # items whose decoded content could not be stored (raw kept)
+        #: transactions committed by ingest, and fsyncs of the WAL (:meth:`sync`), since open
+        self.commits = 0
+        self.syncs = 0
+        self._unsynced = False
         #: what was wrong with the file at open (empty when all was well)
         self.problems: list[str] = []
         if readonly:
@@ -215,6 +225,7 @@ class Archive:
         create_private_file(self.path)
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new, empty file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
@@ -279,6 +290,7 @@ class Archive:
                         self.refused += 1
                         flags += self._ingest([it], rx, raw_only=True)
         n_new = sum(flags)
+        self._unsynced = True
         self.stored += n_new
         self.duplicates += len(flags) - n_new
         return flags
@@ -351,10 +363,32 @@ class Archive:
             if samples:
                 db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)", samples)
             db.execute("COMMIT")
+            self.commits += 1
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return new_flags
+
+    @property
+    def unsynced(self) -> bool:
+        """True when a commit since the last :meth:`sync` could still be lost to a power cut."""
+        return self._unsynced
+
+    def sync(self) -> bool:
+        """Make every commit so far durable against power loss (fsync of the WAL); before an ACK.
+        Returns True if there was anything to sync."""
+        with self._lock:
+            if not self._unsynced:
+                return False
+            wal = self.path.with_name(self.path.name + "-wal")
+            fd = os.open(wal if wal.exists() else self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._unsynced = False
+            self.syncs += 1
+            return True
 
     def add_product_chunks(self, scid: int, apid: int, rows: Iterable[tuple[int, int, int, bytes, Any, float]]) -> int:
         """Store a product that came by another transfer (CFDP, :mod:`ground.files`) as chunk rows
@@ -370,6 +404,7 @@ class Archive:
                                      (scid, apid, pid, idx, n, bytes(data), _json(meta), float(t)))
                     new += cur.rowcount
                 db.execute("COMMIT")
+                self._unsynced = True
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -5,10 +5,12 @@ and counters, gap trackers and place in the archive (rows carry the spacecraft i
 
 The station is driven by calls, so it runs the same in lockstep on a simulated clock and as a
 process on real time: :meth:`Station.receive` takes one frame at ``now_s``; :meth:`Station.poll`
-commits what was received to the archive, then sends (authenticated) link control when the link
-is up: an ACK of every packet archived since the last one (duplicates too, so a lost ACK is
-repaired by the retransmission it causes) and a NAK of sequence counts missing from each APID's
-count sequence. Acknowledgement follows the archive commit, never precedes it.
+commits what was received to the archive (one transaction per poll, or per ``commit_every_s``),
+then sends (authenticated) link control when the link is up: an ACK of every packet archived
+since the last one (duplicates too, so a lost ACK is repaired by the retransmission it causes)
+and a NAK of sequence counts missing from each APID's count sequence. Acknowledgement follows
+the archive commit and its fsync (:meth:`Archive.sync`), never precedes them: a commit lost to a
+power cut was never acknowledged, so the vehicle still holds it.
 
 Frames from a vehicle the station signs for are authenticated (SDLS, ``flight/link/sdls.py``):
 a forged frame (bad MAC), a replayed one (sequence number already seen) or one under an unknown
@@ -85,6 +87,7 @@ _SEVERITIES = frozenset(
     {"FATAL", "WARNING_HI", "WARNING_LO", "COMMAND", "ACTIVITY_HI", "ACTIVITY_LO", "DIAGNOSTIC"}
 )
 _RESYNC = {"uplink_counter_cmd": Apid.TC_COMMAND, "uplink_counter_link": Apid.TC_LINK}
+_PAIRS = (list, tuple)
 
 
 class Refused(ValueError):
@@ -215,8 +218,23 @@ class Vehicle:
     frame_jumps: int = 0
     #: the fixed housekeeping layouts of the dictionary (None: it has none, samples are msgpack)
     layouts: Layouts | None = field(init=False)
+    #: channel id -> its type, for the common case of a sample that fits (checked in one step)
+    channel_types: dict[int, Any] = field(init=False)
+    #: channel id -> what a sample of it resynchronises ("frame" or the counter's TC APID)
+    resync_channels: dict[int, Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.channel_types = {}
+        self.resync_channels = {}
+        for cid, ch in self.dictionary.channels_by_id.items():
+            spec = TYPES.get(str(ch.get("type", "")))
+            if spec is not None and _is_int(cid):
+                self.channel_types[cid] = spec
+            name = str(ch.get("name", ""))
+            if name.endswith(".uplink_frame_sn"):
+                self.resync_channels[cid] = "frame"
+            elif name.rsplit(".", 1)[-1] in _RESYNC:
+                self.resync_channels[cid] = _RESYNC[name.rsplit(".", 1)[-1]]
         if self.security is None and self.signer is not None:
             path = self.signer.state_path.with_name(f"sdls-{self.scid}.json")
             self.security = LinkSecurity.for_ground(self.signer.key, self.downlink_key, path)
@@ -256,8 +274,16 @@ class Station:
         batch: int = 5000,
         received_on_clock: bool = False,
         ack_repeats: int = 1,
+        commit_every_s: float = 0.0,
     ) -> None:
+        """``commit_every_s``: received housekeeping and products wait for a commit at most this
+        long (0: every poll commits what came; events and command responses never wait); fewer
+        commits write fewer pages, and ACKs wait for them."""
         self.archive = archive
+        self.commit_every_s = commit_every_s
+        self._committed_at = float("-inf")
+        self._last_now = 0.0
+        self._urgent = False  # an event or command response is pending
         #: archive ``received_at`` as the station's own time (the ``now_s`` it is driven with, for a
         #: station on a simulated clock) instead of the wall clock
         self.received_on_clock = received_on_clock
@@ -370,6 +396,8 @@ class Station:
                 self.stats.bad_packets += 1
                 self._refuse("bad_payload", fr.scid, f"APID 0x{pkt.apid:03x}: {exc}")
             self._pending.append(item)
+            if item.event is not None or item.response is not None:
+                self._urgent = True
         if len(self._pending) >= self.batch:
             self.flush(now_s)
         return len(fr.packets)
@@ -379,7 +407,18 @@ class Station:
             raise Refused("bad_housekeeping", "not a map with a sample list 's'")
         out: list[tuple[int, Any]] = []
         channels = v.dictionary.channels_by_id
+        types = v.channel_types
         for pair in obj["s"]:
+            # the common case in one step: a [known channel id, value that fits its type] pair
+            if type(pair) in _PAIRS and len(pair) == 2 and type(pair[0]) is int:
+                spec = types.get(pair[0])
+                if spec is not None:
+                    value, kind = pair[1], spec.kind
+                    if (kind == "float" and type(value) is float and (spec.hi is None or abs(value) <= spec.hi)) or (
+                        kind == "int" and type(value) is int and spec.lo <= value <= spec.hi
+                    ) or (kind == "str" and type(value) is str) or (kind == "bool" and type(value) is bool):
+                        out.append((pair[0], value))
+                        continue
             try:
                 if not isinstance(pair, list | tuple) or len(pair) != 2:
                     raise Refused("sample_shape", "not a [channel id, value] pair")
@@ -427,15 +466,17 @@ class Station:
             raise Refused("unknown_apid", f"APID 0x{apid:03x}")
 
     def _resync(self, v: Vehicle, samples: list[tuple[int, Any]]) -> None:
+        which = v.resync_channels
         for cid, value in samples:
-            name = v.dictionary.channel_name(cid)
-            if name.endswith(".uplink_frame_sn") and v.security is not None and _is_int(value):
-                if v.security.tx.resync(value):
+            what = which.get(cid)
+            if what is None:
+                continue
+            if what == "frame":
+                if v.security is not None and _is_int(value) and v.security.tx.resync(value):
                     self.stats.resyncs += 1
                     v.frame_jumps += 1
                 continue
-            apid = _RESYNC.get(name.rsplit(".", 1)[-1])
-            if apid is not None and v.signer is not None and _is_int(value) and v.signer.resync(apid, value):
+            if v.signer is not None and _is_int(value) and v.signer.resync(what, value):
                 self.stats.resyncs += 1
 
     def flush(self, now_s: float) -> int:
@@ -443,6 +484,7 @@ class Station:
         if not self._pending:
             return 0
         items, self._pending = self._pending, []
+        self._urgent = False
         try:
             flags = self.archive.ingest(items, received_at=now_s if self.received_on_clock else None)
         except sqlite3.Error as exc:  # the disk, not the data: keep them, acknowledge nothing yet
@@ -536,13 +578,18 @@ class Station:
 
     def poll(self, now_s: float) -> None:
         """Archive what arrived, then ACK and NAK each vehicle whose link is up."""
+        self._last_now = now_s
         for poller in self.pollers:
             try:
                 poller(now_s)
             except Exception as exc:  # a broken poller must not stop the station
                 self.rejects["internal_error"] += 1
                 self._warn("internal_error", "poller failed: %r", exc)
-        self.flush(now_s)
+        due = now_s - self._committed_at >= self.commit_every_s or now_s < self._committed_at
+        if due or self._urgent:  # events and command responses do not wait: operators and the commander do
+            if self.flush(now_s):
+                self._committed_at = now_s
+        synced = False
         for v in self.vehicles.values():
             if v.signer is None or self.uplink is None or not self.link_up(v.scid, now_s):
                 continue
@@ -565,6 +612,14 @@ class Station:
                 tracker.given_up = 0
             if not acks and not naks:
                 continue
+            if acks and not synced:
+                try:
+                    self.archive.sync()  # what the ACK releases on board must survive a power cut here
+                except OSError as exc:  # the disk: acknowledge nothing until it syncs
+                    self.rejects["archive_sync_failed"] += 1
+                    self._warn("archive_sync_failed", "archive sync failed (%s); no ACK sent", exc)
+                    return
+                synced = True
             # keep each link-control TC well inside one frame
             for i in range(0, max(len(acks), 1), 200):
                 part_naks = naks if i == 0 else []
@@ -581,6 +636,8 @@ class Station:
             self.stats.nak_seqs += sum(len(s) for _, s in naks)
 
     def close(self) -> None:
+        """Commit what is still pending (a clean stop keeps everything received), then close."""
+        self.flush(self._last_now)
         if self._pub is not None:
             self._pub.close(0)
             self._pub = None

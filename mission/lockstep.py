@@ -184,6 +184,7 @@ class LockstepMission:
         tick_s: float = 0.1,
         flush_every_s: float = 1.0,
         ack_interval_s: float = 1.0,
+        commit_every_s: float = 10.0,
         plan: Iterable[PlannedCommand] = (),
         archive_path: Path | None = None,
     ) -> None:
@@ -204,7 +205,7 @@ class LockstepMission:
             raise ConfigError(f"{config.source}: the lockstep mission needs a radio+loop:// radio, not {url!r}")
         cc = comm_config(config)
         resend = max(float(cc.options.get("resend_timeout_s", Comm.OPTIONS["resend_timeout_s"])),
-                     rtt + 2 * ack_interval_s + 5.0)
+                     rtt + 2 * ack_interval_s + commit_every_s + 5.0)
         # a key per direction: the uplink key (commands, link control, uplink frames) and the
         # downlink frame key, both in the run directory
         self.downlink_key_path = ensure_key(self.out / "keys" / "downlink.key")
@@ -238,6 +239,7 @@ class LockstepMission:
             ack_interval_s=ack_interval_s,
             link_timeout_s=max(10.0, rtt + 5.0),
             nak_retry_s=max(10.0, rtt + 2 * ack_interval_s + 3.0),
+            commit_every_s=commit_every_s,
         )
         self.commander = Commander(self.station, retry_interval_s=max(60.0, 2 * rtt + 30.0),
                                    default_timeout_s=max(3600.0, 4 * rtt))
@@ -336,6 +338,7 @@ class LockstepMission:
             if progress is not None:
                 progress(clock.now())
         self.vehicle.flush()
+        self.station.flush(clock.now())  # the archive holds all the ground received when we stop
         self.wall_s += time.monotonic() - wall0
 
     def idle(self, seconds: float) -> None:
@@ -361,6 +364,7 @@ class LockstepMission:
             now = self.clock.now()
             self.comm.pump(now)
             self.ground_step(now)
+        self.station.flush(self.clock.now())
         self.drain_s = self.clock.now() - t0
         self.wall_s += time.monotonic() - wall0
         return self.drained

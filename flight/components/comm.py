@@ -3,7 +3,7 @@
 Downlink: every item the vehicle sends home (events, command responses, housekeeping) becomes a
 numbered space packet (:class:`~flight.link.packets.Packetizer`; housekeeping and events in the
 fixed layouts of the vehicle's dictionary, :mod:`flight.link.layouts`) and is stored in the onboard
-:class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one fsynced
+:class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one committed
 transaction per batch) before anything else happens to it; the :class:`LinkEndpoint` sends from
 the recorder within the downlink byte rate and releases only what the ground acknowledged.
 Sequence counts resume from the recorder after a reboot, so the ground sees no false gaps.

@@ -1,10 +1,22 @@
 """Onboard recorder: every downlink packet stays on disk until the ground acknowledges it.
 
-One SQLite file in WAL mode with ``synchronous=FULL``: a :meth:`Recorder.put` (or
-:meth:`put_many`) returns only after its transaction is in the WAL and the WAL is fsynced, so a
-packet the flight software was told is stored survives kill -9 and power loss. FULL rather than
-NORMAL because NORMAL in WAL mode may lose the last commits on power loss; batching many packets
-per transaction (one ``put_many`` per rate-group cycle) keeps the cost to one fsync per batch.
+One SQLite file in WAL mode with ``synchronous=NORMAL`` and explicit sync points. Durability
+costs what it must, and no more:
+
+- a :meth:`Recorder.put` (or :meth:`put_many`) commits before it returns: the packet is in the
+  WAL, so it survives kill -9 (the kernel holds what was written);
+- before a packet stored since the last sync is handed out for transmission
+  (:meth:`next_to_send`), and at least every ``sync_every_s`` seconds of the recorder's clock
+  while packets are stored, the WAL is fsynced (:meth:`sync`): what went on the wire, and its
+  sequence count, survives power loss too, so a restarted vehicle never sends another packet
+  under a count the ground may already hold;
+- bookkeeping that only costs a retransmission if lost (ACKed packets deleted, NAKs requeued,
+  packets marked in flight) is not committed on its own: it rides on the next put's transaction
+  (or is committed within ``commit_every_s``), so a step that only sends and acknowledges writes
+  nothing. Lost to a crash, it means packets are sent again and the ground discards the copies.
+
+So one rate-group cycle costs at most one commit, and the fsyncs follow the downlink, not the
+cycle rate (:attr:`Recorder.commits`, :attr:`Recorder.syncs` count them).
 
 Each row: apid, seq, priority, time, bytes, state (queued or in flight), sent_count, sent_at.
 :meth:`next_to_send` picks queued rows by priority then age; a packet in flight is not sent again
@@ -64,6 +76,9 @@ PRIORITY_FOR_APID: dict[int, Priority] = {
 }
 
 QUEUED, IN_FLIGHT = 0, 1
+# A commit rewrites every page it touches (the newest rows' leaf, index leaves, the counters):
+# small pages keep that near the bytes of the packets themselves.
+PAGE_SIZE = 1024
 # Keep fewer than half the sequence space in flight per APID so an ack range is unambiguous.
 MAX_IN_FLIGHT_PER_APID = SEQ_MODULO // 2 - 1
 
@@ -82,7 +97,8 @@ CREATE TABLE IF NOT EXISTS packets (
 );
 CREATE INDEX IF NOT EXISTS packets_queue ON packets(state, priority, id);
 CREATE INDEX IF NOT EXISTS packets_apid_seq ON packets(apid, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- the counters: one b-tree (a rowid table would add a second one, its key index, to every commit)
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -122,8 +138,22 @@ class Recorder:
         capacity_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
         resend_timeout_s: float = 30.0,
+        sync_every_s: float = 10.0,
+        commit_every_s: float = 5.0,
     ) -> None:
+        """``sync_every_s``: the longest stored packets wait for an fsync when nothing is sent
+        (what a power loss could cost); ``commit_every_s``: the longest acknowledgements and
+        send marks wait for a commit (what a crash could make the vehicle send again). Both in
+        seconds of ``clock``."""
         self.path = Path(path)
+        self.sync_every_s = sync_every_s
+        self.commit_every_s = commit_every_s
+        #: transactions committed, and fsyncs of the WAL (:meth:`sync`), since open
+        self.commits = 0
+        self.syncs = 0
+        self._open_since: float | None = None  # a transaction holding bookkeeping is open since
+        self._unsynced = False  # packets committed since the last sync
+        self._synced_at = clock()
         self.capacity_bytes = capacity_bytes
         self.clock = clock
         self.resend_timeout_s = resend_timeout_s
@@ -159,7 +189,7 @@ class Recorder:
                 "they are lost"
             )
         if not any(k.startswith("last_seq.") for k in self._counters) and prior.get("last_seqs"):
-            with self._tx():  # continue the counts, so the ground sees the loss as gaps
+            with self._tx(commit=True):  # continue the counts, so the ground sees the loss as gaps
                 for apid, seq in prior["last_seqs"].items():
                     self._set_meta(f"last_seq.{int(apid)}", int(seq) % SEQ_MODULO)
         self._noted_held: int | None = None
@@ -170,12 +200,13 @@ class Recorder:
         log.info("recorder %s opened: %d bytes held of %d", self.path, self._used, capacity_bytes)
 
     def _open(self) -> sqlite3.Connection:
-        """Connect, set WAL and FULL sync, create the schema and check the file's integrity."""
+        """Connect, set WAL and NORMAL sync (:meth:`sync` fsyncs), create the schema, check integrity."""
         create_private_file(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new, empty file
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             verdict = db.execute("PRAGMA quick_check").fetchone()[0]
             if verdict != "ok":
@@ -241,10 +272,12 @@ class Recorder:
     def put_many(
         self, items: Iterable[tuple[bytes, int, int, int | None, float | None]]
     ) -> list[bool]:
-        """Store several packets in one transaction (one fsync). Returns stored-or-dropped flags."""
+        """Store several packets in one committed transaction. Returns stored-or-dropped flags.
+
+        Committed, not yet fsynced: see the module docstring for when :meth:`sync` runs."""
         results: list[bool] = []
         now = self.clock()
-        with self._tx():
+        with self._tx(commit=True):
             for data, apid, seq, priority, time_s in items:
                 prio = int(
                     PRIORITY_FOR_APID.get(apid, Priority.PRODUCT) if priority is None else priority
@@ -266,6 +299,10 @@ class Recorder:
             for key, value in self._pending_meta.items():
                 self._set_meta(key, value)
             self._pending_meta.clear()
+        if any(results):
+            self._unsynced = True
+        if now - self._synced_at >= self.sync_every_s:
+            self._sync_stored()
         self._note_held()
         return results
 
@@ -297,8 +334,45 @@ class Recorder:
     def _bump(self, key: str, n: int) -> None:
         self._set_meta(key, self._counters.get(key, 0) + n)
 
-    def _tx(self) -> _Tx:
-        return _Tx(self._db, self._resync)
+    def _tx(self, commit: bool = False) -> _Tx:
+        """A transaction: ``commit`` ends it (with any bookkeeping before it); otherwise it stays
+        open for the next put to commit, or for :meth:`commit` within ``commit_every_s``."""
+        return _Tx(self, commit)
+
+    def commit(self) -> None:
+        """Commit bookkeeping that waits for the next put (acknowledgements, send marks)."""
+        if self._open_since is not None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:  # the disk: nothing since the last commit was stored
+                self._open_since = None
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._resync()
+                raise
+            self._open_since = None
+            self.commits += 1
+
+    def sync(self) -> None:
+        """Make everything durable against power loss: commit, then fsync the WAL."""
+        self.commit()
+        self._sync_stored()
+
+    def _sync_stored(self) -> None:
+        """Fsync the WAL if packets were committed since the last sync. Bookkeeping still open
+        stays open: it is not in the WAL yet, and it needs no power-loss durability."""
+        self._synced_at = self.clock()
+        if not self._unsynced:
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        target = wal if wal.exists() else self.path  # no WAL: a checkpoint synced it all
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.syncs += 1
+        self._unsynced = False
 
     def _resync(self) -> None:
         """After a rollback, reload what the in-memory copies mirror."""
@@ -317,10 +391,17 @@ class Recorder:
         """
         now = self.clock() if now_s is None else now_s
         out: list[Stored] = []
+        due = now - self.resend_timeout_s
+        if not self._db.execute(  # most link steps: nothing queued and nothing due again
+            "SELECT EXISTS(SELECT 1 FROM packets WHERE state = ?) "
+            "OR EXISTS(SELECT 1 FROM packets WHERE state = ? AND sent_at <= ?)",
+            (QUEUED, IN_FLIGHT, due),
+        ).fetchone()[0]:
+            return out
         with self._tx():
             self._db.execute(
                 "UPDATE packets SET state = ? WHERE state = ? AND sent_at <= ?",
-                (QUEUED, IN_FLIGHT, now - self.resend_timeout_s),
+                (QUEUED, IN_FLIGHT, due),
             )
             in_flight = dict(
                 self._db.execute(
@@ -351,6 +432,8 @@ class Recorder:
                 "WHERE id = ?",
                 [(IN_FLIGHT, now, i) for i in chosen],
             )
+        if out and self._unsynced:
+            self._sync_stored()  # the wire now depends on these packets and their sequence counts
         return out
 
     @staticmethod
@@ -405,7 +488,7 @@ class Recorder:
     def remember_uplink(self, highs: dict[int, dict[int, int]]) -> None:
         """Keep a copy of the uplink verifier's counters, written with the next stored batch.
 
-        Free (it rides on a transaction that is fsynced anyway) and in another file than the
+        Free (it rides on the next put, committed anyway and fsynced with it) and in another file than the
         counter state, so the vehicle still refuses old commands if that state is lost.
         """
         for kid, per_apid in highs.items():
@@ -478,6 +561,11 @@ class Recorder:
         )
 
     def close(self) -> None:
+        """Commit and sync what is pending, then close (a clean stop loses nothing)."""
+        try:
+            self.sync()
+        except sqlite3.Error as exc:
+            log.warning("recorder %s: final commit failed: %s", self.path, exc)
         if self._count != self._noted_held:
             self._note_held(force=True)
         self._db.close()
@@ -490,21 +578,29 @@ class Recorder:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
+    """BEGIN IMMEDIATE (or join the transaction left open), then COMMIT or leave it open; on error
+    everything since the last commit is rolled back and the in-memory copies reloaded."""
 
-    def __init__(self, db: sqlite3.Connection, on_rollback: Callable[[], None]) -> None:
-        self.db = db
-        self.on_rollback = on_rollback
+    def __init__(self, rec: Recorder, commit: bool) -> None:
+        self.rec = rec
+        self.do_commit = commit
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        rec = self.rec
+        if rec._open_since is None:
+            rec._db.execute("BEGIN IMMEDIATE")
+            rec._open_since = rec.clock()
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
-            self.on_rollback()
+        rec = self.rec
+        if exc_type is not None:
+            rec._open_since = None
+            rec._db.execute("ROLLBACK")
+            rec._resync()
+            return
+        assert rec._open_since is not None
+        if self.do_commit or rec.clock() - rec._open_since >= rec.commit_every_s:
+            rec.commit()
 
 
 def packet_identity(data: bytes) -> tuple[int, int]:
