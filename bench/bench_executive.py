@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import Row, percentiles
+from bench.common import Row, drive_beside_world, percentiles
 from flight.clock import NS, RealClock, SimClock
 from flight.component import Component
 from flight.config import VehicleConfig, load, parse
@@ -104,22 +104,12 @@ def lockstep_with_world(sim_seconds: float) -> tuple[float, float]:
     """`magpie sim`'s vehicle (drive, IMU, power, thermal on sim://) with the world in the loop,
     driving; beside the world alone stepped over the same time with the same wheel command."""
     from magpie.simrun import assemble
-    from sim_hw.world import World
 
     rover = Path(str(resources.files("magpie.configs").joinpath("sim_rover.toml")))
     cfg = load(rover)
     cfg = VehicleConfig(**{**cfg.__dict__, "state_dir": Path(tempfile.mkdtemp(prefix="magpie-bench-"))})
-    v, world = assemble(cfg, seed=1)
-    v.dispatcher.submit("DRIVE_SET_WHEELS", {"left": 0.1, "right": 0.12})
-    t0 = time.perf_counter()
-    v.run(until_s=v.clock.now() + sim_seconds)
-    full = sim_seconds / (time.perf_counter() - t0)
-    v.shutdown()
-    alone = World.for_mission(seed=1)
-    alone.vehicle.set_wheels(0.1, 0.12)
-    t0 = time.perf_counter()
-    alone.step_to(alone.time_s + sim_seconds)
-    return full, sim_seconds / (time.perf_counter() - t0)
+    v, _world = assemble(cfg, seed=1)
+    return drive_beside_world(v, sim_seconds)
 
 
 def run(quick: bool) -> list[Row]:

@@ -23,7 +23,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from bench.common import Row
+from bench.common import Row, drive_beside_world
 from flight.clock import SimClock
 from flight.config import VehicleConfig, load
 from flight.vehicle import Vehicle
@@ -86,23 +86,13 @@ def world_in_the_loop(sim_s: float, tmp: Path) -> tuple[float, float]:
     """The default vehicle without its link (no comm component, no radio) with the world in the
     loop, driving; beside the world alone stepped over the same time with the same wheel command."""
     from mission.solo import assemble
-    from sim_hw.world import World
 
     full_cfg = load(SIM_CONFIG)
     radios = {n for n, u in full_cfg.devices.items() if u.startswith("radio")}
     cfg = dataclasses.replace(_without_link(full_cfg, tmp / "world-no-link"),
                               devices={n: u for n, u in full_cfg.devices.items() if n not in radios})
     vehicle, _ = assemble(cfg, seed=1)
-    vehicle.dispatcher.submit("DRIVE_SET_WHEELS", {"left": 0.1, "right": 0.12})
-    t0 = time.perf_counter()
-    vehicle.run(until_s=vehicle.clock.now() + sim_s)
-    full = sim_s / (time.perf_counter() - t0)
-    vehicle.shutdown()
-    alone = World.for_mission(seed=1)
-    alone.vehicle.set_wheels(0.1, 0.12)
-    t0 = time.perf_counter()
-    alone.step_to(alone.time_s + sim_s)
-    return full, sim_s / (time.perf_counter() - t0)
+    return drive_beside_world(vehicle, sim_s)
 
 
 def run(quick: bool) -> list[Row]:

@@ -67,3 +67,21 @@ def best_time_per_call(fn, repeat: int, batches: int = 7) -> float:
             fn()
         best = min(best, (time.perf_counter() - t0) / repeat)
     return best
+
+
+def drive_beside_world(vehicle, sim_s: float) -> tuple[float, float]:
+    """Simulated seconds per wall second of ``vehicle`` (a lockstep vehicle with the world in
+    its loop) driving for ``sim_s``, and of the world alone stepped over the same span with the
+    same wheel command. The vehicle is shut down after."""
+    from sim_hw.world import World
+
+    vehicle.dispatcher.submit("DRIVE_SET_WHEELS", {"left": 0.1, "right": 0.12})
+    t0 = time.perf_counter()
+    vehicle.run(until_s=vehicle.clock.now() + sim_s)
+    full = sim_s / (time.perf_counter() - t0)
+    vehicle.shutdown()
+    alone = World.for_mission(seed=1)
+    alone.vehicle.set_wheels(0.1, 0.12)
+    t0 = time.perf_counter()
+    alone.step_to(alone.time_s + sim_s)
+    return full, sim_s / (time.perf_counter() - t0)
