@@ -63,15 +63,20 @@ def rig_lock(port: str | None) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def hil_loopback_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[LoopbackRig]:
+def _rig(kind: str, hil_options: HilOptions, hil_backend: str) -> Iterator[LoopbackRig | McuRig]:
     with rig_lock(hil_options.port if hil_backend == "port" else None):
-        rig = make_rig("loopback", hil_backend, hil_options.port)
-        assert isinstance(rig, LoopbackRig)
+        rig = make_rig(kind, hil_backend, hil_options.port)
         try:
             yield rig
         finally:
             rig.close()
+
+
+@pytest.fixture
+def hil_loopback_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[LoopbackRig]:
+    for rig in _rig("loopback", hil_options, hil_backend):
+        assert isinstance(rig, LoopbackRig)
+        yield rig
 
 
 @pytest.fixture
@@ -87,13 +92,9 @@ def hil_loopback_port(hil_loopback_rig: LoopbackRig, hil_trace: WireTrace,
 
 @pytest.fixture
 def hil_mcu_rig(hil_options: HilOptions, hil_backend: str) -> Iterator[McuRig]:
-    with rig_lock(hil_options.port if hil_backend == "port" else None):
-        rig = make_rig("mcu", hil_backend, hil_options.port)
+    for rig in _rig("mcu", hil_options, hil_backend):
         assert isinstance(rig, McuRig)
-        try:
-            yield rig
-        finally:
-            rig.close()
+        yield rig
 
 
 @pytest.fixture
