@@ -15,6 +15,13 @@ replans as the map grows. ``DRIVE_ARC`` is always blind. In every mode the drive
 ``SafetyStop`` event saying why, on tilt beyond ``tilt_limit_deg``, a wheel stall, the drive
 device (MCU link) failing, or position uncertainty beyond ``pos_sigma_limit_m``.
 
+**Recovery** (autonav): a wheel stall or a tilt stop need not end the goal. The ground ahead of
+the leading wheels is marked a hazard in the map (what stopped the rover is there, whatever
+stereo made of it), the rover backs off ``backoff_m`` the way it came, looks again and plans
+around the mark, up to ``recoveries`` times a goal. A plan that finds no way is retried over the
+whole map window and then through the outer part of the hazard margin before the goal fails
+with "no path": a goal is called unreachable only when no search finds a way to it.
+
 ``OdometryNavigator`` (type ``nav_odometry``) is the same without a camera: blind and guarded
 driving on wheel odometry and the IMU.
 
@@ -59,6 +66,7 @@ class Navigator(Component):
         "map_size_m": 40.0, "map_resolution_m": 0.1, "max_goal_m": 1000.0,
         "mast_forward_m": 0.1, "mast_height_m": 1.2, "cam_pan_deg": 0.0, "cam_tilt_deg": -20.0,
         "vision_cost_s": 0.3, "plan_cost_s": 0.2, "max_range_m": 5.0,
+        "wheelbase_m": 0.4,
     }
     CHANNELS = (
         Channel("x_m", "f64", "m", doc="estimated position east"),
@@ -85,6 +93,7 @@ class Navigator(Component):
         Channel("vo_updates", "u32", update="on_change"), Channel("vo_rejects", "u32", update="on_change"),
         Channel("plans", "u32", update="on_change"), Channel("plan_failures", "u32", update="on_change"),
         Channel("rejects", "u32", doc="navigation commands refused", update="on_change"),
+        Channel("recoveries", "u32", doc="back-offs after a stall or a tilt stop", update="on_change"),
     )
     EVENTS = (
         Event("GoalStarted", Severity.ACTIVITY_HI, "driving to ({x}, {y}) in {mode} mode",
@@ -109,6 +118,8 @@ class Navigator(Component):
         Event("NavCommandRejected", Severity.WARNING_LO, "{command} refused: {why}",
               (Arg("command", "str"), Arg("why", "str")), throttle=5, throttle_window_s=60.0),
         Event("VisionTrouble", Severity.WARNING_LO, "vision: {why}", (Arg("why", "str"),), throttle=5),
+        Event("Recovering", Severity.WARNING_LO, "{why}: backing off {distance} m to re-map and re-plan ({left} left)",
+              (Arg("why", "str"), Arg("distance", "f32"), Arg("left", "u8")), throttle=10),
     )
     PARAMS = (
         Param("max_speed_mps", "f32", 0.2, "m/s", 0.01, 2.0, doc="outer wheel speed on benign terrain"),
@@ -122,6 +133,9 @@ class Navigator(Component):
         Param("roughness_limit_m", "f32", 0.05, "m", 0.005, 1.0),
         Param("vo_enabled", "bool", True),
         Param("persist_period_s", "f32", 30.0, "s", 1.0, 3600.0),
+        Param("recoveries", "u8", 4, "", 0, 20,
+              doc="times one goal may back off, re-map and re-plan after a wheel stall or a tilt stop"),
+        Param("backoff_m", "f32", 0.4, "m", 0.1, 3.0, doc="how far a recovery backs off"),
     )
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -162,8 +176,15 @@ class Navigator(Component):
         self._hold_since = 0.0
         self._blocked_s = -math.inf  # when the path ahead was last found blocked
         self._plan_fail_streak = 0
+        # how hard the planner looks (see _request_plan): 0 near the straight line with the full
+        # hazard margin, 1 over the whole window, 2 also through the margin's outer part
+        self._plan_level = 0
+        self._plan_level_ok = 0
+        # a recovery in progress: (distance at its start, signed distance to back off, start time)
+        self._recovery: tuple[float, float, float] | None = None
+        self._recoveries_left = 0
         self._counts = {"hazards_seen": 0, "stops": 0, "vo_updates": 0, "vo_rejects": 0, "plans": 0,
-                        "plan_failures": 0, "rejects": 0}
+                        "plan_failures": 0, "rejects": 0, "recoveries": 0}
         self._last_stop = ""
         self._frame_id = 0
         self._last_capture = -math.inf
@@ -240,7 +261,9 @@ class Navigator(Component):
             self._request_plan()
         if self._task is not None:
             self._check_safety()
-        if self._task == "goto":
+        if self._task == "goto" and self._recovery is not None:
+            self._drive_recovery()
+        elif self._task == "goto":
             self._drive_goto()
         elif self._task == "arc":
             self._drive_arc()
@@ -280,7 +303,15 @@ class Navigator(Component):
             if self._g is None:
                 self._g = list(a)
             else:
-                self._g = [g + 0.05 * (x - g) for g, x in zip(self._g, a, strict=True)]
+                # between samples the body turns under gravity, so the estimate is first turned
+                # by the gyro (a world-fixed vector seen from the body turns by -w x g), then
+                # pulled toward the measurement: a low pass alone lags the rocking by degrees,
+                # and the heading rate below is only as good as this attitude
+                wx, wy, wz = float(w[0]), float(w[1]), float(w[2])
+                gx, gy, gz = self._g
+                h = dt if dt > 0 else 0.0
+                turned = (gx - h * (wy * gz - wz * gy), gy - h * (wz * gx - wx * gz), gz - h * (wx * gy - wy * gx))
+                self._g = [g + 0.02 * (x - g) for g, x in zip(turned, a, strict=True)]
             self._pitch, self._roll = attitude_from_gravity(tuple(self._g))  # type: ignore[arg-type]
             # the heading's rate (Euler yaw, about world z then pitch then roll), not the world-z
             # component of the body rate: the two differ by a term in the pitch and roll rates
@@ -316,6 +347,7 @@ class Navigator(Component):
         self._task = None
         self._follower = None
         self._arc = None
+        self._recovery = None
         self._hold = False
         self._waypoints = []
         self._goal_id += 1
@@ -332,13 +364,19 @@ class Navigator(Component):
         if epoch != self._epoch:
             self._epoch = epoch
             why = self.read(f"{drive}.stop_reason", "") or "no reason given"
+            if why == "wheel stall" and self._recover("wheel stall"):
+                return
             self._safety_stop(f"drive stopped ({why})")
             return
         tilt = self.read(f"{self.options['imu']}.tilt_deg")
         if tilt is not None and tilt > self.param("tilt_limit_deg"):
-            self._safety_stop(f"tilt {tilt:.1f} deg beyond the {self.param('tilt_limit_deg'):.0f} deg limit")
-            return
-        if self.read(f"{drive}.stalled", False):
+            why = f"tilt {tilt:.1f} deg beyond the {self.param('tilt_limit_deg'):.0f} deg limit"
+            if self._recovery is None and self._recover(why):
+                return
+            if self._recovery is None:
+                self._safety_stop(why)
+                return
+        if self.read(f"{drive}.stalled", False) and self._recovery is None:
             self._safety_stop("wheel stall")
             return
         link = self.options["link"]
@@ -430,6 +468,57 @@ class Navigator(Component):
         self._request_plan()
         return True
 
+    # -- recovery --------------------------------------------------------------------------------
+
+    def _recover(self, why: str) -> bool:
+        """Begin a recovery from a stop the rover can back away from; False if none is allowed.
+
+        The ground that stopped the rover is marked as a hazard in the map (a rock the stereo
+        map missed, a ledge, a slope steeper than it looked), the rover backs off ``backoff_m``
+        the way it came, and then holds for a fresh look and a new plan around the mark.
+        """
+        if self._task != "goto" or self._mode != MODES["autonav"] or self._recovery is not None:
+            return False
+        if self._recoveries_left <= 0:
+            return False
+        self._recoveries_left -= 1
+        self._counts["recoveries"] += 1
+        left, right = self._cmd
+        ahead = 1.0 if left + right >= 0.0 else -1.0
+        if abs(left + right) > 0.2 * max(abs(left), abs(right), 1e-9):
+            # the wheels were rolling (not turning on the spot): what stopped them lies just
+            # beyond the leading wheels
+            x, y, yaw = self.ekf.pose
+            half = 0.5 * float(self.options["wheelbase_m"]) + 0.15
+            c, s = math.cos(yaw), math.sin(yaw)
+            for lat in (-0.5 * self._geometry[1], 0.0, 0.5 * self._geometry[1]):
+                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c, 0.12)
+        dist = float(self.param("backoff_m"))
+        self._recovery = (self.ekf.distance_m, -ahead * dist, self.now())
+        self._follower = None
+        self.event("Recovering", why=why, distance=dist, left=self._recoveries_left)
+        return True
+
+    def _drive_recovery(self) -> None:
+        assert self._recovery is not None
+        start, target, t0 = self._recovery
+        vmax = max(self.param("max_speed_mps"), 1e-3)
+        if self.ekf.distance_m - start < abs(target) and self.now() - t0 < 4.0 * abs(target) / vmax:
+            speed = 0.6 * vmax * (1.0 if target >= 0 else -1.0)
+            self._wheels(speed, speed)
+            return
+        # backed off: stop, look again and plan from here
+        self._recovery = None
+        self._wheels(0.0, 0.0)
+        x, y, _ = self.ekf.pose
+        gx, gy = self._waypoints[0]
+        self._follower = PurePursuit([(x, y), (gx, gy)], self._tolerance, self._geometry[1],
+                                     self.param("lookahead_m"))
+        self._hold = True
+        self._hold_since = self.now()
+        self._last_capture = -math.inf
+        self._request_plan()
+
     def _drive_arc(self) -> None:
         assert self._arc is not None
         start, target, curvature = self._arc
@@ -455,7 +544,9 @@ class Navigator(Component):
         gx, gy = m.toward(x, y, goal[0], goal[1], margin_m=1.0)
         beyond = None if (gx, gy) == goal else goal
         s, g = m.cell(x, y), m.cell(gx, gy)
-        margin = 40
+        # the search window: around the start and the goal, the whole map window when a plan
+        # there found no way
+        margin = 40 if self._plan_level == 0 else m.n
         r0 = max(0, min(s[0], g[0]) - margin)
         r1 = min(m.n, max(s[0], g[0]) + margin + 1)
         c0 = max(0, min(s[1], g[1]) - margin)
@@ -465,12 +556,17 @@ class Navigator(Component):
         self._plan_request += 1
         goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance)
+                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level)
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
     def _plan_job(payload: tuple) -> tuple[list[tuple[float, float]], float]:
-        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance = payload
+        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance, level = payload
+        if level >= 2:
+            # the last resort before "no path": the outer part of the hazard margin (beyond the
+            # core the check on the path ahead refuses) is passable, at a price that keeps
+            # the path in it only where there is no other way
+            cost = np.where(~np.isfinite(cost) & ~core, 25.0, cost)
         # the rover stands where it stands: clear a disc around it so it can leave a hazard margin,
         # but not through a hazard's core beyond the few centimetres the check on the path ahead
         # passes over (a path it would refuse to drive at once: hold, replan the same, hold again)
@@ -502,9 +598,15 @@ class Navigator(Component):
         if goal_id != self._goal_id or self._task != "goto":
             return
         if not result.ok:
-            # the map may be wrong for a moment (a false hazard); hold, look again and replan,
-            # and give up only when several plans in a row find no way
+            # first look harder (the whole window, then through the hazard margin's outer
+            # part); the map may be wrong for a moment (a false hazard): hold, look again and
+            # replan, and give up only when several plans in a row find no way at all
             self._counts["plan_failures"] += 1
+            self._plan_level_ok = 0
+            if self._plan_level < 2:
+                self._plan_level += 1
+                self._request_plan()
+                return
             self._plan_fail_streak += 1
             why = result.error.split(": ", 1)[-1]
             if self._plan_fail_streak >= 5:
@@ -517,6 +619,11 @@ class Navigator(Component):
             return
         self._plan_fail_streak = 0
         self._counts["plans"] += 1
+        if self._plan_level > 0:
+            # back to the plain search once the harder one has served for a while
+            self._plan_level_ok += 1
+            if self._plan_level_ok >= 10:
+                self._plan_level, self._plan_level_ok = 0, 0
         pts, tol_scale = result.value
         x, y, _ = self.ekf.pose
         pts[0] = (x, y)
@@ -652,6 +759,8 @@ class Navigator(Component):
         self._pending_cmd = cmd
         self._waypoints = list(points)
         self._tolerance = tolerance
+        self._plan_level = self._plan_level_ok = 0
+        self._recoveries_left = int(self.param("recoveries"))
         self._vision_reset = True
         self._last_capture = -math.inf
         gx, gy = points[-1]

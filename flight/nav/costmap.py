@@ -8,13 +8,17 @@ cell also keeps the shortest range it was seen from. Unknown cells are NaN.
 
 Cost per cell comes from a plane fitted over a rover-sized disc around it (box-filtered moments,
 all cells at once): **slope** of the plane, **roughness** (RMS residual), and **step** (the
-largest height difference in a wheel-sized neighbourhood, less what the slope explains). Each is
-divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
+largest height difference in a wheel-sized neighbourhood, less what the slope explains), and
+**rise**: how far a cell stands above the ground around it (the median of a
+``2 ground_m`` window), which finds the rocks of a cell or two that the median and the plane
+smooth away. Each is divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
 from within** ``confirm_range_m``. Seen only from farther, where a few centimetres of stereo
 noise look like a step, it is a suspect: costly (``1 + gain + 1``) but passable, so the planner
 steers around it when it can and drives closer to look again when it cannot; the rover sees every
 cell it approaches from close range well before it gets there. Hazards are grown by the rover's
-half-width so the planner can treat the rover as a point. Passable cells cost
+half-width so the planner can treat the rover as a point. Ground the rover found it could not
+cross (a wheel stalled there) is marked (:meth:`ElevationMap.mark`) and stays a hazard whatever
+the heights say. Passable cells cost
 ``1 + gain * worst ratio`` (plus 1 beside a hazard); unknown cells ``unknown_cost``; hazards are
 infinite.
 
@@ -40,6 +44,8 @@ class CostLimits:
     roughness_m: float = 0.04
     step_m: float = 0.07
     footprint_m: float = 0.3  # radius of the plane-fit disc
+    ground_m: float = 0.3  # half the side of the window whose median is the ground a rock stands on
+    protrusion_m: float = 0.08  # a cell this far above that ground is a rock a wheel may stall on
     inflate_m: float = 0.45  # hazards grown by this for planning (rover half-diagonal and a margin)
     core_m: float = 0.3  # and by this for the stop check on the path ahead
     gain: float = 3.0
@@ -49,15 +55,21 @@ class CostLimits:
 
 
 def median3_nan(h: np.ndarray) -> np.ndarray:
-    """3x3 median of the known cells around each cell (NaN where a cell is unknown).
+    """3x3 median of the known cells around each cell (see :func:`median_nan`)."""
+    return median_nan(h, 3)
+
+
+def median_nan(h: np.ndarray, size: int) -> np.ndarray:
+    """``size`` x ``size`` median of the known cells around each cell (NaN where a cell is unknown).
 
     Unknown neighbours are left out rather than read as zero height: at the edge of what has
     been seen, a median over stand-in zeros would fake a step as tall as the terrain's height
     above the datum, a wall of false hazards along the whole frontier.
     """
     rows, cols = h.shape
-    p = np.pad(h, 1, constant_values=np.nan)
-    stack = np.stack([p[i : i + rows, j : j + cols] for i in range(3) for j in range(3)])
+    e = size // 2
+    p = np.pad(h, e, constant_values=np.nan)
+    stack = np.stack([p[i : i + rows, j : j + cols] for i in range(size) for j in range(size)])
     stack.sort(axis=0)  # NaN sorts last
     n = np.sum(~np.isnan(stack), axis=0)
     lo = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
@@ -68,7 +80,7 @@ def median3_nan(h: np.ndarray) -> np.ndarray:
 #: the per-cell layers, with the value of a cell never seen
 _LAYERS: tuple[tuple[str, type, float | bool], ...] = (
     ("height", np.float32, np.nan), ("weight", np.float32, 0.0), ("near", np.float32, np.inf),
-    ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False))
+    ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False), ("marked", bool, False))
 
 
 class ElevationMap:
@@ -227,6 +239,7 @@ class ElevationMap:
         rsum = np.bincount(idx, weights=rng, minlength=shape[0] * w).reshape(shape)
         seen = cnt >= min_points
         zmean = np.where(seen, zsum / np.maximum(cnt, 1), 0.0).astype(np.float32)
+
         rmean = rsum / np.maximum(cnt, 1)
         hv = self.height[r0:r1, c0:c1]
         wv = self.weight[r0:r1, c0:c1]
@@ -237,6 +250,7 @@ class ElevationMap:
         wt_old = np.where(np.isnan(hv), 0.0, np.minimum(wv, 20.0))
         fused = (old * wt_old + zmean * new_w) / np.maximum(wt_old + new_w, 1e-6)
         hv[seen] = fused[seen]
+
         wv[seen] = np.minimum(wt_old + new_w, 40.0)[seen]
         nv[seen] = np.minimum(nv, rmean)[seen]
         return r0, r1, c0, c1
@@ -249,7 +263,8 @@ class ElevationMap:
         res = self.resolution_m
         k = max(1, int(round(lim.footprint_m / res)))
         kin = max(1, int(math.ceil(lim.inflate_m / res)))
-        pad = 2 * (k + kin) + 2
+        kg = max(1, int(round(lim.ground_m / res)))
+        pad = 2 * (kg + kin) + 2
         if box is None:
             box = (0, self.n, 0, self.n)
         r0, r1 = max(0, box[0] - pad), min(self.n, box[1] + pad)
@@ -284,11 +299,20 @@ class ElevationMap:
         hi = cv2.dilate(np.where(valid, z, -1e9).astype(np.float32), np.ones((3, 3), np.uint8))
         lo = cv2.erode(np.where(valid, z, 1e9).astype(np.float32), np.ones((3, 3), np.uint8))
         step = np.where(valid & (hi > -1e8) & (lo < 1e8), hi - lo, 0.0) - grad * 2.0 * res * math.sqrt(2.0)
-        ratio = np.maximum.reduce([slope / lim.slope_deg, rough / lim.roughness_m, step / lim.step_m])
+        # a rock a wheel can hit is two or three cells across: the 3x3 median above erases it,
+        # and the plane over a rover-sized disc tilts toward it and hides its face. So each
+        # cell's own height is also compared with the ground around it (the median of a wider
+        # window, which a small rock cannot move), and a cell standing out of it by more than
+        # ``protrusion_m``, or beside one that does, is a hazard
+        ground = median_nan(h, 2 * kg + 1)
+        rise = np.where(valid & ~np.isnan(ground), h - ground, 0.0).astype(np.float32)
+        rise = cv2.dilate(rise, np.ones((3, 3), np.uint8))
+        ratio = np.maximum.reduce([slope / lim.slope_deg, rough / lim.roughness_m, step / lim.step_m,
+                                   rise / lim.protrusion_m])
         ratio = np.where(enough, ratio, np.nan)
         over = np.nan_to_num(ratio, nan=0.0) >= 1.0
         close = self.near[r0:r1, c0:c1] <= lim.confirm_range_m
-        hazard = over & close
+        hazard = (over & close) | self.marked[r0:r1, c0:c1]
         suspect = over & ~close
         grown = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * kin + 1, 2 * kin + 1))) > 0
@@ -301,13 +325,29 @@ class ElevationMap:
         cost = np.where(near | suspect, cost + 1.0, cost)
         cost = np.where(grown, np.inf, cost).astype(np.float32)
         # write back only the inner box (the border lacked its neighbours)
-        ir0, ir1 = max(0, box[0] - (k + kin)), min(self.n, box[1] + (k + kin))
-        ic0, ic1 = max(0, box[2] - (k + kin)), min(self.n, box[3] + (k + kin))
+        ir0, ir1 = max(0, box[0] - (kg + kin)), min(self.n, box[1] + (kg + kin))
+        ic0, ic1 = max(0, box[2] - (kg + kin)), min(self.n, box[3] + (kg + kin))
         sl = (slice(ir0 - r0, ir1 - r0), slice(ic0 - c0, ic1 - c0))
         self.cost[ir0:ir1, ic0:ic1] = cost[sl]
         self.hazard[ir0:ir1, ic0:ic1] = hazard[sl]
         self.core[ir0:ir1, ic0:ic1] = core[sl]
         return int(hazard[sl].sum())
+
+    def mark(self, x: float, y: float, radius_m: float) -> int:
+        """Mark a disc as a hazard whatever its heights say (ground the rover found it could not
+        cross, such as where a wheel stalled); returns the cells marked. The mark is kept in the
+        map like a seen hazard and grown the same way."""
+        r, c = self.cell(x, y)
+        k = int(math.ceil(radius_m / self.resolution_m))
+        r0, r1, c0, c1 = max(0, r - k), min(self.n, r + k + 1), max(0, c - k), min(self.n, c + k + 1)
+        if r0 >= r1 or c0 >= c1:
+            return 0
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        cx, cy = self.center_of(rr, cc)
+        disc = np.hypot(cx - x, cy - y) <= radius_m
+        self.marked[r0:r1, c0:c1] |= disc
+        self.update_cost((r0, r1, c0, c1))
+        return int(disc.sum())
 
     def cost_at(self, x: float, y: float) -> float:
         r, c = self.cell(x, y)

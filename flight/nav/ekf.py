@@ -30,6 +30,44 @@ X, Y, YAW, BIAS, SCALE = range(5)
 CORE = 5
 
 
+def mm(*factors: np.ndarray) -> np.ndarray:
+    """Matrix product (left to right) in a fixed order of operations.
+
+    ``@`` hands matrices to BLAS, whose kernels (and so the rounding of the last bit) differ with
+    the CPU and the threading; the filter's pose feeds every driving decision, so a bit there
+    would make the same seed drive differently on another machine. Elementwise products and a
+    sum over one axis round the same way everywhere.
+    """
+    out = factors[0]
+    for b in factors[1:]:
+        if b.ndim == 1:
+            out = (out * b[None, :]).sum(axis=1) if out.ndim == 2 else (out * b).sum()
+        elif out.ndim == 1:
+            out = (out[:, None] * b).sum(axis=0)
+        else:
+            out = (out[:, :, None] * b[None, :, :]).sum(axis=1)
+    return out
+
+
+def inv_small(S: np.ndarray) -> np.ndarray:
+    """Inverse of a 1x1, 2x2 or 3x3 matrix by cofactors (plain arithmetic, see :func:`mm`)."""
+    n = S.shape[0]
+    if n == 1:
+        return np.array([[1.0 / S[0, 0]]])
+    if n == 2:
+        a, b, c, d = S[0, 0], S[0, 1], S[1, 0], S[1, 1]
+        return np.array([[d, -b], [-c, a]]) / (a * d - b * c)
+    if n != 3:
+        raise ValueError(f"inv_small takes matrices up to 3x3, not {n}x{n}")
+    a, b, c = S[0]
+    d, e, f = S[1]
+    g, h, i = S[2]
+    cof = np.array([[e * i - f * h, c * h - b * i, b * f - c * e],
+                    [f * g - d * i, a * i - c * g, c * d - a * f],
+                    [d * h - e * g, b * g - a * h, a * e - b * d]])
+    return cof / (a * cof[0, 0] + b * cof[1, 0] + c * cof[2, 0])
+
+
 @dataclass(frozen=True, slots=True)
 class FilterNoise:
     odo_frac: float = 0.03  # 1-sigma distance error per metre of wheel travel (slip)
@@ -67,7 +105,9 @@ class PoseFilter:
 
     def pos_sigma(self) -> float:
         """Square root of the largest eigenvalue of the position covariance (m)."""
-        return float(math.sqrt(max(0.0, float(np.linalg.eigvalsh(self.P[:2, :2]).max()))))
+        a, b, d = float(self.P[0, 0]), float(self.P[0, 1]), float(self.P[1, 1])
+        top = 0.5 * (a + d) + math.sqrt(0.25 * (a - d) ** 2 + b * b)  # larger eigenvalue, closed form
+        return math.sqrt(max(0.0, top))
 
     def reset(self, x: float, y: float, yaw: float, pos_sigma_m: float = 0.01, yaw_sigma_rad: float = 0.005) -> None:
         """Put the pose here (keeping bias and scale); clones are dropped."""
@@ -112,7 +152,7 @@ class PoseFilter:
         q = np.diag([nz.odo_frac**2 * abs(ds_wheel) + 1e-12,
                      (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dt) ** 2,
                      nz.bias_walk**2 * dt, nz.scale_walk**2 * abs(ds_wheel)])
-        self.P = F @ self.P @ F.T + G @ q @ G.T
+        self.P = mm(F, self.P, F.T) + mm(G, q, G.T)
         self.P = 0.5 * (self.P + self.P.T)
 
     # -- updates -------------------------------------------------------------------------------
@@ -122,17 +162,18 @@ class PoseFilter:
         innov = z - h
         for i in angle_rows:
             innov[i] = wrap(innov[i])
-        S = H @ self.P @ H.T + R
-        K = self.P @ H.T @ np.linalg.inv(S)
-        self.x = self.x + K @ innov
+        S = mm(H, self.P, H.T) + R
+        S_inv = inv_small(S)
+        K = mm(self.P, H.T, S_inv)
+        self.x = self.x + mm(K, innov)
         self.x[YAW] = wrap(self.x[YAW])
         for i in range(len(self.clones)):
             j = CORE + 3 * i + 2
             self.x[j] = wrap(self.x[j])
-        ikh = np.eye(self.x.size) - K @ H
-        self.P = ikh @ self.P @ ikh.T + K @ R @ K.T  # Joseph form
+        ikh = np.eye(self.x.size) - mm(K, H)
+        self.P = mm(ikh, self.P, ikh.T) + mm(K, R, K.T)  # Joseph form
         self.P = 0.5 * (self.P + self.P.T)
-        return float(innov @ np.linalg.solve(S, innov))
+        return float(mm(innov, S_inv, innov))
 
     def update_zero_rate(self, gyro_yaw_rate: float) -> None:
         """Wheels still: the true yaw rate is zero, so the gyro reads its bias."""
@@ -156,7 +197,7 @@ class PoseFilter:
         J[:n, :n] = np.eye(n)
         J[n:, :3] = np.eye(3)
         self.x = np.concatenate([self.x, self.x[:3]])
-        self.P = J @ self.P @ J.T
+        self.P = mm(J, self.P, J.T)
         self.clones.append(clone_id)
 
     def _slot(self, clone_id: int) -> int:
@@ -203,8 +244,8 @@ class PoseFilter:
         z = np.array([dx, dy, dyaw])
         innov = z - h
         innov[2] = wrap(innov[2])
-        S = H @ self.P @ H.T + R
-        m2 = float(innov @ np.linalg.solve(S, innov))
+        S = mm(H, self.P, H.T) + R
+        m2 = float(mm(innov, inv_small(S), innov))
         if m2 > 16.0:  # gate: a VO blunder must not corrupt the pose
             return m2
         return self._update(z, h, H, R, angle_rows=(2,))

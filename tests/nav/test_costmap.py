@@ -72,3 +72,35 @@ def test_two_looks_with_a_drifted_height_meet_without_a_false_step():
     raw.update_cost(raw.fuse(first, align=False))
     raw.update_cost(raw.fuse(second, align=False))
     assert raw.hazard.any()
+
+
+def _ground_with_rock(m: ElevationMap, rx: float, ry: float, radius: float, height: float) -> None:
+    xs, ys = np.meshgrid(np.arange(-2.0, 2.0, 0.02), np.arange(-2.0, 2.0, 0.02))
+    q = np.clip(np.hypot(xs - rx, ys - ry) / radius, 0.0, 1.0)
+    z = np.where(q < 1.0, height * np.sqrt(1.0 - q * q), 0.0)
+    m.update_cost(m.fuse(np.column_stack([xs.ravel(), ys.ravel(), z.ravel()])))
+
+
+def test_a_rock_two_cells_across_is_a_hazard_and_flat_ground_is_not():
+    """A rock of 0.2 m across stands out of the ground around it though the 3x3 median and the
+    rover-sized plane smooth it away."""
+    m = ElevationMap((0.0, 0.0), size_m=20.0, resolution_m=0.1)
+    _ground_with_rock(m, 0.55, 0.05, 0.1, 0.12)
+    assert m.hazard[m.cell(0.55, 0.05)]
+    assert not m.hazard[m.cell(-1.0, -1.0)]
+    assert not np.isfinite(m.cost_at(0.55, 0.55))  # grown by the rover's half-width
+    flat = ElevationMap((0.0, 0.0), size_m=20.0, resolution_m=0.1)
+    _ground_with_rock(flat, 0.55, 0.05, 0.1, 0.04)  # a pebble a wheel rolls over
+    assert not flat.hazard.any()
+
+
+def test_marked_ground_stays_a_hazard_through_updates_and_scrolls():
+    m = ElevationMap((0.0, 0.0), size_m=40.0, resolution_m=0.1)
+    _patch(m, 3.0, 0.0, 0.0)
+    assert not m.hazard.any()
+    assert m.mark(3.0, 0.0, 0.12) > 0
+    assert m.hazard[m.cell(3.0, 0.0)] and not np.isfinite(m.cost_at(3.0, 0.4))
+    _patch(m, 3.0, 0.0, 0.0)  # another look at the same flat ground does not clear the mark
+    assert m.hazard[m.cell(3.0, 0.0)]
+    assert m.follow(40.0, 0.0) and m.follow(0.0, 0.0)
+    assert m.hazard[m.cell(3.0, 0.0)] and m.marked[m.cell(3.0, 0.0)]

@@ -162,3 +162,34 @@ def test_a_goal_beyond_the_map_window_is_reached_as_the_window_scrolls(make_rove
     assert r.events("GoalReached")
     r.run(1.0)
     assert r.tlm("nav.map_scrolls") >= 1
+
+
+def test_a_stall_on_an_unseen_rock_is_recovered_from(make_rover):
+    """The rock lies beyond stereo range at the start and no second look comes before the rover
+    reaches it (one pair a minute): the wheels stall on it, the rover marks it, backs off, looks
+    again and drives around it to the goal."""
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
+    r.run(0.5)
+    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    resp = r.run_until_done("NAV_GOTO", 120.0)
+    assert r.events("WheelStall") and r.events("Recovering")
+    assert resp is not None and resp.stage == "COMPLETED", resp
+    r.run(1.0)
+    assert r.tlm("nav.recoveries") >= 1
+    assert not r.events("SafetyStop")
+
+
+def test_recoveries_are_bounded_and_a_stall_ends_the_goal_when_none_is_left(make_rover):
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
+    r.cmd("PRM_SET", name="nav.recoveries", value="0")
+    r.run(0.5)
+    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    resp = r.run_until_done("NAV_GOTO", 120.0)
+    assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason
+    assert not r.events("Recovering")
