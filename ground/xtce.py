@@ -82,6 +82,11 @@ def _int_encoding(bits: int, signed: bool) -> IntegerEncoding:
     return IntegerEncoding(bits=bits, scheme=scheme)
 
 
+def _uint(system: System, name: str, bits: int, **kw: Any) -> IntegerParameter:
+    """An unsigned field of ``bits`` bits on the wire."""
+    return IntegerParameter(system, name, signed=False, bits=bits, encoding=_int_encoding(bits, False), **kw)
+
+
 def _str_encoding(max_bytes: int = types.STR_MAX_BYTES) -> StringEncoding:
     return StringEncoding(length_bits=8, max_bits=8 * max_bytes, charset=Charset.UTF_8, termination=None)
 
@@ -177,21 +182,17 @@ def _build(doc: Mapping[str, Any]) -> System:
                     short_description=f"Magpie vehicle {sc_name}, spacecraft id {sc.get('id')}",
                     long_description=f"Generated from dictionary {doc.get('hash', '')} "
                                      f"(software {doc.get('software_version', '')}).")
-    u = _int_encoding
     header = [
-        IntegerParameter(system, "ccsds_version", signed=False, bits=3, encoding=u(3, False)),
-        IntegerParameter(system, "ccsds_type", signed=False, bits=1, encoding=u(1, False),
-                         short_description="0 telemetry, 1 telecommand"),
-        IntegerParameter(system, "ccsds_secondary_header", signed=False, bits=1, encoding=u(1, False)),
-        IntegerParameter(system, "ccsds_apid", signed=False, bits=11, encoding=u(11, False)),
-        IntegerParameter(system, "ccsds_sequence_flags", signed=False, bits=2, encoding=u(2, False)),
-        IntegerParameter(system, "ccsds_sequence_count", signed=False, bits=14, encoding=u(14, False)),
-        IntegerParameter(system, "ccsds_packet_length", signed=False, bits=16, encoding=u(16, False),
-                         short_description="octets after the primary header, minus one"),
-        IntegerParameter(system, "time_coarse", signed=False, bits=32, encoding=u(32, False), units="s",
+        _uint(system, "ccsds_version", 3),
+        _uint(system, "ccsds_type", 1, short_description="0 telemetry, 1 telecommand"),
+        _uint(system, "ccsds_secondary_header", 1),
+        _uint(system, "ccsds_apid", 11),
+        _uint(system, "ccsds_sequence_flags", 2),
+        _uint(system, "ccsds_sequence_count", 14),
+        _uint(system, "ccsds_packet_length", 16, short_description="octets after the primary header, minus one"),
+        _uint(system, "time_coarse", 32, units="s",
                          short_description="whole seconds since the mission epoch (CUC, 4 octets)"),
-        IntegerParameter(system, "time_fine", signed=False, bits=16, encoding=u(16, False),
-                         short_description="fraction of a second in units of 2^-16 s (CUC, 2 octets)"),
+        _uint(system, "time_fine", 16, short_description="fraction of a second in units of 2^-16 s (CUC, 2 octets)"),
     ]
     apid = header[3]
     root = Container(system, ROOT, abstract=True, entries=[ParameterEntry(p) for p in header],
@@ -216,10 +217,8 @@ def _build(doc: Mapping[str, Any]) -> System:
 
 
 def _events(system: System, doc: Mapping[str, Any], root: Container, apid: Any) -> None:
-    event_id = IntegerParameter(system, "event_id", signed=False, bits=16, encoding=_int_encoding(16, False),
-                                short_description="the event's id in the dictionary (one layout each)")
-    text_length = IntegerParameter(system, "event_text_length", signed=False, bits=16,
-                                   encoding=_int_encoding(16, False), short_description="octets of text")
+    event_id = _uint(system, "event_id", 16, short_description="the event's id in the dictionary (one layout each)")
+    text_length = _uint(system, "event_text_length", 16, short_description="octets of text")
     text = StringParameter(system, "event_text", encoding=_str_encoding(2048),
                            short_description="the event's text as formatted on board")
     base = Container(system, "event", base=root, abstract=True, condition=eq(apid, int(Apid.EVENT)),
@@ -229,19 +228,16 @@ def _events(system: System, doc: Mapping[str, Any], root: Container, apid: Any) 
         entries: list[Any] = []
         args = list(ev.get("args", []))
         for a in args:
-            entries.append(ParameterEntry(IntegerParameter(
-                system, f"{name}__{legal_name(a['name'])}_valid", signed=False, bits=1,
-                encoding=_int_encoding(1, False), short_description=f"1: argument {a['name']} is valid")))
+            entries.append(ParameterEntry(_uint(system, f"{name}__{legal_name(a['name'])}_valid", 1,
+                short_description=f"1: argument {a['name']} is valid")))
         spare = -len(args) % 8
         if spare:
-            entries.append(ParameterEntry(IntegerParameter(
-                system, f"{name}__spare", signed=False, bits=spare, encoding=_int_encoding(spare, False),
+            entries.append(ParameterEntry(_uint(system, f"{name}__spare", spare,
                 short_description="zero bits to the next octet")))
         for a in args:
             pname = f"{name}__{legal_name(a['name'])}"
             if types.spec(str(a["type"])).kind == "str":
-                entries.append(ParameterEntry(IntegerParameter(
-                    system, f"{pname}_length", signed=False, bits=8, encoding=_int_encoding(8, False),
+                entries.append(ParameterEntry(_uint(system, f"{pname}_length", 8,
                     short_description=f"octets of argument {a['name']} that follow")))
             entries.append(ParameterEntry(_parameter(system, pname, str(a["type"]),
                                                      aliases={NAMESPACE: f"{ev['component']}.{ev['name']}.{a['name']}"},
@@ -269,24 +265,20 @@ def _housekeeping(system: System, doc: Mapping[str, Any], root: Container, apid:
             kw["alarm"] = alarm
         params[cid] = _parameter(system, names[cid], str(ch["type"]), **kw)
         if types.spec(str(ch["type"])).kind == "str":
-            lengths[cid] = IntegerParameter(system, f"{names[cid]}_length", signed=False, bits=8,
-                                            encoding=_int_encoding(8, False),
-                                            short_description=f"octets of {ch['name']} that follow")
-    packet_id = IntegerParameter(system, "hk_packet_id", signed=False, bits=16, encoding=_int_encoding(16, False),
-                                 short_description="housekeeping packet definition (one layout each)")
+            lengths[cid] = _uint(system, f"{names[cid]}_length", 8,
+                short_description=f"octets of {ch['name']} that follow")
+    packet_id = _uint(system, "hk_packet_id", 16, short_description="housekeeping packet definition (one layout each)")
     for d in doc.get("packets", []):
         pid = int(d["id"])
         chans = [int(c) for c in d["channels"]]
         entries = [ParameterEntry(packet_id)]
         for cid in chans:
-            fresh = IntegerParameter(system, f"{names[cid]}_fresh", signed=False, bits=1,
-                                     encoding=_int_encoding(1, False),
-                                     short_description=f"1: {by_id[cid]['name']} holds a new sample")
+            fresh = _uint(system, f"{names[cid]}_fresh", 1,
+                short_description=f"1: {by_id[cid]['name']} holds a new sample")
             entries.append(ParameterEntry(fresh))
         spare = -len(chans) % 8
         if spare:
-            entries.append(ParameterEntry(IntegerParameter(
-                system, f"{d['name']}_spare", signed=False, bits=spare, encoding=_int_encoding(spare, False),
+            entries.append(ParameterEntry(_uint(system, f"{d['name']}_spare", spare,
                 short_description="zero bits to the next octet")))
         for cid in chans:
             if cid in lengths:
