@@ -48,6 +48,12 @@ def hil_trace(request: pytest.FixtureRequest) -> WireTrace:
     return trace
 
 
+def rig_lock_path(port: str) -> Path:
+    """The lock file the tests on the rig at ``port`` take turns on."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", port).strip("_")
+    return Path(tempfile.gettempdir()) / f"magpie-hil-{name}.lock"
+
+
 @contextlib.contextmanager
 def rig_lock(port: str | None) -> Iterator[None]:
     """Hold the rig at ``port`` for one test: the suite's workers (pytest -n) and any other
@@ -56,9 +62,7 @@ def rig_lock(port: str | None) -> Iterator[None]:
     if port is None:
         yield
         return
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", port).strip("_")
-    path = Path(tempfile.gettempdir()) / f"magpie-hil-{name}.lock"
-    with open(path, "a+b") as f:
+    with open(rig_lock_path(port), "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
         yield
 

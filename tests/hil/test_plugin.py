@@ -77,18 +77,19 @@ def test_the_rig_decides_what_runs_and_says_why(tmp_path: Path) -> None:
 
 
 RIG_USERS = '''
+import fcntl
 import os
-import time
 import pytest
+from hil.pytestplugin.fixtures import rig_lock_path
 
 @pytest.mark.parametrize("k", range(4))
 @pytest.mark.hil_loopback
-def test_on_the_rig(hil_loopback_port, k):
-    t0 = time.monotonic()
-    hil_loopback_port.write(b"x")
-    time.sleep(0.3)  # holds the port a while, as a soak would
-    with open(os.environ["RIG_LOG"], "a") as f:
-        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {t0} {time.monotonic()}\\n")
+def test_on_the_rig(hil_loopback_port, hil_options, k):
+    # while this test has the port, no other test (worker or process) can take the rig's turn
+    with open(rig_lock_path(hil_options.port), "a+b") as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert hil_loopback_port.is_open
 
 @pytest.mark.parametrize("k", range(4))
 def test_beside_the_rig(k):
@@ -96,20 +97,15 @@ def test_beside_the_rig(k):
 '''
 
 
-def test_a_real_rig_is_used_by_one_test_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # two workers, as the project's suite runs: tests on the one real port take turns (without
-    # the turn, the second would fail to open a port the first holds exclusively)
+def test_a_real_rig_is_used_by_one_test_at_a_time(tmp_path: Path) -> None:
+    # two workers, as the project's suite runs: each test on the one real port holds the rig's
+    # turn while it runs, so no other can open the port it holds exclusively
     from hil.rig import PtyLoopback
 
-    log_path = tmp_path / "rig.log"
-    monkeypatch.setenv("RIG_LOG", str(log_path))
     with PtyLoopback() as rig:
         proc = run_pytest(tmp_path, RIG_USERS, f"--hil-port={rig.path}", "-n", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "8 passed" in proc.stdout
-    spans = sorted((float(a), float(b)) for _, a, b in (line.split() for line in log_path.read_text().splitlines()))
-    assert len(spans) == 4
-    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:], strict=False)), spans
 
 
 def test_environment_variable_names_the_port(tmp_path: Path) -> None:
