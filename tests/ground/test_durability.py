@@ -14,12 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from flight.link.auth import Key, Verifier
 from flight.link.frames import VC
-from flight.link.packets import Apid, decode_link_control, encode_tm
+from flight.link.packets import Apid, encode_tm
 from ground.archive import Archive
 from ground.station import Station, Vehicle
-from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer, vehicle_deframer, vehicle_framer
+from tests.link.fixtures import (
+    SCID,
+    dictionary,
+    ground_signer,
+    link_controls,
+    vehicle_framer,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,14 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _acked(frames: list[bytes], tmp: Path) -> list[tuple[int, int, int]]:
-    verifier = Verifier([Key(1, SECRET)], tmp / "v.json")
-    out = []
-    for frame in frames:
-        for raw in vehicle_deframer().accept_frame(frame).packets:
-            ok = verifier.verify(raw)
-            assert ok is not None and ok.apid == Apid.TC_LINK
-            out += decode_link_control(ok.body)[0]
-    return out
+    return [ack for acks, _ in link_controls(frames, tmp / "v.json") for ack in acks]
 
 
 def test_ack_leaves_only_after_the_archive_is_fsynced(tmp_path: Path) -> None:

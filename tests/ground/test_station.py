@@ -8,13 +8,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flight.link.auth import Key, Verifier
+from flight.link.auth import Key
 from flight.link.frames import VC, Framer
-from flight.link.packets import Apid, decode_link_control, encode_tm
+from flight.link.packets import Apid, encode_tm
 from flight.link.sdls import LinkSecurity
 from ground.archive import Archive
 from ground.station import GapTracker, Station, Vehicle
-from tests.link.fixtures import SCID, SECRET, dictionary, ground_signer, vehicle_deframer, vehicle_framer
+from tests.link.fixtures import (
+    SCID,
+    dictionary,
+    ground_signer,
+    link_controls,
+    vehicle_framer,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,14 +62,7 @@ def test_duplicates_stored_once_but_acked_again_and_gaps_naked(station, tmp_path
     st_.poll(2.5)
     assert archive.count("packets") == 4 and archive.count("samples") == 4
     assert st_.stats.duplicates == 1
-    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
-    controls = []
-    for frame in uplinked:
-        for raw in vehicle_deframer().accept_frame(frame).packets:
-            ok = verifier.verify(raw)
-            assert ok is not None and ok.apid == Apid.TC_LINK
-            controls.append(decode_link_control(ok.body))
-    (acks1, naks1), (acks2, naks2) = controls
+    (acks1, naks1), (acks2, naks2) = link_controls(uplinked, tmp_path / "v.json")
     assert acks1 == [(Apid.HOUSEKEEPING, 0, 1), (Apid.HOUSEKEEPING, 4, 4)]
     assert naks1 == [(Apid.HOUSEKEEPING, [2, 3])]
     assert acks2 == [(Apid.HOUSEKEEPING, 1, 2)]
@@ -121,13 +120,7 @@ def test_with_ack_repeats_each_packet_is_acknowledged_in_successive_acks(tmp_pat
     archive_rows = archive.packets(SCID)
     archive.close()
     assert sorted(float(r[5]) for r in archive_rows) == [0.5, 0.5, 1.5, 1.5]  # ground time, not the wall clock
-    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
-    acks = []
-    for frame in uplinked:
-        for raw in vehicle_deframer().accept_frame(frame).packets:
-            ok = verifier.verify(raw)
-            assert ok is not None and ok.apid == Apid.TC_LINK
-            acks.append(decode_link_control(ok.body)[0])
+    acks = [a for a, _ in link_controls(uplinked, tmp_path / "v.json")]
     hk = Apid.HOUSEKEEPING
     assert acks == [[(hk, 0, 1)], [(hk, 0, 3)], [(hk, 0, 3)], [(hk, 2, 3)]]
 
@@ -146,10 +139,7 @@ def test_forged_and_replayed_downlink_frames_are_refused_counted_and_never_acked
     assert archive.count("packets") == 1 and st_.stats.duplicates == 0
     assert (st_.rejects["frame_bad_mac"] + st_.rejects["frame_unknown_spi"], st_.rejects["frame_replay"]) == (2, 1)
     assert st_.deframer.stats.rejected_security == 3
-    verifier = Verifier([Key(1, SECRET)], tmp_path / "v.json")
-    deframer = vehicle_deframer()
-    acks = [decode_link_control(verifier.verify(raw).body)[0]
-            for f in uplinked for raw in deframer.accept_frame(f).packets]
+    acks = [a for a, _ in link_controls(uplinked, tmp_path / "v.json")]
     assert acks == [[(Apid.HOUSEKEEPING, 0, 0)]]  # the authentic packet only, once
 
 
@@ -174,14 +164,7 @@ def test_naks_of_many_apids_at_once_stay_inside_one_frame(tmp_path: Path) -> Non
         uplinked.clear()
         st_.poll(t)
         assert uplinked and all(len(f) <= framer.max_frame_len for f in uplinked)
-        verifier = Verifier([Key(1, SECRET)], tmp_path / f"v{t}.json")
-        n = 0
-        deframer = vehicle_deframer()
-        for frame in uplinked:
-            for raw in deframer.accept_frame(frame).packets:
-                ok = verifier.verify(raw)
-                assert ok is not None
-                n += sum(len(seqs) for _, seqs in decode_link_control(ok.body)[1])
-        nacked.append(n)
+        controls = link_controls(uplinked, tmp_path / f"v{t}.json")
+        nacked.append(sum(len(seqs) for _, naks in controls for _, seqs in naks))
     archive.close()
     assert nacked == [512, 512, 512]

@@ -99,3 +99,21 @@ def vehicle_deframer(scid: int = SCID, link: LinkSecurity | None = None) -> Defr
 
 def ground_signer(tmp: Path, scid: int = SCID) -> Signer:
     return Signer(Key(1, SECRET), tmp / f"ground-signer-{scid}.json")
+
+
+def link_controls(frames: list[bytes], verify_state: Path) -> list[tuple[list[Any], list[Any]]]:
+    """The (acks, naks) of every link-control telecommand in uplinked ``frames``, each checked
+    as the vehicle would (frame security, then the command's signature)."""
+    from flight.link.auth import Key
+    from flight.link.packets import Apid, decode_link_control
+
+    verifier = Verifier([Key(1, SECRET)], verify_state)
+    deframer = vehicle_deframer()
+    out = []
+    for frame in frames:
+        for raw in deframer.accept_frame(frame).packets:
+            ok = verifier.verify(raw)
+            assert ok is not None and ok.apid == Apid.TC_LINK
+            out.append(decode_link_control(ok.body))
+    return out
+
