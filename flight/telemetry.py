@@ -30,6 +30,7 @@ class TlmSlot:
     """The latest value of one channel. ``value`` is None until the first put."""
 
     __slots__ = ("id", "name", "channel", "cast", "on_change", "value", "sampled", "limit", "provider")
+    checks_limits = False
 
     def __init__(self, cid: int, name: str, channel: Channel, cast: type) -> None:
         self.id = cid
@@ -41,10 +42,6 @@ class TlmSlot:
         self.sampled: Any = None
         self.limit = "ok"
         self.provider: Callable[[], Any] | None = None
-
-    @property
-    def checks_limits(self) -> bool:
-        return False
 
     def put(self, value: Any) -> None:
         """Store a new value (cast to the channel's kind, as the archive will see it)."""
@@ -64,6 +61,7 @@ class _LimitSlot(TlmSlot):
     """A slot whose channel has limits: every put is checked, a change of state is reported."""
 
     __slots__ = ("limits", "report", "_numeric", "_red", "_yellow")
+    checks_limits = True
 
     def __init__(self, cid: int, name: str, channel: Channel, cast: type,
                  report: Callable[[TlmSlot, str, Any], None]) -> None:
@@ -75,10 +73,6 @@ class _LimitSlot(TlmSlot):
         self._numeric = cast is float or cast is int
         self._red = self.limits.red or None
         self._yellow = self.limits.yellow or None
-
-    @property
-    def checks_limits(self) -> bool:
-        return True
 
     def put(self, value: Any) -> None:
         if type(value) is not self.cast:
