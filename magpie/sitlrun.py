@@ -173,14 +173,9 @@ class LiveMission:
         return proc
 
     def _wait_file(self, path: Path, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not path.exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with {proc.returncode}; see {self.out}/{what}.log:\n"
-                                   + (self.out / f"{what}.log").read_text(errors="replace")[-2000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not write {path.name} within {timeout_s} s")
-            time.sleep(0.1)  # polling another process's start-up
+        from mission.lockstep import wait_started
+
+        wait_started(proc, what, path.exists, f"write {path.name}", self.out / f"{what}.log", timeout_s)
 
     def _link_params(self) -> Any:
         from sim_hw.relay import RelayParams
@@ -294,17 +289,14 @@ class LiveMission:
 
     def wait_port(self, proc: subprocess.Popen[bytes], what: str, port: int, timeout_s: float) -> None:
         """Until a process listens on ``port`` on 127.0.0.1 (it may import for seconds first)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        from mission.lockstep import wait_started
+
+        def listening() -> bool:
             with socket.socket() as s:
                 s.settimeout(0.5)
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with {proc.returncode}; see {self.out}/{what}.log")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:.0f} s")
-            time.sleep(0.1)  # polling another process's start-up
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_started(proc, what, listening, f"listen on port {port}", self.out / f"{what}.log", timeout_s)
 
     @property
     def ground_toml(self) -> Path:

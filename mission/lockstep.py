@@ -554,6 +554,20 @@ def realtime_dictionary(config_path: Path, out: Path) -> Path:
     return path
 
 
+def wait_started(proc: subprocess.Popen[bytes], what: str, ready: Callable[[], bool], waiting_for: str,
+                 log_path: Path, timeout_s: float) -> None:
+    """Poll (bounded) until ``ready()`` says the process ``proc`` is up; RuntimeError, with the
+    tail of its log, if it exits first or is not up within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.poll() is not None:
+            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it was up; see {log_path}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not {waiting_for} within {timeout_s:.0f} s; see {log_path}")
+        time.sleep(0.05)  # polling another process's start-up, not waiting for time to pass
+
+
 class RealtimeMission:
     """Relay, ground and flight processes on 127.0.0.1 (see the module docstring)."""
 
@@ -593,7 +607,7 @@ class RealtimeMission:
         log_path = self.out / f"{name}.log"
         mode = "ab" if name in self.logs else "wb"
         # a restart appends to the log: its ready line is looked for after what is there
-        self._log_mark[name] = len(log_path.read_text(encoding="utf-8", errors="replace")) if mode == "ab" else 0
+        self._log_mark[name] = log_path.stat().st_size if mode == "ab" else 0
         self.logs[name] = log_path
         with open(log_path, mode) as fh:
             proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=self.out)
@@ -604,20 +618,13 @@ class RealtimeMission:
     READY = {"relay": "relay: vehicles at ", "ground": "ground: telemetry on ", "flight": " up at spacecraft time "}
 
     def wait_ready(self, name: str, timeout_s: float = 60.0) -> None:
-        """Poll (bounded) ``name``'s log until it says it serves: a loaded machine can take
-        seconds to start a Python process, and a flight started before its link is up would
-        spend its run talking to nobody. RuntimeError if it ends first or does not get there."""
-        proc, log_path, marker = self.procs[name], self.logs[name], self.READY[name]
+        """Until ``name``'s log says it serves: a loaded machine can take seconds to start a
+        Python process, and a flight started before its link is up would spend its run talking
+        to nobody. RuntimeError if it ends first or does not get there."""
+        log_path, marker = self.logs[name], self.READY[name].encode()
         skip = self._log_mark.get(name, 0)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if marker in log_path.read_text(encoding="utf-8", errors="replace")[skip:]:
-                return
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {proc.returncode} before it was up: "
-                                   f"see {log_path}")
-            time.sleep(0.05)  # a short poll on a process starting, not a wait for time to pass
-        raise RuntimeError(f"{name} not up after {timeout_s:.0f} s: see {log_path}")
+        wait_started(self.procs[name], name, lambda: marker in log_path.read_bytes()[skip:],
+                     f"print {self.READY[name].strip()!r}", log_path, timeout_s)
 
     def start_link(self, duration_s: float) -> None:
         """Start the relay and the ground station, each stopping ``duration_s`` after it is up;
