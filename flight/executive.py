@@ -181,11 +181,13 @@ class Executive(Component):
         return tuple(out)
 
     def add_worker(self, name: str, handler: Callable[[Any], Any], on_result: Callable[[JobResult], None],
-                   queue_size: int = 4, sim_cost_s: float = 0.0) -> Worker:
-        """Create a worker; call before the dictionary is built (in a component's __init__/bind)."""
+                   queue_size: int = 4, sim_cost_s: float = 0.0,
+                   finish: Callable[[Any], Any] | None = None) -> Worker:
+        """Create a worker (``finish``: its second stage, see :mod:`flight.worker`); call before
+        the dictionary is built (in a component's __init__/bind)."""
         if self._started:
             raise RuntimeError("workers must be added before the executive starts")
-        worker = Worker(name, handler, on_result, queue_size, sim_cost_s)
+        worker = Worker(name, handler, on_result, queue_size, sim_cost_s, finish=finish)
         self.workers.append(worker)
         return worker
 

@@ -11,6 +11,15 @@ how fast the host happened to be. On the real clock results are delivered as soo
 
 A job that raises gives a failed result. A thread that dies (a job that raised SystemExit, a
 crash in the loop) is noticed by the executive, its job is failed, and the thread is restarted.
+
+**Two stages.** A worker may be given a ``finish`` stage: ``handler`` runs on the worker's thread
+and hands its value to ``finish``, which runs on a second thread, and the job is done (and its
+result is ``finish``'s value) when both have run. While ``finish`` works on one job ``handler``
+already works on the next, so a stage that mostly waits (the imaging products' disk syncs) costs
+nothing beside one that computes (the encoder): a burst runs at the rate of the slower stage, not
+of their sum. Results are still delivered in submission order, and on the simulated clock still at
+``submit time + sim_cost_s``, so nothing about the timeline changes. A health ping passes through
+both stages, so its answer proves both threads are serving.
 """
 
 from __future__ import annotations
@@ -57,9 +66,11 @@ class Worker:
         queue_size: int = 4,
         sim_cost_s: float = 0.0,
         job_timeout_s: float = 60.0,
+        finish: Callable[[Any], Any] | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
+        self.finish = finish
         self.on_result = on_result
         self.queue_size = queue_size
         self.sim_cost_s = sim_cost_s
@@ -70,6 +81,11 @@ class Worker:
         self._next_id = 0
         self._thread: threading.Thread | None = None
         self._current: _Job | None = None
+        # the finish stage: its own queue (unbounded: it never holds more than the jobs in
+        # flight, which submit bounds) and thread, and the job it is on
+        self._q2: queue.Queue[tuple[_Job, Any] | tuple[str, int] | None] = queue.Queue()
+        self._thread2: threading.Thread | None = None
+        self._current2: _Job | None = None
         self._stopping = False
         self.submitted = 0
         self.refused = 0
@@ -81,30 +97,73 @@ class Worker:
     # -- thread -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=f"worker-{self.name}", daemon=True)
-        self._thread.start()
+        self._thread = self._spawn(self._loop, "")
+        if self.finish is not None and not self._alive2:
+            self._thread2 = self._spawn(self._finish_loop, "-finish")
+
+    def _spawn(self, target: Callable[[], None], suffix: str) -> threading.Thread:
+        t = threading.Thread(target=target, name=f"worker-{self.name}{suffix}", daemon=True)
+        t.start()
+        return t
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive() and (self.finish is None or self._alive2)
+
+    @property
+    def _alive2(self) -> bool:
+        return self._thread2 is not None and self._thread2.is_alive()
+
+    def _run(self, job: _Job, fn: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+        """(True, value) of ``fn(arg)``, or (False, None) with the job failed and done."""
+        try:
+            return True, fn(arg)
+        except Exception as exc:
+            log.warning("worker %s job %d raised %s: %s", self.name, job.job_id, type(exc).__name__, exc)
+            job.result = JobResult(job.job_id, job.payload, False, error=f"{type(exc).__name__}: {exc}")
+            job.done.set()
+            return False, None
 
     def _loop(self) -> None:
         while True:
             item = self._q.get()
             if item is None:
+                if self.finish is not None:
+                    self._q2.put(None)
                 return
-            if isinstance(item, tuple):
-                self._pongs.put(item[1])
+            if isinstance(item, tuple):  # a health ping: answered by the last stage
+                if self.finish is not None:
+                    self._q2.put(item)
+                else:
+                    self._pongs.put(item[1])
                 continue
             self._current = item
-            try:
-                value = self.handler(item.payload)
-                item.result = JobResult(item.job_id, item.payload, True, value)
-            except Exception as exc:
-                log.warning("worker %s job %d raised %s: %s", self.name, item.job_id, type(exc).__name__, exc)
-                item.result = JobResult(item.job_id, item.payload, False, error=f"{type(exc).__name__}: {exc}")
+            ok, value = self._run(item, self.handler, item.payload)
             self._current = None
+            if not ok:
+                continue
+            if self.finish is not None:
+                self._q2.put((item, value))
+                continue
+            item.result = JobResult(item.job_id, item.payload, True, value)
             item.done.set()
+
+    def _finish_loop(self) -> None:
+        assert self.finish is not None
+        while True:
+            item = self._q2.get()
+            if item is None:
+                return
+            job, value = item
+            if not isinstance(job, _Job):  # a health ping that has passed the first stage
+                self._pongs.put(value)
+                continue
+            self._current2 = job
+            ok, value = self._run(job, self.finish, value)
+            self._current2 = None
+            if ok:
+                job.result = JobResult(job.job_id, job.payload, True, value)
+                job.done.set()
 
     # -- executive side -----------------------------------------------------------------------
 
@@ -158,17 +217,25 @@ class Worker:
 
     def check_alive(self) -> str | None:
         """Restart a dead thread; returns a description of what died, or None."""
-        if self._thread is None or self._stopping or self._thread.is_alive():
+        if self._thread is None or self._stopping or self.alive:
             return None
-        job = self._current
-        self._current = None
+        first = not self._thread.is_alive()
+        job = self._current if first else self._current2
+        if first:
+            self._current = None
+        else:
+            self._current2 = None
         if job is not None and not job.done.is_set():
             job.result = JobResult(job.job_id, job.payload, False, error="worker thread died")
             job.done.set()
         self.restarts += 1
-        self.start()
+        if first:
+            self._thread = self._spawn(self._loop, "")
+        else:
+            self._thread2 = self._spawn(self._finish_loop, "-finish")
         during = f" during job {job.job_id}" if job else ""
-        note = f"thread died{during}; restarted ({self.restarts})"
+        stage = "" if first else "finish stage "
+        note = f"{stage}thread died{during}; restarted ({self.restarts})"
         self._deaths.append(note)
         return note
 
@@ -216,7 +283,11 @@ class Worker:
         except queue.Full:
             log.warning("worker %s: queue full at stop", self.name)
         self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if self._thread2 is not None:
+            if not self._thread.is_alive() and self._thread2.is_alive():
+                self._q2.put(None)  # the first stage died before passing its stop on
+            self._thread2.join(timeout_s)
+        if self._thread.is_alive() or self._alive2:
             log.warning("worker %s did not stop within %.1f s", self.name, timeout_s)
 
     @property

@@ -51,7 +51,15 @@ from flight.component import Component
 from flight.config import ConfigError
 from flight.imaging import targets as tg
 from flight.imaging.catalogue import READY, Catalogue, CatalogueError, Quota
-from flight.imaging.products import Format, MadeProduct, ProductFailure, ProductJob, make_product
+from flight.imaging.products import (
+    Format,
+    MadeProduct,
+    PendingProduct,
+    ProductFailure,
+    ProductJob,
+    finish_product,
+    prepare_product,
+)
 from flight.link.cfdp import FilePut
 from flight.link.products import PRIO_PRODUCT, PRIO_THUMB, ProductError, parse_segments, product_chunks
 from flight.model import Arg, Channel, Event, Param, Severity, command
@@ -114,12 +122,14 @@ class CaptureJob:
 
 @dataclass(frozen=True, slots=True)
 class Captured:
-    """What the worker made of a shot: the frame's facts, the metering and the stored product."""
+    """What the worker made of a shot: the frame's facts, the metering and the stored product
+    (``pending`` between the worker's two stages, ``made`` once its files are synced)."""
 
     frame: Frame
     mean_dn: float
     metering_frames: int
-    made: MadeProduct
+    made: MadeProduct | None = None
+    pending: PendingProduct | None = None
 
 
 class Imaging(Component):
@@ -229,7 +239,7 @@ class Imaging(Component):
         super().bind(fw)
         self._worker = fw.executive.add_worker(
             self.name, self._work, self._on_result, queue_size=int(self.options["worker_queue"]),
-            sim_cost_s=float(self.options["encode_cost_s"]))
+            sim_cost_s=float(self.options["encode_cost_s"]), finish=self._sync)
 
     def setup(self) -> None:
         sd = self.fw.state_dir
@@ -339,7 +349,8 @@ class Imaging(Component):
     # -- the worker --------------------------------------------------------------------------
 
     def _work(self, job: CaptureJob) -> Captured:
-        """On the worker's thread: make the frame (metering it first if asked), then the product."""
+        """On the worker's thread: make the frame (metering it first if asked), encode and write
+        the product; its files are synced by the worker's second stage (:meth:`_sync`)."""
         assert self.quota is not None
         try:
             if job.metering is not None:
@@ -349,9 +360,14 @@ class Imaging(Component):
         except (HalError, ValueError, NotImplementedError) as exc:
             raise ProductFailure(f"camera fault: {type(exc).__name__}: {exc}") from None
         mean, _ = meter(frame.image)
-        made = make_product(ProductJob(job.pid, frame.image, job.fmt, job.quality, job.full_path, job.thumb_path,
-                                       job.meta), self.quota)
-        return Captured(frame, mean, frames, made)
+        pending = prepare_product(ProductJob(job.pid, frame.image, job.fmt, job.quality, job.full_path,
+                                             job.thumb_path, job.meta), self.quota)
+        return Captured(frame, mean, frames, pending=pending)
+
+    def _sync(self, got: Captured) -> Captured:
+        """The worker's second stage: the product's files made durable while the next is encoded."""
+        assert self.quota is not None and got.pending is not None
+        return Captured(got.frame, got.mean_dn, got.metering_frames, made=finish_product(got.pending, self.quota))
 
     def _on_result(self, result: JobResult) -> None:
         cj: CaptureJob = result.payload
@@ -369,6 +385,7 @@ class Imaging(Component):
             return
         got: Captured = result.value
         frame, made = got.frame, got.made
+        assert made is not None  # the second stage ran
         if cj.metering is not None:
             self.event("ExposureSet", exposure_ms=round(frame.exposure_ms, 3), gain=round(frame.gain, 2),
                        frames=got.metering_frames, mean_dn=round(got.mean_dn, 1))

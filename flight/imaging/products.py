@@ -1,10 +1,12 @@
 """Making a product from a frame: encode, thumbnail, check the quota, write atomically.
 
-:func:`make_product` is the job the imaging worker runs on its thread (never in the control
-loop). It returns the encoded bytes it stored, durably on disk; the executive-side code then
-commits the product to the catalogue. Anything that stops a product (an encoder refusing the image, the quota, a
-write error) raises :class:`ProductFailure` with the reason, after removing what it wrote and
-giving back what it reserved.
+:func:`make_product` is the job the imaging worker runs off the control loop, in two stages on
+two threads: :func:`prepare_product` encodes and reserves the quota, and :func:`finish_product`
+writes and syncs the files, so the next frame is encoded while this one's disk sync waits
+(:mod:`flight.worker`'s two stages). It returns the encoded bytes it stored, durably on
+disk; the executive-side code then commits the product to the catalogue. Anything that stops a
+product (an encoder refusing the image, the quota, a write error) raises :class:`ProductFailure`
+with the reason, after removing what it wrote and giving back what it reserved.
 """
 
 from __future__ import annotations
@@ -149,8 +151,42 @@ def write_atomic_files(files: list[tuple[Path, bytes]]) -> None:
     _sync_all(fds)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingProduct:
+    """A product encoded, its quota reserved, not yet on disk: :func:`finish_product` stores it."""
+
+    job: ProductJob
+    made: MadeProduct
+
+
+def _unwind(job: ProductJob, quota: Quota, need: int, exc: OSError) -> ProductFailure:
+    quota.release(need)
+    for p in (job.full_path, job.thumb_path):
+        try:
+            Path(p).unlink(missing_ok=True)
+        except OSError:  # nothing there to remove (its directory is not one)
+            pass
+    return ProductFailure(f"write failed: {exc.strerror or exc}")
+
+
 def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
     """Encode, reserve quota, write both files atomically. See the module docstring."""
+    return finish_product(prepare_product(job, quota), quota)
+
+
+def finish_product(pending: PendingProduct, quota: Quota) -> MadeProduct:
+    """Write a prepared product's files atomically (:func:`write_atomic_files`); on a write error
+    everything written is removed and the reserved quota given back."""
+    job, made = pending.job, pending.made
+    try:
+        write_atomic_files([(Path(job.full_path), made.full), (Path(job.thumb_path), made.thumb)])
+    except OSError as exc:
+        raise _unwind(job, quota, len(made.full) + len(made.thumb), exc) from None
+    return made
+
+
+def prepare_product(job: ProductJob, quota: Quota) -> PendingProduct:
+    """Encode both images and reserve their quota (stored by :func:`finish_product`)."""
     img = job.image
     if img is None or img.size == 0 or img.dtype != np.uint8:
         raise ProductFailure("camera returned no usable image")
@@ -159,11 +195,4 @@ def make_product(job: ProductJob, quota: Quota) -> MadeProduct:
     need = len(full) + len(thumb)
     if not quota.reserve(need):
         raise ProductFailure(f"disk full: product needs {need} B, store holds {quota.used} of {quota.limit} B")
-    try:
-        write_atomic_files([(Path(job.full_path), full), (Path(job.thumb_path), thumb)])
-    except OSError as exc:
-        quota.release(need)
-        for p in (job.full_path, job.thumb_path):
-            p.unlink(missing_ok=True)
-        raise ProductFailure(f"write failed: {exc.strerror or exc}") from None
-    return MadeProduct(job.pid, int(img.shape[1]), int(img.shape[0]), full, thumb)
+    return PendingProduct(job, MadeProduct(job.pid, int(img.shape[1]), int(img.shape[0]), full, thumb))

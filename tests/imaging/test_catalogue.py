@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from flight.imaging.catalogue import FAILED, LOST, READY, Catalogue, CatalogueError, Quota
-from flight.imaging.products import Format, ProductFailure, ProductJob, make_product
+from flight.imaging.products import (
+    Format,
+    ProductFailure,
+    ProductJob,
+    finish_product,
+    make_product,
+    prepare_product,
+)
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,6 +92,22 @@ def test_quota_refuses_a_product_and_leaves_nothing_behind(tmp_path: Path) -> No
     with pytest.raises(ProductFailure, match="disk full"):
         make(cat, quota, 1)
     assert quota.used == 0 and list((tmp_path / "files").iterdir()) == []
+
+
+def test_a_write_that_fails_in_the_second_stage_gives_everything_back(tmp_path: Path) -> None:
+    # the imaging worker encodes on one thread and stores on the next: a store that fails (here
+    # the products directory is a file) removes what it wrote and returns the reserved quota
+    img = np.random.default_rng(3).integers(0, 255, (48, 64), dtype=np.uint8)
+    quota = Quota(10**7)
+    (tmp_path / "files").write_bytes(b"not a directory")
+    job = ProductJob(1, img, Format.JPEG, 90, tmp_path / "files" / "1.full.jpg", tmp_path / "1.thumb.jpg", {})
+    pending = prepare_product(job, quota)
+    assert quota.used == len(pending.made.full) + len(pending.made.thumb) > 0
+    assert not job.thumb_path.exists()  # nothing is on disk before the second stage
+    with pytest.raises(ProductFailure, match="write failed"):
+        finish_product(pending, quota)
+    assert quota.used == 0 and not job.thumb_path.exists()
+    assert (tmp_path / "files").read_bytes() == b"not a directory"
 
 
 @pytest.mark.parametrize("after", [3, 11, 25])
