@@ -77,8 +77,8 @@ PRIORITY_FOR_APID: dict[int, Priority] = {
 
 QUEUED, IN_FLIGHT = 0, 1
 # A commit rewrites every page it touches (the newest rows' leaf, index leaves, the counters):
-# small pages keep that near the bytes of the packets themselves.
-PAGE_SIZE = 1024
+# SQLite's smallest page keeps that near the bytes of the packets themselves.
+PAGE_SIZE = 512
 # Keep fewer than half the sequence space in flight per APID so an ack range is unambiguous.
 MAX_IN_FLIGHT_PER_APID = SEQ_MODULO // 2 - 1
 
