@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 INT64 = (-(2**63), 2**63 - 1)
 _TAG = b"\x00magpie:"  # tagged blobs: values SQLite cannot hold as they are
 PAGE_SIZE = 512
+_PAIR_TYPES = frozenset({list, tuple})
+_INT_ONLY = {int}
+_FLOAT_ONLY = {float}
+_PLAIN_KINDS = frozenset({float, str, int})
 # WAL pages between checkpoints. A checkpoint copies the newest version of every page in the WAL
 # into the file, so each one copies again every channel's newest leaf: rare checkpoints copy
 # each page about once. A 10-minute mission's archive never reaches it before close.
@@ -309,42 +314,16 @@ class Archive:
         )
 
     def _ingest(self, items: list[Ingest], rx: float, raw_only: bool) -> list[bool]:
-        new_flags: list[bool] = []
         samples: list[tuple[int, int, float, int, Any]] = []
         db = self._db
         db.execute("BEGIN")
         try:
-            for it in items:
-                if not self._key_ok(it):
-                    self.refused += 1
-                    new_flags.append(False)
+            pids = self._store_packets(items, rx)
+            for it, pid in zip(items, pids, strict=True):
+                if pid is None or raw_only:
                     continue
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
-                    (it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx),
-                )
-                if cur.rowcount != 1:
-                    new_flags.append(False)
-                    continue
-                new_flags.append(True)
-                if raw_only:
-                    continue
-                pid = cur.lastrowid
-                for pair in it.samples:
-                    try:
-                        ch, value = pair
-                    except (TypeError, ValueError):
-                        continue  # an ill-shaped sample; the raw packet keeps it
-                    if not isinstance(ch, int) or not INT64[0] <= ch <= INT64[1]:
-                        continue
-                    kind = type(value)
-                    if kind is not float and kind is not str and not (
-                        kind is int and INT64[0] <= value <= INT64[1]
-                    ):
-                        value = _sql_value(value)
-                    elif kind is float and value != value:
-                        value = _sql_value(value)
-                    samples.append((it.scid, ch, it.time, pid, value))
+                if it.samples:
+                    self._sample_rows(it, pid, samples)
                 if it.event is not None:
                     e = it.event
                     db.execute(
@@ -373,7 +352,81 @@ class Archive:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return new_flags
+        return [pid is not None for pid in pids]
+
+    def _store_packets(self, items: list[Ingest], rx: float) -> list[int | None]:
+        """Insert the raw packets; the row id of each new one, None for a duplicate or a refusal.
+
+        The usual batch (every key good, none seen before) is one ``executemany`` with the ids
+        SQLite would have given one by one (the next after the largest); if any row is ignored
+        as a duplicate, that is undone and the batch goes row by row, so the ids are the same."""
+        db = self._db
+        if items and all(map(self._key_ok, items)):
+            base = db.execute("SELECT COALESCE(MAX(id), 0) FROM packets").fetchone()[0]
+            rows = [(base + k, it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx)
+                    for k, it in enumerate(items, 1)]
+            db.execute("SAVEPOINT packets_batch")
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO packets(id, scid, apid, seq, time, bytes, received_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+            if db.total_changes - before == len(rows):
+                db.execute("RELEASE packets_batch")
+                return [row[0] for row in rows]
+            db.execute("ROLLBACK TO packets_batch")
+            db.execute("RELEASE packets_batch")
+        pids: list[int | None] = []
+        for it in items:
+            if not self._key_ok(it):
+                self.refused += 1
+                pids.append(None)
+                continue
+            cur = db.execute(
+                "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
+                (it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx),
+            )
+            pids.append(cur.lastrowid if cur.rowcount == 1 else None)
+        return pids
+
+    @staticmethod
+    def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]]) -> None:
+        """Append the rows of ``it``'s samples to ``out``. A list of [int channel, float, str or
+        64-bit int] pairs (what a station hands in) is taken whole, in a few C-level passes;
+        anything else pair by pair: ill-shaped pairs skipped, other values stored tagged."""
+        pairs = it.samples
+        if type(pairs) is list and set(map(type, pairs)) <= _PAIR_TYPES:
+            try:
+                chans, values = zip(*pairs, strict=True)
+            except ValueError:
+                chans = values = ()
+            kinds = set(map(type, values))
+            if (chans and set(map(type, chans)) == _INT_ONLY and INT64[0] <= min(chans)
+                    and max(chans) <= INT64[1] and kinds <= _PLAIN_KINDS):
+                floats = values if kinds == _FLOAT_ONLY else [v for v in values if type(v) is float]
+                ints = () if int not in kinds else [v for v in values if type(v) is int]
+                if not (floats and math.isnan(sum(floats))) and not (
+                    ints and (min(ints) < INT64[0] or max(ints) > INT64[1])
+                ):
+                    scid, t = it.scid, it.time
+                    out.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), values))
+                    return
+        for pair in pairs:
+            try:
+                ch, value = pair
+            except (TypeError, ValueError):
+                continue  # an ill-shaped sample; the raw packet keeps it
+            if not isinstance(ch, int) or not INT64[0] <= ch <= INT64[1]:
+                continue
+            kind = type(value)
+            if kind is not float and kind is not str and not (
+                kind is int and INT64[0] <= value <= INT64[1]
+            ):
+                value = _sql_value(value)
+            elif kind is float and value != value:
+                value = _sql_value(value)
+            out.append((it.scid, ch, it.time, pid, value))
 
     @property
     def unsynced(self) -> bool:
