@@ -86,7 +86,9 @@ _INSERT = "INSERT INTO packets(apid, seq, priority, time, bytes, size) VALUES (?
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- not AUTOINCREMENT (its counter table is one more page in every commit): a new row still
+    -- takes an id above every row held, so ids keep the arrival order the queue relies on
+    id INTEGER PRIMARY KEY,
     apid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     priority INTEGER NOT NULL,
