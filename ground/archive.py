@@ -9,7 +9,8 @@ Channel samples are read from a table clustered on ``(scid, channel, time, packe
 channel over a time range is one index range scan. A commit writing there would rewrite one leaf
 per channel that got a sample, a page for a few samples; so a new archive appends a commit's
 samples to ``samples_recent`` (a few pages, in arrival order) and merges them into
-``samples_by_channel`` in one sorted insert every ``MERGE_ROWS`` rows and at close. The view
+``samples_by_channel`` in one sorted insert every ``MERGE_ROWS`` rows and at close; a commit
+with ``DENSE_SAMPLES`` or more a channel (a pass's backlog) goes straight in. The view
 ``samples`` is the union of the two, for anyone reading the file; the reading methods query
 both. An archive made before with a single ``samples`` table keeps that layout.
 
@@ -133,6 +134,9 @@ _MERGE = ("INSERT OR IGNORE INTO samples_by_channel SELECT scid, channel, time, 
 #: recent samples that make a merge: each merge rewrites about one leaf per channel, so more
 #: rows per merge is fewer bytes written per row; readers scan at most this many unindexed rows
 MERGE_ROWS = 16384
+#: samples a channel in one commit from which they go straight to the clustered table (about a
+#: page of them: the leaf rewritten is mostly new rows, and the merge's second copy is saved)
+DENSE_SAMPLES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +394,11 @@ class Archive:
                         (it.scid, it.apid, c["pid"], c["idx"], c["n"], c["data"], _json(c.get("meta")), it.time),
                     )
             recent = self._recent
-            if samples and self._staged:
+            if samples and self._staged and len(samples) >= DENSE_SAMPLES * len(
+                {(r[0], r[1]) for r in samples}
+            ):  # many samples a channel: its leaves fill up, so they may as well go in now
+                db.executemany("INSERT OR IGNORE INTO samples_by_channel VALUES (?,?,?,?,?)", samples)
+            elif samples and self._staged:
                 db.executemany("INSERT INTO samples_recent VALUES (?,?,?,?,?)", samples)
                 recent += len(samples)
                 if recent >= MERGE_ROWS:

@@ -84,3 +84,16 @@ def test_an_archive_made_with_one_samples_table_keeps_it(tmp_path: Path) -> None
     with sqlite3.connect(path) as db:
         kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE name LIKE 'samples%'").fetchall())
     assert kinds == {"samples": "table"}
+
+
+def test_a_dense_commit_goes_straight_to_the_clustered_table(tmp_path: Path) -> None:
+    """A backlog (many samples a channel in one commit) skips samples_recent; a trickle waits
+    there; both read back as one set of rows."""
+    a = Archive(tmp_path / "a.db")
+    a.ingest(items(0, 40), received_at=0.0)  # 40 samples a channel
+    assert a._recent == 0 and a.merges == 0
+    a.ingest(items(40, 2), received_at=0.0)  # 2 a channel
+    assert a._recent == 8
+    assert a.channel(SCID, 0) == [(i * 0.5, float(i * 10)) for i in range(42)]
+    a.close()
+    assert len(rows(tmp_path / "a.db")) == 42 * 4
