@@ -240,7 +240,10 @@ class Packetizer:
         return self.packet(Apid.CMD_RESPONSE, time_s, item)
 
     def housekeeping(self, time_s: float, samples: list[tuple[int, Any]]) -> tuple[int, bytes]:
-        return self.packet(Apid.HOUSEKEEPING, time_s, {"s": [list(s) for s in samples]})
+        # msgpack writes a tuple as the array it writes for a list: a list of (id, value) pairs
+        # goes as it is (the same bytes, no copies)
+        pairs = samples if type(samples) is list else [list(s) for s in samples]
+        return self.packet(Apid.HOUSEKEEPING, time_s, {"s": pairs})
 
     def chunk(
         self,
