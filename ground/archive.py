@@ -1,18 +1,28 @@
 """The ground archive: one SQLite file (WAL) of raw packets, decoded values, events and commands.
 
-Raw packets are stored exactly once: ``(scid, apid, seq, time)`` is unique, so a packet the
+Raw packets are stored exactly once: ``(time, scid, apid, seq)`` is unique, so a packet the
 vehicle retransmits (its ack was lost, or a NAK crossed a late arrival) is recognised and its
 decoded content is not stored again. Inserts are batched in one transaction per
-:meth:`Archive.ingest` call. Channel samples sit in a table clustered on
-``(scid, channel, time)``, so a channel over a time range is one index range scan.
+:meth:`Archive.ingest` call.
+
+Channel samples are read from a table clustered on ``(scid, channel, time, packet)``, so a
+channel over a time range is one index range scan. A commit writing there would rewrite one leaf
+per channel that got a sample, a page for a few samples; so a new archive appends a commit's
+samples to ``samples_recent`` (a few pages, in arrival order) and merges them into
+``samples_by_channel`` in one sorted insert every ``MERGE_ROWS`` rows and at close; a commit
+with ``DENSE_SAMPLES`` or more a channel (a pass's backlog) goes straight in. The view
+``samples`` is the union of the two, for anyone reading the file; the reading methods query
+both. An archive made before with a single ``samples`` table keeps that layout.
 
 The archive commits with ``synchronous=NORMAL`` (a commit survives a crash of the station, not
 a power loss) and is made durable by :meth:`Archive.sync` (an fsync of the WAL) only when
 something depends on it: the station syncs before it sends an ACK, and the vehicle deletes only
 what was acknowledged, so a power cut can only lose commits nobody acknowledged, which the
-vehicle still holds and sends again. New archives use 1 KiB pages: each commit touches one leaf
-per channel that got a sample, and a small page keeps the bytes written per commit near the
-bytes stored (:attr:`Archive.commits`, :attr:`Archive.syncs` count what it cost).
+vehicle still holds and sends again. New archives use 512-byte pages (SQLite's smallest: a
+commit rewrites the partly filled last page of each table it appends to), and the WAL is
+checkpointed only every ``WAL_CHECKPOINT_PAGES`` pages, so a page is copied into the file about
+once rather than once per thousand pages of WAL (:attr:`Archive.commits`, :attr:`Archive.syncs`
+and :attr:`Archive.merges` count what it cost).
 
 Any value is stored without loss: integers beyond SQLite's signed 64 bits (a u64 above 2**63 - 1)
 and NaN (which SQLite would turn into NULL) are stored as tagged blobs and come back as the same
@@ -28,6 +38,7 @@ archive raises :class:`ArchiveError` with one line. The file is created 0600.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
@@ -37,6 +48,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +58,15 @@ log = logging.getLogger(__name__)
 
 INT64 = (-(2**63), 2**63 - 1)
 _TAG = b"\x00magpie:"  # tagged blobs: values SQLite cannot hold as they are
-PAGE_SIZE = 1024
+PAGE_SIZE = 512
+_PAIR_TYPES = frozenset({list, tuple})
+_INT_ONLY = {int}
+_FLOAT_ONLY = {float}
+_PLAIN_KINDS = frozenset({float, str, int})
+# WAL pages between checkpoints. A checkpoint copies the newest version of every page in the WAL
+# into the file, so each one copies again every channel's newest leaf: rare checkpoints copy
+# each page about once. A 10-minute mission's archive never reaches it before close.
+WAL_CHECKPOINT_PAGES = 16384
 _LIGHT_CHECK_BYTES = 256 * 1024 * 1024  # above this, open checks the schema, not every page
 
 
@@ -58,14 +78,10 @@ CREATE TABLE IF NOT EXISTS packets (
     id INTEGER PRIMARY KEY,
     scid INTEGER NOT NULL, apid INTEGER NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL,
     bytes BLOB NOT NULL, received_at REAL NOT NULL,
-    UNIQUE (scid, apid, seq, time)
+    -- time first: packets arrive about in spacecraft-time order, so a commit's keys go to the
+    -- newest leaf or two, where (scid, apid, ...) first touched a leaf per APID
+    UNIQUE (time, scid, apid, seq)
 );
-CREATE INDEX IF NOT EXISTS packets_time ON packets(scid, apid, time);
-CREATE TABLE IF NOT EXISTS samples (
-    scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
-    value,
-    PRIMARY KEY (scid, channel, time, packet)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     scid INTEGER NOT NULL, event_id INTEGER NOT NULL, name TEXT, severity TEXT, text TEXT,
@@ -93,6 +109,34 @@ CREATE TABLE IF NOT EXISTS channel_names (
     scid INTEGER NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (scid, id)
 );
 """
+
+
+# Samples of a new archive: a table clustered on (scid, channel, time, packet) that takes them in
+# large sorted merges, the recent ones appended in arrival order until the next merge, and the
+# view ``samples`` over both (what readers of the file query). An archive made before has one
+# ``samples`` table written at every commit, and keeps it.
+_SAMPLES_STAGED = """
+CREATE TABLE samples_by_channel (
+    scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
+    value,
+    PRIMARY KEY (scid, channel, time, packet)
+) WITHOUT ROWID;
+CREATE TABLE samples_recent (
+    scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
+    value
+);
+CREATE VIEW samples AS
+    SELECT scid, channel, time, packet, value FROM samples_by_channel
+    UNION ALL SELECT scid, channel, time, packet, value FROM samples_recent;
+"""
+_MERGE = ("INSERT OR IGNORE INTO samples_by_channel SELECT scid, channel, time, packet, value "
+          "FROM samples_recent ORDER BY scid, channel, time, packet")
+#: recent samples that make a merge: each merge rewrites about one leaf per channel, so more
+#: rows per merge is fewer bytes written per row; readers scan at most this many unindexed rows
+MERGE_ROWS = 16384
+#: samples a channel in one commit from which they go straight to the clustered table (about a
+#: page of them: the leaf rewritten is mostly new rows, and the merge's second copy is saved)
+DENSE_SAMPLES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +246,12 @@ class Archive:
         self._unsynced = False
         #: what was wrong with the file at open (empty when all was well)
         self.problems: list[str] = []
+        self._staged = False  # samples in the staged layout (a view over two tables)
+        self._recent = 0  # rows in samples_recent, merged at MERGE_ROWS
+        self.merges = 0
         if readonly:
             self._db = self._open_readonly()
+            self._staged = self._samples_kind(self._db) == "view"
             return
         try:
             self._db = self._open()
@@ -228,12 +276,23 @@ class Archive:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # takes effect only on a new, empty file
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.executescript(_SCHEMA)
+            if self._samples_kind(db) is None:  # a new archive: the three made at once
+                db.executescript("BEGIN IMMEDIATE;" + _SAMPLES_STAGED + "COMMIT;")
+            self._staged = self._samples_kind(db) == "view"
             self._check(db)
+            self._recent = db.execute("SELECT COUNT(*) FROM samples_recent").fetchone()[0] if self._staged else 0
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _samples_kind(db: sqlite3.Connection) -> str | None:
+        """"view" (the staged layout), "table" (one table, an archive made before) or None."""
+        row = db.execute("SELECT type FROM sqlite_master WHERE name = 'samples'").fetchone()
+        return None if row is None else str(row[0])
 
     def _check(self, db: sqlite3.Connection) -> None:
         """Raise sqlite3.DatabaseError unless the file reads as a Magpie archive."""
@@ -256,7 +315,7 @@ class Archive:
         except sqlite3.Error as exc:
             raise ArchiveError(f"archive {p}: {exc}") from None
         try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
             if "packets" not in tables or "samples" not in tables:
                 raise sqlite3.DatabaseError("not a Magpie archive (no packets or samples table)")
             db.execute("SELECT * FROM samples LIMIT 1").fetchall()
@@ -303,42 +362,16 @@ class Archive:
         )
 
     def _ingest(self, items: list[Ingest], rx: float, raw_only: bool) -> list[bool]:
-        new_flags: list[bool] = []
         samples: list[tuple[int, int, float, int, Any]] = []
         db = self._db
         db.execute("BEGIN")
         try:
-            for it in items:
-                if not self._key_ok(it):
-                    self.refused += 1
-                    new_flags.append(False)
+            pids = self._store_packets(items, rx)
+            for it, pid in zip(items, pids, strict=True):
+                if pid is None or raw_only:
                     continue
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
-                    (it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx),
-                )
-                if cur.rowcount != 1:
-                    new_flags.append(False)
-                    continue
-                new_flags.append(True)
-                if raw_only:
-                    continue
-                pid = cur.lastrowid
-                for pair in it.samples:
-                    try:
-                        ch, value = pair
-                    except (TypeError, ValueError):
-                        continue  # an ill-shaped sample; the raw packet keeps it
-                    if not isinstance(ch, int) or not INT64[0] <= ch <= INT64[1]:
-                        continue
-                    kind = type(value)
-                    if kind is not float and kind is not str and not (
-                        kind is int and INT64[0] <= value <= INT64[1]
-                    ):
-                        value = _sql_value(value)
-                    elif kind is float and value != value:
-                        value = _sql_value(value)
-                    samples.append((it.scid, ch, it.time, pid, value))
+                if it.samples:
+                    self._sample_rows(it, pid, samples)
                 if it.event is not None:
                     e = it.event
                     db.execute(
@@ -360,14 +393,110 @@ class Archive:
                         "INSERT OR IGNORE INTO product_chunks VALUES (?,?,?,?,?,?,?,?)",
                         (it.scid, it.apid, c["pid"], c["idx"], c["n"], c["data"], _json(c.get("meta")), it.time),
                     )
-            if samples:
+            recent = self._recent
+            if samples and self._staged and len(samples) >= DENSE_SAMPLES * len(
+                {(r[0], r[1]) for r in samples}
+            ):  # many samples a channel: its leaves fill up, so they may as well go in now
+                db.executemany("INSERT OR IGNORE INTO samples_by_channel VALUES (?,?,?,?,?)", samples)
+            elif samples and self._staged:
+                db.executemany("INSERT INTO samples_recent VALUES (?,?,?,?,?)", samples)
+                recent += len(samples)
+                if recent >= MERGE_ROWS:
+                    self._merge(db)
+                    recent = 0
+            elif samples:
                 db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?)", samples)
             db.execute("COMMIT")
             self.commits += 1
+            self._recent = recent
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return new_flags
+        return [pid is not None for pid in pids]
+
+    def _merge(self, db: sqlite3.Connection) -> None:
+        """Move the recent samples into the clustered table (inside the caller's transaction)."""
+        db.execute(_MERGE)
+        db.execute("DELETE FROM samples_recent")
+        self.merges += 1
+
+    def _store_packets(self, items: list[Ingest], rx: float) -> list[int | None]:
+        """Insert the raw packets; the row id of each new one, None for a duplicate or a refusal.
+
+        The usual batch (every key good, none seen before) is one ``executemany`` with the ids
+        SQLite would have given one by one (the next after the largest); if any row is ignored
+        as a duplicate, that is undone and the batch goes row by row, so the ids are the same."""
+        db = self._db
+        if items and all(map(self._key_ok, items)):
+            base = db.execute("SELECT COALESCE(MAX(id), 0) FROM packets").fetchone()[0]
+            rows = [(base + k, it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx)
+                    for k, it in enumerate(items, 1)]
+            db.execute("SAVEPOINT packets_batch")
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO packets(id, scid, apid, seq, time, bytes, received_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
+            if db.total_changes - before == len(rows):
+                db.execute("RELEASE packets_batch")
+                return [row[0] for row in rows]
+            db.execute("ROLLBACK TO packets_batch")
+            db.execute("RELEASE packets_batch")
+        pids: list[int | None] = []
+        for it in items:
+            if not self._key_ok(it):
+                self.refused += 1
+                pids.append(None)
+                continue
+            cur = db.execute(
+                "INSERT OR IGNORE INTO packets(scid, apid, seq, time, bytes, received_at) VALUES (?,?,?,?,?,?)",
+                (it.scid, it.apid, it.seq, float(it.time), bytes(it.raw), rx),
+            )
+            pids.append(cur.lastrowid if cur.rowcount == 1 else None)
+        return pids
+
+    @staticmethod
+    def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]]) -> None:
+        """Append the rows of ``it``'s samples to ``out``. A list of [int channel, float, str or
+        64-bit int] pairs (what a station hands in) is taken whole, in a few C-level passes;
+        anything else pair by pair: ill-shaped pairs skipped, other values stored tagged, a channel
+        named twice kept once (the first)."""
+        pairs = it.samples
+        if type(pairs) is list and set(map(type, pairs)) <= _PAIR_TYPES:
+            try:
+                chans, values = zip(*pairs, strict=True)
+            except ValueError:
+                chans = values = ()
+            kinds = set(map(type, values))
+            if (chans and set(map(type, chans)) == _INT_ONLY and len(set(chans)) == len(chans)
+                    and INT64[0] <= min(chans)
+                    and max(chans) <= INT64[1] and kinds <= _PLAIN_KINDS):
+                floats = values if kinds == _FLOAT_ONLY else [v for v in values if type(v) is float]
+                ints = () if int not in kinds else [v for v in values if type(v) is int]
+                if not (floats and math.isnan(sum(floats))) and not (
+                    ints and (min(ints) < INT64[0] or max(ints) > INT64[1])
+                ):
+                    scid, t = it.scid, it.time
+                    out.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), values))
+                    return
+        seen: set[int] = set()  # a channel twice in one packet: the first is kept (the key's rule)
+        for pair in pairs:
+            try:
+                ch, value = pair
+            except (TypeError, ValueError):
+                continue  # an ill-shaped sample; the raw packet keeps it
+            if not isinstance(ch, int) or not INT64[0] <= ch <= INT64[1] or ch in seen:
+                continue
+            seen.add(ch)
+            kind = type(value)
+            if kind is not float and kind is not str and not (
+                kind is int and INT64[0] <= value <= INT64[1]
+            ):
+                value = _sql_value(value)
+            elif kind is float and value != value:
+                value = _sql_value(value)
+            out.append((it.scid, ch, it.time, pid, value))
 
     @property
     def unsynced(self) -> bool:
@@ -455,19 +584,28 @@ class Archive:
     def channel(
         self, scid: int, channel: int, since: float = float("-inf"), until: float = float("inf")
     ) -> list[tuple[float, Any]]:
-        """(time, value) of one channel over [since, until], oldest first."""
-        rows = self._query(
-            "SELECT time, value FROM samples WHERE scid=? AND channel=? AND time BETWEEN ? AND ? ORDER BY time",
-            (scid, channel, since, until),
-        )
+        """(time, value) of one channel over [since, until], oldest first (by time, then packet)."""
+        where = "WHERE scid=? AND channel=? AND time BETWEEN ? AND ? ORDER BY time, packet"
+        args = (scid, channel, since, until)
+        if not self._staged:
+            rows = self._query(f"SELECT time, value FROM samples {where}", args)
+        else:
+            with self._lock:
+                kept = self._db.execute(f"SELECT time, packet, value FROM samples_by_channel {where}", args).fetchall()
+                recent = self._db.execute(f"SELECT time, packet, value FROM samples_recent {where}", args).fetchall()
+            both = kept + recent if not kept or not recent or kept[-1] <= recent[0] else sorted(kept + recent)
+            rows = [(t, v) for t, _, v in both]
         return [(t, from_sql(v)) if type(v) is bytes else (t, v) for t, v in rows]
 
     def latest(self, scid: int, channel: int) -> tuple[float, Any] | None:
-        rows = self._query(
-            "SELECT time, value FROM samples WHERE scid=? AND channel=? ORDER BY time DESC LIMIT 1",
-            (scid, channel),
-        )
-        return (rows[0][0], from_sql(rows[0][1])) if rows else None
+        last = "WHERE scid=? AND channel=? ORDER BY time DESC, packet DESC LIMIT 1"
+        tables = ("samples_by_channel", "samples_recent") if self._staged else ("samples",)
+        rows = [r for table in tables for r in self._query(f"SELECT time, packet, value FROM {table} {last}",
+                                                             (scid, channel))]
+        if not rows:
+            return None
+        t, _, v = max(rows, key=lambda r: (r[0], r[1]))
+        return t, from_sql(v)
 
     def events(
         self, scid: int | None = None, since: float = float("-inf"), until: float = float("inf")
@@ -534,16 +672,27 @@ class Archive:
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
     def iter_samples(self, scid: int | None = None) -> Iterator[tuple[int, int, float, Any]]:
-        """Every sample (scid, channel, time, value), for export."""
-        cur = self._db.execute(
-            "SELECT scid, channel, time, value FROM samples WHERE (? IS NULL OR scid=?) ORDER BY scid, channel, time",
-            (scid, scid),
-        )
-        for scid_, ch, t, v in cur:
+        """Every sample (scid, channel, time, value), for export, by scid, channel, time, packet."""
+        sql = ("SELECT scid, channel, time, packet, value FROM {} WHERE (? IS NULL OR scid=?) "
+               "ORDER BY scid, channel, time, packet")
+        tables = ("samples_by_channel", "samples_recent") if self._staged else ("samples",)
+        cursors = [self._db.execute(sql.format(table), (scid, scid)) for table in tables]
+        for scid_, ch, t, _, v in heapq.merge(*cursors, key=lambda r: r[:4]):
             yield scid_, ch, t, from_sql(v)
 
     def close(self) -> None:
+        """Merge the recent samples (a closed archive is all in the clustered table), then close."""
         with self._lock:
+            if self._staged and self._recent:
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._merge(self._db)
+                    self._db.execute("COMMIT")
+                    self._recent = 0
+                except sqlite3.Error as exc:  # they stay where they are, readable as before
+                    log.warning("archive %s: samples not merged at close: %s", self.path, exc)
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
             self._db.close()
 
     def __enter__(self) -> Archive:

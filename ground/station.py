@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import sqlite3
 import time
 from collections import Counter, deque
@@ -88,6 +89,54 @@ _SEVERITIES = frozenset(
 )
 _RESYNC = {"uplink_counter_cmd": Apid.TC_COMMAND, "uplink_counter_link": Apid.TC_LINK}
 _PAIRS = (list, tuple)
+_PAIRS_SET = frozenset(_PAIRS)
+_INT_ONLY = {int}
+_KIND_TYPE = {"float": float, "int": int, "str": str, "bool": bool}
+_PLANS_MAX = 512  # sample plans kept per vehicle (a forged packet's channel list costs one slot)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplePlan:
+    """How a sample list with one sequence of channel ids is checked in a few C-level passes: the
+    exact type of each value, then min/max of the values that have a range (``bounded``: a getter
+    of those values, the kind, and the range), and whether any of them resynchronises."""
+
+    types: tuple[type, ...]
+    bounded: tuple[tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], str, float, float], ...]
+    resync: bool
+
+    @staticmethod
+    def build(v: Vehicle, chans: tuple[int, ...]) -> SamplePlan | None:
+        """None when a channel is not one the dictionary types (the pair-by-pair path says why)."""
+        types: list[type] = []
+        groups: dict[tuple[str, float, float], list[int]] = {}
+        for i, cid in enumerate(chans):
+            spec = v.channel_types.get(cid)
+            if spec is None or spec.kind not in _KIND_TYPE:
+                return None
+            types.append(_KIND_TYPE[spec.kind])
+            if spec.kind == "int" or (spec.kind == "float" and spec.hi is not None):
+                groups.setdefault((spec.kind, spec.lo, spec.hi), []).append(i)
+        bounded = []
+        for (kind, lo, hi), idxs in groups.items():
+            get = operator.itemgetter(*idxs) if len(idxs) > 1 else (lambda vals, i=idxs[0]: (vals[i],))
+            bounded.append((get, kind, lo, hi))
+        resync = not v.resync_channels.keys().isdisjoint(chans)
+        return SamplePlan(tuple(types), tuple(bounded), resync)
+
+    def fits(self, values: tuple[Any, ...]) -> bool:
+        """True if every value is of its channel's type and inside its range. A NaN or an
+        infinity in a ranged float channel fails here and is judged pair by pair."""
+        if tuple(map(type, values)) != self.types:
+            return False
+        for get, kind, lo, hi in self.bounded:
+            part = get(values)
+            if kind == "int":
+                if min(part) < lo or max(part) > hi:
+                    return False
+            elif not max(map(abs, part)) <= hi:
+                return False
+        return True
 
 
 class Refused(ValueError):
@@ -222,10 +271,13 @@ class Vehicle:
     channel_types: dict[int, Any] = field(init=False)
     #: channel id -> what a sample of it resynchronises ("frame" or the counter's TC APID)
     resync_channels: dict[int, Any] = field(init=False)
+    #: sample lists seen, by their channel ids in order -> how they are checked (SamplePlan)
+    sample_plans: dict[tuple[int, ...], SamplePlan | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.channel_types = {}
         self.resync_channels = {}
+        self.sample_plans = {}
         for cid, ch in self.dictionary.channels_by_id.items():
             spec = TYPES.get(str(ch.get("type", "")))
             if spec is not None and _is_int(cid):
@@ -402,9 +454,35 @@ class Station:
             self.flush(now_s)
         return len(fr.packets)
 
-    def _samples(self, v: Vehicle, obj: Any) -> list[tuple[int, Any]]:
+    @staticmethod
+    def _plain_samples(v: Vehicle, pairs: list[Any]) -> tuple[list[tuple[int, Any]], bool] | None:
+        """The whole list at once when every pair is [known channel id, value that fits] (a
+        housekeeping packet's usual case): (samples, may resynchronise). None: check pair by pair."""
+        if not pairs or not set(map(type, pairs)) <= _PAIRS_SET:
+            return None
+        try:
+            chans, values = zip(*pairs, strict=True)
+        except ValueError:  # a pair that is not a pair
+            return None
+        if set(map(type, chans)) != _INT_ONLY:
+            return None
+        plans = v.sample_plans
+        plan = plans.get(chans, False)
+        if plan is False:
+            plan = SamplePlan.build(v, chans)
+            if len(plans) < _PLANS_MAX:
+                plans[chans] = plan
+        if plan is None or not plan.fits(values):
+            return None
+        return list(zip(chans, values, strict=True)), plan.resync
+
+    def _samples(self, v: Vehicle, obj: Any) -> tuple[list[tuple[int, Any]], bool]:
+        """(checked samples, whether any may resynchronise a counter)."""
         if not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
             raise Refused("bad_housekeeping", "not a map with a sample list 's'")
+        plain = self._plain_samples(v, obj["s"])
+        if plain is not None:
+            return plain
         out: list[tuple[int, Any]] = []
         channels = v.dictionary.channels_by_id
         types = v.channel_types
@@ -431,13 +509,13 @@ class Station:
                 out.append((cid, check_value(str(ch.get("type", "")), value)))
             except Refused as exc:
                 self._refuse(exc.reason, v.scid, exc)
-        return out
+        return out, True
 
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING or (apid in HK_APIDS and v.layouts is not None):
-            item.samples = self._samples(v, obj)
-            if v.signer is not None or v.security is not None:
+            item.samples, may_resync = self._samples(v, obj)
+            if may_resync and (v.signer is not None or v.security is not None):
                 self._resync(v, item.samples)
         elif apid == Apid.EVENT:
             if not isinstance(obj, dict):

@@ -136,40 +136,41 @@ def encode_tm(apid: int, seq: int, time_s: float, obj: Any) -> bytes:
     return encode_packet(apid, seq, time_s, pack_payload(obj))
 
 
+# Parsing reads the primary and time headers with one precompiled format (the fields are the
+# ones spacepackets builds in encode_packet; tests/link/test_packets.py checks the two agree).
+_PRIMARY = struct.Struct(">HHH")
+_HEADERS = struct.Struct(">HHHIH")
+_TC_BIT, _SEC_HEADER_BIT = 0x1000, 0x0800
+_UNSEGMENTED = int(SequenceFlags.UNSEGMENTED)
+
+
 def peek(data: bytes) -> tuple[int, int, int]:
     """(apid, seq, total length) from a primary header, without checking the rest."""
     if len(data) < PRIMARY_HEADER_LEN:
         raise PacketError(f"{len(data)} bytes is shorter than a primary header")
-    try:
-        header = SpacePacketHeader.unpack(bytes(data[:PRIMARY_HEADER_LEN]))
-    except Exception as exc:  # spacepackets raises ValueError subclasses
-        raise PacketError(f"bad primary header: {exc}") from None
-    return header.apid, header.seq_count, header.packet_len
+    ident, count, data_len = _PRIMARY.unpack_from(data)
+    return ident & 0x7FF, count & 0x3FFF, data_len + PRIMARY_HEADER_LEN + 1
 
 
 def decode_packet(data: bytes) -> Packet:
     """Parse exactly one packet (no trailing bytes). Raises PacketError if malformed."""
     if len(data) < HEADER_LEN:
         raise PacketError(f"{len(data)} bytes is shorter than the packet headers")
-    try:
-        header = SpacePacketHeader.unpack(bytes(data[:PRIMARY_HEADER_LEN]))
-    except Exception as exc:  # spacepackets raises ValueError subclasses
-        raise PacketError(f"bad primary header: {exc}") from None
-    if header.ccsds_version != 0:
-        raise PacketError(f"packet version {header.ccsds_version} is not 0")
-    if not header.sec_header_flag:
+    ident, count, data_len, coarse, fine = _HEADERS.unpack_from(data)
+    if ident >> 13:
+        raise PacketError(f"packet version {ident >> 13} is not 0")
+    if not ident & _SEC_HEADER_BIT:
         raise PacketError("secondary header flag is clear; Magpie packets carry a time header")
-    if header.seq_flags != SequenceFlags.UNSEGMENTED:
+    if count >> 14 != _UNSEGMENTED:
         raise PacketError("segmented packets are not used on this link")
-    if header.packet_len != len(data):
-        raise PacketError(f"length field says {header.packet_len} bytes, got {len(data)}")
-    time_s = decode_time(data, PRIMARY_HEADER_LEN)
+    if data_len + PRIMARY_HEADER_LEN + 1 != len(data):
+        raise PacketError(f"length field says {data_len + PRIMARY_HEADER_LEN + 1} bytes, got {len(data)}")
     return Packet(
-        apid=header.apid,
-        seq=header.seq_count,
-        time_s=time_s,
+        apid=ident & 0x7FF,
+        seq=count & 0x3FFF,
+        time_s=coarse + fine / FINE_PER_S,
         payload=bytes(data[HEADER_LEN:]),
-        telecommand=header.packet_type == PacketType.TC,
+        telecommand=bool(ident & _TC_BIT),
     )
 
 
@@ -239,7 +240,10 @@ class Packetizer:
         return self.packet(Apid.CMD_RESPONSE, time_s, item)
 
     def housekeeping(self, time_s: float, samples: list[tuple[int, Any]]) -> tuple[int, bytes]:
-        return self.packet(Apid.HOUSEKEEPING, time_s, {"s": [list(s) for s in samples]})
+        # msgpack writes a tuple as the array it writes for a list: a list of (id, value) pairs
+        # goes as it is (the same bytes, no copies)
+        pairs = samples if type(samples) is list else [list(s) for s in samples]
+        return self.packet(Apid.HOUSEKEEPING, time_s, {"s": pairs})
 
     def chunk(
         self,

@@ -77,14 +77,18 @@ PRIORITY_FOR_APID: dict[int, Priority] = {
 
 QUEUED, IN_FLIGHT = 0, 1
 # A commit rewrites every page it touches (the newest rows' leaf, index leaves, the counters):
-# small pages keep that near the bytes of the packets themselves.
-PAGE_SIZE = 1024
+# SQLite's smallest page keeps that near the bytes of the packets themselves.
+PAGE_SIZE = 512
 # Keep fewer than half the sequence space in flight per APID so an ack range is unambiguous.
 MAX_IN_FLIGHT_PER_APID = SEQ_MODULO // 2 - 1
 
+_INSERT = "INSERT INTO packets(apid, seq, priority, time, bytes, size) VALUES (?,?,?,?,?,?)"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- not AUTOINCREMENT (its counter table is one more page in every commit): a new row still
+    -- takes an id above every row held, so ids keep the arrival order the queue relies on
+    id INTEGER PRIMARY KEY,
     apid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     priority INTEGER NOT NULL,
@@ -277,25 +281,38 @@ class Recorder:
         Committed, not yet fsynced: see the module docstring for when :meth:`sync` runs."""
         results: list[bool] = []
         now = self.clock()
+        batch = items if isinstance(items, list) else list(items)
         with self._tx(commit=True):
-            for data, apid, seq, priority, time_s in items:
+            rows = []
+            last: dict[int, int] = {}
+            size_all = 0
+            for data, apid, seq, priority, time_s in batch:
                 prio = int(
                     PRIORITY_FOR_APID.get(apid, Priority.PRODUCT) if priority is None else priority
                 )
                 size = len(data)
-                if not self._make_room(size, prio):
-                    self._drop(prio, 1)
-                    results.append(False)
-                    continue
-                self._db.execute(
-                    "INSERT INTO packets(apid, seq, priority, time, bytes, size) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (apid, seq, prio, now if time_s is None else time_s, data, size),
-                )
-                self._used += size
-                self._count += 1
+                size_all += size
+                rows.append((apid, seq, prio, now if time_s is None else time_s, data, size))
+                last[apid] = seq
+            if self._used + size_all <= self.capacity_bytes:  # the usual case: all fit, no drop policy
+                self._db.executemany(_INSERT, rows)
+                self._used += size_all
+                self._count += len(rows)
+                results = [True] * len(rows)
+            else:
+                last = {}
+                for row in rows:
+                    if not self._make_room(row[5], row[2]):
+                        self._drop(row[2], 1)
+                        results.append(False)
+                        continue
+                    self._db.execute(_INSERT, row)
+                    self._used += row[5]
+                    self._count += 1
+                    last[row[0]] = row[1]
+                    results.append(True)
+            for apid, seq in last.items():
                 self._set_meta(f"last_seq.{apid}", seq)
-                results.append(True)
             for key, value in self._pending_meta.items():
                 self._set_meta(key, value)
             self._pending_meta.clear()

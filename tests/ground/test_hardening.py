@@ -220,3 +220,66 @@ def test_read_only_archive_errors_are_one_line(tmp_path: Path) -> None:
         db.execute("CREATE TABLE x (a)")
     with pytest.raises(ArchiveError, match="not a Magpie archive"):
         Archive(tmp_path / "other.db", readonly=True)
+
+
+_plainish = st.one_of(st.floats(allow_nan=True), st.integers(-(2**64), 2**64), st.text(max_size=4),
+                      st.booleans(), st.none(), st.binary(max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(packets=st.lists(st.lists(st.tuples(st.integers(-(2**64), 2**64) | st.booleans(), _plainish),
+                                 max_size=6), min_size=1, max_size=5),
+       dup=st.booleans())
+def test_a_batch_stores_the_rows_it_would_store_item_by_item(tmp_path_factory: pytest.TempPathFactory,
+                                                             packets: list, dup: bool) -> None:
+    """The whole-batch path (one executemany, samples taken whole) and the item-by-item path
+    store the same packet ids and the same sample rows, duplicates and odd values included."""
+    tmp = tmp_path_factory.mktemp("same")
+
+    def items() -> list[Ingest]:
+        out = [Ingest(SCID, 0x20, i, 1.0 + i, b"p%d" % i, samples=[list(p) for p in s])
+               for i, s in enumerate(packets)]
+        return out + out[:1] if dup else out
+
+    batched, single = Archive(tmp / "batch.db"), Archive(tmp / "single.db")
+    try:
+        flags = batched.ingest(items(), received_at=0.0)
+        one_by_one = [f for it in items() for f in single.ingest([it], received_at=0.0)]
+        assert flags == one_by_one and flags.count(True) == len(packets)
+        for table in ("packets", "samples"):
+            query = f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4"
+            assert batched._query(query) == single._query(query)
+    finally:
+        batched.close()
+        single.close()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(st.sampled_from([1, 2, 3, 4, 5, 6, 99]),
+                                st.floats(allow_nan=True) | st.integers(-(2**65), 2**65) | st.booleans()
+                                | st.text(max_size=3)), max_size=8))
+def test_station_takes_a_sample_list_as_it_checks_each_pair(tmp_path_factory: pytest.TempPathFactory,
+                                                            pairs: list) -> None:
+    """A housekeeping list taken whole gives exactly the samples the pair-by-pair check keeps."""
+    from flight.types import TYPES
+    from ground.station import Refused, check_value
+
+    station, archive, _ = make_station(tmp_path_factory.mktemp("plan"))
+    try:
+        v = station.vehicles[SCID]
+        expected = []
+        for cid, value in pairs:
+            ch = v.dictionary.channels_by_id.get(cid)
+            if ch is None:
+                continue
+            try:
+                expected.append((cid, check_value(str(ch["type"]), value)))
+            except Refused:
+                pass
+        for _ in range(2):  # the second time through the plan cached for this channel list
+            got, _resync = station._samples(v, {"s": [list(p) for p in pairs]})
+            assert got == expected
+            assert [type(x) for _, x in got] == [type(x) for _, x in expected]
+        assert all(TYPES.get(str(v.dictionary.channels_by_id[c]["type"])) for c, _ in got)
+    finally:
+        archive.close()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
+from spacepackets.ccsds.spacepacket import (
+    PacketId,
+    PacketType,
+    SequenceFlags,
+    SpacePacketHeader,
+    parse_space_packets,
+)
 
 from flight.link.packets import (
     SEQ_MODULO,
@@ -20,6 +26,7 @@ from flight.link.packets import (
     encode_packet,
     encode_time,
     encode_tm,
+    peek,
     seq_diff,
     seqs_to_ranges,
     split_packets,
@@ -71,6 +78,38 @@ def test_arbitrary_bytes_raise_only_packet_error(data: bytes) -> None:
         split_packets(data)
     except PacketError:
         pass
+
+
+@given(
+    first=st.integers(0, 0x1FFF) | st.integers(0, 0xFFFF),  # version 0, or any
+    count=st.integers(0xC000, 0xFFFF) | st.integers(0, 0xFFFF),  # unsegmented, or any
+    rest=st.binary(min_size=6, max_size=30),
+    fit=st.booleans(),
+    other_len=st.integers(0, 0xFFFF),
+)
+@settings(max_examples=500)
+def test_header_parse_agrees_with_spacepackets(first: int, count: int, rest: bytes, fit: bool, other_len: int) -> None:
+    """peek and decode_packet read the primary header as spacepackets does, field by field, and
+    refuse exactly the headers Magpie does not use."""
+    data_len = len(rest) - 1 if fit else other_len
+    head = first.to_bytes(2, "big") + count.to_bytes(2, "big") + data_len.to_bytes(2, "big")
+    ref = SpacePacketHeader.unpack(head)
+    data = head + rest
+    assert peek(data) == (ref.apid, ref.seq_count, ref.packet_len)
+    usable = (
+        ref.ccsds_version == 0
+        and ref.sec_header_flag
+        and ref.seq_flags == SequenceFlags.UNSEGMENTED
+        and ref.packet_len == len(data)
+    )
+    try:
+        pkt = decode_packet(data)
+    except PacketError:
+        assert not usable
+        return
+    assert usable
+    assert (pkt.apid, pkt.seq, pkt.telecommand) == (ref.apid, ref.seq_count, ref.packet_type == PacketType.TC)
+    assert pkt.time_s == decode_time(data, 6) and pkt.payload == data[12:]
 
 
 def test_time_header_is_coarse_and_fine() -> None:
