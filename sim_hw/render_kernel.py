@@ -303,7 +303,8 @@ def _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays):
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
 def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
                  lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
-    """Depth and (with ``shade``) relative brightness times ``gain`` of the columns in ``cols``.
+    """Depth and (with ``shade``) brightness in DN, relative brightness times ``gain`` times 255, of
+    the columns in ``cols``.
 
     ``depth_out`` and ``lum_out`` are stored transposed (one image column a row), so a column's
     pixels are at consecutive addresses. Per column: its rays (:func:`_column_rays`), their
@@ -358,7 +359,7 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
                 bot = tile[b1, a0] + ax * (tile[b1, a1] - tile[b1, a0])
                 det = top + ay * (bot - top)
                 val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-            lum_out[u, v] = val * gain
+            lum_out[u, v] = np.float32(val * gain) * np.float32(255.0)  # as float32, rounded twice
 
 
 def threads() -> int:
