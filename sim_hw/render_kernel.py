@@ -21,6 +21,7 @@ runs on that thread alone.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -372,11 +373,14 @@ _pool_lock = threading.Lock()
 
 
 def run_threads(kernel, n_items: int, parallel: bool, *args) -> None:
-    """Run ``kernel(items, *args)`` over ``range(n_items)``, interleaved across the cores.
+    """Run ``kernel(items, *args)`` over ``range(n_items)``, in blocks shared out across the cores.
 
-    The kernels release the GIL, so plain threads run them in parallel; with ``parallel`` False
-    the calling thread does all of it (a worker's background capture uses one core, leaving the
-    other to the control loop).
+    The kernels release the GIL, so plain threads run them in parallel. Each thread takes the
+    next block of consecutive items until none is left, so a core that other work slows down
+    simply takes fewer blocks (a fixed split would make the frame wait for it), and neighbouring
+    columns, which walk much the same cells, run on one core. Which thread runs a block does not
+    change its result. With ``parallel`` False the calling thread does all of it (a worker's
+    background capture uses one core, leaving the other to the control loop).
     """
     n = threads() if parallel else 1
     if n == 1 or n_items < 2 * n:
@@ -386,7 +390,18 @@ def run_threads(kernel, n_items: int, parallel: bool, *args) -> None:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="render")
-    futures = [_pool.submit(kernel, np.arange(i, n_items, n, dtype=np.int64), *args) for i in range(1, n)]
-    kernel(np.arange(0, n_items, n, dtype=np.int64), *args)
+    # about 16 blocks a thread: small enough to even out, large enough that a call's few
+    # microseconds of dispatch stay negligible
+    blocks = np.array_split(np.arange(n_items, dtype=np.int64), min(n_items, 16 * n))
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        for i in iter(taken.__next__, -1):
+            if i >= len(blocks):
+                return
+            kernel(blocks[i], *args)
+
+    futures = [_pool.submit(work) for _ in range(n - 1)]
+    work()
     for f in futures:
         f.result()
