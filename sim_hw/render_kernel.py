@@ -60,7 +60,8 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
     ``rays`` holds a ray a column: world direction x, y, z (unit depth), its horizontal rate
     and ``ratio`` (row 4): where ``ratio >= 0`` the ray is known clear up to ``ratio`` times the
     depth the ray before it was known clear to (see :func:`_column_rays`), else nothing is
-    known. ``(ox, oy)`` is the origin in grid units, ``oz`` in metres.
+    known. ``(ox, oy)`` is the origin in grid units, ``oz`` in metres. Rows 6-9 hold the hit
+    cell's quadratic until its root is solved, after the walk.
 
     Each ray walks the grid cell by cell; a cell whose highest corner is under the ray is passed
     at once, otherwise the ray is solved against the cell's bilinear patch (a quadratic in
@@ -157,27 +158,30 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                     ey = h01 - h00
                     k = h11 - h10 - h01 + h00
                     c = za - (h00 + ex * fx0 + ey * fy0 + k * fx0 * fy0)
-                    if c <= 0.0:
+                    if c <= 0.0:  # already under at the entry: a root at once (span 0, see below)
                         hit = t
+                        rays[6, j] = 0.0
+                        rays[7, j] = 0.0
+                        rays[8, j] = 0.0
+                        rays[9, j] = 0.0
                         t_free = t
                         break
                     b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
                     a = -k * dx * dy
                     span = t_exit - t
                     # whether the ray goes under in this cell, from products and signs alone (so
-                    # the branch is settled before any square root or division): under at the
-                    # far edge, or dipping in and out between (convex gap, vertex inside, below 0)
+                    # the loop's exit is settled before any square root or division): under at
+                    # the far edge, or dipping in and out between (convex gap, vertex inside,
+                    # below 0); the root itself is solved after the walk
                     disc = b * b - 4.0 * a * c
                     under = c + span * (b + a * span) <= 0.0
                     dips = (a > 0.0) & (b < 0.0) & (-b < 2.0 * a * span) & (disc > 0.0)
                     if under | dips:
-                        # the first positive root: the stable pair q / a and c / q, where c / q
-                        # is the linear root when a = 0
-                        q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
-                        r1 = q / a
-                        r2 = c / q
-                        tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
-                        hit = t + tau
+                        hit = t
+                        rays[6, j] = a
+                        rays[7, j] = b
+                        rays[8, j] = c
+                        rays[9, j] = span
                         t_free = t
                         break
                 if t_exit >= t1 or (rising and zb > hmax):
@@ -219,6 +223,20 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                         break
                 t_free = t
         rays[5, j] = hit
+    # the first positive root in each hit cell, apart from the walk so nothing there waits on a
+    # square root or a division: the stable pair q / a and c / q (c / q is the linear root when
+    # a = 0); a ray already under at its cell's entry has span 0, so its root is the entry
+    for j in range(n):
+        t = rays[5, j]
+        if t < inf:
+            a = rays[6, j]
+            b = rays[7, j]
+            c = rays[8, j]
+            span = rays[9, j]
+            q = -0.5 * (b + math.copysign(math.sqrt(max(b * b - 4.0 * a * c, 0.0)), b))
+            r1 = q / a
+            r2 = c / q
+            rays[5, j] = t + min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
 
 
 # Explicit signatures compile (or load from the cache) at import, so the first frame is not the
@@ -235,7 +253,7 @@ _IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64
 def cast_rays(idx, dirs, origin, grid_origin, res, h, lv0, lv1, lv2, radii, hmax, out):
     """Depth of the first hit of rays ``origin + t * dirs[i]`` (``i`` in ``idx``) into ``out``."""
     n = idx.shape[0]
-    rays = np.empty((6, n), np.float64)
+    rays = np.empty((10, n), np.float64)
     for k in range(n):
         i = idx[k]
         rays[0, k] = dirs[i, 0]
@@ -324,7 +342,7 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
     tny, tnx = tile.shape
     mx = tnx - 1  # the tile's sides are powers of two: wrapping is a mask, not a division
     my = tny - 1
-    rays = np.empty((6, height), np.float64)
+    rays = np.empty((10, height), np.float64)
     for k in range(cols.shape[0]):
         u = cols[k]
         _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays)
