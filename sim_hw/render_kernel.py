@@ -288,35 +288,41 @@ def _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays):
     """
     inv_fy = 1.0 / fy
     xn = (u - cx) / fx
-    bx = 0.0
-    by = 0.0
-    inv_bxy = 0.0
-    tan_b = -np.inf
-    hxy_b = 0.0
+    # two passes with no value carried from one ray to the next inside either, so the compiler
+    # can do several rays at once: the directions (and, in rows 6 and 7 for now, the reciprocal
+    # horizontal rate and the elevation's tangent), then each ray's test against the one below
+    a0 = rot[0, 0] * xn
+    a1 = rot[1, 0] * xn
+    a2 = rot[2, 0] * xn
+    b0, b1, b2 = rot[0, 1], rot[1, 1], rot[2, 1]
+    c0, c1, c2 = rot[0, 2], rot[1, 2], rot[2, 2]
     for j in range(height):
         yn = (height - 1 - j - cy) * inv_fy
-        wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
-        wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
-        wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
+        wx = a0 + b0 * yn + c0
+        wy = a1 + b1 * yn + c1
+        wz = a2 + b2 * yn + c2
         hxy = math.sqrt(wx * wx + wy * wy)
-        inv_hxy = 1.0 / hxy if hxy > 1e-9 else 0.0
-        tan_e = wz * inv_hxy if hxy > 1e-9 else np.inf
-        ratio = -1.0
-        if hxy > 1e-9 and inv_bxy > 0.0 and bx * wx + by * wy > 0.0:
-            # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
-            x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
-            if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                ratio = hxy_b * inv_hxy * (1.0 - 1e-6)
+        flat = hxy > 1e-9
+        inv_hxy = 1.0 / hxy
         rays[0, j] = wx
         rays[1, j] = wy
         rays[2, j] = wz
         rays[3, j] = hxy
-        rays[4, j] = ratio
-        bx = wx
-        by = wy
-        inv_bxy = inv_hxy
-        tan_b = tan_e
-        hxy_b = hxy
+        rays[6, j] = inv_hxy if flat else 0.0
+        rays[7, j] = wz * inv_hxy if flat else np.inf
+    rays[4, 0] = -1.0
+    for j in range(1, height):
+        wx = rays[0, j]
+        wy = rays[1, j]
+        bx = rays[0, j - 1]
+        by = rays[1, j - 1]
+        inv_hxy = rays[6, j]
+        inv_bxy = rays[6, j - 1]
+        # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
+        x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
+        safe = ((inv_hxy > 0.0) & (inv_bxy > 0.0) & (bx * wx + by * wy > 0.0) & (x < 0.5)
+                & (rays[7, j] - rays[7, j - 1] >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12))
+        rays[4, j] = rays[3, j - 1] * inv_hxy * (1.0 - 1e-6) if safe else -1.0
 
 
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
