@@ -72,6 +72,34 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
     ny, nx = h.shape
     inf = np.inf
     inv_res = 1.0 / res
+    # what a ray's walk needs that does not hang on the ray before it, for all rays first, with
+    # no branch on the data (so the compiler may do several at once and nothing in the walk
+    # waits on these divisions): the span of depths inside the map's box (grid units) and under
+    # the terrain's ceiling, and how the ray stands (row 5, until its depth goes there): 0 it
+    # walks, 1 it misses the map, 2 it rises from above the ceiling. Rows 6-9 until the walk.
+    for j in range(n):
+        dx = rays[0, j] * inv_res
+        dy = rays[1, j] * inv_res
+        dz = rays[2, j]
+        inv_x = 1.0 / dx if dx != 0.0 else inf
+        inv_y = 1.0 / dy if dy != 0.0 else inf
+        ta = (0.0 - ox) * inv_x
+        tb = (nx - 1.0 - ox) * inv_x
+        t0 = max(0.05, min(ta, tb) if dx != 0.0 else -inf)
+        t1 = max(ta, tb) if dx != 0.0 else inf
+        ta = (0.0 - oy) * inv_y
+        tb = (ny - 1.0 - oy) * inv_y
+        t0 = max(t0, min(ta, tb) if dy != 0.0 else -inf)
+        t1 = min(t1, max(ta, tb) if dy != 0.0 else inf)
+        off = (dx == 0.0 and not 0.0 <= ox <= nx - 1.0) or (dy == 0.0 and not 0.0 <= oy <= ny - 1.0)
+        above = oz > hmax and not off
+        t_top = (hmax - oz) / dz
+        t0 = max(t0, t_top) if above and dz < 0.0 else t0
+        rays[5, j] = 1.0 if off else (2.0 if above and dz >= 0.0 else 0.0)
+        rays[6, j] = t0
+        rays[7, j] = t1
+        rays[8, j] = inv_x
+        rays[9, j] = inv_y
     t_free = 0.0
     for j in range(n):
         dx = rays[0, j] * inv_res
@@ -81,33 +109,13 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
         ratio = rays[4, j]
         t_start = t_free * ratio if ratio >= 0.0 else 0.0
         hit = inf
-        # the map's box (grid units) and the terrain's ceiling
-        inv_x = 1.0 / dx if dx != 0.0 else inf
-        inv_y = 1.0 / dy if dy != 0.0 else inf
-        t0 = 0.05
-        t1 = inf
-        go = True
-        if dx != 0.0:
-            ta = (0.0 - ox) * inv_x
-            tb = (nx - 1.0 - ox) * inv_x
-            t0 = max(t0, min(ta, tb))
-            t1 = min(t1, max(ta, tb))
-        elif not (0.0 <= ox <= nx - 1.0):
-            go = False
-        if dy != 0.0:
-            ta = (0.0 - oy) * inv_y
-            tb = (ny - 1.0 - oy) * inv_y
-            t0 = max(t0, min(ta, tb))
-            t1 = min(t1, max(ta, tb))
-        elif not (0.0 <= oy <= ny - 1.0):
-            go = False
-        t_free = 0.0
-        if go and oz > hmax:
-            if dz < 0.0:
-                t0 = max(t0, (hmax - oz) / dz)
-            else:
-                go = False
-                t_free = inf
+        stands = rays[5, j]
+        t0 = rays[6, j]
+        t1 = rays[7, j]
+        inv_x = rays[8, j]
+        inv_y = rays[9, j]
+        go = stands == 0.0
+        t_free = inf if stands == 2.0 else 0.0
         if go:
             t0 = max(t0, t_start)
             if not t0 < t1:
