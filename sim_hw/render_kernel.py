@@ -14,9 +14,10 @@ numba earns its place in ``sim_hw`` (never on the vehicle: the flight side does 
 the work is an irregular loop per ray whose length depends on the terrain, which is exactly what
 array programming does badly and a loop compiler does well; it keeps the renderer in Python and
 caches the compiled kernel on disk (``cache=True``), so only the first run on a machine pays the
-compilation (a few seconds). The kernels release the GIL and a frame's columns are dealt out
-to one thread per core, interleaved, so the load is even; a worker thread's background capture
-runs on that thread alone.
+compilation (a few seconds). The kernels release the GIL and a frame's columns go to one
+thread per core in blocks, each thread taking the next block as it finishes one, so the load
+stays even when other work slows a core; a worker thread's background capture runs on that
+thread alone.
 """
 
 from __future__ import annotations
