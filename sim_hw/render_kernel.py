@@ -14,13 +14,15 @@ numba earns its place in ``sim_hw`` (never on the vehicle: the flight side does 
 the work is an irregular loop per ray whose length depends on the terrain, which is exactly what
 array programming does badly and a loop compiler does well; it keeps the renderer in Python and
 caches the compiled kernel on disk (``cache=True``), so only the first run on a machine pays the
-compilation (a few seconds). The kernels release the GIL and a frame's columns are dealt out
-to one thread per core, interleaved, so the load is even; a worker thread's background capture
-runs on that thread alone.
+compilation (a few seconds). The kernels release the GIL and a frame's columns go to one
+thread per core in blocks, each thread taking the next block as it finishes one, so the load
+stays even when other work slows a core; a worker thread's background capture runs on that
+thread alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -59,7 +61,8 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
     ``rays`` holds a ray a column: world direction x, y, z (unit depth), its horizontal rate
     and ``ratio`` (row 4): where ``ratio >= 0`` the ray is known clear up to ``ratio`` times the
     depth the ray before it was known clear to (see :func:`_column_rays`), else nothing is
-    known. ``(ox, oy)`` is the origin in grid units, ``oz`` in metres.
+    known. ``(ox, oy)`` is the origin in grid units, ``oz`` in metres. Rows 6-9 hold the hit
+    cell's quadratic until its root is solved, after the walk.
 
     Each ray walks the grid cell by cell; a cell whose highest corner is under the ray is passed
     at once, otherwise the ray is solved against the cell's bilinear patch (a quadratic in
@@ -70,6 +73,34 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
     ny, nx = h.shape
     inf = np.inf
     inv_res = 1.0 / res
+    # what a ray's walk needs that does not hang on the ray before it, for all rays first, with
+    # no branch on the data (so the compiler may do several at once and nothing in the walk
+    # waits on these divisions): the span of depths inside the map's box (grid units) and under
+    # the terrain's ceiling, and how the ray stands (row 5, until its depth goes there): 0 it
+    # walks, 1 it misses the map, 2 it rises from above the ceiling. Rows 6-9 until the walk.
+    for j in range(n):
+        dx = rays[0, j] * inv_res
+        dy = rays[1, j] * inv_res
+        dz = rays[2, j]
+        inv_x = 1.0 / dx if dx != 0.0 else inf
+        inv_y = 1.0 / dy if dy != 0.0 else inf
+        ta = (0.0 - ox) * inv_x
+        tb = (nx - 1.0 - ox) * inv_x
+        t0 = max(0.05, min(ta, tb) if dx != 0.0 else -inf)
+        t1 = max(ta, tb) if dx != 0.0 else inf
+        ta = (0.0 - oy) * inv_y
+        tb = (ny - 1.0 - oy) * inv_y
+        t0 = max(t0, min(ta, tb) if dy != 0.0 else -inf)
+        t1 = min(t1, max(ta, tb) if dy != 0.0 else inf)
+        off = (dx == 0.0 and not 0.0 <= ox <= nx - 1.0) or (dy == 0.0 and not 0.0 <= oy <= ny - 1.0)
+        above = oz > hmax and not off
+        t_top = (hmax - oz) / dz
+        t0 = max(t0, t_top) if above and dz < 0.0 else t0
+        rays[5, j] = 1.0 if off else (2.0 if above and dz >= 0.0 else 0.0)
+        rays[6, j] = t0
+        rays[7, j] = t1
+        rays[8, j] = inv_x
+        rays[9, j] = inv_y
     t_free = 0.0
     for j in range(n):
         dx = rays[0, j] * inv_res
@@ -79,33 +110,13 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
         ratio = rays[4, j]
         t_start = t_free * ratio if ratio >= 0.0 else 0.0
         hit = inf
-        # the map's box (grid units) and the terrain's ceiling
-        inv_x = 1.0 / dx if dx != 0.0 else inf
-        inv_y = 1.0 / dy if dy != 0.0 else inf
-        t0 = 0.05
-        t1 = inf
-        go = True
-        if dx != 0.0:
-            ta = (0.0 - ox) * inv_x
-            tb = (nx - 1.0 - ox) * inv_x
-            t0 = max(t0, min(ta, tb))
-            t1 = min(t1, max(ta, tb))
-        elif not (0.0 <= ox <= nx - 1.0):
-            go = False
-        if dy != 0.0:
-            ta = (0.0 - oy) * inv_y
-            tb = (ny - 1.0 - oy) * inv_y
-            t0 = max(t0, min(ta, tb))
-            t1 = min(t1, max(ta, tb))
-        elif not (0.0 <= oy <= ny - 1.0):
-            go = False
-        t_free = 0.0
-        if go and oz > hmax:
-            if dz < 0.0:
-                t0 = max(t0, (hmax - oz) / dz)
-            else:
-                go = False
-                t_free = inf
+        stands = rays[5, j]
+        t0 = rays[6, j]
+        t1 = rays[7, j]
+        inv_x = rays[8, j]
+        inv_y = rays[9, j]
+        go = stands == 0.0
+        t_free = inf if stands == 2.0 else 0.0
         if go:
             t0 = max(t0, t_start)
             if not t0 < t1:
@@ -156,27 +167,30 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                     ey = h01 - h00
                     k = h11 - h10 - h01 + h00
                     c = za - (h00 + ex * fx0 + ey * fy0 + k * fx0 * fy0)
-                    if c <= 0.0:
+                    if c <= 0.0:  # already under at the entry: a root at once (span 0, see below)
                         hit = t
+                        rays[6, j] = 0.0
+                        rays[7, j] = 0.0
+                        rays[8, j] = 0.0
+                        rays[9, j] = 0.0
                         t_free = t
                         break
                     b = dz - (ex * dx + ey * dy + k * (fx0 * dy + fy0 * dx))
                     a = -k * dx * dy
                     span = t_exit - t
                     # whether the ray goes under in this cell, from products and signs alone (so
-                    # the branch is settled before any square root or division): under at the
-                    # far edge, or dipping in and out between (convex gap, vertex inside, below 0)
+                    # the loop's exit is settled before any square root or division): under at
+                    # the far edge, or dipping in and out between (convex gap, vertex inside,
+                    # below 0); the root itself is solved after the walk
                     disc = b * b - 4.0 * a * c
                     under = c + span * (b + a * span) <= 0.0
                     dips = (a > 0.0) & (b < 0.0) & (-b < 2.0 * a * span) & (disc > 0.0)
                     if under | dips:
-                        # the first positive root: the stable pair q / a and c / q, where c / q
-                        # is the linear root when a = 0
-                        q = -0.5 * (b + math.copysign(math.sqrt(max(disc, 0.0)), b))
-                        r1 = q / a
-                        r2 = c / q
-                        tau = min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
-                        hit = t + tau
+                        hit = t
+                        rays[6, j] = a
+                        rays[7, j] = b
+                        rays[8, j] = c
+                        rays[9, j] = span
                         t_free = t
                         break
                 if t_exit >= t1 or (rising and zb > hmax):
@@ -218,6 +232,20 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                         break
                 t_free = t
         rays[5, j] = hit
+    # the first positive root in each hit cell, apart from the walk so nothing there waits on a
+    # square root or a division: the stable pair q / a and c / q (c / q is the linear root when
+    # a = 0); a ray already under at its cell's entry has span 0, so its root is the entry
+    for j in range(n):
+        t = rays[5, j]
+        if t < inf:
+            a = rays[6, j]
+            b = rays[7, j]
+            c = rays[8, j]
+            span = rays[9, j]
+            q = -0.5 * (b + math.copysign(math.sqrt(max(b * b - 4.0 * a * c, 0.0)), b))
+            r1 = q / a
+            r2 = c / q
+            rays[5, j] = t + min(r1 if r1 > 0.0 else inf, r2 if r2 > 0.0 else inf, span)
 
 
 # Explicit signatures compile (or load from the cache) at import, so the first frame is not the
@@ -234,7 +262,7 @@ _IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64
 def cast_rays(idx, dirs, origin, grid_origin, res, h, lv0, lv1, lv2, radii, hmax, out):
     """Depth of the first hit of rays ``origin + t * dirs[i]`` (``i`` in ``idx``) into ``out``."""
     n = idx.shape[0]
-    rays = np.empty((6, n), np.float64)
+    rays = np.empty((10, n), np.float64)
     for k in range(n):
         i = idx[k]
         rays[0, k] = dirs[i, 0]
@@ -269,41 +297,48 @@ def _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays):
     """
     inv_fy = 1.0 / fy
     xn = (u - cx) / fx
-    bx = 0.0
-    by = 0.0
-    inv_bxy = 0.0
-    tan_b = -np.inf
-    hxy_b = 0.0
+    # two passes with no value carried from one ray to the next inside either, so the compiler
+    # can do several rays at once: the directions (and, in rows 6 and 7 for now, the reciprocal
+    # horizontal rate and the elevation's tangent), then each ray's test against the one below
+    a0 = rot[0, 0] * xn
+    a1 = rot[1, 0] * xn
+    a2 = rot[2, 0] * xn
+    b0, b1, b2 = rot[0, 1], rot[1, 1], rot[2, 1]
+    c0, c1, c2 = rot[0, 2], rot[1, 2], rot[2, 2]
     for j in range(height):
         yn = (height - 1 - j - cy) * inv_fy
-        wx = rot[0, 0] * xn + rot[0, 1] * yn + rot[0, 2]
-        wy = rot[1, 0] * xn + rot[1, 1] * yn + rot[1, 2]
-        wz = rot[2, 0] * xn + rot[2, 1] * yn + rot[2, 2]
+        wx = a0 + b0 * yn + c0
+        wy = a1 + b1 * yn + c1
+        wz = a2 + b2 * yn + c2
         hxy = math.sqrt(wx * wx + wy * wy)
-        inv_hxy = 1.0 / hxy if hxy > 1e-9 else 0.0
-        tan_e = wz * inv_hxy if hxy > 1e-9 else np.inf
-        ratio = -1.0
-        if hxy > 1e-9 and inv_bxy > 0.0 and bx * wx + by * wy > 0.0:
-            # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
-            x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
-            if x < 0.5 and tan_e - tan_b >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12:
-                ratio = hxy_b * inv_hxy * (1.0 - 1e-6)
+        flat = hxy > 1e-9
+        inv_hxy = 1.0 / hxy
         rays[0, j] = wx
         rays[1, j] = wy
         rays[2, j] = wz
         rays[3, j] = hxy
-        rays[4, j] = ratio
-        bx = wx
-        by = wy
-        inv_bxy = inv_hxy
-        tan_b = tan_e
-        hxy_b = hxy
+        rays[6, j] = inv_hxy if flat else 0.0
+        rays[7, j] = wz * inv_hxy if flat else np.inf
+    rays[4, 0] = -1.0
+    for j in range(1, height):
+        wx = rays[0, j]
+        wy = rays[1, j]
+        bx = rays[0, j - 1]
+        by = rays[1, j - 1]
+        inv_hxy = rays[6, j]
+        inv_bxy = rays[6, j - 1]
+        # |sin dphi| from the cross product; asin(x) <= x (1 + x^2) for x <= 0.5
+        x = abs(bx * wy - by * wx) * inv_bxy * inv_hxy
+        safe = ((inv_hxy > 0.0) & (inv_bxy > 0.0) & (bx * wx + by * wy > 0.0) & (x < 0.5)
+                & (rays[7, j] - rays[7, j - 1] >= lipschitz * x * (1.0 + x * x) * 1.01 + 1e-12))
+        rays[4, j] = rays[3, j - 1] * inv_hxy * (1.0 - 1e-6) if safe else -1.0
 
 
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
 def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
                  lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
-    """Depth and (with ``shade``) relative brightness times ``gain`` of the columns in ``cols``.
+    """Depth and (with ``shade``) brightness in DN, relative brightness times ``gain`` times 255, of
+    the columns in ``cols``.
 
     ``depth_out`` and ``lum_out`` are stored transposed (one image column a row), so a column's
     pixels are at consecutive addresses. Per column: its rays (:func:`_column_rays`), their
@@ -322,7 +357,7 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
     tny, tnx = tile.shape
     mx = tnx - 1  # the tile's sides are powers of two: wrapping is a mask, not a division
     my = tny - 1
-    rays = np.empty((6, height), np.float64)
+    rays = np.empty((10, height), np.float64)
     for k in range(cols.shape[0]):
         u = cols[k]
         _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays)
@@ -358,7 +393,7 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
                 bot = tile[b1, a0] + ax * (tile[b1, a1] - tile[b1, a0])
                 det = top + ay * (bot - top)
                 val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-            lum_out[u, v] = val * gain
+            lum_out[u, v] = np.float32(val * gain) * np.float32(255.0)  # as float32, rounded twice
 
 
 def threads() -> int:
@@ -371,11 +406,14 @@ _pool_lock = threading.Lock()
 
 
 def run_threads(kernel, n_items: int, parallel: bool, *args) -> None:
-    """Run ``kernel(items, *args)`` over ``range(n_items)``, interleaved across the cores.
+    """Run ``kernel(items, *args)`` over ``range(n_items)``, in blocks shared out across the cores.
 
-    The kernels release the GIL, so plain threads run them in parallel; with ``parallel`` False
-    the calling thread does all of it (a worker's background capture uses one core, leaving the
-    other to the control loop).
+    The kernels release the GIL, so plain threads run them in parallel. Each thread takes the
+    next block of consecutive items until none is left, so a core that other work slows down
+    simply takes fewer blocks (a fixed split would make the frame wait for it), and neighbouring
+    columns, which walk much the same cells, run on one core. Which thread runs a block does not
+    change its result. With ``parallel`` False the calling thread does all of it (a worker's
+    background capture uses one core, leaving the other to the control loop).
     """
     n = threads() if parallel else 1
     if n == 1 or n_items < 2 * n:
@@ -385,7 +423,18 @@ def run_threads(kernel, n_items: int, parallel: bool, *args) -> None:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="render")
-    futures = [_pool.submit(kernel, np.arange(i, n_items, n, dtype=np.int64), *args) for i in range(1, n)]
-    kernel(np.arange(0, n_items, n, dtype=np.int64), *args)
+    # about 16 blocks a thread: small enough to even out, large enough that a call's few
+    # microseconds of dispatch stay negligible
+    blocks = np.array_split(np.arange(n_items, dtype=np.int64), min(n_items, 16 * n))
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        for i in iter(taken.__next__, -1):
+            if i >= len(blocks):
+                return
+            kernel(blocks[i], *args)
+
+    futures = [_pool.submit(work) for _ in range(n - 1)]
+    work()
     for f in futures:
         f.result()

@@ -149,3 +149,28 @@ def test_world_camera_follows_the_vehicle() -> None:
     assert meta["pose"]["position"][2] == pytest.approx(1.2, abs=0.01)
     left, _ = w.capture("navcam", "left")
     assert not np.array_equal(left, img)
+
+
+def test_image_does_not_depend_on_how_columns_are_shared_out(scene) -> None:
+    """The threads take blocks of columns as they free up; one thread alone gives the same bytes."""
+    _, renderer = scene
+    model = camera_model(333, 250, 60.0)  # an odd width: blocks of unequal size
+    shared, depth = renderer.render(model, mast_pose(), SUN, return_depth=True)
+    alone, depth_alone = renderer.render(model, mast_pose(), SUN, return_depth=True, parallel=False)
+    assert np.array_equal(shared, alone)
+    assert np.array_equal(depth, depth_alone, equal_nan=True)
+    assert shared.flags.c_contiguous and depth.flags.c_contiguous and depth.shape == (250, 333)
+
+
+def test_caches_follow_an_edit_of_the_terrain() -> None:
+    """After a bright rock goes down, the renderer that drew the ground before draws what a new one does
+    (the exposure follows the map's mean albedo)."""
+    ground = Terrain.plane(size_m=20.0, resolution_m=0.05, albedo=0.12, seed=4)
+    renderer = Renderer(ground, seed=1)
+    model = camera_model(160, 120, 60.0)
+    pose = mast_pose()
+    before = renderer.render(model, pose, SUN)
+    ground.add_rock(15.0, 15.0, radius=3.0, height=0.3, albedo=0.9)
+    after = renderer.render(model, pose, SUN)
+    assert not np.array_equal(before, after)
+    assert np.array_equal(after, Renderer(ground, seed=1).render(model, pose, SUN))
