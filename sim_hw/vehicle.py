@@ -92,7 +92,7 @@ class VehicleConfig:
             raise ValueError("vehicle.ticks_per_rev must be positive")
 
 
-@dataclass
+@dataclass(slots=True)
 class VehicleState:
     x: float
     y: float
@@ -302,24 +302,26 @@ class Vehicle:
                 s.slip_noise = s.slip_noise * a + sig_n * b * self._normal()
             if not sig_d <= 0.0:
                 s.slip_diff = s.slip_diff * a + sig_d * b * self._normal()
-        grade_l = s.pitch * (dir_l or 1.0)
-        grade_r = s.pitch * (dir_r or 1.0)
-        s.slip_left = min(1.0, max(-0.5, self.slip_model(grade_l) + s.slip_noise + s.slip_diff))
-        s.slip_right = min(1.0, max(-0.5, self.slip_model(grade_r) + s.slip_noise - s.slip_diff))
-        vl = wl * (1.0 - s.slip_left)
-        vr = wr * (1.0 - s.slip_right)
+        pitch = s.pitch
+        noise, diff = s.slip_noise, s.slip_diff
+        slip_l = s.slip_left = min(1.0, max(-0.5, self.slip_model(pitch * (dir_l or 1.0)) + noise + diff))
+        slip_r = s.slip_right = min(1.0, max(-0.5, self.slip_model(pitch * (dir_r or 1.0)) + noise - diff))
+        vl = wl * (1.0 - slip_l)
+        vr = wr * (1.0 - slip_r)
         v = 0.5 * (vl + vr)
         yaw_rate = (vr - vl) / (c.track_width_m * c.steer_factor)
 
-        yaw_mid = s.yaw + 0.5 * yaw_rate * dt_s
-        horiz = v * math.cos(s.pitch) * dt_s
-        s.x += horiz * math.cos(yaw_mid)
-        s.y += horiz * math.sin(yaw_mid)
-        s.yaw = (s.yaw + yaw_rate * dt_s + math.pi) % (2.0 * math.pi) - math.pi
-        pitch_prev, roll_prev = s.pitch, s.roll
-        s.z, s.pitch, s.roll = self._attitude(s.x, s.y, s.yaw)
-        s.pitch_rate = (s.pitch - pitch_prev) / dt_s
-        s.roll_rate = (s.roll - roll_prev) / dt_s
+        yaw = s.yaw
+        yaw_mid = yaw + 0.5 * yaw_rate * dt_s
+        horiz = v * math.cos(pitch) * dt_s
+        x = s.x = s.x + horiz * math.cos(yaw_mid)
+        y = s.y = s.y + horiz * math.sin(yaw_mid)
+        yaw = s.yaw = (yaw + yaw_rate * dt_s + math.pi) % (2.0 * math.pi) - math.pi
+        pitch_prev, roll_prev = pitch, s.roll
+        s.z, pitch, roll = self._attitude(x, y, yaw)
+        s.pitch, s.roll = pitch, roll
+        s.pitch_rate = (pitch - pitch_prev) / dt_s
+        s.roll_rate = (roll - roll_prev) / dt_s
         s.accel = (v - s.speed) / dt_s
         s.speed = v
         s.yaw_rate = yaw_rate
@@ -338,17 +340,21 @@ class Vehicle:
         half_m = 0.5 * c.mass_kg
         g = self.gravity
         scrub = c.scrub_coefficient * half_m * g * abs(vr - vl) / (abs(vr) + abs(vl) + 1e-9)
-        cur = []
-        for w, w_prev, direction in ((wl, wl_prev, dir_l), (wr, wr_prev, dir_r)):
-            if w == 0.0 and direction == 0.0:
-                cur.append(0.0)
-                continue
-            grade = s.pitch * direction
-            a = (w - w_prev) / dt_s * direction
-            force = half_m * (g * (c.rolling_resistance * math.cos(s.pitch) + math.sin(grade)) + a) + scrub
-            i = c.no_load_current_a + max(0.0, force) * c.amps_per_newton
-            cur.append(min(c.stall_current_a, i))
-        s.current_left, s.current_right = cur
+        rolling = c.rolling_resistance * math.cos(pitch)  # the same for both sides
+        s.current_left = self._side_current(wl, wl_prev, dir_l, dt_s, pitch, rolling, half_m, g, scrub)
+        s.current_right = self._side_current(wr, wr_prev, dir_r, dt_s, pitch, rolling, half_m, g, scrub)
+
+    def _side_current(self, w: float, w_prev: float, direction: float, dt_s: float, pitch: float,
+                      rolling: float, half_m: float, g: float, scrub: float) -> float:
+        """One side's motor current: no-load current plus the tractive force's, capped at stall."""
+        if w == 0.0 and direction == 0.0:
+            return 0.0
+        c = self.config
+        grade = pitch * direction
+        a = (w - w_prev) / dt_s * direction
+        force = half_m * (g * (rolling + math.sin(grade)) + a) + scrub
+        i = c.no_load_current_a + max(0.0, force) * c.amps_per_newton
+        return min(c.stall_current_a, i)
 
     # ------------------------------------------------------------------ what sensors see
 
