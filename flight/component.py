@@ -57,8 +57,8 @@ class Component:
         self._store_keys: dict[str, str] = {}
         self._param_keys: dict[str, str] = {}
         # the framework's data store and parameter lookup, taken at bind (None before)
-        self._store: dict[str, Any] | None = None
-        self._param_get: Callable[[str], Any] | None = None
+        self._datastore: dict[str, Any] | None = None
+        self._param_lookup: Callable[[str], Any] | None = None
 
     # -- declarations (instances may extend these, e.g. per configured member) --------------
 
@@ -94,8 +94,8 @@ class Component:
         self._tlm_slots = {}
         self._store_keys = {}
         self._param_keys = {}
-        self._store = fw.store
-        self._param_get = fw.params.get
+        self._datastore = fw.store
+        self._param_lookup = fw.params.get
 
     @property
     def fw(self) -> Framework:
@@ -156,7 +156,7 @@ class Component:
             params = self.fw.params  # raises when not bound yet
             key = self._param_keys[name] = f"{self.name}.{name}"
             return params.get(key)
-        return self._param_get(key)  # type: ignore[misc]  # set at bind, with the first key
+        return self._param_lookup(key)  # type: ignore[misc]  # set at bind, with the first key
 
     def publish(self, key: str, value: Any) -> None:
         """Put a value in the latest-value data store under ``<component>.<key>``."""
@@ -166,11 +166,11 @@ class Component:
             full = self._store_keys[key] = f"{self.name}.{key}"
             store[full] = value
             return
-        self._store[full] = value  # type: ignore[index]  # set at bind, with the first key
+        self._datastore[full] = value  # type: ignore[index]  # set at bind, with the first key
 
     def read(self, key: str, default: Any = None) -> Any:
         """Latest value another component published (full key ``component.key``)."""
-        store = self._store
+        store = self._datastore
         if store is None:
             store = self.fw.store
         return store.get(key, default)

@@ -88,7 +88,7 @@ class Drive(Component):
             self.event("DriveDeviceError", error=str(exc))
             self._publish_device_ok(False)
             return
-        store = self._store
+        store = self._datastore
         if self._device_ok is not True:
             self._publish_device_ok(True)
         if self._nav_key:

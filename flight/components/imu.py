@@ -98,7 +98,7 @@ class ImuMonitor(Component):
         c = gz / g
         c = c if c < 1.0 else 1.0  # max(-1, min(1, c)) unrolled, NaN included (it gives 1)
         tilt = math.degrees(math.acos(c if c > -1.0 else -1.0))
-        store = self._store
+        store = self._datastore
         store[self._reading_key] = r
         store[self._tilt_key] = tilt
         self._reading = r
