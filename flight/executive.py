@@ -48,13 +48,12 @@ class Member:
     longer than it needs no further bookkeeping.
     """
 
-    __slots__ = ("component", "budget_ns", "step", "live", "last_ns", "max_ns", "overruns", "watch_ns",
-                 "_enabled", "_faulted")
+    __slots__ = ("component", "step", "live", "last_ns", "max_ns", "overruns", "watch_ns",
+                 "_budget_ns", "_enabled", "_faulted")
 
     def __init__(self, component: Component, budget_ns: int,
                  step: Callable[[], None] | None = None) -> None:
         self.component = component
-        self.budget_ns = budget_ns
         #: the component's bound ``step``, looked up once when the group is built
         self.step: Callable[[], None] = component.step if step is None else step
         self._enabled = True
@@ -63,7 +62,16 @@ class Member:
         self.last_ns = 0
         self.max_ns = 0
         self.overruns = 0
-        self.watch_ns = min(self.max_ns, budget_ns)
+        self.budget_ns = budget_ns
+
+    @property
+    def budget_ns(self) -> int:
+        return self._budget_ns
+
+    @budget_ns.setter
+    def budget_ns(self, value: int) -> None:
+        self._budget_ns = int(value)
+        self.watch_ns = min(self.max_ns, self._budget_ns)
 
     @property
     def enabled(self) -> bool:

@@ -302,3 +302,14 @@ def test_member_state_flags(make_vehicle):
     assert not m.live and m.state == 1
     m.enabled = True
     assert m.live and m.state == 0
+
+
+def test_a_budget_changed_at_run_time_counts_from_the_next_step(make_vehicle):
+    a = Spender("a", [0.004, 0.004, 0.004])
+    v, _ = make_vehicle([a], groups=[{"name": "control", "hz": 50, "members": ["a"]}])
+    m = v.executive.member("a")
+    v.executive.run(max_cycles=1)
+    assert (m.max_ns, m.overruns) == (4_000_000, 0)
+    m.budget_ns = 3_000_000  # below the worst time so far: the next 4 ms step is an overrun
+    v.executive.run(max_cycles=1)
+    assert m.overruns == 1
