@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from importlib import resources
@@ -75,10 +76,20 @@ def dispatch_overhead_us(cycles: int = 20_000) -> tuple[float, float]:
     return per_member, bare
 
 
-def lockstep_speed(sim_seconds: float) -> tuple[float, float, float]:
+def _core(work: int | None = None) -> VehicleConfig:
+    """The core set; ``work``: the tickers' integer loop length instead of their configured one."""
+    cfg = load(CORE)
+    if work is None:
+        return cfg
+    comps = tuple(dataclasses.replace(c, options={**c.options, "work": work}) for c in cfg.components)
+    return dataclasses.replace(cfg, components=comps)
+
+
+def lockstep_speed(sim_seconds: float, work: int | None = None) -> tuple[float, float, float]:
     """Simulated seconds per wall second for the 50/10/1 Hz core set, for empty groups, and
-    the bound the members' own work sets: their steps called in a bare loop as often."""
-    v = _vehicle(load(CORE), SimClock())
+    the bound the members' own work sets: their steps called in a bare loop as often.
+    ``work=0`` takes the tickers' integer loop out, leaving what the stack itself costs."""
+    v = _vehicle(_core(work), SimClock())
     t0 = time.perf_counter()
     v.run(until_s=sim_seconds)
     full = sim_seconds / (time.perf_counter() - t0)
@@ -119,6 +130,7 @@ def run(quick: bool) -> list[Row]:
     ex = percentiles(np.array(ex_late) / NS)
     per_member, bare_call = dispatch_overhead_us(5_000 if quick else 20_000)
     speed, empty_speed, members_bound = lockstep_speed(120.0 if quick else 600.0)
+    bare_speed, _, bare_bound = lockstep_speed(120.0 if quick else 600.0, work=0)
     with_world, world_alone = lockstep_with_world(60.0 if quick else 300.0)
     base = "bare absolute-deadline sleep loop, same run"
     return [
@@ -132,6 +144,8 @@ def run(quick: bool) -> list[Row]:
             "same rate groups, no members", ">= 2,000x", better="higher"),
         Row("lockstep speed 50/10/1 Hz, 10 members (vs their own steps)", speed, "x real", members_bound,
             "the members' steps alone in a bare loop", better="higher"),
+        Row("lockstep speed 50/10/1 Hz, 10 members without their integer loop", bare_speed, "x real",
+            bare_bound, "the same steps alone in a bare loop", better="higher"),
         Row("magpie sim lockstep, world in the loop, driving", with_world, "x real", world_alone,
             "the world alone, same drive", ">= 400x", better="higher"),
     ]

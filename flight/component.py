@@ -56,6 +56,9 @@ class Component:
         self._tlm_slots: dict[str, TlmSlot] = {}
         self._store_keys: dict[str, str] = {}
         self._param_keys: dict[str, str] = {}
+        # the framework's data store and parameter lookup, taken at bind (None before)
+        self._datastore: dict[str, Any] | None = None
+        self._param_lookup: Callable[[str], Any] | None = None
 
     # -- declarations (instances may extend these, e.g. per configured member) --------------
 
@@ -91,6 +94,8 @@ class Component:
         self._tlm_slots = {}
         self._store_keys = {}
         self._param_keys = {}
+        self._datastore = fw.store
+        self._param_lookup = fw.params.get
 
     @property
     def fw(self) -> Framework:
@@ -145,21 +150,30 @@ class Component:
         self.fw.events.emit(self.name, event_name, args)
 
     def param(self, name: str) -> Any:
+        """The value in force of one of this component's parameters (short name)."""
         key = self._param_keys.get(name)
         if key is None:
+            params = self.fw.params  # raises when not bound yet
             key = self._param_keys[name] = f"{self.name}.{name}"
-        return self.fw.params.get(key)
+            return params.get(key)
+        return self._param_lookup(key)  # type: ignore[misc]  # set at bind, with the first key
 
     def publish(self, key: str, value: Any) -> None:
         """Put a value in the latest-value data store under ``<component>.<key>``."""
         full = self._store_keys.get(key)
         if full is None:
+            store = self.fw.store  # raises when not bound yet
             full = self._store_keys[key] = f"{self.name}.{key}"
-        self.fw.store[full] = value
+            store[full] = value
+            return
+        self._datastore[full] = value  # type: ignore[index]  # set at bind, with the first key
 
     def read(self, key: str, default: Any = None) -> Any:
         """Latest value another component published (full key ``component.key``)."""
-        return self.fw.store.get(key, default)
+        store = self._datastore
+        if store is None:
+            store = self.fw.store
+        return store.get(key, default)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

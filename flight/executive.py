@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,27 +39,65 @@ log = logging.getLogger(__name__)
 STATE_OK, STATE_DISABLED, STATE_FAULTED = 0, 1, 2
 
 
-@dataclass(slots=True)
 class Member:
-    component: Component
-    budget_ns: int
-    #: the component's bound ``step``, looked up once when the group is built
-    step: Callable[[], None] = None  # type: ignore[assignment]
-    enabled: bool = True
-    faulted: bool = False
-    last_ns: int = 0
-    max_ns: int = 0
-    overruns: int = 0
-    runs: int = 0
-    last_ran_ns: int = -1
+    """One rate-group member: its bound ``step``, its state and its execution statistics.
 
-    def __post_init__(self) -> None:
-        if self.step is None:
-            self.step = self.component.step
+    ``live`` (enabled and not faulted) is what the executive checks before each call; it is kept
+    up to date by the ``enabled`` and ``faulted`` setters, so the hot loop reads one flag.
+    ``watch_ns`` is the smaller of the budget and the worst time so far: a step that took no
+    longer than it needs no further bookkeeping.
+    """
+
+    __slots__ = ("component", "step", "live", "last_ns", "max_ns", "overruns", "watch_ns",
+                 "_budget_ns", "_enabled", "_faulted")
+
+    def __init__(self, component: Component, budget_ns: int,
+                 step: Callable[[], None] | None = None) -> None:
+        self.component = component
+        #: the component's bound ``step``, looked up once when the group is built
+        self.step: Callable[[], None] = component.step if step is None else step
+        self._enabled = True
+        self._faulted = False
+        self.live = True
+        self.last_ns = 0
+        self.max_ns = 0
+        self.overruns = 0
+        self.budget_ns = budget_ns
+
+    @property
+    def budget_ns(self) -> int:
+        return self._budget_ns
+
+    @budget_ns.setter
+    def budget_ns(self, value: int) -> None:
+        self._budget_ns = int(value)
+        self.watch_ns = min(self.max_ns, self._budget_ns)
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        self.live = self._enabled and not self._faulted
+
+    @property
+    def faulted(self) -> bool:
+        return self._faulted
+
+    @faulted.setter
+    def faulted(self, value: bool) -> None:
+        self._faulted = bool(value)
+        self.live = self._enabled and not self._faulted
 
     @property
     def state(self) -> int:
-        return STATE_FAULTED if self.faulted else STATE_OK if self.enabled else STATE_DISABLED
+        return STATE_FAULTED if self._faulted else STATE_OK if self._enabled else STATE_DISABLED
+
+    def __repr__(self) -> str:
+        return (f"Member({self.component.name!r}, state={self.state}, last_ns={self.last_ns}, "
+                f"max_ns={self.max_ns}, overruns={self.overruns})")
 
 
 @dataclass(slots=True)
@@ -269,36 +308,42 @@ class Executive(Component):
         groups = self.groups
         lockstep = clock.simulated
         until_ns = None if until_s is None else int(round(until_s * NS))
+        # the loop's two limits as numbers that are simply never reached when not given
+        limit_ns: float = math.inf if until_ns is None else until_ns
+        limit_cycles: float = math.inf if max_cycles is None else max_cycles
+        sleep_until, now_ns, run_group = clock.sleep_until, clock.now_ns, self._run_group
+        replace = heapq.heapreplace
         cycles = 0
         if self._rate_changes:
-            self._apply_rate_changes(clock.now_ns())
+            self._apply_rate_changes(now_ns())
         while heap and not self._stop:
             release, prio, gi = heap[0]
-            if until_ns is not None and release >= until_ns:
-                clock.sleep_until(until_ns)
+            if release >= limit_ns:
+                sleep_until(until_ns)
                 break
-            if max_cycles is not None and cycles >= max_cycles:
+            if cycles >= limit_cycles:
                 break
-            clock.sleep_until(release)
+            sleep_until(release)
             if self._stop:
                 break
             group = groups[gi]
-            self._run_group(group, release, clock, lockstep)
+            run_group(group, release, clock, lockstep)
             cycles += 1
-            next_release = release + group.period_ns
-            end = clock.now_ns()
+            period = group.period_ns
+            next_release = release + period
+            end = now_ns()
             if end > next_release:
-                skipped = (end - release) // group.period_ns
-                next_release = release + (skipped + 1) * group.period_ns
+                skipped = (end - release) // period
+                next_release = release + (skipped + 1) * period
                 group.slips += 1
-                self.event("CycleSlip", group=group.name, period_ms=group.period_ns / 1e6,
-                           over_ms=round((end - release - group.period_ns) / 1e6, 3), skipped=skipped)
+                self.event("CycleSlip", group=group.name, period_ms=period / 1e6,
+                           over_ms=round((end - release - period) / 1e6, 3), skipped=skipped)
                 self._notify_fault("slip", group.name, f"{skipped} release(s) skipped")
-            heapq.heapreplace(heap, (next_release, prio, gi))
+            replace(heap, (next_release, prio, gi))
             if self._rate_changes:
                 self._apply_rate_changes(end)
         if not heap and until_ns is not None and not self._stop:
-            clock.sleep_until(until_ns)  # every group suspended: time still passes
+            sleep_until(until_ns)  # every group suspended: time still passes
 
     def _run_group(self, group: RateGroup, release: int, clock: Clock, lockstep: bool) -> None:
         now = clock.now_ns()
@@ -313,36 +358,55 @@ class Executive(Component):
         self._total_cycles += 1
         if self.workers:
             self._deliver_workers(now, lockstep)
-        hook = self.measured_ns if lockstep else None
         cpu_ns = clock.cpu_ns
+        if lockstep and self.measured_ns is not None:
+            self._run_measured(group, clock, cpu_ns, self.measured_ns)
+            return
+        # one clock reading per member: the end of one step is the start of the next
+        t0 = cpu_ns()
         for m in group.members:
-            if not m.enabled or m.faulted:
+            if not m.live:
+                continue
+            try:
+                m.step()
+            except Exception as exc:
+                self._isolate(m, exc)
+            t1 = cpu_ns()
+            took = m.last_ns = t1 - t0
+            t0 = t1
+            if took > m.watch_ns:
+                self._took_long(m, took)
+                t0 = cpu_ns()  # reporting is the executive's time, not the next member's
+
+    def _run_measured(self, group: RateGroup, clock: Clock, cpu_ns: Callable[[], int],
+                      hook: Callable[[], int]) -> None:
+        """The member loop with :attr:`measured_ns`: what a step cost moves the simulated clock."""
+        for m in group.members:
+            if not m.live:
                 continue
             t0 = cpu_ns()
-            if hook is None:
-                try:
-                    m.step()
-                except Exception as exc:
-                    self._isolate(m, exc)
-            else:
-                h0 = hook()
-                try:
-                    m.step()
-                except Exception as exc:
-                    self._isolate(m, exc)
-                spent = hook() - h0
-                if spent > 0:
-                    clock.sleep_until(clock.now_ns() + spent)  # the simulated clock moves by what it cost
+            h0 = hook()
+            try:
+                m.step()
+            except Exception as exc:
+                self._isolate(m, exc)
+            spent = hook() - h0
+            if spent > 0:
+                clock.sleep_until(clock.now_ns() + spent)  # the simulated clock moves by what it cost
             took = cpu_ns() - t0
             m.last_ns = took
-            m.runs += 1
-            m.last_ran_ns = clock.now_ns()
-            if took > m.max_ns:
-                m.max_ns = took
-            if took > m.budget_ns:
-                m.overruns += 1
-                self.event("MemberOverrun", member=m.component.name, took_us=took // 1000,
-                           budget_us=m.budget_ns // 1000)
+            if took > m.watch_ns:
+                self._took_long(m, took)
+
+    def _took_long(self, m: Member, took: int) -> None:
+        """A step took longer than the member's worst so far or than its budget."""
+        if took > m.max_ns:
+            m.max_ns = took
+        if took > m.budget_ns:
+            m.overruns += 1
+            self.event("MemberOverrun", member=m.component.name, took_us=took // 1000,
+                       budget_us=m.budget_ns // 1000)
+        m.watch_ns = min(m.max_ns, m.budget_ns)
 
     def _deliver_workers(self, now: int, lockstep: bool) -> None:
         for w in self.workers:

@@ -157,8 +157,11 @@ class TlmDb:
         """Values due in a housekeeping sample; marks them sampled."""
         out = []
         for slot in self._order:
-            if slot.provider is not None:
-                slot.refresh()
+            provider = slot.provider
+            if provider is not None:  # TlmSlot.refresh, inlined: this runs for every slot
+                value = provider()
+                if value is not None:
+                    slot.put(value)
             value = slot.value
             if value is None:
                 continue

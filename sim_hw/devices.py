@@ -106,7 +106,8 @@ class SimMcu(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         self.world.vehicle.stop()
 
     def read_drive(self) -> DriveStatus:
-        self._check_open("read_drive")
+        if self._closed:  # read every control cycle: the check is made only when it would raise
+            self._check_open("read_drive")
         return self.world.read_drive()
 
     def reset_encoders(self) -> None:
@@ -114,7 +115,8 @@ class SimMcu(DriveTrain, Imu, PowerMonitor, ThermalSensors):
         self.world.vehicle.reset_encoders()
 
     def read_imu(self) -> ImuReading:
-        self._check_open("read_imu")
+        if self._closed:  # read every control cycle: the check is made only when it would raise
+            self._check_open("read_imu")
         return self.world.read_imu()
 
     def read_power(self) -> PowerReading:

@@ -92,7 +92,7 @@ class VehicleConfig:
             raise ValueError("vehicle.ticks_per_rev must be positive")
 
 
-@dataclass
+@dataclass(slots=True)
 class VehicleState:
     x: float
     y: float
@@ -216,9 +216,11 @@ class Vehicle:
         s = self.state
         s.z, s.pitch, s.roll = self._attitude(s.x, s.y, s.yaw)
 
-    def _blocked(self, side: int, direction: float, cy: float | None = None, sy: float | None = None) -> bool:
+    def _blocked(self, side: int, direction: float, cy: float | None = None, sy: float | None = None,
+                 at_contacts: bool | None = None) -> bool:
         """Does the leading wheel of a side (+1 left, -1 right) face a step it cannot climb?
-        ``cy``, ``sy``: cos and sin of the present yaw, when the caller has them already."""
+        ``cy``, ``sy``: cos and sin of the present yaw, when the caller has them already;
+        ``at_contacts``: whether the pose is still the one the wheel heights were last taken at."""
         c = self.config
         s = self.state
         if cy is None or sy is None:
@@ -228,29 +230,30 @@ class Vehicle:
         h = self.terrain.height_at_fast
         x0 = s.x + cy * lead - sy * hw
         y0 = s.y + sy * lead + cy * hw
-        if self._contacts_key == (s.x, s.y, s.yaw, self.terrain.version):
+        if at_contacts is None:
+            at_contacts = self._contacts_key == (s.x, s.y, s.yaw, self.terrain.version)
+        if at_contacts:
             # the leading wheel stands where the last attitude sampled it: same point, same height
             h0 = self._contacts_at[(0 if direction > 0 else 2) + (0 if side > 0 else 1)]
         else:
             h0 = h(x0, y0)
         grade = math.tan(s.pitch) * direction
-        for frac in (0.5, 1.0):
-            d = frac * c.wheel_radius_m
-            hx = h(x0 + cy * d * direction, y0 + sy * d * direction)
-            if hx - h0 - d * grade > c.max_step_m:
-                return True
-        return False
+        r = c.wheel_radius_m
+        max_step = c.max_step_m
+        d = 0.5 * r  # half a wheel radius ahead, then a whole one
+        if h(x0 + cy * d * direction, y0 + sy * d * direction) - h0 - d * grade > max_step:
+            return True
+        d = 1.0 * r
+        return h(x0 + cy * d * direction, y0 + sy * d * direction) - h0 - d * grade > max_step
 
-    def _ou(self, value: float, sigma: float, ds: float) -> float:
-        if sigma <= 0.0 or ds <= 0.0:
-            return value
-        a = math.exp(-ds / self.config.slip_noise_length_m)
+    def _normal(self) -> float:
+        """The next of the seeded slip-noise normals (drawn in blocks of 256)."""
         i = self._next_normal
         if i >= len(self._normals):
             self._normals = self._rng.standard_normal(256).tolist()
             i = 0
         self._next_normal = i + 1
-        return value * a + sigma * math.sqrt(1.0 - a * a) * self._normals[i]
+        return self._normals[i]
 
     # ------------------------------------------------------------------ integration
 
@@ -259,7 +262,7 @@ class Vehicle:
         c = self.config
         s = self.state
         self.time_s += dt_s
-        if self.quiescent:
+        if s.cmd_left == 0.0 and s.cmd_right == 0.0 and s.wheel_left == 0.0 and s.wheel_right == 0.0:  # quiescent
             s.speed = s.yaw_rate = s.pitch_rate = s.roll_rate = s.accel = 0.0
             s.current_left = s.current_right = 0.0
             s.stalled = False
@@ -278,8 +281,9 @@ class Vehicle:
         dir_l = math.copysign(1.0, s.cmd_left if s.cmd_left != 0.0 else wl) if (s.cmd_left or wl) else 0.0
         dir_r = math.copysign(1.0, s.cmd_right if s.cmd_right != 0.0 else wr) if (s.cmd_right or wr) else 0.0
         cy, sy = math.cos(s.yaw), math.sin(s.yaw)
-        blocked = ((dir_l != 0.0 and self._blocked(+1, dir_l, cy, sy))
-                   or (dir_r != 0.0 and self._blocked(-1, dir_r, cy, sy)))
+        at_contacts = self._contacts_key == (s.x, s.y, s.yaw, self.terrain.version)
+        blocked = ((dir_l != 0.0 and self._blocked(+1, dir_l, cy, sy, at_contacts))
+                   or (dir_r != 0.0 and self._blocked(-1, dir_r, cy, sy, at_contacts)))
         if blocked:
             if not s.stalled:
                 log.info("vehicle stalled at (%.2f, %.2f) t=%.2f", s.x, s.y, self.time_s)
@@ -288,26 +292,36 @@ class Vehicle:
 
         # slip: slope term along each side's travel direction, plus the seeded random term
         travel = 0.5 * (abs(wl) + abs(wr)) * dt_s
-        s.slip_noise = self._ou(s.slip_noise, c.slip_noise_sigma, travel)
-        s.slip_diff = self._ou(s.slip_diff, c.slip_diff_sigma, travel)
-        grade_l = s.pitch * (dir_l or 1.0)
-        grade_r = s.pitch * (dir_r or 1.0)
-        s.slip_left = min(1.0, max(-0.5, self.slip_model(grade_l) + s.slip_noise + s.slip_diff))
-        s.slip_right = min(1.0, max(-0.5, self.slip_model(grade_r) + s.slip_noise - s.slip_diff))
-        vl = wl * (1.0 - s.slip_left)
-        vr = wr * (1.0 - s.slip_right)
+        # both terms are one Ornstein-Uhlenbeck step in distance travelled, with the same decay;
+        # each draws its normal only when it moves
+        sig_n, sig_d = c.slip_noise_sigma, c.slip_diff_sigma
+        if not travel <= 0.0 and not (sig_n <= 0.0 and sig_d <= 0.0):
+            a = math.exp(-travel / c.slip_noise_length_m)
+            b = math.sqrt(1.0 - a * a)
+            if not sig_n <= 0.0:
+                s.slip_noise = s.slip_noise * a + sig_n * b * self._normal()
+            if not sig_d <= 0.0:
+                s.slip_diff = s.slip_diff * a + sig_d * b * self._normal()
+        pitch = s.pitch
+        noise, diff = s.slip_noise, s.slip_diff
+        slip_l = s.slip_left = min(1.0, max(-0.5, self.slip_model(pitch * (dir_l or 1.0)) + noise + diff))
+        slip_r = s.slip_right = min(1.0, max(-0.5, self.slip_model(pitch * (dir_r or 1.0)) + noise - diff))
+        vl = wl * (1.0 - slip_l)
+        vr = wr * (1.0 - slip_r)
         v = 0.5 * (vl + vr)
         yaw_rate = (vr - vl) / (c.track_width_m * c.steer_factor)
 
-        yaw_mid = s.yaw + 0.5 * yaw_rate * dt_s
-        horiz = v * math.cos(s.pitch) * dt_s
-        s.x += horiz * math.cos(yaw_mid)
-        s.y += horiz * math.sin(yaw_mid)
-        s.yaw = (s.yaw + yaw_rate * dt_s + math.pi) % (2.0 * math.pi) - math.pi
-        pitch_prev, roll_prev = s.pitch, s.roll
-        s.z, s.pitch, s.roll = self._attitude(s.x, s.y, s.yaw)
-        s.pitch_rate = (s.pitch - pitch_prev) / dt_s
-        s.roll_rate = (s.roll - roll_prev) / dt_s
+        yaw = s.yaw
+        yaw_mid = yaw + 0.5 * yaw_rate * dt_s
+        horiz = v * math.cos(pitch) * dt_s
+        x = s.x = s.x + horiz * math.cos(yaw_mid)
+        y = s.y = s.y + horiz * math.sin(yaw_mid)
+        yaw = s.yaw = (yaw + yaw_rate * dt_s + math.pi) % (2.0 * math.pi) - math.pi
+        pitch_prev, roll_prev = pitch, s.roll
+        s.z, pitch, roll = self._attitude(x, y, yaw)
+        s.pitch, s.roll = pitch, roll
+        s.pitch_rate = (pitch - pitch_prev) / dt_s
+        s.roll_rate = (roll - roll_prev) / dt_s
         s.accel = (v - s.speed) / dt_s
         s.speed = v
         s.yaw_rate = yaw_rate
@@ -326,17 +340,21 @@ class Vehicle:
         half_m = 0.5 * c.mass_kg
         g = self.gravity
         scrub = c.scrub_coefficient * half_m * g * abs(vr - vl) / (abs(vr) + abs(vl) + 1e-9)
-        cur = []
-        for w, w_prev, direction in ((wl, wl_prev, dir_l), (wr, wr_prev, dir_r)):
-            if w == 0.0 and direction == 0.0:
-                cur.append(0.0)
-                continue
-            grade = s.pitch * direction
-            a = (w - w_prev) / dt_s * direction
-            force = half_m * (g * (c.rolling_resistance * math.cos(s.pitch) + math.sin(grade)) + a) + scrub
-            i = c.no_load_current_a + max(0.0, force) * c.amps_per_newton
-            cur.append(min(c.stall_current_a, i))
-        s.current_left, s.current_right = cur
+        rolling = c.rolling_resistance * math.cos(pitch)  # the same for both sides
+        s.current_left = self._side_current(wl, wl_prev, dir_l, dt_s, pitch, rolling, half_m, g, scrub)
+        s.current_right = self._side_current(wr, wr_prev, dir_r, dt_s, pitch, rolling, half_m, g, scrub)
+
+    def _side_current(self, w: float, w_prev: float, direction: float, dt_s: float, pitch: float,
+                      rolling: float, half_m: float, g: float, scrub: float) -> float:
+        """One side's motor current: no-load current plus the tractive force's, capped at stall."""
+        if w == 0.0 and direction == 0.0:
+            return 0.0
+        c = self.config
+        grade = pitch * direction
+        a = (w - w_prev) / dt_s * direction
+        force = half_m * (g * (rolling + math.sin(grade)) + a) + scrub
+        i = c.no_load_current_a + max(0.0, force) * c.amps_per_newton
+        return min(c.stall_current_a, i)
 
     # ------------------------------------------------------------------ what sensors see
 

@@ -63,7 +63,6 @@ from flight.link.packets import (
     SequenceCounter,
     encode_packet,
     pack_payload,
-    peek,
 )
 from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
@@ -284,6 +283,7 @@ class Comm(Component):
         self._counters_path = fw.state_dir / f"{self.name}-counters.json"
         self._rejected_base = self._load_counters()
         self._rejected_seen = {r: 0 for r in Reject}  # this boot, already reported
+        self._rejected_clean: tuple[int, ...] | None = None  # the counts when all was reported
         self._drops_pending: dict[int, int] = {}
         self._reported = {"bad_link_control": 0, "send_failures": 0, "bad_mac": 0, "unknown_spi": 0, "replay": 0}
         self._boot_s = fw.clock.now()
@@ -414,7 +414,7 @@ class Comm(Component):
         batch: list[tuple[bytes, int, int, int | None, float | None]] = []
         for item in items:
             for seq, data in self._packets(item):
-                apid = peek(data)[0]
+                apid = ((data[0] << 8) | data[1]) & 0x7FF  # the primary header's APID (encoded just now)
                 prio = Priority.HOUSEKEEPING if apid in HK_APIDS else None
                 batch.append((data, apid, seq, prio, item.time_ns / 1e9))
         if not batch:
@@ -541,23 +541,23 @@ class Comm(Component):
             if events.emit(self.name, "RecorderDrop", counts) is not None:
                 self._drops_pending = {}
         rejected = self._verifier.rejected
-        for reason, n in rejected.items():
-            delta = n - self._rejected_seen[reason]
-            if delta > 0:
-                total = self._rejected_base[reason] + n
-                args = {"reason": reason.value, "count": delta, "total": total}
-                if events.emit(self.name, "UplinkRejected", args) is not None:
-                    self._rejected_seen[reason] = n
-        df = ep.deframer.stats
-        for reason in ("bad_mac", "unknown_spi", "replay"):
-            n = getattr(df, reason)
-            args = {"reason": reason, "count": n - self._reported[reason], "total": n}
-            if n > self._reported[reason] and events.emit(self.name, "UplinkFrameRejected", args) is not None:
-                self._reported[reason] = n
-        for key, event in (("bad_link_control", "BadLinkControl"), ("send_failures", "RadioSendFailed")):
-            n = getattr(ep.stats, key)
-            if n > self._reported[key] and events.emit(self.name, event, {"count": n - self._reported[key]}):
-                self._reported[key] = n
+        rej_counts = tuple(rejected.values())
+        if rej_counts != self._rejected_clean:  # something was rejected since all was reported
+            pending = False
+            for reason, n in rejected.items():
+                delta = n - self._rejected_seen[reason]
+                if delta > 0:
+                    total = self._rejected_base[reason] + n
+                    args = {"reason": reason.value, "count": delta, "total": total}
+                    if events.emit(self.name, "UplinkRejected", args) is not None:
+                        self._rejected_seen[reason] = n
+                    else:
+                        pending = True  # throttled: reported again next step
+            self._rejected_clean = None if pending else rej_counts
+        df, st, rep = ep.deframer.stats, ep.stats, self._reported
+        if (df.bad_mac > rep["bad_mac"] or df.unknown_spi > rep["unknown_spi"] or df.replay > rep["replay"]
+                or st.bad_link_control > rep["bad_link_control"] or st.send_failures > rep["send_failures"]):
+            self._report_link_errors()
         since = self._last_uplink_s if self._last_uplink_s is not None else self._boot_s
         self.tlm("uplink_silence_s", now - since)
         if now < self._next_stats_s:
@@ -570,6 +570,22 @@ class Comm(Component):
             self.event("LinkReport", frames_sent=ep.stats.frames_sent,
                        frames_received=ep.deframer.stats.frames_ok, acked=st.acked, naks=st.naks,
                        resent=st.resent, rejected=self.rejected_total(), held=st.packets)
+
+    def _report_link_errors(self) -> None:
+        """Events for frames and link control refused, and radio sends failed, since reported."""
+        ep = self.endpoint
+        assert ep is not None
+        events = self.fw.events
+        df = ep.deframer.stats
+        for reason in ("bad_mac", "unknown_spi", "replay"):
+            n = getattr(df, reason)
+            args = {"reason": reason, "count": n - self._reported[reason], "total": n}
+            if n > self._reported[reason] and events.emit(self.name, "UplinkFrameRejected", args) is not None:
+                self._reported[reason] = n
+        for key, event in (("bad_link_control", "BadLinkControl"), ("send_failures", "RadioSendFailed")):
+            n = getattr(ep.stats, key)
+            if n > self._reported[key] and events.emit(self.name, event, {"count": n - self._reported[key]}):
+                self._reported[key] = n
 
     def rejected_total(self) -> int:
         return sum(self._rejected_base.values()) + sum(self._verifier.rejected.values())

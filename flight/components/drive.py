@@ -51,8 +51,12 @@ class Drive(Component):
         self._nav_key = f"{nav}.wheel_cmd" if nav else ""
         self.publish("stop_epoch", 0)
         self.publish("stop_reason", "")
+        self._device_ok = True
         self.publish("device_ok", True)
+        self._stalled_published: object = False
         self.publish("stalled", False)
+        self._ticks_key = f"{self.name}.ticks"
+        self._stalled_key = f"{self.name}.stalled"
         self.publish("geometry", (self._dev.wheel_radius_m, self._dev.track_width_m, self._dev.ticks_per_rev))
         self._last: tuple[int, int] | None = None
         self._odo = 0.0
@@ -82,28 +86,40 @@ class Drive(Component):
             self._errors += 1
             self.tlm("device_errors", self._errors)
             self.event("DriveDeviceError", error=str(exc))
-            self.publish("device_ok", False)
+            self._publish_device_ok(False)
             return
-        self.publish("device_ok", True)
-        self._apply_nav()
-        if self._last is not None:
-            dl = self._dev.ticks_to_m(st.left_ticks - self._last[0])
-            dr = self._dev.ticks_to_m(st.right_ticks - self._last[1])
-            self._odo += abs(dl + dr) / 2.0
-        self._last = (st.left_ticks, st.right_ticks)
-        self.publish("ticks", (st.time_s, st.left_ticks, st.right_ticks))
+        store = self._datastore
+        if self._device_ok is not True:
+            self._publish_device_ok(True)
+        if self._nav_key:
+            self._apply_nav(store.get(self._nav_key))  # type: ignore[union-attr]
+        lt, rt = st.left_ticks, st.right_ticks
+        last = self._last
+        if last is not None:
+            d_left, d_right = lt - last[0], rt - last[1]
+            if d_left or d_right:  # standing still adds nothing (0.0) to the odometer
+                dl = self._dev.ticks_to_m(d_left)
+                dr = self._dev.ticks_to_m(d_right)
+                self._odo += abs(dl + dr) / 2.0
+        self._last = (lt, rt)
+        store[self._ticks_key] = (st.time_s, lt, rt)  # type: ignore[index]
         self._status = st
         self._left_current.put(st.left_current_a)
         self._right_current.put(st.right_current_a)
-        self.publish("stalled", st.stalled)
-        if st.stalled and not self._was_stalled:
+        stalled = st.stalled
+        if stalled is not self._stalled_published:  # the store keeps the last value published
+            store[self._stalled_key] = self._stalled_published = stalled  # type: ignore[index]
+        if stalled and not self._was_stalled:
             self.event("WheelStall")
             self._stop("wheel stall")
-        self._was_stalled = st.stalled
+        self._was_stalled = stalled
 
-    def _apply_nav(self) -> None:
+    def _publish_device_ok(self, ok: bool) -> None:
+        self._device_ok = ok
+        self.publish("device_ok", ok)
+
+    def _apply_nav(self, cmd: tuple[int, int, float, float] | None) -> None:
         """Apply navigation's latest wheel command if it is new and issued in this stop epoch."""
-        cmd = self.read(self._nav_key) if self._nav_key else None
         if cmd is None:
             return
         epoch, seq, left, right = cmd

@@ -40,10 +40,16 @@ class ImuMonitor(Component):
 
     def setup(self) -> None:
         self._dev: Imu = self.devices["imu"]
-        self._g: list[float] | None = None
+        self._g: tuple[float, float, float] | None = None
         self._last_t: float | None = None
+        self._tau = self.param("tilt_tau_s")
         self._reading: ImuReading | None = None
+        # the filtered gravity of the last reading, and the roll and pitch worked out from it
+        self._gravity: tuple[float, float, float] | None = None
+        self._attitude_of: tuple[float, float, float] | None = None
         self._attitude: tuple[float, float] | None = None
+        self._reading_key = f"{self.name}.reading"
+        self._tilt_key = f"{self.name}.tilt_deg"
         # Rates, accelerations, roll, pitch and temperature change every cycle and are looked at
         # once a second: they are sampled from the last reading. Tilt has limits and is put.
         for i, axis in enumerate("xyz"):
@@ -57,10 +63,15 @@ class ImuMonitor(Component):
     def _sampled(self, pick: Callable[[ImuReading, tuple[float, float]], float]) -> Callable[[], float | None]:
         """A provider of one value of the last reading (or of its roll and pitch); None before it."""
         def value() -> float | None:
-            if self._reading is None or self._attitude is None:
+            attitude = self._attitude_now()
+            if self._reading is None or attitude is None:
                 return None
-            return pick(self._reading, self._attitude)
+            return pick(self._reading, attitude)
         return value
+
+    def on_param(self, name: str, value: float) -> None:
+        if name == "tilt_tau_s":
+            self._tau = value
 
     def step(self) -> None:
         try:
@@ -69,22 +80,40 @@ class ImuMonitor(Component):
             self.event("ImuReadError", error=str(exc))
             return
         ax, ay, az = r.accel_mps2
-        if self._g is None or self._last_t is None:
-            self._g = [ax, ay, az]
+        t = r.time_s
+        last_t = self._last_t
+        if self._g is None or last_t is None:
+            gx, gy, gz = ax, ay, az
         else:
-            dt = max(0.0, r.time_s - self._last_t)
-            tau = self.param("tilt_tau_s")
+            dt = t - last_t
+            if not dt > 0.0:
+                dt = 0.0
+            tau = self._tau
             k = 1.0 if tau <= 0 else dt / (tau + dt)
             gx, gy, gz = self._g
-            self._g = [gx + k * (ax - gx), gy + k * (ay - gy), gz + k * (az - gz)]
-        self._last_t = r.time_s
-        ax, ay, az = self._g
-        g = math.sqrt(ax * ax + ay * ay + az * az) or 1.0
-        roll = math.degrees(math.atan2(ay, az))
-        pitch = math.degrees(math.atan2(-ax, math.hypot(ay, az)))
-        tilt = math.degrees(math.acos(max(-1.0, min(1.0, az / g))))
-        self.publish("reading", r)
-        self.publish("tilt_deg", tilt)
+            gx, gy, gz = gx + k * (ax - gx), gy + k * (ay - gy), gz + k * (az - gz)
+        self._g = (gx, gy, gz)
+        self._last_t = t
+        g = math.sqrt(gx * gx + gy * gy + gz * gz) or 1.0
+        c = gz / g
+        c = c if c < 1.0 else 1.0  # max(-1, min(1, c)) unrolled, NaN included (it gives 1)
+        tilt = math.degrees(math.acos(c if c > -1.0 else -1.0))
+        store = self._datastore
+        store[self._reading_key] = r
+        store[self._tilt_key] = tilt
         self._reading = r
-        self._attitude = (roll, pitch)
+        self._gravity = (gx, gy, gz)
         self._tilt.put(tilt)
+
+    def _attitude_now(self) -> tuple[float, float] | None:
+        """Roll and pitch (deg) from the filtered gravity of the last reading; None before one.
+        Computed when sampled: only tilt, which has limits, is needed every cycle."""
+        grav = self._gravity
+        if grav is None:
+            return None
+        if grav is not self._attitude_of:
+            gx, gy, gz = grav
+            self._attitude = (math.degrees(math.atan2(gy, gz)),
+                              math.degrees(math.atan2(-gx, math.hypot(gy, gz))))
+            self._attitude_of = grav
+        return self._attitude

@@ -23,9 +23,17 @@ class Ticker(Component):
     def setup(self) -> None:
         self._count = 0
         self._y = 0.0
+        self._ran = False
         self._work = int(self.options["work"])
-        self._count_slot = self.tlm_slot("count")
-        self._filtered_slot = self.tlm_slot("filtered")
+        self._gain = self.param("gain")
+        # both channels change every step and are downlinked at the housekeeping rate: they are
+        # read when sampled (None, nothing to report, until the first step)
+        self.provide("count", lambda: self._count if self._ran else None)
+        self.provide("filtered", lambda: self._y if self._ran else None)
+
+    def on_param(self, name: str, value: float) -> None:
+        if name == "gain":
+            self._gain = value
 
     def step(self) -> None:
         self._count += 1
@@ -33,9 +41,8 @@ class Ticker(Component):
         acc = 0
         for i in range(self._work):  # a few microseconds of integer work, like a small filter bank
             acc = (acc * 31 + i) & 0xFFFF
-        self._y += self.param("gain") * (x - self._y) + acc * 0.0
-        self._count_slot.put(self._count)
-        self._filtered_slot.put(self._y)
+        self._y += self._gain * (x - self._y) + acc * 0.0
+        self._ran = True
 
     @command("{NAME}_RESET", Arg("value", "u64", doc="new count"))
     def tick_reset(self, value: int) -> None:

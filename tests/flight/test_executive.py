@@ -226,3 +226,90 @@ def test_vehicle_run_reaches_a_float_end_off_the_nanosecond_grid(make_vehicle) -
     assert end > 0.3
     vehicle.run(until_s=end)
     assert vehicle.clock.now_ns() == 300_000_000
+
+
+class Spender(Component):
+    """Consumes the next simulated cost of its schedule each step (0 once the schedule is spent)."""
+
+    def __init__(self, name, costs_s=(), on_step=None):
+        super().__init__(name)
+        self.costs = list(costs_s)
+        self.on_step = on_step
+        self.runs = 0
+
+    def step(self):
+        self.runs += 1
+        if self.on_step is not None:
+            self.on_step(self)
+        cost = self.costs.pop(0) if self.costs else 0.0
+        if cost:
+            self.fw.clock.consume(cost)
+
+
+def test_member_times_maxima_and_overruns_are_each_members_own(make_vehicle):
+    # 50 Hz group, budget 10 ms: the 12 ms and 15 ms steps overrun; the 4 ms one raises the max
+    # before them and the 3 ms one after them changes neither
+    costs = [0.0, 0.004, 0.012, 0.003, 0.015, 0.001]
+    a, b = Spender("a", costs), Spender("b")
+    v, rec = make_vehicle([a, b])
+    ex = v.executive
+    ma, mb = ex.member("a"), ex.member("b")
+    seen = []
+    for _ in range(len(costs)):
+        v.executive.run(max_cycles=1)
+        seen.append((ma.last_ns, ma.max_ns, ma.overruns, mb.last_ns, mb.max_ns))
+        while v.executive._heap[0][2] != 0:  # run the other groups' cycles that fall due between
+            v.executive.run(max_cycles=1)
+    ms = 1_000_000
+    assert seen == [(0, 0, 0, 0, 0), (4 * ms, 4 * ms, 0, 0, 0), (12 * ms, 12 * ms, 1, 0, 0),
+                    (3 * ms, 12 * ms, 1, 0, 0), (15 * ms, 15 * ms, 2, 0, 0), (1 * ms, 15 * ms, 2, 0, 0)]
+    v.flush()
+    assert [e.text for e in rec.events("MemberOverrun")] == ["a ran 12000 us, budget 10000 us",
+                                                            "a ran 15000 us, budget 10000 us"]
+    assert v.fw.tlm.get("exec.a.time_max_us") == 15000 and v.fw.tlm.get("exec.b.time_max_us") == 0
+
+
+def test_a_member_disabled_by_an_earlier_one_skips_this_very_cycle(make_vehicle):
+    def disable_c(member):
+        if member.runs == 3:
+            member.fw.executive.exec_disable("c")
+        if member.runs == 6:
+            member.fw.executive.exec_enable("c")
+
+    a, c = Spender("a", on_step=disable_c), Spender("c")
+    v, _ = make_vehicle([a, c])
+    for _ in range(8):
+        v.executive.run(max_cycles=1)
+        while v.executive._heap[0][2] != 0:
+            v.executive.run(max_cycles=1)
+    # c ran in cycles 1 and 2, not from the cycle a disabled it in (3) up to the one before a
+    # enabled it again (6), and in 6, 7 and 8
+    assert a.runs == 8 and c.runs == 2 + 3
+    m = v.executive.member("c")
+    assert m.enabled and not m.faulted and m.live and m.state == 0
+
+
+def test_member_state_flags(make_vehicle):
+    bad = Probe("bad", raise_at=1)
+    v, _ = make_vehicle([bad])
+    m = v.executive.member("bad")
+    assert m.live and m.state == 0
+    v.run(until_s=0.1)
+    assert m.faulted and not m.live and m.state == 2
+    m.enabled = False
+    assert m.state == 2  # faulted wins
+    m.faulted = False
+    assert not m.live and m.state == 1
+    m.enabled = True
+    assert m.live and m.state == 0
+
+
+def test_a_budget_changed_at_run_time_counts_from_the_next_step(make_vehicle):
+    a = Spender("a", [0.004, 0.004, 0.004])
+    v, _ = make_vehicle([a], groups=[{"name": "control", "hz": 50, "members": ["a"]}])
+    m = v.executive.member("a")
+    v.executive.run(max_cycles=1)
+    assert (m.max_ns, m.overruns) == (4_000_000, 0)
+    m.budget_ns = 3_000_000  # below the worst time so far: the next 4 ms step is an overrun
+    v.executive.run(max_cycles=1)
+    assert m.overruns == 1

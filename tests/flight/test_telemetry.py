@@ -165,3 +165,40 @@ def test_a_channel_with_limits_cannot_be_provided_and_unknown_slots_are_named(ma
         s.provide("current_a", lambda: 0.0)
     with pytest.raises(KeyError, match="sp.nope"):
         s.tlm("nope", 1.0)
+
+
+def _hk_values(rec, v, channel):
+    """(time s, value) of every housekeeping sample of ``channel`` the vehicle sent."""
+    names = v.fw.tlm.id_to_name()
+    return [(p.time_ns / 1e9, val) for p in rec.items if isinstance(p, TlmPacket)
+            for cid, val in p.samples if names[cid] == channel]
+
+
+def test_ticker_channels_are_sampled_from_its_state_and_its_gain_follows_prm_set(make_vehicle):
+    import math
+
+    from flight.components.ticker import Ticker
+
+    t = Ticker("t0", work=3)
+    late = Ticker("late")  # stepped only at 1 Hz, after housekeeping: nothing to sample at first
+    v, rec = make_vehicle([t, late], groups=[
+        {"name": "control", "hz": 50, "members": ["t0"]},
+        {"name": "nav", "hz": 10, "members": ["cmd", "seq"]},
+        {"name": "hk", "hz": 1, "members": ["sys", "health", "tlm", "late"]},
+    ])
+    v.run(until_s=2.5)
+    v.flush()
+    # the control group runs first at t = 0, 1, 2 s: 1, 51 and 101 steps are taken when sampled
+    assert _hk_values(rec, v, "t0.count") == [(0.0, 1), (1.0, 51), (2.0, 101)]
+    y = 0.0
+    for k in range(1, 102):
+        y += 0.1 * (math.sin(k * 0.01) - y)
+    assert _hk_values(rec, v, "t0.filtered")[-1] == (2.0, y)
+    assert _hk_values(rec, v, "late.count") == [(1.0, 1), (2.0, 2)]
+    assert v.fw.tlm.get("t0.count") == t._count == 125  # steps at 0, 0.02 ... 2.48 s
+    # gain 0: the filter holds its value from the next step on
+    v.dispatcher.submit("PRM_SET", {"name": "t0.gain", "value": "0"})
+    v.run(until_s=3.5)
+    held = v.fw.tlm.get("t0.filtered")
+    v.run(until_s=5.0)
+    assert v.fw.tlm.get("t0.filtered") == held and v.fw.tlm.get("t0.count") == t._count

@@ -198,3 +198,49 @@ def test_world_plant_behind_the_mcu_emulator_on_a_pty(world: World) -> None:
         assert set(mcu.read_thermal().temps_c) >= {"board", "battery", "motor_left", "motor_right"}
         assert 0.0 < mcu.read_power().soc <= 1.0
     assert world.time_s > 0.5 and world.truth()["distance_m"] > 0.05
+
+
+def test_drive_and_imu_components_in_lockstep_with_the_world(tmp_path) -> None:
+    """The rover's drive and IMU members on the sim MCU: what they publish and put, and what
+    the IMU's sampled channels report, on a slope, then with the device gone."""
+    from flight.clock import NS, SimClock
+    from flight.config import parse
+    from flight.vehicle import Vehicle
+    from tests.recorder import Recorder
+
+    w = World("moon", 3, terrain=Terrain.plane(size_m=30.0, slope_deg=6.0), cameras={})
+    clock = SimClock(start_s=w.time_s)
+    clock.on_advance(lambda t_ns: w.step_to(t_ns / NS))
+    cfg = parse({
+        "vehicle": {"state_dir": str(tmp_path / "state")},
+        "devices": {"mcu": "sim://mcu"},
+        "components": {"drive": {"type": "drive", "devices": {"drive": "mcu"}},
+                       "imu": {"type": "imu", "devices": {"imu": "mcu"}}},
+        "rate_groups": [{"name": "control", "hz": 50, "members": ["drive", "imu"]},
+                        {"name": "hk", "hz": 1, "members": ["cmd", "seq", "sys", "health", "tlm"]}],
+    })
+    v = Vehicle(cfg, clock, device_context={"world": w})
+    rec = Recorder()
+    v.add_sink(rec)
+    store, tlm = v.fw.store, v.fw.tlm
+    assert tlm.get("imu.roll_deg") is None and tlm.get("drive.left_ticks") is None  # nothing read yet
+    v.dispatcher.submit("DRIVE_SET_WHEELS", {"left": 0.1, "right": 0.1})
+    v.run(until_s=clock.now() + 4.0)
+    imu = v.by_name["imu"]
+    gx, gy, gz = imu._g
+    assert tlm.get("imu.roll_deg") == pytest.approx(math.degrees(math.atan2(gy, gz)), abs=1e-4)
+    assert tlm.get("imu.pitch_deg") == pytest.approx(math.degrees(math.atan2(-gx, math.hypot(gy, gz))), abs=1e-4)
+    assert tlm.get("imu.tilt_deg") == pytest.approx(store["imu.tilt_deg"], abs=1e-4)
+    assert 3.0 < store["imu.tilt_deg"] < 9.0  # the 6 degree slope, seen through the filter
+    assert store["imu.reading"].time_s == pytest.approx(w.time_s, abs=0.021)
+    t, left, right = store["drive.ticks"]
+    assert left > 0 and (left, right) == (tlm.get("drive.left_ticks"), tlm.get("drive.right_ticks"))
+    assert store["drive.device_ok"] is True and store["drive.stalled"] is False
+    assert tlm.get("drive.odometer_m") == pytest.approx(v.devices["mcu"].ticks_to_m(left), rel=0.05)
+    v.devices["mcu"].close()
+    v.run(until_s=clock.now() + 0.5)
+    v.flush()
+    assert store["drive.device_ok"] is False
+    assert rec.events("DriveDeviceError") and rec.events("ImuReadError")
+    assert tlm.get("drive.device_errors") == 25
+    v.shutdown()
