@@ -11,7 +11,8 @@ all cells at once): **slope** of the plane, **roughness** (RMS residual), and **
 largest height difference in a wheel-sized neighbourhood, less what the slope explains), and
 **rise**: how far a cell stands above the ground around it (the median of a
 ``2 ground_m`` window), which finds the rocks of a cell or two that the median and the plane
-smooth away. A cell keeps its **top** too, the highest point of the closest look at it: a small
+smooth away. A cell keeps its **top** too, the highest point of the closest look at it (the
+third-highest, so that a stray match or two does not count): a small
 rock fills only part of a cell, so the cell's mean holds part of its height while a wheel meets
 all of it; where the top was seen from within ``top_range_m`` it is what the rise measures. Each is
 divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
@@ -240,9 +241,13 @@ class ElevationMap:
         idx = (rr - r0) * w + (cc - c0)
         shape = (r1 - r0, w)
         cnt = np.bincount(idx, minlength=shape[0] * w).reshape(shape)
-        zmax = np.full(shape[0] * w, -np.inf)
-        np.maximum.at(zmax, idx, z)
-        zmax = zmax.reshape(shape).astype(np.float32)
+        # each cell's top: its third-highest point (its highest of four), so that a stray
+        # stereo match or two is not taken for a rock
+        order = np.lexsort((z, idx))
+        n_cell = cnt.ravel()
+        last = np.cumsum(n_cell) - 1
+        pick = np.maximum(last - np.minimum(2, n_cell // 4), 0)
+        zmax = z[order][pick].reshape(shape).astype(np.float32)
         zsum = np.bincount(idx, weights=z, minlength=shape[0] * w).reshape(shape)
         rsum = np.bincount(idx, weights=rng, minlength=shape[0] * w).reshape(shape)
         seen = cnt >= min_points
@@ -265,7 +270,7 @@ class ElevationMap:
         # closer, replaces it; tops are not piled up look on look, which would pile up noise)
         tv = self.top[r0:r1, c0:c1]
         trv = self.top_range[r0:r1, c0:c1]
-        closer = seen & (rmean <= trv + 0.3)
+        closer = seen & (cnt >= 4) & (rmean <= trv + 0.3)
         tv[closer] = zmax[closer]
         trv[closer] = np.minimum(trv, rmean)[closer]
         return r0, r1, c0, c1
