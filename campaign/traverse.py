@@ -123,7 +123,9 @@ def run_traverse(level: str, seed: int, state_dir: Path, *, goals: int = 3, goal
     v.add_sink(sink)
     mon = TruthMonitor(world)
     targets = pick_goals(world, goals, goal_distance_m, seed=seed)
-    rep = TraverseReport(level, seed, len(targets), max_speed_mps=world.vehicle.config.max_wheel_mps)
+    rep = TraverseReport(level, seed, goals, max_speed_mps=world.vehicle.config.max_wheel_mps)
+    # goals the picker found no place for are not reached: recorded, not raised
+    rep.failures.extend(["no suitable goal found"] * (goals - len(targets)))
     try:
         x, y, yaw = mon.pose()
         if mode != "autonav":

@@ -14,7 +14,9 @@ ground:
 3. **Rocks** after Golombek & Rapp (1997): the cumulative fractional area covered by rocks of
    diameter >= D is ``F_k(D) = k * exp(-q(k) * D)`` with ``q = 1.79 + 0.152 / k``; rock height is
    about half the diameter. This gives few large rocks and many small ones. Rocks are domes in
-   the heightmap and also kept as ground truth (x, y, radius, height).
+   the heightmap and also kept as ground truth (x, y, radius, height). A node holds the highest
+   point of a rock within its cell, so even a rock narrower than two cells reaches its full
+   height in the map: the ground the wheels, the cameras and the truth see is the same.
 
 The albedo map is seeded noise around the body's mean albedo, darker in crater interiors and on
 rocks, so a rendered image has texture for stereo matching and feature tracking.
@@ -304,21 +306,39 @@ class Terrain:
         self, base: np.ndarray | None, x: float, y: float, radius: float, height: float,
         albedo_factor: float | None = None, albedo: float | None = None,
     ) -> Rock:
-        rows, cols, r, _ = self._window(x, y, radius)
+        res = self.resolution_m
+        rows, cols, _, xs = self._window(x, y, radius + res)
+        ys = self.origin[1] + np.arange(rows.start, rows.stop) * res - y
         z_base = float(self.height_at(x, y))
-        rock = Rock(x, y, radius, height, z_base)
-        if r.size:
+        if xs.size >= 2 and ys.size >= 2:
+            # the rock rests on the ground, it is not draped over it: its bed is the plane fitted
+            # to the ground under it and a cell around, so the top stands ``height`` above that
+            # plane, not above whatever hollow or bump of the fine relief lies under its centre
+            ground = (base if base is not None else self.heights)[rows, cols].astype(np.float64)
+            gx, gy = np.broadcast_arrays(xs[None, :], ys[:, None])
+            a = np.column_stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])
+            coef, *_ = np.linalg.lstsq(a, ground.ravel(), rcond=None)
+            z_base = float(coef[2])
+            # each node takes the highest point of the dome within its cell (the square of one
+            # resolution around it): the distance from the rock's centre to the nearest point of
+            # that square, not to the node. A node samples the rock at its top, so a rock a cell
+            # or two across stands in the map at its full height (sampled at the nodes alone it
+            # could lose half of it between them), and wheels and cameras meet what the truth holds
+            ex = np.maximum(np.abs(xs) - 0.5 * res, 0.0)[None, :]
+            ey = np.maximum(np.abs(ys) - 0.5 * res, 0.0)[:, None]
+            r = np.hypot(ex, ey)
             q = np.clip(r / radius, 0.0, 1.0)
-            dome = (height * np.sqrt(1.0 - q * q)).astype(np.float32)
-            ground = (base if base is not None else self.heights)[rows, cols]
+            bed = coef[0] * gx + coef[1] * gy + coef[2]
+            top = (bed + height * np.sqrt(1.0 - q * q)).astype(np.float32)
             on = r < radius
             here = self.heights[rows, cols]
-            self.heights[rows, cols] = np.where(on, np.maximum(here, ground + dome), here)
+            self.heights[rows, cols] = np.where(on, np.maximum(here, top), here)
             alb = self.albedo[rows, cols]
             if albedo is not None:
                 self.albedo[rows, cols] = np.where(on, np.float32(albedo), alb)
             elif albedo_factor is not None:
                 self.albedo[rows, cols] = np.where(on, alb * np.float32(albedo_factor), alb)
+        rock = Rock(x, y, radius, height, z_base)
         self.rocks.append(rock)
         self.version += 1
         return rock

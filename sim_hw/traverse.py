@@ -57,37 +57,48 @@ def build_world(level: str, seed: int, *, size_m: float = 60.0, camera_width: in
 def pick_goals(world: World, count: int = 3, distance_m: float = 8.0, seed: int = 0,
                within_m: float = 15.0) -> list[tuple[float, float]]:
     """Goals ``distance_m`` apart in a chain from the start, all within ``within_m`` of it:
-    flat spots clear of rocks where the vehicle can stand (:func:`sim_hw.terrain.stance_at`)."""
+    flat spots clear of rocks where the vehicle can stand (:func:`sim_hw.terrain.stance_at`).
+
+    A goal wants a metre clear of every rock around the vehicle's own footprint; on rocky ground
+    where 400 tries find no such spot, a metre clear of the rocks it could not climb (taller than
+    its step) will do, the smaller ones being the footprint's concern. Where even that finds
+    none, the chain ends there: fewer goals than asked are returned (never an exception), and
+    the caller records the rest as not found.
+    """
     rng = np.random.default_rng(seed)
     ter = world.terrain
     rocks = ter.rocks_array()
     footprint = Footprint.for_vehicle(world.vehicle.config)
+    tall = rocks[rocks[:, 3] > footprint.max_step_m] if rocks.size else rocks
     t = world.truth()
     here = (t["x"], t["y"])
     start = here
     heading = t["yaw"]
-    goals = []
+    goals: list[tuple[float, float]] = []
+    x0, x1, y0, y1 = ter.bounds
     for _ in range(count):
-        for _attempt in range(400):
-            ang = heading + rng.uniform(-1.2, 1.2) if _attempt < 200 else rng.uniform(-math.pi, math.pi)
+        found = None
+        for attempt in range(800):
+            ang = heading + rng.uniform(-1.2, 1.2) if attempt % 400 < 200 else rng.uniform(-math.pi, math.pi)
             gx, gy = here[0] + distance_m * math.cos(ang), here[1] + distance_m * math.sin(ang)
-            x0, x1, y0, y1 = ter.bounds
             if not (x0 + 5 < gx < x1 - 5 and y0 + 5 < gy < y1 - 5):
                 continue
             if math.hypot(gx - start[0], gy - start[1]) > within_m:
                 continue
-            if rocks.size and np.any(np.hypot(rocks[:, 0] - gx, rocks[:, 1] - gy) < rocks[:, 2] + 1.0):
+            near = rocks if attempt < 400 else tall
+            if near.size and np.any(np.hypot(near[:, 0] - gx, near[:, 1] - gy) < near[:, 2] + 1.0):
                 continue
             if ter.slope_deg_at(gx, gy) > 10.0:
                 continue
             if stance_at(ter, gx, gy, footprint, rocks) is None:
                 continue
-            goals.append((float(gx), float(gy)))
-            heading = math.atan2(gy - here[1], gx - here[0])
-            here = (gx, gy)
+            found = (float(gx), float(gy))
             break
-        else:
-            raise RuntimeError("no suitable goal found")
+        if found is None:
+            break
+        goals.append(found)
+        heading = math.atan2(found[1] - here[1], found[0] - here[0])
+        here = found
     return goals
 
 

@@ -15,7 +15,8 @@ replans as the map grows. ``DRIVE_ARC`` is always blind. In every mode the drive
 ``SafetyStop`` event saying why, on tilt beyond ``tilt_limit_deg``, a wheel stall, the drive
 device (MCU link) failing, or position uncertainty beyond ``pos_sigma_limit_m``.
 
-**Recovery** (autonav): a wheel stall or a tilt stop need not end the goal. The ground ahead of
+**Recovery** (autonav): a wheel stall or a tilt within ``tilt_margin_deg`` of the limit need not
+end the goal. The ground ahead of
 the leading wheels is marked a hazard in the map (what stopped the rover is there, whatever
 stereo made of it), the rover backs off ``backoff_m`` the way it came, looks again and plans
 around the mark, up to ``recoveries`` times a goal. A plan that finds no way is retried over the
@@ -125,6 +126,8 @@ class Navigator(Component):
         Param("max_speed_mps", "f32", 0.2, "m/s", 0.01, 2.0, doc="outer wheel speed on benign terrain"),
         Param("lookahead_m", "f32", 0.8, "m", 0.2, 5.0),
         Param("tilt_limit_deg", "f32", 20.0, "deg", 1.0, 60.0),
+        Param("tilt_margin_deg", "f32", 2.0, "deg", 0.0, 30.0,
+              doc="a goal backs away from a tilt this close to the limit (autonav), before passing it"),
         Param("pos_sigma_limit_m", "f32", 1.5, "m", 0.05, 100.0),
         Param("hazard_check_m", "f32", 1.0, "m", 0.2, 5.0, doc="how far ahead the path is checked"),
         Param("image_period_s", "f32", 1.0, "s", 0.2, 60.0),
@@ -322,7 +325,8 @@ class Navigator(Component):
             self._last_rate = rate
             return
         ds = 0.5 * (dl + dr)
-        self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt, tilt_rate=self._tilt_rate)
+        self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt, tilt_rate=self._tilt_rate,
+                         grade_rad=self._pitch)
         self._z += ds * math.sin(self._pitch)
         if dl == 0 and dr == 0 and self._cmd == (0.0, 0.0):
             self.ekf.update_zero_rate(rate)
@@ -369,11 +373,23 @@ class Navigator(Component):
             self._safety_stop(f"drive stopped ({why})")
             return
         tilt = self.read(f"{self.options['imu']}.tilt_deg")
-        if tilt is not None and tilt > self.param("tilt_limit_deg"):
-            why = f"tilt {tilt:.1f} deg beyond the {self.param('tilt_limit_deg'):.0f} deg limit"
-            if self._recovery is None and self._recover(why):
+        limit = self.param("tilt_limit_deg")
+        over = tilt is not None and tilt > limit
+        # the attitude the heading rate is taken through (gyro-propagated gravity) follows the
+        # body into a dip without the lag of a low-passed tilt: it is what warns of the limit
+        own = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(self._pitch) * math.cos(self._roll)))))
+        margin = self.param("tilt_margin_deg")
+        if (over or own > limit - margin) and self._recovery is None:
+            # the map's slopes are planes over a rover-sized disc and a crater's rim can tip the
+            # wheels further: a goal backs away from ground that tilts it close to the limit,
+            # marking it, before it passes the limit; beyond the limit the drive stops
+            if over:
+                why = f"tilt {tilt:.1f} deg beyond the {limit:.0f} deg limit"
+            else:
+                why = f"tilt {own:.1f} deg within {margin:.0f} deg of the {limit:.0f} deg limit"
+            if self._recover(why):
                 return
-            if self._recovery is None:
+            if over:
                 self._safety_stop(why)
                 return
         if self.read(f"{drive}.stalled", False) and self._recovery is None:

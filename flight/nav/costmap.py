@@ -11,7 +11,11 @@ all cells at once): **slope** of the plane, **roughness** (RMS residual), and **
 largest height difference in a wheel-sized neighbourhood, less what the slope explains), and
 **rise**: how far a cell stands above the ground around it (the median of a
 ``2 ground_m`` window), which finds the rocks of a cell or two that the median and the plane
-smooth away. Each is divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
+smooth away. A cell keeps its **top** too, the highest point of the closest look at it (the
+third-highest, so that a stray match or two does not count): a small
+rock fills only part of a cell, so the cell's mean holds part of its height while a wheel meets
+all of it; where the top was seen from within ``top_range_m`` it is what the rise measures. Each is
+divided by its limit; any ratio at or above 1 makes the cell a hazard **once it has been seen
 from within** ``confirm_range_m``. Seen only from farther, where a few centimetres of stereo
 noise look like a step, it is a suspect: costly (``1 + gain + 1``) but passable, so the planner
 steers around it when it can and drives closer to look again when it cannot; the rover sees every
@@ -46,6 +50,7 @@ class CostLimits:
     footprint_m: float = 0.3  # radius of the plane-fit disc
     ground_m: float = 0.3  # half the side of the window whose median is the ground a rock stands on
     protrusion_m: float = 0.08  # a cell this far above that ground is a rock a wheel may stall on
+    top_range_m: float = 2.5  # a cell's top (its highest point) counts when seen from this close
     inflate_m: float = 0.45  # hazards grown by this for planning (rover half-diagonal and a margin)
     core_m: float = 0.3  # and by this for the stop check on the path ahead
     gain: float = 3.0
@@ -80,6 +85,7 @@ def median_nan(h: np.ndarray, size: int) -> np.ndarray:
 #: the per-cell layers, with the value of a cell never seen
 _LAYERS: tuple[tuple[str, type, float | bool], ...] = (
     ("height", np.float32, np.nan), ("weight", np.float32, 0.0), ("near", np.float32, np.inf),
+    ("top", np.float32, np.nan), ("top_range", np.float32, np.inf),
     ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False), ("marked", bool, False))
 
 
@@ -235,6 +241,13 @@ class ElevationMap:
         idx = (rr - r0) * w + (cc - c0)
         shape = (r1 - r0, w)
         cnt = np.bincount(idx, minlength=shape[0] * w).reshape(shape)
+        # each cell's top: its third-highest point (its highest of four), so that a stray
+        # stereo match or two is not taken for a rock
+        order = np.lexsort((z, idx))
+        n_cell = cnt.ravel()
+        last = np.cumsum(n_cell) - 1
+        pick = np.maximum(last - np.minimum(2, n_cell // 4), 0)
+        zmax = z[order][pick].reshape(shape).astype(np.float32)
         zsum = np.bincount(idx, weights=z, minlength=shape[0] * w).reshape(shape)
         rsum = np.bincount(idx, weights=rng, minlength=shape[0] * w).reshape(shape)
         seen = cnt >= min_points
@@ -253,6 +266,13 @@ class ElevationMap:
 
         wv[seen] = np.minimum(wt_old + new_w, 40.0)[seen]
         nv[seen] = np.minimum(nv, rmean)[seen]
+        # the top: the highest point of the closest look (a later look from about as close, or
+        # closer, replaces it; tops are not piled up look on look, which would pile up noise)
+        tv = self.top[r0:r1, c0:c1]
+        trv = self.top_range[r0:r1, c0:c1]
+        closer = seen & (cnt >= 4) & (rmean <= trv + 0.3)
+        tv[closer] = zmax[closer]
+        trv[closer] = np.minimum(trv, rmean)[closer]
         return r0, r1, c0, c1
 
     # -- cost ------------------------------------------------------------------------------------
@@ -305,7 +325,12 @@ class ElevationMap:
         # window, which a small rock cannot move), and a cell standing out of it by more than
         # ``protrusion_m``, or beside one that does, is a hazard
         ground = median_nan(h, 2 * kg + 1)
-        rise = np.where(valid & ~np.isnan(ground), h - ground, 0.0).astype(np.float32)
+        # a rock of a cell or two is what a wheel meets at its top, and a cell's mean height
+        # can hold half of it: where the cell was seen from close by, its highest point counts
+        top = self.top[r0:r1, c0:c1].astype(np.float64)
+        top_ok = valid & ~np.isnan(top) & (self.top_range[r0:r1, c0:c1] <= lim.top_range_m)
+        peak = np.where(top_ok, np.maximum(h, top), h)
+        rise = np.where(valid & ~np.isnan(ground), peak - ground, 0.0).astype(np.float32)
         rise = cv2.dilate(rise, np.ones((3, 3), np.uint8))
         ratio = np.maximum.reduce([slope / lim.slope_deg, rough / lim.roughness_m, step / lim.step_m,
                                    rise / lim.protrusion_m])

@@ -6,7 +6,8 @@ into the state so a visual-odometry result that arrives later, as the motion bet
 instants, is an honest measurement of two states whose correlation the filter keeps.
 
 **Prediction** (every navigation step): the wheels give the distance travelled (horizontal, by
-the pitch), times the odometry scale (which absorbs the slip visual odometry sees); the gyro,
+the pitch), times the odometry scale (which absorbs the slip visual odometry sees), less sure on a
+grade, where the wheels slip most; the gyro,
 turned into the heading's rate through the attitude and less its estimated bias, gives the
 heading change (trapezoidal). Noise grows with distance (slip), with time (gyro noise, bias
 walk), turning, and pitch and roll motion (the attitude behind the heading rate is least sure
@@ -83,6 +84,12 @@ class FilterNoise:
     # ground) and the rate kinematics are only as good as that attitude, so the heading is
     # least certain while the rover rocks; visual odometry then carries the heading change
     yaw_per_tilt: float = 0.2
+    # wheel slip grows with the grade (in loose soil about a third at 15 deg): the distance the
+    # wheels turned is least trustworthy on a slope, so the odometry's noise per metre grows by
+    # ``slip_on_grade`` times the square of the grade over ``slip_grade_deg`` (saturating at
+    # that grade), and visual odometry carries the distance there
+    slip_on_grade: float = 0.3
+    slip_grade_deg: float = 15.0
 
 
 class PoseFilter:
@@ -121,11 +128,10 @@ class PoseFilter:
     # -- prediction ----------------------------------------------------------------------------
 
     def predict(self, ds_wheel: float, yaw_rate_prev: float, yaw_rate_now: float, dt: float,
-                tilt_rate: float = 0.0) -> None:
+                tilt_rate: float = 0.0, grade_rad: float = 0.0) -> None:
         """Move by ``ds_wheel`` metres (horizontal, signed) while the gyro's heading rate went
         from ``yaw_rate_prev`` to ``yaw_rate_now`` over ``dt`` seconds, the body pitching and
-        rolling at ``tilt_rate`` rad/s."""
-        n = self.x.size
+        rolling at ``tilt_rate`` rad/s on a grade (the pitch) of ``grade_rad``."""
         nz = self.noise
         yaw, bias, k = self.x[YAW], self.x[BIAS], self.x[SCALE]
         dyaw = 0.5 * (yaw_rate_prev + yaw_rate_now) * dt - bias * dt
@@ -135,25 +141,41 @@ class PoseFilter:
         self.x[Y] += k * ds_wheel * s
         self.x[YAW] = wrap(yaw + dyaw)
         self.distance_m += abs(k * ds_wheel)
-        F = np.eye(n)
-        F[X, YAW] = -k * ds_wheel * s
-        F[Y, YAW] = k * ds_wheel * c
-        F[X, BIAS] = k * ds_wheel * s * 0.5 * dt
-        F[Y, BIAS] = -k * ds_wheel * c * 0.5 * dt
-        F[X, SCALE] = ds_wheel * c
-        F[Y, SCALE] = ds_wheel * s
-        F[YAW, BIAS] = -dt
-        # noise: distance (slip), heading (gyro white noise), bias walk, scale walk
-        G = np.zeros((n, 4))
-        G[X, 0], G[Y, 0] = k * c, k * s
-        G[X, 1], G[Y, 1], G[YAW, 1] = -0.5 * k * ds_wheel * s, 0.5 * k * ds_wheel * c, 1.0
-        G[BIAS, 2] = 1.0
-        G[SCALE, 3] = 1.0
-        q = np.diag([nz.odo_frac**2 * abs(ds_wheel) + 1e-12,
-                     (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dt) ** 2,
-                     nz.bias_walk**2 * dt, nz.scale_walk**2 * abs(ds_wheel)])
-        self.P = mm(F, self.P, F.T) + mm(G, q, G.T)
-        self.P = 0.5 * (self.P + self.P.T)
+        # P <- F P F^T + G q G^T. The Jacobian F is the identity but for the position's
+        # dependence on heading, bias and scale and the heading's on the bias, so the product is
+        # written out on those rows and columns (plain arithmetic, see :func:`mm`)
+        fxt, fyt = -k * ds_wheel * s, k * ds_wheel * c
+        fxb, fyb = k * ds_wheel * s * 0.5 * dt, -k * ds_wheel * c * 0.5 * dt
+        fxk, fyk = ds_wheel * c, ds_wheel * s
+        P = self.P
+        a = P.copy()
+        a[X] = P[X] + fxt * P[YAW] + fxb * P[BIAS] + fxk * P[SCALE]
+        a[Y] = P[Y] + fyt * P[YAW] + fyb * P[BIAS] + fyk * P[SCALE]
+        a[YAW] = P[YAW] - dt * P[BIAS]
+        b = a.copy()
+        b[:, X] = a[:, X] + fxt * a[:, YAW] + fxb * a[:, BIAS] + fxk * a[:, SCALE]
+        b[:, Y] = a[:, Y] + fyt * a[:, YAW] + fyb * a[:, BIAS] + fyk * a[:, SCALE]
+        b[:, YAW] = a[:, YAW] - dt * a[:, BIAS]
+        # noise: distance (slip) along the heading, heading (gyro white noise, which also
+        # swings the step sideways), bias walk, scale walk
+        slip = nz.slip_on_grade * min(1.0, abs(grade_rad) / math.radians(nz.slip_grade_deg)) ** 2
+        q_ds = (nz.odo_frac + slip) ** 2 * abs(ds_wheel) + 1e-12
+        q_yaw = (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dt) ** 2
+        gx0, gy0 = k * c, k * s
+        gx1, gy1 = -0.5 * k * ds_wheel * s, 0.5 * k * ds_wheel * c
+        b[X, X] += q_ds * gx0 * gx0 + q_yaw * gx1 * gx1
+        b[Y, Y] += q_ds * gy0 * gy0 + q_yaw * gy1 * gy1
+        xy = q_ds * gx0 * gy0 + q_yaw * gx1 * gy1
+        b[X, Y] += xy
+        b[Y, X] += xy
+        b[X, YAW] += q_yaw * gx1
+        b[YAW, X] += q_yaw * gx1
+        b[Y, YAW] += q_yaw * gy1
+        b[YAW, Y] += q_yaw * gy1
+        b[YAW, YAW] += q_yaw
+        b[BIAS, BIAS] += nz.bias_walk**2 * dt
+        b[SCALE, SCALE] += nz.scale_walk**2 * abs(ds_wheel)
+        self.P = 0.5 * (b + b.T)
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -175,18 +197,30 @@ class PoseFilter:
         self.P = 0.5 * (self.P + self.P.T)
         return float(mm(innov, S_inv, innov))
 
+    def _update_one(self, j: int, h: float, innov: float, r: float) -> float:
+        """A scalar measurement of ``h`` times state ``j`` with variance ``r``: the update of
+        :meth:`_update` (Joseph form) written out for ``H = h e_j``, as outer products."""
+        P = self.P
+        s = h * h * P[j, j] + r
+        K = P[:, j] * (h / s)
+        self.x = self.x + K * innov
+        self.x[YAW] = wrap(self.x[YAW])
+        for i in range(len(self.clones)):
+            c = CORE + 3 * i + 2
+            self.x[c] = wrap(self.x[c])
+        m = P - h * (K[:, None] * P[j][None, :])
+        m = m - h * (m[:, j][:, None] * K[None, :])
+        P = m + r * (K[:, None] * K[None, :])
+        self.P = 0.5 * (P + P.T)
+        return innov * innov / s
+
     def update_zero_rate(self, gyro_yaw_rate: float) -> None:
         """Wheels still: the true yaw rate is zero, so the gyro reads its bias."""
-        H = np.zeros((1, self.x.size))
-        H[0, BIAS] = 1.0
-        self._update(np.array([gyro_yaw_rate]), np.array([self.x[BIAS]]), H, np.array([[self.noise.gyro_rads**2]]))
+        self._update_one(BIAS, 1.0, gyro_yaw_rate - self.x[BIAS], self.noise.gyro_rads**2)
 
     def update_wheel_rate(self, wheel_yaw_rate: float, gyro_yaw_rate: float) -> None:
         """The wheels' yaw rate against the gyro's corrected rate (a weak check of the bias)."""
-        H = np.zeros((1, self.x.size))
-        H[0, BIAS] = -1.0
-        self._update(np.array([wheel_yaw_rate]), np.array([gyro_yaw_rate - self.x[BIAS]]), H,
-                     np.array([[self.noise.wheel_yaw_rads**2]]))
+        self._update_one(BIAS, -1.0, wheel_yaw_rate - (gyro_yaw_rate - self.x[BIAS]), self.noise.wheel_yaw_rads**2)
 
     # -- clones and visual odometry ------------------------------------------------------------
 

@@ -95,3 +95,30 @@ def test_add_rock_is_ground_truth_and_relief() -> None:
     assert t.height_at(4.5, 6.0) == pytest.approx(0.0, abs=1e-6)
     assert t.albedo_at(4.0, 6.0) == pytest.approx(0.5)
     assert t.rocks_array().tolist() == [[4.0, 6.0, 0.3, 0.25]]
+
+
+@pytest.mark.parametrize(("x", "y"), [(5.0, 5.0), (5.04, 5.03), (5.05, 5.05), (4.97, 5.02)])
+def test_a_rock_narrower_than_two_cells_stands_at_its_full_height(x: float, y: float) -> None:
+    """A rock 0.16 m across on 0.1 m cells: wherever its centre falls between the nodes, the map
+    holds its top at its height above the ground it rests on (here a 10 deg slope), so the wheels
+    and the cameras meet what the truth says is there."""
+    t = Terrain.plane(size_m=10.0, resolution_m=0.1, slope_deg=10.0, uphill_azimuth_deg=90.0)
+    ground = t.heights.copy()
+    rock = t.add_rock(x, y, radius=0.08, height=0.09)
+    rise = t.heights - ground
+    assert float(rise.max()) == pytest.approx(0.09, abs=1e-5)
+    # the top stands the height above the plane under the rock's centre, its bed
+    assert rock.z_base == pytest.approx(float(ground[50, 50] + math.tan(math.radians(10.0)) * (x - 5.0)), abs=1e-5)
+    # and the rock covers no node farther than its radius and half a cell from its centre
+    jj, ii = np.nonzero(rise > 0.0)
+    reach = np.hypot(np.maximum(np.abs(ii * 0.1 - x) - 0.05, 0.0), np.maximum(np.abs(jj * 0.1 - y) - 0.05, 0.0))
+    assert float(reach.max()) < 0.08
+
+
+def test_a_rock_rests_on_the_ground_not_draped_over_a_hollow() -> None:
+    """A hollow of one cell under a rock's centre does not sink the rock's top into it."""
+    t = Terrain.plane(size_m=10.0, resolution_m=0.1)
+    t.heights[50, 50] -= 0.04
+    t.add_rock(5.0, 5.0, radius=0.3, height=0.15)
+    # the bed is the plane fitted to the ground under the rock and a cell around
+    assert float(t.heights[50, 50]) == pytest.approx(0.15 - 0.04 / 81, abs=1e-4)

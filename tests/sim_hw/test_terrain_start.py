@@ -103,3 +103,30 @@ def test_no_place_to_stand_is_a_clear_error() -> None:
     cliff = Terrain.plane(size_m=20.0, slope_deg=30.0)
     with pytest.raises(ValueError, match="no place to stand"):
         safe_start(cliff, footprint=FOOTPRINT, search_radius_m=3.0)
+
+
+def test_no_goal_found_is_fewer_goals_not_an_exception() -> None:
+    """On a 20 m map no point 8 m from the centre lies 5 m inside the edge: the picker says so by
+    returning no goals, and a campaign records it instead of crashing."""
+    from sim_hw.world import World
+
+    world = World("moon", 1, terrain=Terrain.plane(size_m=20.0), start_x=10.0, start_y=10.0, cameras={})
+    assert pick_goals(world, 3, 8.0, seed=1) == []
+    assert len(pick_goals(world, 3, 4.0, seed=1)) == 3
+
+
+def test_a_goal_on_rocky_ground_needs_clearance_only_from_rocks_the_wheels_cannot_climb() -> None:
+    """A lattice of pebbles (lower than the step) a metre apart leaves no spot a metre from every
+    rock; the picker then takes one clear of the tall rocks and still standable."""
+    from sim_hw.world import World
+
+    terrain = Terrain.plane(size_m=30.0)
+    for gx in np.arange(1.0, 30.0, 1.0):
+        for gy in np.arange(1.0, 30.0, 1.0):
+            if math.hypot(gx - 15.0, gy - 15.0) > 1.5:
+                terrain.add_rock(float(gx), float(gy), 0.05, 0.03)
+    world = World("moon", 1, terrain=terrain, start_x=15.0, start_y=15.0, cameras={})
+    goals = pick_goals(world, 2, 6.0, seed=3)
+    assert len(goals) == 2
+    for gx, gy in goals:
+        _assert_can_stand(terrain, gx, gy)
