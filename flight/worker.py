@@ -127,9 +127,7 @@ class Worker:
     def _loop(self) -> None:
         while True:
             item = self._q.get()
-            if item is None:
-                if self.finish is not None:
-                    self._q2.put(None)
+            if item is None:  # stop (the finish stage is stopped by stop() once this has ended)
                 return
             if isinstance(item, tuple):  # a health ping: answered by the last stage
                 if self.finish is not None:
@@ -284,8 +282,8 @@ class Worker:
             log.warning("worker %s: queue full at stop", self.name)
         self._thread.join(timeout_s)
         if self._thread2 is not None:
-            if not self._thread.is_alive() and self._thread2.is_alive():
-                self._q2.put(None)  # the first stage died before passing its stop on
+            # behind every job the first stage has passed on (or after it died)
+            self._q2.put(None)
             self._thread2.join(timeout_s)
         if self._thread.is_alive() or self._alive2:
             log.warning("worker %s did not stop within %.1f s", self.name, timeout_s)

@@ -278,9 +278,11 @@ class Archive:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.executescript(_SCHEMA)
-            if self._samples_kind(db) is None:  # a new archive: the three made at once
+            kind = self._samples_kind(db)
+            if kind is None:  # a new archive: the three made at once
                 db.executescript("BEGIN IMMEDIATE;" + _SAMPLES_STAGED + "COMMIT;")
-            self._staged = self._samples_kind(db) == "view"
+                kind = "view"
+            self._staged = kind == "view"
             self._check(db)
             self._recent = db.execute("SELECT COUNT(*) FROM samples_recent").fetchone()[0] if self._staged else 0
         except sqlite3.DatabaseError:
