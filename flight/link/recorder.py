@@ -179,13 +179,9 @@ class Recorder:
             self.problems.append(f"recorder {self.path.name} unreadable ({exc}){where}; started empty")
             was_empty = True
             self._db = self._open()
-        self._used = int(
-            self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
-        )
-        self._count = int(self._db.execute("SELECT COUNT(*) FROM packets").fetchone()[0])
         self._pending_drops: dict[int, int] = {}
         self._pending_meta: dict[str, int] = {}
-        self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        self._resync()
         if was_empty and prior.get("held", 0) > 0 and self._count == 0:
             self.lost_packets = int(prior["held"])
             self.problems.append(
@@ -294,10 +290,14 @@ class Recorder:
                 size_all += size
                 rows.append((apid, seq, prio, now if time_s is None else time_s, data, size))
                 last[apid] = seq
+            by_prio = self._by_prio
             if self._used + size_all <= self.capacity_bytes:  # the usual case: all fit, no drop policy
                 self._db.executemany(_INSERT, rows)
                 self._used += size_all
                 self._count += len(rows)
+                self._queued += len(rows)
+                for row in rows:
+                    by_prio[row[2]] = by_prio.get(row[2], 0) + 1
                 results = [True] * len(rows)
             else:
                 last = {}
@@ -309,6 +309,8 @@ class Recorder:
                     self._db.execute(_INSERT, row)
                     self._used += row[5]
                     self._count += 1
+                    self._queued += 1
+                    by_prio[row[2]] = by_prio.get(row[2], 0) + 1
                     last[row[0]] = row[1]
                     results.append(True)
             for apid, seq in last.items():
@@ -328,16 +330,15 @@ class Recorder:
             return False
         while self._used + size > self.capacity_bytes:
             row = self._db.execute(
-                "SELECT id, priority, size FROM packets WHERE priority >= ? "
+                "SELECT id, apid, priority, size, state FROM packets WHERE priority >= ? "
                 "ORDER BY priority DESC, id ASC LIMIT 1",
                 (prio,),
             ).fetchone()
             if row is None:
                 return False
             self._db.execute("DELETE FROM packets WHERE id = ?", (row[0],))
-            self._used -= row[2]
-            self._count -= 1
-            self._drop(row[1], 1)
+            self._forget([row[1:]])
+            self._drop(row[2], 1)
         return True
 
     def _drop(self, prio: int, n: int) -> None:
@@ -392,12 +393,50 @@ class Recorder:
         self._unsynced = False
 
     def _resync(self) -> None:
-        """After a rollback, reload what the in-memory copies mirror."""
-        self._used = int(
-            self._db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
-        )
-        self._counters = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        self._count = int(self._db.execute("SELECT COUNT(*) FROM packets").fetchone()[0])
+        """At open and after a rollback, load what the in-memory copies mirror: the bytes and
+        packets held, per priority, how many are queued and in flight per APID, and the earliest
+        send time among those in flight (so a step with nothing due again reads nothing)."""
+        db = self._db
+        self._used = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0])
+        self._counters = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        self._by_prio: dict[int, int] = {
+            int(p): int(n)
+            for p, n in db.execute("SELECT priority, COUNT(*) FROM packets GROUP BY priority")
+        }
+        self._count = sum(self._by_prio.values())
+        self._in_flight: dict[int, int] = {
+            int(a): int(n)
+            for a, n in db.execute(
+                "SELECT apid, COUNT(*) FROM packets WHERE state = ? GROUP BY apid", (IN_FLIGHT,)
+            )
+        }
+        self._in_flight_total = sum(self._in_flight.values())
+        self._queued = self._count - self._in_flight_total
+        self._refresh_due_floor()
+
+    def _refresh_due_floor(self) -> None:
+        """The earliest ``sent_at`` among packets in flight (+inf when none): no packet can be
+        due again before ``_due_floor + resend_timeout_s``. It only ever errs low (acks leave it
+        where it was), which costs one look, never a missed resend."""
+        if not self._in_flight_total:
+            self._due_floor = float("inf")
+            return
+        low = self._db.execute(
+            "SELECT MIN(sent_at) FROM packets WHERE state = ?", (IN_FLIGHT,)
+        ).fetchone()[0]
+        self._due_floor = float("-inf") if low is None else float(low)
+
+    def _forget(self, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        """Take deleted rows ``(apid, priority, size, state)`` out of the in-memory copies."""
+        for apid, prio, size, state in rows:
+            self._used -= size
+            self._count -= 1
+            self._by_prio[prio] -= 1
+            if state == IN_FLIGHT:
+                self._in_flight[apid] -= 1
+                self._in_flight_total -= 1
+            else:
+                self._queued -= 1
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -409,46 +448,64 @@ class Recorder:
         now = self.clock() if now_s is None else now_s
         out: list[Stored] = []
         due = now - self.resend_timeout_s
-        if not self._db.execute(  # most link steps: nothing queued and nothing due again
-            "SELECT EXISTS(SELECT 1 FROM packets WHERE state = ?) "
-            "OR EXISTS(SELECT 1 FROM packets WHERE state = ? AND sent_at <= ?)",
-            (QUEUED, IN_FLIGHT, due),
-        ).fetchone()[0]:
+        resend = self._in_flight_total > 0 and due >= self._due_floor
+        if not self._queued and not resend:  # most link steps: nothing queued, nothing due again
             return out
+        in_flight = self._in_flight
         with self._tx():
-            self._db.execute(
-                "UPDATE packets SET state = ? WHERE state = ? AND sent_at <= ?",
-                (QUEUED, IN_FLIGHT, due),
-            )
-            in_flight = dict(
-                self._db.execute(
-                    "SELECT apid, COUNT(*) FROM packets WHERE state = ? GROUP BY apid", (IN_FLIGHT,)
+            if resend:
+                back = self._db.execute(
+                    "SELECT apid, COUNT(*) FROM packets WHERE state = ? AND sent_at <= ? "
+                    "GROUP BY apid",
+                    (IN_FLIGHT, due),
                 ).fetchall()
-            )
+                if back:
+                    self._db.execute(
+                        "UPDATE packets SET state = ? WHERE state = ? AND sent_at <= ?",
+                        (QUEUED, IN_FLIGHT, due),
+                    )
+                    for apid, n in back:
+                        in_flight[apid] -= n
+                        self._in_flight_total -= n
+                        self._queued += n
+                self._refresh_due_floor()
+            if not self._queued:
+                return out
+            full = [a for a, n in in_flight.items() if n >= MAX_IN_FLIGHT_PER_APID]
+            skip = f" AND apid NOT IN ({','.join(str(int(a)) for a in full)})" if full else ""
             used = 0
             chosen: list[int] = []
             cursor = self._db.execute(
                 "SELECT id, apid, seq, priority, bytes, size, sent_count FROM packets "
-                "WHERE state = ? ORDER BY priority, id",
+                f"WHERE state = ?{skip} ORDER BY priority, id",
                 (QUEUED,),
             )
+            resent = 0
             for row_id, apid, seq, prio, data, size, sent_count in cursor:
                 if used + size > budget_bytes:
                     break  # strict priority: nothing jumps ahead of a packet that does not fit
-                if in_flight.get(apid, 0) >= MAX_IN_FLIGHT_PER_APID:
+                n = in_flight.get(apid, 0)
+                if n >= MAX_IN_FLIGHT_PER_APID:
                     continue
-                in_flight[apid] = in_flight.get(apid, 0) + 1
+                in_flight[apid] = n + 1
                 used += size
                 chosen.append(row_id)
                 out.append(Stored(apid, seq, prio, bytes(data), sent_count + 1))
                 if sent_count:
-                    self._bump("resent", 1)
+                    resent += 1
             cursor.close()
-            self._db.executemany(
-                "UPDATE packets SET state = ?, sent_count = sent_count + 1, sent_at = ? "
-                "WHERE id = ?",
-                [(IN_FLIGHT, now, i) for i in chosen],
-            )
+            if resent:
+                self._bump("resent", resent)
+            if chosen:
+                self._db.executemany(
+                    "UPDATE packets SET state = ?, sent_count = sent_count + 1, sent_at = ? "
+                    "WHERE id = ?",
+                    [(IN_FLIGHT, now, i) for i in chosen],
+                )
+                self._in_flight_total += len(chosen)
+                self._queued -= len(chosen)
+                if now < self._due_floor:
+                    self._due_floor = now
         if out and self._unsynced:
             self._sync_stored()  # the wire now depends on these packets and their sequence counts
         return out
@@ -466,15 +523,15 @@ class Recorder:
             for apid, first, last in ranges:
                 clause, args = self._range_clause(first % SEQ_MODULO, last % SEQ_MODULO)
                 rows = self._db.execute(
-                    f"SELECT id, size FROM packets WHERE apid = ? AND sent_count > 0 AND {clause}",
+                    "SELECT id, apid, priority, size, state FROM packets "
+                    f"WHERE apid = ? AND sent_count > 0 AND {clause}",
                     (apid, *args),
                 ).fetchall()
                 if rows:
                     self._db.executemany(
                         "DELETE FROM packets WHERE id = ?", [(r[0],) for r in rows]
                     )
-                    self._used -= sum(r[1] for r in rows)
-                    self._count -= len(rows)
+                    self._forget(r[1:] for r in rows)
                     released += len(rows)
             if released:
                 self._bump("acked", released)
@@ -490,12 +547,21 @@ class Recorder:
             for i in range(0, len(seq_list), 500):
                 part = seq_list[i : i + 500]
                 marks = ",".join("?" * len(part))
-                cur = self._db.execute(
-                    "UPDATE packets SET state = ? WHERE apid = ? AND sent_count > 0 "
-                    f"AND seq IN ({marks})",
-                    (QUEUED, apid, *part),
-                )
-                n += cur.rowcount
+                where = f"apid = ? AND sent_count > 0 AND seq IN ({marks})"
+                found = self._db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(state = {IN_FLIGHT}), 0) FROM packets "
+                    f"WHERE {where}",
+                    (apid, *part),
+                ).fetchone()
+                if not found[0]:
+                    continue
+                self._db.execute(f"UPDATE packets SET state = ? WHERE {where}", (QUEUED, apid, *part))
+                n += int(found[0])
+                back = int(found[1])
+                if back:
+                    self._in_flight[apid] -= back
+                    self._in_flight_total -= back
+                    self._queued += back
             if n:
                 self._bump("naks", n)
         return n
@@ -549,20 +615,14 @@ class Recorder:
         }
 
     def stats(self) -> RecorderStats:
-        by_prio = dict(
-            self._db.execute("SELECT priority, COUNT(*) FROM packets GROUP BY priority").fetchall()
-        )
-        count = sum(by_prio.values())
-        in_flight = self._db.execute(
-            "SELECT COUNT(*) FROM packets WHERE state = ?", (IN_FLIGHT,)
-        ).fetchone()[0]
+        """What is held, from the in-memory copies (no query: comm reports it every step)."""
         c = self._counters
         return RecorderStats(
-            packets=count,
+            packets=self._count,
             bytes=self._used,
             capacity_bytes=self.capacity_bytes,
-            in_flight=in_flight,
-            by_priority=by_prio,
+            in_flight=self._in_flight_total,
+            by_priority={p: n for p, n in sorted(self._by_prio.items()) if n},
             dropped={int(k.split(".")[1]): v for k, v in c.items() if k.startswith("dropped.")},
             acked=c.get("acked", 0),
             naks=c.get("naks", 0),

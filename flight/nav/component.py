@@ -54,6 +54,13 @@ from hal.contracts import Camera
 from hal.errors import HalError
 
 log = logging.getLogger(__name__)
+#: cycles longer than this (s) with the wheels still hold the heading instead of integrating
+#: the gyro (see :meth:`Navigator._propagate`)
+HOLD_AFTER_S = 1.0
+#: the periodic pose write is skipped while x, y (m), yaw (rad), z, sigma and distance (m) are
+#: all this close to what is on disk (1 cm, 0.2 degrees): a parked rover's heading wanders with
+#: the gyro's noise, and a restart a few tenths of a degree off is well inside its own sigma
+_PERSIST_TOL = (0.01, 0.01, math.radians(0.2), 0.01, 0.01, 0.01)
 
 MODES = {"blind": 0, "guarded": 1, "autonav": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
@@ -196,6 +203,7 @@ class Navigator(Component):
         self._goal_id = 0
         self._last_tlm = -math.inf
         self._last_persist = self.now()
+        self._persisted: tuple[float, ...] | None = None  # the pose last written to disk
         self._vision = StereoVision(Mount(o["mast_forward_m"], o["mast_height_m"], o["cam_pan_deg"],
                                           o["cam_tilt_deg"]), max_range_m=float(o["max_range_m"]))
         self._restore()
@@ -226,15 +234,26 @@ class Navigator(Component):
     def _pose_path(self) -> Any:
         return self.fw.state_dir / f"{self.name}_pose.json"
 
-    def _persist(self) -> None:
+    def _persist(self, periodic: bool = False) -> None:
+        """Write the pose file (atomically, synced). ``periodic``: the persist period's write,
+        skipped while the pose is within :data:`_PERSIST_TOL` of the one already on disk (a
+        parked rover writes and syncs nothing each idle cycle)."""
         x, y, yaw = self.ekf.pose
-        body = {"x": x, "y": y, "yaw": yaw, "z": self._z, "pos_sigma_m": self.ekf.pos_sigma(),
+        pose = (x, y, yaw, self._z, self.ekf.pos_sigma(), self.ekf.distance_m)
+        self._last_persist = self.now()
+        last = self._persisted
+        if periodic and last is not None and all(
+            abs(a - b) < tol for a, b, tol in zip(pose, last, _PERSIST_TOL, strict=True)
+        ):
+            return
+        body = {"x": x, "y": y, "yaw": yaw, "z": self._z, "pos_sigma_m": pose[4],
                 "distance_m": self.ekf.distance_m, "time_s": self.now()}
         try:
             write_checked_json(self._pose_path, POSE_FORMAT, body)
         except OSError as exc:
             log.warning("%s: cannot persist the pose: %s", self.name, exc)
-        self._last_persist = self.now()
+            return
+        self._persisted = pose
 
     def _restore(self) -> None:
         try:
@@ -273,7 +292,7 @@ class Navigator(Component):
         self._maybe_capture()
         now = self.now()
         if now - self._last_persist >= self.param("persist_period_s"):
-            self._persist()
+            self._persist(periodic=True)
         self._telemetry()
 
     def _propagate(self) -> None:
@@ -325,10 +344,19 @@ class Navigator(Component):
             self._last_rate = rate
             return
         ds = 0.5 * (dl + dr)
-        self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt, tilt_rate=self._tilt_rate,
-                         grade_rad=self._pitch)
+        parked = dl == 0 and dr == 0 and self._cmd == (0.0, 0.0)
+        if parked and dt > HOLD_AFTER_S:
+            # a long cycle with the wheels still and none commanded (a fast-mode idle cycle is a
+            # minute): one gyro reading cannot stand for the whole span (integrated, it swung a
+            # parked heading by a degree a cycle), and a rover that cannot turn holds its heading
+            # (the gyro still tells its bias, below). At the nav rate the gyro is integrated, so
+            # a parked rover settling on a slope is followed.
+            self.ekf.hold(dt)
+        else:
+            self.ekf.predict(ds * math.cos(self._pitch), self._last_rate, rate, dt,
+                             tilt_rate=self._tilt_rate, grade_rad=self._pitch)
         self._z += ds * math.sin(self._pitch)
-        if dl == 0 and dr == 0 and self._cmd == (0.0, 0.0):
+        if parked:
             self.ekf.update_zero_rate(rate)
         elif abs(ds) > 1e-4:
             self.ekf.update_wheel_rate((dr - dl) / track / dt, 0.5 * (rate + self._last_rate))

@@ -132,9 +132,20 @@ class PoseFilter:
         """Move by ``ds_wheel`` metres (horizontal, signed) while the gyro's heading rate went
         from ``yaw_rate_prev`` to ``yaw_rate_now`` over ``dt`` seconds, the body pitching and
         rolling at ``tilt_rate`` rad/s on a grade (the pitch) of ``grade_rad``."""
+        self._predict(ds_wheel, yaw_rate_prev, yaw_rate_now, dt, tilt_rate, grade_rad, False)
+
+    def hold(self, dt: float) -> None:
+        """``dt`` seconds parked (wheels still, none commanded): the heading cannot change, so
+        it is not integrated from the gyro and does not depend on the bias over this span; only
+        the bias walks."""
+        self._predict(0.0, 0.0, 0.0, dt, 0.0, 0.0, True)
+
+    def _predict(self, ds_wheel: float, yaw_rate_prev: float, yaw_rate_now: float, dt: float,
+                 tilt_rate: float, grade_rad: float, held: bool) -> None:
         nz = self.noise
         yaw, bias, k = self.x[YAW], self.x[BIAS], self.x[SCALE]
-        dyaw = 0.5 * (yaw_rate_prev + yaw_rate_now) * dt - bias * dt
+        dyaw = 0.0 if held else 0.5 * (yaw_rate_prev + yaw_rate_now) * dt - bias * dt
+        dtb = 0.0 if held else dt  # how the heading's change depends on the bias
         mid = yaw + 0.5 * dyaw
         c, s = math.cos(mid), math.sin(mid)
         self.x[X] += k * ds_wheel * c
@@ -151,16 +162,16 @@ class PoseFilter:
         a = P.copy()
         a[X] = P[X] + fxt * P[YAW] + fxb * P[BIAS] + fxk * P[SCALE]
         a[Y] = P[Y] + fyt * P[YAW] + fyb * P[BIAS] + fyk * P[SCALE]
-        a[YAW] = P[YAW] - dt * P[BIAS]
+        a[YAW] = P[YAW] - dtb * P[BIAS]
         b = a.copy()
         b[:, X] = a[:, X] + fxt * a[:, YAW] + fxb * a[:, BIAS] + fxk * a[:, SCALE]
         b[:, Y] = a[:, Y] + fyt * a[:, YAW] + fyb * a[:, BIAS] + fyk * a[:, SCALE]
-        b[:, YAW] = a[:, YAW] - dt * a[:, BIAS]
+        b[:, YAW] = a[:, YAW] - dtb * a[:, BIAS]
         # noise: distance (slip) along the heading, heading (gyro white noise, which also
         # swings the step sideways), bias walk, scale walk
         slip = nz.slip_on_grade * min(1.0, abs(grade_rad) / math.radians(nz.slip_grade_deg)) ** 2
         q_ds = (nz.odo_frac + slip) ** 2 * abs(ds_wheel) + 1e-12
-        q_yaw = (nz.gyro_rads * dt) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dt) ** 2
+        q_yaw = (nz.gyro_rads * dtb) ** 2 + (1e-3 * abs(dyaw)) ** 2 + (nz.yaw_per_tilt * tilt_rate * dtb) ** 2
         gx0, gy0 = k * c, k * s
         gx1, gy1 = -0.5 * k * ds_wheel * s, 0.5 * k * ds_wheel * c
         b[X, X] += q_ds * gx0 * gx0 + q_yaw * gx1 * gx1

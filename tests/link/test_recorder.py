@@ -12,6 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from flight.link.packets import SEQ_MODULO, Apid, encode_tm
 from flight.link.recorder import Priority, Recorder
@@ -271,3 +273,80 @@ def test_bookkeeping_is_committed_within_commit_every_s(tmp_path: Path, clock: F
     assert reader.execute("SELECT COUNT(*) FROM packets").fetchone()[0] == 0
     reader.close()
     rec.close()
+
+
+def _truth(r: Recorder) -> tuple:
+    """What the file holds, counted by SQL, in the shape of the recorder's own figures."""
+    db = r._db
+    by_prio = dict(db.execute("SELECT priority, COUNT(*) FROM packets GROUP BY priority").fetchall())
+    in_flight = db.execute("SELECT COUNT(*) FROM packets WHERE state = 1").fetchone()[0]
+    used = db.execute("SELECT COALESCE(SUM(size), 0) FROM packets").fetchone()[0]
+    return sum(by_prio.values()), used, in_flight, by_prio
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.sampled_from([Apid.EVENT, Apid.HOUSEKEEPING, Apid.PRODUCT]),
+                  st.integers(1, 6), st.integers(0, 300)),
+        st.tuples(st.just("send"), st.integers(0, 2_000)),
+        st.tuples(st.just("ack"), st.sampled_from([Apid.EVENT, Apid.HOUSEKEEPING, Apid.PRODUCT]),
+                  st.integers(0, 40), st.integers(0, 40)),
+        st.tuples(st.just("nak"), st.sampled_from([Apid.EVENT, Apid.HOUSEKEEPING, Apid.PRODUCT]),
+                  st.lists(st.integers(0, 40), max_size=5)),
+        st.tuples(st.just("wait"), st.floats(0.0, 25.0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+@example(ops=[("put", Apid.EVENT, 2, 10), ("send", 2_000), ("wait", 11.0), ("send", 60),
+              ("nak", Apid.EVENT, [1]), ("send", 2_000), ("ack", Apid.EVENT, 0, 1)])
+def test_held_and_in_flight_figures_match_the_file(tmp_path_factory, monkeypatch, ops) -> None:
+    """The recorder keeps what it holds, per priority and in flight, in memory (stats() and the
+    send path read no table): after any sequence of stores, sends, acks, NAKs, resend timeouts
+    and evictions they equal what the file holds, and a reopened recorder finds the same."""
+    import flight.link.recorder as recorder_mod
+
+    monkeypatch.setattr(recorder_mod, "MAX_IN_FLIGHT_PER_APID", 3)  # reach the per-APID limit
+    path = tmp_path_factory.mktemp("rec") / "rec.db"
+    t = FakeTime()
+    r = Recorder(path, capacity_bytes=2_500, clock=t, resend_timeout_s=10)  # small: evictions
+    seqs = {a: 0 for a in (Apid.EVENT, Apid.HOUSEKEEPING, Apid.PRODUCT)}
+    try:
+        for op in ops:
+            if op[0] == "put":
+                _, apid, n, size = op
+                items = []
+                for _ in range(n):
+                    items.append((pkt(apid, seqs[apid], size), apid, seqs[apid], None, None))
+                    seqs[apid] = (seqs[apid] + 1) % SEQ_MODULO
+                r.put_many(items)
+            elif op[0] == "send":
+                sent = r.next_to_send(op[1])
+                assert sum(len(s.data) for s in sent) <= op[1]
+            elif op[0] == "ack":
+                r.ack([(op[1], op[2], op[3])])
+            elif op[0] == "nak":
+                r.nak(op[1], op[2])
+            else:
+                t.t += op[1]
+            st_ = r.stats()
+            count, used, in_flight, by_prio = _truth(r)
+            assert (st_.packets, st_.bytes, st_.in_flight, st_.by_priority) == (
+                count, used, in_flight, by_prio), op
+            # and the send path's own figures: what is queued, and no resend due before the floor
+            queued, low = r._db.execute(
+                "SELECT SUM(state = 0), MIN(CASE WHEN state = 1 THEN sent_at END) FROM packets"
+            ).fetchone()
+            assert r._queued == (queued or 0), op
+            assert low is None or r._due_floor <= low, op
+        before = r.stats()
+        r.close()
+        r = Recorder(path, capacity_bytes=2_500, clock=t, resend_timeout_s=10)
+        after = r.stats()
+        assert (after.packets, after.bytes, after.in_flight, after.by_priority) == (
+            before.packets, before.bytes, before.in_flight, before.by_priority)
+    finally:
+        r.close()

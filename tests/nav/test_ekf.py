@@ -66,6 +66,42 @@ def test_the_written_out_prediction_is_the_jacobian_product():
     assert f.x[X] == pytest.approx(x0[X] + k * ds * c, abs=1e-15)
 
 
+def test_a_parked_heading_holds_through_long_cycles_and_bias_updates():
+    """Parked (wheels still, none commanded), the filter holds the heading rather than
+    integrating the gyro: minute-long idle cycles and their zero-rate updates leave it where it
+    was (once the bias is learnt), while the gyro's noisy readings still train the bias."""
+    f = PoseFilter(1.0, 2.0, 0.3)
+    for _ in range(50):  # driving first, so heading and bias are correlated
+        f.predict(0.004, 0.01, 0.012, 0.02)
+    bias0 = f.x[BIAS]
+    rng = np.random.default_rng(4)
+    for _ in range(10):  # the first cycles still correct the heading for what the bias did
+        f.hold(60.0)  # while driving (the two are correlated), less as the bias is learnt
+        f.update_zero_rate(float(rng.normal(0.002, f.noise.gyro_rads)))
+    yaw0 = f.x[YAW]
+    for _ in range(20):
+        f.hold(60.0)
+        f.update_zero_rate(float(rng.normal(0.002, f.noise.gyro_rads)))
+    assert abs(f.x[YAW] - yaw0) < np.radians(0.01)
+    assert f.x[BIAS] != bias0
+    assert f.P[BIAS, BIAS] > 0 and np.all(np.linalg.eigvalsh(f.P) > -1e-12)
+    # integrating the same readings as a turn swings the heading ten times as far
+    g = PoseFilter(1.0, 2.0, 0.3)
+    for _ in range(50):
+        g.predict(0.004, 0.01, 0.012, 0.02)
+    rng = np.random.default_rng(4)
+    swing = 0.0
+    for i in range(30):
+        r = float(rng.normal(0.002, g.noise.gyro_rads))
+        g.predict(0.0, r, r, 60.0)
+        g.update_zero_rate(r)
+        if i == 9:
+            yaw0 = g.x[YAW]
+        elif i > 9:
+            swing = max(swing, abs(g.x[YAW] - yaw0))
+    assert swing > np.radians(0.1)
+
+
 def test_on_a_grade_the_odometry_is_trusted_less():
     flat, steep = PoseFilter(), PoseFilter()
     for _ in range(100):

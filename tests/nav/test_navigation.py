@@ -144,6 +144,29 @@ def test_pose_survives_a_restart(make_rover, tmp_path):
     assert pose[0] != pytest.approx(15.0, abs=0.5)  # it did move before the restart
 
 
+def test_a_parked_rover_rewrites_its_pose_only_after_it_moves(make_rover, tmp_path):
+    """The periodic pose write is skipped while the pose is the one on disk (an idle rover in a
+    long fast-mode sol would otherwise sync a file a cycle); a move is written within a period."""
+    state = tmp_path / "persist"
+    r = make_rover(state_dir=state)
+    nav = r.vehicle.by_name["nav"]
+    path = nav._pose_path
+    r.run(1.0)
+    nav._persist()  # what is on disk is this pose
+    first = path.stat()
+    r.run(3 * nav.param("persist_period_s"))
+    parked = path.stat()
+    assert (parked.st_ino, parked.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    r.cmd("NAV_MODE", mode="blind")
+    r.cmd("DRIVE_ARC", distance=1.0, curvature=0.0)
+    assert r.run_until_done("DRIVE_ARC", 30.0).stage == "COMPLETED"
+    r.run(nav.param("persist_period_s") + 1.0)
+    assert path.stat().st_ino != first.st_ino  # replaced by the moved pose
+    import json
+
+    assert json.loads(path.read_text())["body"]["x"] != pytest.approx(15.0, abs=0.5)
+
+
 @pytest.mark.timeout(240)
 def test_a_goal_beyond_the_map_window_is_reached_as_the_window_scrolls(make_rover):
     """The map window (here 6 m square) scrolls with the rover and remembers what it saw, so a
