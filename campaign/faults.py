@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from sim_hw.world import World
+if TYPE_CHECKING:  # the CLI imports this to list the faults; the world loads when a run starts
+    from sim_hw.world import World
 
 
 def _slip(world: World) -> None:

@@ -30,7 +30,6 @@ import numpy as np
 
 from hal.contracts import CameraModel
 from hal.geometry import rot_y, rot_z
-from sim_hw import render_kernel
 from sim_hw.render_reference import ReferenceRenderer
 from sim_hw.terrain import Terrain
 
@@ -153,6 +152,8 @@ class Renderer:
         ``pixel_angle`` is the reference's shortest step (the footprint of a pixel); the compiled
         walk is exact and does not need it, so it is accepted for the same signature and unused.
         """
+        from sim_hw import render_kernel  # numba loads at the first render, not with the world
+
         d = np.ascontiguousarray(dirs, dtype=np.float64).reshape(-1, 3)
         out = np.empty(d.shape[0], np.float32)
         with self._lock:
@@ -209,6 +210,8 @@ class Renderer:
         tile = ref._detail_tile
         if any(n & (n - 1) for n in tile.shape):
             raise ValueError(f"the detail tile's sides must be powers of two, not {tile.shape}")
+        from sim_hw import render_kernel  # numba loads at the first render, not with the world
+
         # the kernel writes one image column per row (consecutive addresses down a column)
         depth = np.empty((model.width, model.height), np.float32)
         lum = np.empty((model.width, model.height), np.float32)

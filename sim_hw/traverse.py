@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim_hw.terrain import Footprint, TerrainConfig, safe_start, stance_at
-from sim_hw.world import CameraSpec, World
+
+if TYPE_CHECKING:  # the world (and its renderer) load when a traverse is built, not on import
+    from sim_hw.world import World
 
 #: name -> (relief RMS m, crater density, rock abundance)
 LEVELS: dict[str, tuple[float, float, float]] = {
@@ -45,6 +48,8 @@ def build_world(level: str, seed: int, *, size_m: float = 60.0, camera_width: in
     under it), so no run begins beyond the vehicle's own limits.
     """
     tc = level_config(level, size_m)
+    from sim_hw.world import CameraSpec, World
+
     cam = CameraSpec(name="navcam", width=camera_width, height=camera_height)
     kw = {"start_hours_after_sunrise": 72.0, "cameras": {"navcam": cam}}
     world = World("moon", seed=seed, terrain_config=tc, **kw)
