@@ -674,6 +674,8 @@ class Station:
             if now_s - v.last_ack_s < self.ack_interval_s:
                 continue
             fresh = v.to_ack
+            if not fresh and not v.acked_recently and not any(t.missing for t in v.gaps.values()):
+                continue  # most polls: nothing archived since the last ACK and no gap open
             every: dict[int, set[int]] = {}
             for batch in (*v.acked_recently, fresh):
                 for apid, seqs in batch.items():
@@ -682,6 +684,8 @@ class Station:
             naks = []
             budget = 512  # NAKed counts per poll, all APIDs together: one link-control TC fits a frame
             for apid, tracker in v.gaps.items():
+                if not tracker.missing:
+                    continue  # nothing to NAK and nothing to give up (given_up only grows in due)
                 seqs = tracker.due(now_s, limit=budget)
                 budget -= len(seqs)
                 if seqs:
