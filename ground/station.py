@@ -92,6 +92,7 @@ _PAIRS = (list, tuple)
 _PAIRS_SET = frozenset(_PAIRS)
 _INT_ONLY = {int}
 _KIND_TYPE = {"float": float, "int": int, "str": str, "bool": bool}
+_MISSING = operator.attrgetter("missing")  # a gap tracker's open counts (empty: nothing to NAK)
 _PLANS_MAX = 512  # sample plans kept per vehicle (a forged packet's channel list costs one slot)
 
 
@@ -674,7 +675,7 @@ class Station:
             if now_s - v.last_ack_s < self.ack_interval_s:
                 continue
             fresh = v.to_ack
-            if not fresh and not v.acked_recently and not any(t.missing for t in v.gaps.values()):
+            if not fresh and not v.acked_recently and not any(map(_MISSING, v.gaps.values())):
                 continue  # most polls: nothing archived since the last ACK and no gap open
             every: dict[int, set[int]] = {}
             for batch in (*v.acked_recently, fresh):
