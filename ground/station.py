@@ -591,10 +591,13 @@ class Station:
     def _publish(self, v: Vehicle, item: Ingest) -> None:
         if not self.listeners and self._pub is None:
             return
-        for cid, value in item.samples:
-            name = v.dictionary.channel_name(cid)
-            rec = {"scid": v.scid, "id": cid, "name": name, "time": item.time, "value": value}
-            self._emit("tlm", v.scid, rec, f"tlm.{v.scid}.{name}")
+        if item.samples:
+            scid, t, channel_name = v.scid, item.time, v.dictionary.channel_name
+            pub = self._pub is not None  # the topic is only built for the PUB socket
+            for cid, value in item.samples:
+                name = channel_name(cid)
+                rec = {"scid": scid, "id": cid, "name": name, "time": t, "value": value}
+                self._emit("tlm", scid, rec, f"tlm.{scid}.{name}" if pub else None)
         if item.event is not None:
             e = item.event
             rec = {
