@@ -92,6 +92,7 @@ _PAIRS = (list, tuple)
 _PAIRS_SET = frozenset(_PAIRS)
 _INT_ONLY = {int}
 _KIND_TYPE = {"float": float, "int": int, "str": str, "bool": bool}
+_MISSING = operator.attrgetter("missing")  # a gap tracker's open counts (empty: nothing to NAK)
 _PLANS_MAX = 512  # sample plans kept per vehicle (a forged packet's channel list costs one slot)
 
 
@@ -590,10 +591,13 @@ class Station:
     def _publish(self, v: Vehicle, item: Ingest) -> None:
         if not self.listeners and self._pub is None:
             return
-        for cid, value in item.samples:
-            name = v.dictionary.channel_name(cid)
-            rec = {"scid": v.scid, "id": cid, "name": name, "time": item.time, "value": value}
-            self._emit("tlm", v.scid, rec, f"tlm.{v.scid}.{name}")
+        if item.samples:
+            scid, t, channel_name = v.scid, item.time, v.dictionary.channel_name
+            pub = self._pub is not None  # the topic is only built for the PUB socket
+            for cid, value in item.samples:
+                name = channel_name(cid)
+                rec = {"scid": scid, "id": cid, "name": name, "time": t, "value": value}
+                self._emit("tlm", scid, rec, f"tlm.{scid}.{name}" if pub else None)
         if item.event is not None:
             e = item.event
             rec = {
@@ -674,6 +678,8 @@ class Station:
             if now_s - v.last_ack_s < self.ack_interval_s:
                 continue
             fresh = v.to_ack
+            if not fresh and not v.acked_recently and not any(map(_MISSING, v.gaps.values())):
+                continue  # most polls: nothing archived since the last ACK and no gap open
             every: dict[int, set[int]] = {}
             for batch in (*v.acked_recently, fresh):
                 for apid, seqs in batch.items():
@@ -682,6 +688,8 @@ class Station:
             naks = []
             budget = 512  # NAKed counts per poll, all APIDs together: one link-control TC fits a frame
             for apid, tracker in v.gaps.items():
+                if not tracker.missing:
+                    continue  # nothing to NAK and nothing to give up (given_up only grows in due)
                 seqs = tracker.due(now_s, limit=budget)
                 budget -= len(seqs)
                 if seqs:

@@ -352,6 +352,13 @@ class SharedRelay:
 
     def deliver_due(self, now_s: float, scid: int | None = None) -> list[tuple[str, bytes]]:
         """Frames (of one vehicle, or all) whose arrival time is at or before ``now_s``."""
+        heaps = self._heaps
+        if scid is not None:
+            first = heaps.get(scid)
+            if not first or first[0][0] > now_s:
+                return []  # most radio reads: nothing has arrived
+        elif not any(h and h[0][0] <= now_s for h in heaps.values()):
+            return []
         out: list[tuple[float, int, str, bytes]] = []
         for key in ([scid] if scid is not None else list(self._heaps)):
             heap = self._heaps.get(key, [])

@@ -290,6 +290,8 @@ class Comm(Component):
         self._last_uplink_s: float | None = None
         self._accepted_seen = 0
         self._next_stats_s = self._boot_s
+        self._remembered_mark: tuple[int, int] | None = None  # see _remember
+        self._remembered_sa: dict[str, int] = {}
         every = float(opts["link_report_every_s"])
         self._next_report_s = self._boot_s + every if every > 0 else None
         self.tlm("downlink_Bps", self.endpoint.rate)
@@ -352,8 +354,7 @@ class Comm(Component):
             if replay.apid == Apid.TC_COMMAND:
                 self._answer_retry(replay)
         if self.recorder is not None:
-            self.recorder.remember_uplink(self._verifier.highs())
-            self.recorder.remember({f"sdls.{k}": v for k, v in self.endpoint.security.store.values.items()})
+            self._remember()
         if self._verifier.accepted != self._accepted_seen:
             self._accepted_seen = self._verifier.accepted
             self._last_uplink_s = now_s
@@ -362,6 +363,21 @@ class Comm(Component):
         if self._verifier.rejected != before:
             self._save_counters()
         return len(commands)
+
+    def _remember(self) -> None:
+        """Hand the recorder a copy of the uplink counters and the frame SAs' sequence numbers
+        (written with its next stored batch) when they changed since the last copy, or when a
+        store failed since (a rolled-back batch may have taken the copy with it)."""
+        assert self.recorder is not None and self.endpoint is not None
+        verifier, sa = self._verifier, self.endpoint.security.store
+        failures = self.store_failures + (self.cfdp.store_failures if self.cfdp is not None else 0)
+        mark = (verifier.accepted, failures)
+        if mark != self._remembered_mark:  # the verifier's counters move only when it accepts
+            self.recorder.remember_uplink(verifier.highs())
+        if mark != self._remembered_mark or sa.values != self._remembered_sa:
+            self.recorder.remember({f"sdls.{k}": v for k, v in sa.values.items()})
+            self._remembered_sa = dict(sa.values)
+        self._remembered_mark = mark
 
     def _answer_retry(self, v: Verified) -> None:
         """A command TC that came again: answer it from the log, never run it twice."""

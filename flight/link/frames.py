@@ -66,6 +66,9 @@ class Rule(enum.IntEnum):
     WHOLE = 0b111  # no segmentation: one or more complete packets
 
 
+_RULES = frozenset(Rule)  # checked for every frame built or read
+
+
 class FrameError(ValueError):
     """Bytes that are not a valid frame."""
 
@@ -146,7 +149,7 @@ def encode_frame(
     data = b"".join(packets)
     if not 0 <= scid <= 0xFFFF or not 0 <= vcid <= 0x3F:
         raise FrameError(f"scid {scid} or vcid {vcid} out of range")
-    if rule not in tuple(Rule):
+    if rule not in _RULES:
         raise FrameError(f"construction rule {rule} is not one Magpie uses")
     total = len(data) + (OVERHEAD if security is not None else PLAIN_OVERHEAD)
     if not data or total > MAX_FRAME:
@@ -206,7 +209,7 @@ def decode_frame(data: bytes, security: sdls.RxSA | Mapping[int, sdls.RxSA] | No
     tfdf_head = data[pos]
     rule, upid = tfdf_head >> 5, tfdf_head & 0x1F
     zone = data[pos + TFDF_HEADER_LEN : end_data]
-    if upid != UPID_SPACE_PACKETS or rule not in tuple(Rule):
+    if upid != UPID_SPACE_PACKETS or rule not in _RULES:
         raise FrameError(f"data field rule {rule:03b} / protocol {upid} is not space packets")
     if not zone:
         raise FrameError("empty data zone")
