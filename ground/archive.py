@@ -585,6 +585,16 @@ class Archive:
                 ts, pids, vals = zip(*entries[start : start + BLOCK_MAX])
                 head = np.array(ts, _F64).tobytes() + np.array(pids, _I64).tobytes()
                 n, t_first, t_last = len(ts), float(ts[0]), float(ts[-1])
+                if set(map(type, itertools.chain.from_iterable(vals))) == _FLOAT_ONLY:  # all floats: at once
+                    grid = np.array(vals, np.float64)
+                    finite = np.isfinite(grid).all(axis=0).tolist()
+                    packed = np.ascontiguousarray(grid.T, dtype=_F64)
+                    for j, ch in enumerate(chans):
+                        if finite[j]:
+                            blocks.append((scid, ch, t_first, t_last, n, "f", head + packed[j].tobytes()))
+                        else:
+                            rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, (v[j] for v in vals))))
+                    continue
                 for ch, col in zip(chans, zip(*vals), strict=True):
                     kinds = set(map(type, col))
                     if kinds == _FLOAT_ONLY:

@@ -222,3 +222,18 @@ def test_an_archive_with_two_row_tables_gains_blocks_and_keeps_its_rows(tmp_path
     assert a.latest(SCID, 1) == (9.0, 8.5) and a.count("samples") == 7
     a.close()
     assert [(r[2], from_sql(r[4])) for r in _view(path)] == want
+
+
+@pytest.mark.parametrize("odd", [math.inf, -math.inf, math.nan, 2**64, True, None, b"\x00magpie:nan", [1, 2], "t"])
+def test_a_run_with_one_odd_channel_keeps_the_others_in_blocks(tmp_path: Path, odd: Any) -> None:
+    """A value a block cannot hold, in an otherwise all-float run: its channel is rows (stored
+    as before: tagged, JSON or as it is), the others blocks, and every reader agrees."""
+    old, new = _old_archive(tmp_path / "old.db"), Archive(tmp_path / "new.db")
+    batch = [Ingest(SCID, 0x20, i, 10.0 - i, b"r", samples=[(0, float(i)), (1, odd if i == 2 else 0.5 * i), (2, -0.0)])
+             for i in range(5)]
+    assert new.ingest(batch, received_at=0.0) == old.ingest(batch, received_at=0.0)
+    kinds = dict(new._db.execute("SELECT channel, kind FROM sample_blocks").fetchall())
+    assert kinds == {0: "f", 2: "f"}
+    _compare(old, new, tmp_path / "old.db", tmp_path / "new.db")
+    old.close()
+    new.close()
