@@ -123,10 +123,10 @@ CREATE TABLE IF NOT EXISTS channel_names (
 """
 
 
-# Samples of a new archive: a table clustered on (scid, channel, time, packet) that takes them in
-# large sorted merges, the recent ones appended in arrival order until the next merge, and the
-# view ``samples`` over both (what readers of the file query). An archive made before has one
-# ``samples`` table written at every commit, and keeps it.
+# Samples of a new archive that are not in blocks (_BLOCKS): a table clustered on (scid, channel,
+# time, packet) that takes them in large sorted merges, the recent ones appended in arrival order
+# until the next merge. The view ``samples`` (_VIEW) is over these two and the blocks. An archive
+# made before the staged layout has one ``samples`` table written at every commit, and keeps it.
 _SAMPLES_STAGED = """
 CREATE TABLE samples_by_channel (
     scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
@@ -145,13 +145,15 @@ BLOCK_MAX = 4096
 _F64, _I64 = np.dtype(">f8"), np.dtype(">i8")
 
 
+_BYTES = "X'" + bytes(range(256)).hex().upper() + "'"  # instr(this, one byte) - 1 is the byte's value
+
+
 def _hex_int(off: str) -> str:
     """SQL for the big-endian int64 at byte ``off`` (an SQL expression, 0-based) of ``b.data``:
-    its sixteen hex digits, each placed by a shift (SQLite has no blob-to-integer function)."""
-    digits = " | ".join(
-        f"((instr('0123456789ABCDEF', substr(h, {k + 1}, 1)) - 1) << {60 - 4 * k})" for k in range(16)
-    )
-    return f"(SELECT {digits} FROM (SELECT hex(substr(b.data, {off} + 1, 8)) AS h))"
+    its eight bytes, each found in the 256 byte values by instr and placed by a shift (SQLite has
+    no blob-to-integer function). The eight bytes are read from the block once."""
+    parts = " | ".join(f"((instr(z, substr(w, {k + 1}, 1)) - 1) << {56 - 8 * k})" for k in range(8))
+    return f"(SELECT {parts} FROM (SELECT substr(b.data, {off} + 1, 8) AS w, {_BYTES} AS z))"
 
 
 def _hex_f64(off: str) -> str:
@@ -372,6 +374,10 @@ class Archive:
                 db.execute("COMMIT")
             self._staged = kind == "view"
             self._blocks = self._staged
+            if self._blocks and db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] < BLOCK_MAX:
+                db.execute("BEGIN IMMEDIATE")  # made when blocks were smaller: slots for the view
+                self._fill_helpers(db)
+                db.execute("COMMIT")
             self._check(db)
             self._recent = db.execute("SELECT COUNT(*) FROM samples_recent").fetchone()[0] if self._staged else 0
         except sqlite3.DatabaseError:
