@@ -6,21 +6,22 @@ decoded content is not stored again. Inserts are batched in one transaction per
 :meth:`Archive.ingest` call.
 
 Channel samples are stored in blocks: per commit, per run of packets with the same channel list
-(a housekeeping layout), per channel, one ``sample_blocks`` row holding that channel's times,
-packet ids and values as packed big-endian 64-bit arrays (see :func:`pack_block`), with
-``t_first``/``t_last`` indexed, so a channel over a time range reads only the blocks that overlap
-it and decodes them with numpy. A block holds one kind of value: finite floats or 64-bit ints.
-The other samples (text, bytes, NaN, integers beyond 64 bits, a channel whose values change kind
-within a commit) are rows, as before: appended to ``samples_recent`` and merged into
-``samples_by_channel`` (clustered on ``(scid, channel, time, packet)``) every ``MERGE_ROWS``
-rows and at close, or straight in with ``DENSE_SAMPLES`` or more a channel. The view
-``samples`` is the union of the three, one row per sample, for anyone reading the file with
-plain SQL: it unpacks the blocks in SQL (exactly: the doubles are rebuilt from their bits with
-a table of powers of two, ``sample_scale``, and ``sample_slots`` numbers a block's entries).
-The reading methods read the tables themselves and return what they did when every sample was
-a row. An archive made with the two row tables only gains the block table (and the view its
-third part) the first time it is opened for writing; an archive made with a single ``samples``
-table keeps that layout.
+(a housekeeping layout, at least ``BLOCK_MIN`` packets), per channel, one ``sample_blocks`` row
+holding that channel's times, packet ids and values as packed big-endian 64-bit arrays (see
+:func:`pack_block`), with ``t_first``/``t_last`` indexed, so a channel over a time range reads
+only the blocks that overlap it and decodes them with numpy. A block holds one kind of value:
+finite floats or 64-bit ints. The other samples (text, bytes, NaN, integers beyond 64 bits, a
+channel whose values change kind within a commit, a run too short for blocks) are rows, as
+before: appended to ``samples_recent`` and merged into ``samples_by_channel`` (clustered on
+``(scid, channel, time, packet)``) every ``MERGE_ROWS`` rows and at close, or straight in with
+``DENSE_SAMPLES`` or more a channel. The view ``samples`` is the union of the three, one row
+per sample, for anyone reading the file with plain SQL: it unpacks the blocks in SQL (exactly:
+a double is rebuilt from its bits with a table of powers of two, ``sample_scale``, and
+``sample_slots`` numbers a block's entries), at some microseconds a sample, so a reader that
+wants speed uses the methods here. They read the tables themselves and return what they did
+when every sample was a row. An archive made with the two row tables only gains the block table
+(and the view its third part) the first time it is opened for writing; an archive made with a
+single ``samples`` table keeps that layout.
 
 The archive commits with ``synchronous=NORMAL`` (a commit survives a crash of the station, not
 a power loss) and is made durable by :meth:`Archive.sync` (an fsync of the WAL) only when
@@ -142,6 +143,9 @@ _MERGE = ("INSERT OR IGNORE INTO samples_by_channel SELECT scid, channel, time, 
           "FROM samples_recent ORDER BY scid, channel, time, packet")
 #: most samples in one block: a longer run of packets is cut into several blocks
 BLOCK_MAX = 4096
+#: fewest: a shorter run (a trickle of commits) is rows, which pack closer than small blocks and
+#: are merged by channel like any rows
+BLOCK_MIN = 16
 _F64, _I64 = np.dtype(">f8"), np.dtype(">i8")
 
 
@@ -579,11 +583,16 @@ class Archive:
     def _store_blocks(self, runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]],
                       rows: list[tuple[int, int, float, int, Any]]) -> None:
         """Store each run of packets with one channel list as a block per channel (sorted by
-        time, then packet; cut at BLOCK_MAX); a channel whose values are not all finite floats or
+        time, then packet; cut at BLOCK_MAX); a run shorter than BLOCK_MIN, and a channel whose
+        values are not all finite floats or
         all 64-bit ints goes to ``rows`` instead, each value as :func:`_sql_value` stores it."""
         blocks = []
         for (scid, chans), entries in runs.items():
             if not entries:  # None: a channel list that is not one (rows, pair by pair)
+                continue
+            if len(entries) < BLOCK_MIN:
+                for t, pid, vals in entries:
+                    rows.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), map(_sql_value, vals)))
                 continue
             if any(map(operator.gt, (e[0] for e in entries), (e[0] for e in entries[1:]))):
                 entries.sort(key=operator.itemgetter(0, 1))  # ids rise within a commit: (time, id) order

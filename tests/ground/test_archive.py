@@ -61,6 +61,7 @@ def test_readers_see_the_same_rows_before_and_after_a_merge(tmp_path: Path, monk
 
 def test_a_late_packet_sorts_into_place_across_both_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archive_mod, "MERGE_ROWS", 8)
+    monkeypatch.setattr(archive_mod, "BLOCK_MIN", 1)
     a = Archive(tmp_path / "a.db")
     a.ingest(items(10, 4, channels=1), received_at=0.0)  # 8 rows, merged: times 5.0 .. 6.5
     a.ingest(items(14, 1, channels=1, text=False), received_at=0.0)  # a number: in a block, at 7.0
@@ -104,7 +105,8 @@ def test_a_dense_commit_goes_straight_to_the_clustered_table(tmp_path: Path) -> 
     assert len(rows(tmp_path / "a.db")) == 42 * 4
 
 
-def test_numbers_go_to_blocks_and_text_to_rows(tmp_path: Path) -> None:
+def test_numbers_go_to_blocks_and_text_to_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive_mod, "BLOCK_MIN", 5)
     a = Archive(tmp_path / "a.db")
     a.ingest(items(0, 5, text=False), received_at=0.0)  # channels 0-2 floats, 9 text
     with sqlite3.connect(tmp_path / "a.db") as db:

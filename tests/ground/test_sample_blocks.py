@@ -23,6 +23,12 @@ from ground.archive import Archive, Ingest, from_sql, pack_block, unpack_block
 
 pytestmark = pytest.mark.timeout(300)
 
+
+@pytest.fixture(autouse=True)
+def _short_runs_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks from a single packet up, so that small examples exercise them."""
+    monkeypatch.setattr(archive_mod, "BLOCK_MIN", 1)
+
 SCID = 66
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -102,10 +108,13 @@ def _compare(old: Archive, new: Archive, old_path: Path, new_path: Path) -> None
     assert _same(got, want)
 
 
+@pytest.mark.parametrize("block_min", [1, 3])
 @_SETTINGS
 @given(batches=_batches())
 def test_every_reader_returns_what_one_row_a_sample_returned(tmp_path_factory: pytest.TempPathFactory,
+                                                             monkeypatch: pytest.MonkeyPatch, block_min: int,
                                                              batches: list[list[Ingest]]) -> None:
+    monkeypatch.setattr(archive_mod, "BLOCK_MIN", block_min)  # 3: runs of 1 or 2 packets are rows
     d = tmp_path_factory.mktemp("blocks")
     old, new = _old_archive(d / "old.db"), Archive(d / "new.db")
     try:
@@ -237,3 +246,20 @@ def test_a_run_with_one_odd_channel_keeps_the_others_in_blocks(tmp_path: Path, o
     _compare(old, new, tmp_path / "old.db", tmp_path / "new.db")
     old.close()
     new.close()
+
+
+def test_a_short_run_is_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer than BLOCK_MIN packets of a channel list (a trickle of commits) are rows, which a
+    merge packs by channel; as many or more are blocks."""
+    monkeypatch.setattr(archive_mod, "BLOCK_MIN", 16)
+    a = Archive(tmp_path / "a.db")
+    a.ingest([Ingest(SCID, 0x20, i, i * 1.0, b"r", samples=[(1, float(i)), (2, i)]) for i in range(15)],
+             received_at=0.0)
+    assert a._db.execute("SELECT COUNT(*) FROM sample_blocks").fetchone()[0] == 0 and a._recent == 30
+    a.ingest([Ingest(SCID, 0x20, i, i * 1.0, b"r", samples=[(1, float(i)), (2, i)]) for i in range(15, 31)],
+             received_at=0.0)
+    assert a._db.execute("SELECT channel, n, kind FROM sample_blocks ORDER BY channel").fetchall() == [
+        (1, 16, "f"), (2, 16, "i")]
+    assert a.channel(SCID, 1) == [(i * 1.0, float(i)) for i in range(31)]
+    assert a.channel(SCID, 2) == [(i * 1.0, i) for i in range(31)] and a.count("samples") == 62
+    a.close()
