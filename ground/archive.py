@@ -6,10 +6,11 @@ decoded content is not stored again. Inserts are batched in one transaction per
 :meth:`Archive.ingest` call.
 
 Channel samples are stored in blocks: per commit, per run of packets with the same channel list
-(a housekeeping layout, at least ``BLOCK_MIN`` packets), per channel, one ``sample_blocks`` row
-holding that channel's times, packet ids and values as packed big-endian 64-bit arrays (see
-:func:`pack_block`), with ``t_first``/``t_last`` indexed, so a channel over a time range reads
-only the blocks that overlap it and decodes them with numpy. A block holds one kind of value:
+(a housekeeping layout, at least ``BLOCK_MIN`` packets), one ``sample_runs`` row holding the
+packets' times and ids, and per channel one ``sample_blocks`` row holding that channel's values,
+each a packed big-endian 64-bit array (:func:`pack_run`, :func:`pack_values`); the blocks'
+``t_first``/``t_last`` are indexed, so a channel over a time range reads only the blocks that
+overlap it and decodes them with numpy. A block holds one kind of value:
 finite floats or 64-bit ints. The other samples (text, bytes, NaN, integers beyond 64 bits, a
 channel whose values change kind within a commit, a run too short for blocks) are rows, as
 before: appended to ``samples_recent`` and merged into ``samples_by_channel`` (clustered on
@@ -152,30 +153,34 @@ _F64, _I64 = np.dtype(">f8"), np.dtype(">i8")
 _BYTES = "X'" + bytes(range(256)).hex().upper() + "'"  # instr(this, one byte) - 1 is the byte's value
 
 
-def _hex_int(off: str) -> str:
-    """SQL for the big-endian int64 at byte ``off`` (an SQL expression, 0-based) of ``b.data``:
+def _hex_int(off: str, blob: str) -> str:
+    """SQL for the big-endian int64 at byte ``off`` (an SQL expression, 0-based) of ``blob``:
     its eight bytes, each found in the 256 byte values by instr and placed by a shift (SQLite has
     no blob-to-integer function). The eight bytes are read from the block once."""
     parts = " | ".join(f"((instr(z, substr(w, {k + 1}, 1)) - 1) << {56 - 8 * k})" for k in range(8))
-    return f"(SELECT {parts} FROM (SELECT substr(b.data, {off} + 1, 8) AS w, {_BYTES} AS z))"
+    return f"(SELECT {parts} FROM (SELECT substr({blob}, {off} + 1, 8) AS w, {_BYTES} AS z))"
 
 
-def _hex_f64(off: str) -> str:
-    """SQL for the big-endian double at byte ``off`` of ``b.data``, rebuilt exactly from its bits:
+def _hex_f64(off: str, blob: str) -> str:
+    """SQL for the big-endian double at byte ``off`` of ``blob``, rebuilt exactly from its bits:
     sign, 53-bit significand (an exact integer) times 2**(exponent), looked up in sample_scale."""
     return (
         "(SELECT (CASE WHEN x < 0 THEN -1.0 ELSE 1.0 END) * ((x & 4503599627370495) + "
         "(CASE WHEN ((x >> 52) & 2047) = 0 THEN 0 ELSE 4503599627370496 END)) * "
         "(SELECT scale FROM sample_scale WHERE e = ((x >> 52) & 2047)) "
-        f"FROM (SELECT {_hex_int(off)} AS x))"
+        f"FROM (SELECT {_hex_int(off, blob)} AS x))"
     )
 
 
 _BLOCKS = """
+CREATE TABLE IF NOT EXISTS sample_runs (
+    id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sample_blocks (
     id INTEGER PRIMARY KEY,
     scid INTEGER NOT NULL, channel INTEGER NOT NULL, t_first REAL NOT NULL, t_last REAL NOT NULL,
-    n INTEGER NOT NULL, kind TEXT NOT NULL, data BLOB NOT NULL
+    n INTEGER NOT NULL, kind TEXT NOT NULL, run INTEGER NOT NULL REFERENCES sample_runs(id),
+    data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sample_blocks_range ON sample_blocks(scid, channel, t_last, t_first);
 CREATE TABLE IF NOT EXISTS sample_slots (i INTEGER PRIMARY KEY);
@@ -185,33 +190,45 @@ _VIEW = f"""
 CREATE VIEW samples AS
     SELECT scid, channel, time, packet, value FROM samples_by_channel
     UNION ALL SELECT scid, channel, time, packet, value FROM samples_recent
-    UNION ALL SELECT b.scid, b.channel, {_hex_f64("8 * s.i")}, {_hex_int("8 * (b.n + s.i)")},
-        CASE b.kind WHEN 'i' THEN {_hex_int("8 * (2 * b.n + s.i)")} ELSE {_hex_f64("8 * (2 * b.n + s.i)")} END
-    FROM sample_blocks b JOIN sample_slots s ON s.i < b.n;
+    UNION ALL SELECT b.scid, b.channel, {_hex_f64("8 * s.i", "r.data")}, {_hex_int("8 * (b.n + s.i)", "r.data")},
+        CASE b.kind WHEN 'i' THEN {_hex_int("8 * s.i", "b.data")} ELSE {_hex_f64("8 * s.i", "b.data")} END
+    FROM sample_blocks b JOIN sample_runs r ON r.id = b.run JOIN sample_slots s ON s.i < b.n;
 """
 
 
-def pack_block(times: Iterable[float], packets: Iterable[int], values: Iterable[Any], kind: str) -> bytes:
-    """One block's ``data``: n times (f8), n packet ids (i8), n values (f8 for kind "f", i8 for
-    "i"), each array big-endian, back to back."""
+def pack_run(times: Iterable[float], packets: Iterable[int]) -> bytes:
+    """A run's ``data``, shared by its channels' blocks: n times (f8) then n packet ids (i8),
+    big-endian."""
     t = np.asarray(times, dtype=_F64)
     p = np.asarray(packets, dtype=_I64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError("a run's times and packets differ in length")
+    return t.tobytes() + p.tobytes()
+
+
+def pack_values(values: Iterable[Any], kind: str) -> bytes:
+    """A block's ``data``: n values, big-endian f8 for kind "f", i8 for "i"."""
+    if kind not in ("f", "i"):
+        raise ValueError(f"no block kind {kind!r}")
     v = np.asarray(values, dtype=_F64 if kind == "f" else _I64)
-    if not t.shape == p.shape == v.shape or t.ndim != 1:
-        raise ValueError("a block's times, packets and values differ in length")
-    return t.tobytes() + p.tobytes() + v.tobytes()
+    if v.ndim != 1:
+        raise ValueError("a block's values are one array")
+    return v.tobytes()
 
 
-def unpack_block(data: bytes, n: int, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(times, packet ids, values) of a block, as numpy arrays in native byte order."""
-    if len(data) != 24 * n or kind not in ("f", "i"):
-        raise ValueError(f"a block of {n} samples of kind {kind!r} cannot be {len(data)} bytes")
-    t = np.frombuffer(data, _F64, n, 0).astype(np.float64)
-    p = np.frombuffer(data, _I64, n, 8 * n).astype(np.int64)
-    v = np.frombuffer(data, _F64 if kind == "f" else _I64, n, 16 * n)
+def unpack_block(run: bytes, data: bytes, n: int, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, packet ids, values) of a block of ``n`` samples and its run, as numpy arrays in
+    native byte order."""
+    if len(run) != 16 * n or len(data) != 8 * n or kind not in ("f", "i"):
+        raise ValueError(f"a block of {n} samples of kind {kind!r} cannot be {len(run)} + {len(data)} bytes")
+    t = np.frombuffer(run, _F64, n, 0).astype(np.float64)
+    p = np.frombuffer(run, _I64, n, 8 * n).astype(np.int64)
+    v = np.frombuffer(data, _F64 if kind == "f" else _I64, n)
     return t, p, v.astype(np.float64 if kind == "f" else np.int64)
 
 
+#: what a reader takes of a block (and its run): n, kind, the run's data, the block's data
+_BLOCK_COLS = "b.n, b.kind, r.data, b.data FROM sample_blocks b JOIN sample_runs r ON r.id = b.run"
 #: recent samples that make a merge: each merge rewrites about one leaf per channel, so more
 #: rows per merge is fewer bytes written per row; readers scan at most this many unindexed rows
 MERGE_ROWS = 16384
@@ -406,7 +423,7 @@ class Archive:
 
     @staticmethod
     def _has_blocks(db: sqlite3.Connection) -> bool:
-        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sample_blocks'").fetchone() is not None
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sample_runs'").fetchone() is not None
 
     @staticmethod
     def _samples_kind(db: sqlite3.Connection) -> str | None:
@@ -582,11 +599,11 @@ class Archive:
 
     def _store_blocks(self, runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]],
                       rows: list[tuple[int, int, float, int, Any]]) -> None:
-        """Store each run of packets with one channel list as a block per channel (sorted by
-        time, then packet; cut at BLOCK_MAX); a run shorter than BLOCK_MIN, and a channel whose
-        values are not all finite floats or
-        all 64-bit ints goes to ``rows`` instead, each value as :func:`_sql_value` stores it."""
-        blocks = []
+        """Store each run of packets with one channel list (sorted by time, then packet; cut at
+        BLOCK_MAX) as its times and ids and a block of values per channel. A run shorter than
+        BLOCK_MIN, and a channel whose values are not all finite floats or all 64-bit ints, go to
+        ``rows`` instead, each value as :func:`_sql_value` stores it."""
+        blocks: list[tuple[Any, ...]] = []
         for (scid, chans), entries in runs.items():
             if not entries:  # None: a channel list that is not one (rows, pair by pair)
                 continue
@@ -598,36 +615,45 @@ class Archive:
                 entries.sort(key=operator.itemgetter(0, 1))  # ids rise within a commit: (time, id) order
             for start in range(0, len(entries), BLOCK_MAX):
                 ts, pids, vals = zip(*entries[start : start + BLOCK_MAX])
-                head = np.array(ts, _F64).tobytes() + np.array(pids, _I64).tobytes()
-                n, t_first, t_last = len(ts), float(ts[0]), float(ts[-1])
-                if set(map(type, itertools.chain.from_iterable(vals))) == _FLOAT_ONLY:  # all floats: at once
-                    grid = np.array(vals, np.float64)
-                    finite = np.isfinite(grid).all(axis=0).tolist()
-                    packed = np.ascontiguousarray(grid.T, dtype=_F64)
-                    for j, ch in enumerate(chans):
-                        if finite[j]:
-                            blocks.append((scid, ch, t_first, t_last, n, "f", head + packed[j].tobytes()))
-                        else:
-                            rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, (v[j] for v in vals))))
-                    continue
-                for ch, col in zip(chans, zip(*vals), strict=True):
-                    kinds = set(map(type, col))
-                    if kinds == _FLOAT_ONLY:
-                        arr = np.array(col, _F64)
-                        if np.isfinite(arr).all():
-                            blocks.append((scid, ch, t_first, t_last, n, "f", head + arr.tobytes()))
-                            continue
-                    elif kinds == _INT_ONLY:
-                        try:
-                            blocks.append((scid, ch, t_first, t_last, n, "i", head + np.array(col, _I64).tobytes()))
-                            continue
-                        except OverflowError:  # beyond 64 bits: tagged rows
-                            pass
-                    rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, col)))
+                packed = self._pack_columns(chans, vals)
+                for ch, col, (kind, data) in zip(chans, zip(*vals), packed, strict=True):
+                    if kind is None:
+                        rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, col)))
+                if any(kind is not None for kind, _ in packed):
+                    n, t_first, t_last = len(ts), float(ts[0]), float(ts[-1])
+                    run = self._db.execute("INSERT INTO sample_runs(n, data) VALUES (?, ?)",
+                                           (n, pack_run(ts, pids))).lastrowid
+                    blocks += [(scid, ch, t_first, t_last, n, kind, run, data)
+                               for ch, (kind, data) in zip(chans, packed, strict=True) if kind is not None]
         if blocks:
             self._db.executemany(
-                "INSERT INTO sample_blocks(scid, channel, t_first, t_last, n, kind, data) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO sample_blocks(scid, channel, t_first, t_last, n, kind, run, data) VALUES (?,?,?,?,?,?,?,?)",
                 blocks)
+
+    @staticmethod
+    def _pack_columns(chans: tuple[int, ...], vals: tuple[tuple[Any, ...], ...]) -> list[tuple[str | None, bytes]]:
+        """(kind, packed values) per channel of a run, kind None for a channel a block cannot
+        hold. A run of floats only (the usual housekeeping) is packed as one array."""
+        if set(map(type, itertools.chain.from_iterable(vals))) == _FLOAT_ONLY:
+            grid = np.array(vals, np.float64)
+            finite = np.isfinite(grid).all(axis=0).tolist()
+            columns = np.ascontiguousarray(grid.T, dtype=_F64)
+            return [("f", columns[j].tobytes()) if finite[j] else (None, b"") for j in range(len(chans))]
+        out: list[tuple[str | None, bytes]] = []
+        for col in zip(*vals):
+            kinds = set(map(type, col))
+            packed: tuple[str | None, bytes] = (None, b"")
+            if kinds == _FLOAT_ONLY:
+                arr = np.array(col, _F64)
+                if np.isfinite(arr).all():
+                    packed = ("f", arr.tobytes())
+            elif kinds == _INT_ONLY:
+                try:
+                    packed = ("i", np.array(col, _I64).tobytes())
+                except OverflowError:  # beyond 64 bits: tagged rows
+                    pass
+            out.append(packed)
+        return out
 
     @staticmethod
     def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]],
@@ -781,8 +807,8 @@ class Archive:
                 kept = self._db.execute(f"SELECT time, packet, value FROM samples_by_channel {where}", args).fetchall()
                 recent = self._db.execute(f"SELECT time, packet, value FROM samples_recent {where}", args).fetchall()
                 blocks = self._db.execute(
-                    "SELECT n, kind, data FROM sample_blocks WHERE scid=? AND channel=? AND t_last >= ? "
-                    "AND t_first <= ? ORDER BY t_first, id", args).fetchall() if self._blocks else []
+                    f"SELECT {_BLOCK_COLS} WHERE b.scid=? AND b.channel=? AND b.t_last >= ? "
+                    "AND b.t_first <= ? ORDER BY b.t_first, b.id", args).fetchall() if self._blocks else []
             both = kept + recent if not kept or not recent or kept[-1] <= recent[0] else sorted(kept + recent)
             if blocks:
                 t, p, v = self._decode_blocks(blocks, since, until)
@@ -793,13 +819,14 @@ class Archive:
         return [(t, from_sql(v)) if type(v) is bytes else (t, v) for t, v in rows]
 
     @staticmethod
-    def _decode_blocks(blocks: list[tuple[int, str, bytes]], since: float = -math.inf, until: float = math.inf,
+    def _decode_blocks(blocks: list[tuple[int, str, bytes, bytes]], since: float = -math.inf,
+                       until: float = math.inf,
                        ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
         """(times, packet ids, values as Python numbers) of the blocks' samples within [since,
         until], in (time, packet) order."""
         ts, ps, vs = [], [], []
-        for n, kind, data in blocks:
-            t, p, v = unpack_block(data, n, kind)
+        for n, kind, run, data in blocks:
+            t, p, v = unpack_block(run, data, n, kind)
             if n and (t[0] < since or t[-1] > until):
                 keep = (t >= since) & (t <= until)
                 t, p, v = t[keep], p[keep], v[keep]
@@ -820,7 +847,7 @@ class Archive:
                                                              (scid, channel))]
         if self._blocks:
             blocks = self._query(
-                "SELECT n, kind, data FROM sample_blocks WHERE scid=? AND channel=? AND t_last = "
+                f"SELECT {_BLOCK_COLS} WHERE b.scid=? AND b.channel=? AND b.t_last = "
                 "(SELECT MAX(t_last) FROM sample_blocks WHERE scid=? AND channel=?)", (scid, channel) * 2)
             if blocks:
                 t, p, v = self._decode_blocks(blocks)
@@ -913,8 +940,8 @@ class Archive:
     def _iter_blocks(self, scid: int | None) -> Iterator[tuple[int, int, float, int, Any]]:
         """The blocks' samples (scid, channel, time, packet, value) by scid, channel, time, packet:
         one channel decoded at a time."""
-        cur = self._db.execute("SELECT scid, channel, n, kind, data FROM sample_blocks WHERE (? IS NULL OR scid=?) "
-                               "ORDER BY scid, channel", (scid, scid))
+        cur = self._db.execute(f"SELECT b.scid, b.channel, {_BLOCK_COLS} WHERE (? IS NULL OR b.scid=?) "
+                               "ORDER BY b.scid, b.channel", (scid, scid))
         for (scid_, ch), group in itertools.groupby(cur, key=operator.itemgetter(0, 1)):
             t, p, v = self._decode_blocks([r[2:] for r in group])
             yield from zip(repeat(scid_), repeat(ch), t.tolist(), p.tolist(), v)

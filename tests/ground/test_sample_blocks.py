@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ground import archive as archive_mod
-from ground.archive import Archive, Ingest, from_sql, pack_block, unpack_block
+from ground.archive import Archive, Ingest, from_sql, pack_run, pack_values, unpack_block
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -132,26 +132,35 @@ def test_every_reader_returns_what_one_row_a_sample_returned(tmp_path_factory: p
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 2.0**32), st.integers(-(2**63), 2**63 - 1), _finite), max_size=50),
        st.booleans())
-def test_pack_block_round_trips(samples: list[tuple[float, int, float]], ints: bool) -> None:
+def test_a_block_round_trips(samples: list[tuple[float, int, float]], ints: bool) -> None:
     ts = [t for t, _, _ in samples]
     ps = [p for _, p, _ in samples]
     vs = [p if ints else v for _, p, v in samples]
     kind = "i" if ints else "f"
-    data = pack_block(ts, ps, vs, kind)
-    assert len(data) == 24 * len(samples)
-    t, p, v = unpack_block(data, len(samples), kind)
+    run, data = pack_run(ts, ps), pack_values(vs, kind)
+    assert len(run) == 16 * len(samples) and len(data) == 8 * len(samples)
+    t, p, v = unpack_block(run, data, len(samples), kind)
     assert _same(t.tolist(), [float(x) for x in ts]) and p.tolist() == ps and _same(v.tolist(), vs)
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.binary(max_size=100), st.integers(0, 10), st.sampled_from(["f", "i", "x", ""]))
-def test_unpack_block_refuses_what_is_not_a_block(data: bytes, n: int, kind: str) -> None:
-    if len(data) == 24 * n and kind in ("f", "i"):
-        t, p, v = unpack_block(data, n, kind)
+@given(st.binary(max_size=100), st.binary(max_size=50), st.integers(0, 10), st.sampled_from(["f", "i", "x", ""]))
+def test_unpack_block_refuses_what_is_not_a_block(run: bytes, data: bytes, n: int, kind: str) -> None:
+    if len(run) == 16 * n and len(data) == 8 * n and kind in ("f", "i"):
+        t, p, v = unpack_block(run, data, n, kind)
         assert len(t) == len(p) == len(v) == n
     else:
         with pytest.raises(ValueError):
-            unpack_block(data, n, kind)
+            unpack_block(run, data, n, kind)
+
+
+def test_packing_refuses_what_does_not_fit() -> None:
+    with pytest.raises(ValueError):
+        pack_run([1.0, 2.0], [1])
+    with pytest.raises(ValueError):
+        pack_values([1.0], "s")
+    with pytest.raises(OverflowError):
+        pack_values([2**64], "i")
 
 
 def test_the_view_rebuilds_every_double_exactly(tmp_path: Path) -> None:
@@ -168,6 +177,8 @@ def test_the_view_rebuilds_every_double_exactly(tmp_path: Path) -> None:
     for k in range(0, len(items), 5000):
         a.ingest(items[k : k + 5000], received_at=0.0)
     assert a._db.execute("SELECT COUNT(*) FROM sample_blocks").fetchone()[0] >= 8  # they went to blocks
+    assert a._db.execute("SELECT COUNT(*) FROM sample_runs").fetchone()[0] * 2 == a._db.execute(
+        "SELECT COUNT(*) FROM sample_blocks").fetchone()[0]  # one run of times for both channels
     assert _same([v for _, v in a.channel(SCID, 1)], values)
     view = _view(tmp_path / "a.db")
     assert _same([r[4] for r in view if r[1] == 1], values)
@@ -262,4 +273,13 @@ def test_a_short_run_is_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         (1, 16, "f"), (2, 16, "i")]
     assert a.channel(SCID, 1) == [(i * 1.0, float(i)) for i in range(31)]
     assert a.channel(SCID, 2) == [(i * 1.0, i) for i in range(31)] and a.count("samples") == 62
+    a.close()
+
+
+def test_a_run_with_no_channel_for_blocks_stores_no_times(tmp_path: Path) -> None:
+    a = Archive(tmp_path / "a.db")
+    a.ingest([Ingest(SCID, 0x20, i, i * 1.0, b"r", samples=[(1, f"m{i}"), (2, None)]) for i in range(5)],
+             received_at=0.0)
+    assert a._db.execute("SELECT COUNT(*) FROM sample_runs").fetchone()[0] == 0
+    assert a.channel(SCID, 1) == [(i * 1.0, f"m{i}") for i in range(5)] and a.count("samples") == 10
     a.close()
