@@ -614,9 +614,9 @@ class Archive:
             if any(map(operator.gt, (e[0] for e in entries), (e[0] for e in entries[1:]))):
                 entries.sort(key=operator.itemgetter(0, 1))  # ids rise within a commit: (time, id) order
             for start in range(0, len(entries), BLOCK_MAX):
-                ts, pids, vals = zip(*entries[start : start + BLOCK_MAX])
+                ts, pids, vals = zip(*entries[start : start + BLOCK_MAX], strict=True)
                 packed = self._pack_columns(chans, vals)
-                for ch, col, (kind, data) in zip(chans, zip(*vals), packed, strict=True):
+                for ch, col, (kind, _) in zip(chans, zip(*vals, strict=True), packed, strict=True):
                     if kind is None:
                         rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, col)))
                 if any(kind is not None for kind, _ in packed):
@@ -627,8 +627,8 @@ class Archive:
                                for ch, (kind, data) in zip(chans, packed, strict=True) if kind is not None]
         if blocks:
             self._db.executemany(
-                "INSERT INTO sample_blocks(scid, channel, t_first, t_last, n, kind, run, data) VALUES (?,?,?,?,?,?,?,?)",
-                blocks)
+                "INSERT INTO sample_blocks(scid, channel, t_first, t_last, n, kind, run, data) "
+                "VALUES (?,?,?,?,?,?,?,?)", blocks)
 
     @staticmethod
     def _pack_columns(chans: tuple[int, ...], vals: tuple[tuple[Any, ...], ...]) -> list[tuple[str | None, bytes]]:
@@ -640,7 +640,7 @@ class Archive:
             columns = np.ascontiguousarray(grid.T, dtype=_F64)
             return [("f", columns[j].tobytes()) if finite[j] else (None, b"") for j in range(len(chans))]
         out: list[tuple[str | None, bytes]] = []
-        for col in zip(*vals):
+        for col in zip(*vals, strict=True):
             kinds = set(map(type, col))
             packed: tuple[str | None, bytes] = (None, b"")
             if kinds == _FLOAT_ONLY:
@@ -813,8 +813,8 @@ class Archive:
             if blocks:
                 t, p, v = self._decode_blocks(blocks, since, until)
                 if not both:
-                    return list(zip(t.tolist(), v))
-                both = sorted(both + list(zip(t.tolist(), p.tolist(), v)), key=operator.itemgetter(0, 1))
+                    return list(zip(t.tolist(), v, strict=True))
+                both = sorted(both + list(zip(t.tolist(), p.tolist(), v, strict=True)), key=operator.itemgetter(0, 1))
             rows = [(t, v) for t, _, v in both]
         return [(t, from_sql(v)) if type(v) is bytes else (t, v) for t, v in rows]
 
