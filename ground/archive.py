@@ -346,6 +346,7 @@ class Archive:
         self.problems: list[str] = []
         self._staged = False  # samples in the staged layout (a view over two tables)
         self._blocks = False  # and in blocks (sample_blocks), the view over all three
+        self._helpers = False  # sample_slots and sample_scale filled
         self._recent = 0  # rows in samples_recent, merged at MERGE_ROWS
         self.merges = 0
         if readonly:
@@ -383,22 +384,18 @@ class Archive:
                 db.execute("BEGIN IMMEDIATE")
                 for sql in (_SAMPLES_STAGED, _BLOCKS, _VIEW):
                     self._script(db, sql)
-                self._fill_helpers(db)
                 db.execute("COMMIT")
                 kind = "view"
             elif kind == "view" and not self._has_blocks(db):  # two row tables: add the blocks
                 db.execute("BEGIN IMMEDIATE")
                 self._script(db, _BLOCKS)
-                self._fill_helpers(db)
                 db.execute("DROP VIEW samples")
                 self._script(db, _VIEW)
                 db.execute("COMMIT")
             self._staged = kind == "view"
             self._blocks = self._staged
-            if self._blocks and db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] < BLOCK_MAX:
-                db.execute("BEGIN IMMEDIATE")  # made when blocks were smaller: slots for the view
-                self._fill_helpers(db)
-                db.execute("COMMIT")
+            # the view's helper rows are written with the first block (none in an archive of rows)
+            self._helpers = self._blocks and self._helpers_filled(db)
             self._check(db)
             self._recent = db.execute("SELECT COUNT(*) FROM samples_recent").fetchone()[0] if self._staged else 0
         except sqlite3.DatabaseError:
@@ -412,6 +409,10 @@ class Archive:
         for stmt in sql.split(";\n"):
             if stmt.strip():
                 db.execute(stmt)
+
+    @staticmethod
+    def _helpers_filled(db: sqlite3.Connection) -> bool:
+        return bool(db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] >= BLOCK_MAX)
 
     @staticmethod
     def _fill_helpers(db: sqlite3.Connection) -> None:
@@ -552,6 +553,8 @@ class Archive:
             self._recent = recent
         except BaseException:
             db.execute("ROLLBACK")
+            if self._blocks:  # helper rows written in this transaction are gone with it
+                self._helpers = self._helpers_filled(db)
             raise
         return [pid is not None for pid in pids]
 
@@ -620,6 +623,9 @@ class Archive:
                     if kind is None:
                         rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, col)))
                 if any(kind is not None for kind, _ in packed):
+                    if not self._helpers:  # in the same transaction as the first blocks
+                        self._fill_helpers(self._db)
+                        self._helpers = True
                     n, t_first, t_last = len(ts), float(ts[0]), float(ts[-1])
                     run = self._db.execute("INSERT INTO sample_runs(n, data) VALUES (?, ?)",
                                            (n, pack_run(ts, pids))).lastrowid

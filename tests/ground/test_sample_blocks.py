@@ -283,3 +283,27 @@ def test_a_run_with_no_channel_for_blocks_stores_no_times(tmp_path: Path) -> Non
     assert a._db.execute("SELECT COUNT(*) FROM sample_runs").fetchone()[0] == 0
     assert a.channel(SCID, 1) == [(i * 1.0, f"m{i}") for i in range(5)] and a.count("samples") == 10
     a.close()
+
+
+def test_the_view_helpers_come_with_the_first_block_and_go_with_its_rollback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive of rows only holds no helper rows; a commit that fails after its first blocks
+    takes them back, and the next commit writes them again, so the view still shows every block."""
+    a = Archive(tmp_path / "a.db")
+    a.ingest([Ingest(SCID, 0x20, 1, 1.0, b"r", samples=[(1, "text")])], received_at=0.0)
+    assert a._db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] == 0
+
+    def refuse(db: sqlite3.Connection) -> None:
+        raise sqlite3.DataError("refused after the blocks were written")
+
+    merge = Archive._merge
+    monkeypatch.setattr(archive_mod, "MERGE_ROWS", 1)
+    monkeypatch.setattr(Archive, "_merge", staticmethod(refuse))
+    assert a.ingest([Ingest(SCID, 0x20, 2, 2.0, b"r", samples=[(1, 2.5), (2, "row")])], received_at=0.0) == [True]
+    assert a._db.execute("SELECT COUNT(*) FROM sample_blocks").fetchone()[0] == 0  # kept raw only
+    assert a._db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] == 0 and not a._helpers
+    monkeypatch.setattr(Archive, "_merge", merge)
+    a.ingest([Ingest(SCID, 0x20, 3, 3.0, b"r", samples=[(1, 4.5)])], received_at=0.0)
+    assert a._db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] == archive_mod.BLOCK_MAX
+    a.close()
+    assert [(r[2], r[4]) for r in _view(tmp_path / "a.db")] == [(1.0, "text"), (3.0, 4.5)]
