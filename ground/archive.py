@@ -5,14 +5,24 @@ vehicle retransmits (its ack was lost, or a NAK crossed a late arrival) is recog
 decoded content is not stored again. Inserts are batched in one transaction per
 :meth:`Archive.ingest` call.
 
-Channel samples are read from a table clustered on ``(scid, channel, time, packet)``, so a
-channel over a time range is one index range scan. A commit writing there would rewrite one leaf
-per channel that got a sample, a page for a few samples; so a new archive appends a commit's
-samples to ``samples_recent`` (a few pages, in arrival order) and merges them into
-``samples_by_channel`` in one sorted insert every ``MERGE_ROWS`` rows and at close; a commit
-with ``DENSE_SAMPLES`` or more a channel (a pass's backlog) goes straight in. The view
-``samples`` is the union of the two, for anyone reading the file; the reading methods query
-both. An archive made before with a single ``samples`` table keeps that layout.
+Channel samples are stored in blocks: per commit, per run of packets with the same channel list
+(a housekeeping layout, at least ``BLOCK_MIN`` packets), one ``sample_runs`` row holding the
+packets' times and ids, and per channel one ``sample_blocks`` row holding that channel's values,
+each a packed big-endian 64-bit array (:func:`pack_run`, :func:`pack_values`); the blocks'
+``t_first``/``t_last`` are indexed, so a channel over a time range reads only the blocks that
+overlap it and decodes them with numpy. A block holds one kind of value:
+finite floats or 64-bit ints. The other samples (text, bytes, NaN, integers beyond 64 bits, a
+channel whose values change kind within a commit, a run too short for blocks) are rows, as
+before: appended to ``samples_recent`` and merged into ``samples_by_channel`` (clustered on
+``(scid, channel, time, packet)``) every ``MERGE_ROWS`` rows and at close, or straight in with
+``DENSE_SAMPLES`` or more a channel. The view ``samples`` is the union of the three, one row
+per sample, for anyone reading the file with plain SQL: it unpacks the blocks in SQL (exactly:
+a double is rebuilt from its bits with a table of powers of two, ``sample_scale``, and
+``sample_slots`` numbers a block's entries), at some microseconds a sample, so a reader that
+wants speed uses the methods here. They read the tables themselves and return what they did
+when every sample was a row. An archive made with the two row tables only gains the block table
+(and the view its third part) the first time it is opened for writing; an archive made with a
+single ``samples`` table keeps that layout.
 
 The archive commits with ``synchronous=NORMAL`` (a commit survives a crash of the station, not
 a power loss) and is made durable by :meth:`Archive.sync` (an fsync of the WAL) only when
@@ -39,9 +49,11 @@ archive raises :class:`ArchiveError` with one line. The file is created 0600.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import math
+import operator
 import os
 import sqlite3
 import threading
@@ -51,6 +63,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from flight.persist import create_private_file, move_aside
 
@@ -111,10 +125,10 @@ CREATE TABLE IF NOT EXISTS channel_names (
 """
 
 
-# Samples of a new archive: a table clustered on (scid, channel, time, packet) that takes them in
-# large sorted merges, the recent ones appended in arrival order until the next merge, and the
-# view ``samples`` over both (what readers of the file query). An archive made before has one
-# ``samples`` table written at every commit, and keeps it.
+# Samples of a new archive that are not in blocks (_BLOCKS): a table clustered on (scid, channel,
+# time, packet) that takes them in large sorted merges, the recent ones appended in arrival order
+# until the next merge. The view ``samples`` (_VIEW) is over these two and the blocks. An archive
+# made before the staged layout has one ``samples`` table written at every commit, and keeps it.
 _SAMPLES_STAGED = """
 CREATE TABLE samples_by_channel (
     scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
@@ -125,12 +139,96 @@ CREATE TABLE samples_recent (
     scid INTEGER NOT NULL, channel INTEGER NOT NULL, time REAL NOT NULL, packet INTEGER NOT NULL,
     value
 );
-CREATE VIEW samples AS
-    SELECT scid, channel, time, packet, value FROM samples_by_channel
-    UNION ALL SELECT scid, channel, time, packet, value FROM samples_recent;
 """
 _MERGE = ("INSERT OR IGNORE INTO samples_by_channel SELECT scid, channel, time, packet, value "
           "FROM samples_recent ORDER BY scid, channel, time, packet")
+#: most samples in one block: a longer run of packets is cut into several blocks
+BLOCK_MAX = 4096
+#: fewest: a shorter run (a trickle of commits) is rows, which pack closer than small blocks and
+#: are merged by channel like any rows
+BLOCK_MIN = 16
+_F64, _I64 = np.dtype(">f8"), np.dtype(">i8")
+
+
+_BYTES = "X'" + bytes(range(256)).hex().upper() + "'"  # instr(this, one byte) - 1 is the byte's value
+
+
+def _hex_int(off: str, blob: str) -> str:
+    """SQL for the big-endian int64 at byte ``off`` (an SQL expression, 0-based) of ``blob``:
+    its eight bytes, each found in the 256 byte values by instr and placed by a shift (SQLite has
+    no blob-to-integer function). The eight bytes are read from the block once."""
+    parts = " | ".join(f"((instr(z, substr(w, {k + 1}, 1)) - 1) << {56 - 8 * k})" for k in range(8))
+    return f"(SELECT {parts} FROM (SELECT substr({blob}, {off} + 1, 8) AS w, {_BYTES} AS z))"
+
+
+def _hex_f64(off: str, blob: str) -> str:
+    """SQL for the big-endian double at byte ``off`` of ``blob``, rebuilt exactly from its bits:
+    sign, 53-bit significand (an exact integer) times 2**(exponent), looked up in sample_scale."""
+    return (
+        "(SELECT (CASE WHEN x < 0 THEN -1.0 ELSE 1.0 END) * ((x & 4503599627370495) + "
+        "(CASE WHEN ((x >> 52) & 2047) = 0 THEN 0 ELSE 4503599627370496 END)) * "
+        "(SELECT scale FROM sample_scale WHERE e = ((x >> 52) & 2047)) "
+        f"FROM (SELECT {_hex_int(off, blob)} AS x))"
+    )
+
+
+_BLOCKS = """
+CREATE TABLE IF NOT EXISTS sample_runs (
+    id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sample_blocks (
+    id INTEGER PRIMARY KEY,
+    scid INTEGER NOT NULL, channel INTEGER NOT NULL, t_first REAL NOT NULL, t_last REAL NOT NULL,
+    n INTEGER NOT NULL, kind TEXT NOT NULL, run INTEGER NOT NULL REFERENCES sample_runs(id),
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sample_blocks_range ON sample_blocks(scid, channel, t_last, t_first);
+CREATE TABLE IF NOT EXISTS sample_slots (i INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sample_scale (e INTEGER PRIMARY KEY, scale REAL NOT NULL);
+"""
+_VIEW = f"""
+CREATE VIEW samples AS
+    SELECT scid, channel, time, packet, value FROM samples_by_channel
+    UNION ALL SELECT scid, channel, time, packet, value FROM samples_recent
+    UNION ALL SELECT b.scid, b.channel, {_hex_f64("8 * s.i", "r.data")}, {_hex_int("8 * (b.n + s.i)", "r.data")},
+        CASE b.kind WHEN 'i' THEN {_hex_int("8 * s.i", "b.data")} ELSE {_hex_f64("8 * s.i", "b.data")} END
+    FROM sample_blocks b JOIN sample_runs r ON r.id = b.run JOIN sample_slots s ON s.i < b.n;
+"""
+
+
+def pack_run(times: Iterable[float], packets: Iterable[int]) -> bytes:
+    """A run's ``data``, shared by its channels' blocks: n times (f8) then n packet ids (i8),
+    big-endian."""
+    t = np.asarray(times, dtype=_F64)
+    p = np.asarray(packets, dtype=_I64)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError("a run's times and packets differ in length")
+    return t.tobytes() + p.tobytes()
+
+
+def pack_values(values: Iterable[Any], kind: str) -> bytes:
+    """A block's ``data``: n values, big-endian f8 for kind "f", i8 for "i"."""
+    if kind not in ("f", "i"):
+        raise ValueError(f"no block kind {kind!r}")
+    v = np.asarray(values, dtype=_F64 if kind == "f" else _I64)
+    if v.ndim != 1:
+        raise ValueError("a block's values are one array")
+    return v.tobytes()
+
+
+def unpack_block(run: bytes, data: bytes, n: int, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(times, packet ids, values) of a block of ``n`` samples and its run, as numpy arrays in
+    native byte order."""
+    if len(run) != 16 * n or len(data) != 8 * n or kind not in ("f", "i"):
+        raise ValueError(f"a block of {n} samples of kind {kind!r} cannot be {len(run)} + {len(data)} bytes")
+    t = np.frombuffer(run, _F64, n, 0).astype(np.float64)
+    p = np.frombuffer(run, _I64, n, 8 * n).astype(np.int64)
+    v = np.frombuffer(data, _F64 if kind == "f" else _I64, n)
+    return t, p, v.astype(np.float64 if kind == "f" else np.int64)
+
+
+#: what a reader takes of a block (and its run): n, kind, the run's data, the block's data
+_BLOCK_COLS = "b.n, b.kind, r.data, b.data FROM sample_blocks b JOIN sample_runs r ON r.id = b.run"
 #: recent samples that make a merge: each merge rewrites about one leaf per channel, so more
 #: rows per merge is fewer bytes written per row; readers scan at most this many unindexed rows
 MERGE_ROWS = 16384
@@ -247,11 +345,14 @@ class Archive:
         #: what was wrong with the file at open (empty when all was well)
         self.problems: list[str] = []
         self._staged = False  # samples in the staged layout (a view over two tables)
+        self._blocks = False  # and in blocks (sample_blocks), the view over all three
+        self._helpers = False  # sample_slots and sample_scale filled
         self._recent = 0  # rows in samples_recent, merged at MERGE_ROWS
         self.merges = 0
         if readonly:
             self._db = self._open_readonly()
             self._staged = self._samples_kind(self._db) == "view"
+            self._blocks = self._staged and self._has_blocks(self._db)
             return
         try:
             self._db = self._open()
@@ -279,16 +380,51 @@ class Archive:
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.executescript(_SCHEMA)
             kind = self._samples_kind(db)
-            if kind is None:  # a new archive: the three made at once
-                db.executescript("BEGIN IMMEDIATE;" + _SAMPLES_STAGED + "COMMIT;")
+            if kind is None:  # a new archive: the tables and the view made at once
+                db.execute("BEGIN IMMEDIATE")
+                for sql in (_SAMPLES_STAGED, _BLOCKS, _VIEW):
+                    self._script(db, sql)
+                db.execute("COMMIT")
                 kind = "view"
+            elif kind == "view" and not self._has_blocks(db):  # two row tables: add the blocks
+                db.execute("BEGIN IMMEDIATE")
+                self._script(db, _BLOCKS)
+                db.execute("DROP VIEW samples")
+                self._script(db, _VIEW)
+                db.execute("COMMIT")
             self._staged = kind == "view"
+            self._blocks = self._staged
+            # the view's helper rows are written with the first block (none in an archive of rows)
+            self._helpers = self._blocks and self._helpers_filled(db)
             self._check(db)
             self._recent = db.execute("SELECT COUNT(*) FROM samples_recent").fetchone()[0] if self._staged else 0
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _script(db: sqlite3.Connection, sql: str) -> None:
+        """Run ``;``-separated DDL inside the caller's transaction (executescript would commit)."""
+        for stmt in sql.split(";\n"):
+            if stmt.strip():
+                db.execute(stmt)
+
+    @staticmethod
+    def _helpers_filled(db: sqlite3.Connection) -> bool:
+        return bool(db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] >= BLOCK_MAX)
+
+    @staticmethod
+    def _fill_helpers(db: sqlite3.Connection) -> None:
+        """The view's helper rows: slot numbers 0 .. BLOCK_MAX - 1, and 2**(e - 1075) for every
+        exponent field e of a double (2**-1074 for e = 0, the subnormals)."""
+        db.executemany("INSERT OR IGNORE INTO sample_slots VALUES (?)", ((i,) for i in range(BLOCK_MAX)))
+        db.executemany("INSERT OR IGNORE INTO sample_scale VALUES (?, ?)",
+                       ((e, math.ldexp(1.0, max(e, 1) - 1075)) for e in range(2048)))
+
+    @staticmethod
+    def _has_blocks(db: sqlite3.Connection) -> bool:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sample_runs'").fetchone() is not None
 
     @staticmethod
     def _samples_kind(db: sqlite3.Connection) -> str | None:
@@ -365,6 +501,8 @@ class Archive:
 
     def _ingest(self, items: list[Ingest], rx: float, raw_only: bool) -> list[bool]:
         samples: list[tuple[int, int, float, int, Any]] = []
+        runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]] | None = (
+            {} if self._blocks else None)
         db = self._db
         db.execute("BEGIN")
         try:
@@ -373,7 +511,7 @@ class Archive:
                 if pid is None or raw_only:
                     continue
                 if it.samples:
-                    self._sample_rows(it, pid, samples)
+                    self._sample_rows(it, pid, samples, runs)
                 if it.event is not None:
                     e = it.event
                     db.execute(
@@ -395,6 +533,8 @@ class Archive:
                         "INSERT OR IGNORE INTO product_chunks VALUES (?,?,?,?,?,?,?,?)",
                         (it.scid, it.apid, c["pid"], c["idx"], c["n"], c["data"], _json(c.get("meta")), it.time),
                     )
+            if runs:
+                self._store_blocks(runs, samples)
             recent = self._recent
             if samples and self._staged and len(samples) >= DENSE_SAMPLES * len(
                 {(r[0], r[1]) for r in samples}
@@ -413,6 +553,8 @@ class Archive:
             self._recent = recent
         except BaseException:
             db.execute("ROLLBACK")
+            if self._blocks:  # helper rows written in this transaction are gone with it
+                self._helpers = self._helpers_filled(db)
             raise
         return [pid is not None for pid in pids]
 
@@ -458,18 +600,93 @@ class Archive:
             pids.append(cur.lastrowid if cur.rowcount == 1 else None)
         return pids
 
+    def _store_blocks(self, runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]],
+                      rows: list[tuple[int, int, float, int, Any]]) -> None:
+        """Store each run of packets with one channel list (sorted by time, then packet; cut at
+        BLOCK_MAX) as its times and ids and a block of values per channel. A run shorter than
+        BLOCK_MIN, and a channel whose values are not all finite floats or all 64-bit ints, go to
+        ``rows`` instead, each value as :func:`_sql_value` stores it."""
+        blocks: list[tuple[Any, ...]] = []
+        for (scid, chans), entries in runs.items():
+            if not entries:  # None: a channel list that is not one (rows, pair by pair)
+                continue
+            if len(entries) < BLOCK_MIN:
+                for t, pid, vals in entries:
+                    rows.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), map(_sql_value, vals)))
+                continue
+            if any(map(operator.gt, (e[0] for e in entries), (e[0] for e in entries[1:]))):
+                entries.sort(key=operator.itemgetter(0, 1))  # ids rise within a commit: (time, id) order
+            for start in range(0, len(entries), BLOCK_MAX):
+                ts, pids, vals = zip(*entries[start : start + BLOCK_MAX], strict=True)
+                packed = self._pack_columns(chans, vals)
+                for ch, col, (kind, _) in zip(chans, zip(*vals, strict=True), packed, strict=True):
+                    if kind is None:
+                        rows.extend(zip(repeat(scid), repeat(ch), ts, pids, map(_sql_value, col)))
+                if any(kind is not None for kind, _ in packed):
+                    if not self._helpers:  # in the same transaction as the first blocks
+                        self._fill_helpers(self._db)
+                        self._helpers = True
+                    n, t_first, t_last = len(ts), float(ts[0]), float(ts[-1])
+                    run = self._db.execute("INSERT INTO sample_runs(n, data) VALUES (?, ?)",
+                                           (n, pack_run(ts, pids))).lastrowid
+                    blocks += [(scid, ch, t_first, t_last, n, kind, run, data)
+                               for ch, (kind, data) in zip(chans, packed, strict=True) if kind is not None]
+        if blocks:
+            self._db.executemany(
+                "INSERT INTO sample_blocks(scid, channel, t_first, t_last, n, kind, run, data) "
+                "VALUES (?,?,?,?,?,?,?,?)", blocks)
+
     @staticmethod
-    def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]]) -> None:
+    def _pack_columns(chans: tuple[int, ...], vals: tuple[tuple[Any, ...], ...]) -> list[tuple[str | None, bytes]]:
+        """(kind, packed values) per channel of a run, kind None for a channel a block cannot
+        hold. A run of floats only (the usual housekeeping) is packed as one array."""
+        if set(map(type, itertools.chain.from_iterable(vals))) == _FLOAT_ONLY:
+            grid = np.array(vals, np.float64)
+            finite = np.isfinite(grid).all(axis=0).tolist()
+            columns = np.ascontiguousarray(grid.T, dtype=_F64)
+            return [("f", columns[j].tobytes()) if finite[j] else (None, b"") for j in range(len(chans))]
+        out: list[tuple[str | None, bytes]] = []
+        for col in zip(*vals, strict=True):
+            kinds = set(map(type, col))
+            packed: tuple[str | None, bytes] = (None, b"")
+            if kinds == _FLOAT_ONLY:
+                arr = np.array(col, _F64)
+                if np.isfinite(arr).all():
+                    packed = ("f", arr.tobytes())
+            elif kinds == _INT_ONLY:
+                try:
+                    packed = ("i", np.array(col, _I64).tobytes())
+                except OverflowError:  # beyond 64 bits: tagged rows
+                    pass
+            out.append(packed)
+        return out
+
+    @staticmethod
+    def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]],
+                     runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]] | None = None,
+                     ) -> None:
         """Append the rows of ``it``'s samples to ``out``. A list of [int channel, float, str or
-        64-bit int] pairs (what a station hands in) is taken whole, in a few C-level passes;
+        64-bit int] pairs (what a station hands in) is taken whole, in a few C-level passes, and
+        with ``runs`` given, kept there for blocks (by scid and channel list) instead of rows;
         anything else pair by pair: ill-shaped pairs skipped, other values stored tagged, a channel
-        named twice kept once (the first)."""
+        named twice kept once (the first). With ``runs``, the values' kinds are checked a
+        channel at a time by :meth:`_store_blocks`, and a channel list once a commit."""
         pairs = it.samples
         if type(pairs) is list and set(map(type, pairs)) <= _PAIR_TYPES:
             try:
                 chans, values = zip(*pairs, strict=True)
             except ValueError:
                 chans = values = ()
+            if runs is not None and chans:
+                key = (it.scid, chans)
+                run = runs.get(key, False)
+                if run is False:  # a channel list not seen yet this commit
+                    ok = (set(map(type, chans)) == _INT_ONLY and len(set(chans)) == len(chans)
+                          and INT64[0] <= min(chans) and max(chans) <= INT64[1])
+                    run = runs[key] = [] if ok else None
+                if run is not None:
+                    run.append((it.time, pid, values))
+                    return
             kinds = set(map(type, values))
             if (chans and set(map(type, chans)) == _INT_ONLY and len(set(chans)) == len(chans)
                     and INT64[0] <= min(chans)
@@ -595,15 +812,52 @@ class Archive:
             with self._lock:
                 kept = self._db.execute(f"SELECT time, packet, value FROM samples_by_channel {where}", args).fetchall()
                 recent = self._db.execute(f"SELECT time, packet, value FROM samples_recent {where}", args).fetchall()
+                blocks = self._db.execute(
+                    f"SELECT {_BLOCK_COLS} WHERE b.scid=? AND b.channel=? AND b.t_last >= ? "
+                    "AND b.t_first <= ? ORDER BY b.t_first, b.id", args).fetchall() if self._blocks else []
             both = kept + recent if not kept or not recent or kept[-1] <= recent[0] else sorted(kept + recent)
+            if blocks:
+                t, p, v = self._decode_blocks(blocks, since, until)
+                if not both:
+                    return list(zip(t.tolist(), v, strict=True))
+                both = sorted(both + list(zip(t.tolist(), p.tolist(), v, strict=True)), key=operator.itemgetter(0, 1))
             rows = [(t, v) for t, _, v in both]
         return [(t, from_sql(v)) if type(v) is bytes else (t, v) for t, v in rows]
+
+    @staticmethod
+    def _decode_blocks(blocks: list[tuple[int, str, bytes, bytes]], since: float = -math.inf,
+                       until: float = math.inf,
+                       ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+        """(times, packet ids, values as Python numbers) of the blocks' samples within [since,
+        until], in (time, packet) order."""
+        ts, ps, vs = [], [], []
+        for n, kind, run, data in blocks:
+            t, p, v = unpack_block(run, data, n, kind)
+            if n and (t[0] < since or t[-1] > until):
+                keep = (t >= since) & (t <= until)
+                t, p, v = t[keep], p[keep], v[keep]
+            ts.append(t)
+            ps.append(p)
+            vs += v.tolist()
+        t, p = np.concatenate(ts), np.concatenate(ps)
+        if len(t) > 1 and not ((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (p[1:] > p[:-1]))).all():
+            order = np.lexsort((p, t))
+            t, p = t[order], p[order]
+            vs = [vs[i] for i in order.tolist()]
+        return t, p, vs
 
     def latest(self, scid: int, channel: int) -> tuple[float, Any] | None:
         last = "WHERE scid=? AND channel=? ORDER BY time DESC, packet DESC LIMIT 1"
         tables = ("samples_by_channel", "samples_recent") if self._staged else ("samples",)
         rows = [r for table in tables for r in self._query(f"SELECT time, packet, value FROM {table} {last}",
                                                              (scid, channel))]
+        if self._blocks:
+            blocks = self._query(
+                f"SELECT {_BLOCK_COLS} WHERE b.scid=? AND b.channel=? AND b.t_last = "
+                "(SELECT MAX(t_last) FROM sample_blocks WHERE scid=? AND channel=?)", (scid, channel) * 2)
+            if blocks:
+                t, p, v = self._decode_blocks(blocks)
+                rows.append((float(t[-1]), int(p[-1]), v[-1]))
         if not rows:
             return None
         t, _, v = max(rows, key=lambda r: (r[0], r[1]))
@@ -671,6 +925,10 @@ class Archive:
     def count(self, table: str) -> int:
         if table not in ("packets", "samples", "events", "responses", "commands", "product_chunks"):
             raise ValueError(f"no table {table!r}")
+        if table == "samples" and self._blocks:  # the view would unpack every block to count them
+            return int(self._query(
+                "SELECT (SELECT COUNT(*) FROM samples_by_channel) + (SELECT COUNT(*) FROM samples_recent) "
+                "+ (SELECT COALESCE(SUM(n), 0) FROM sample_blocks)")[0][0])
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
     def iter_samples(self, scid: int | None = None) -> Iterator[tuple[int, int, float, Any]]:
@@ -678,9 +936,21 @@ class Archive:
         sql = ("SELECT scid, channel, time, packet, value FROM {} WHERE (? IS NULL OR scid=?) "
                "ORDER BY scid, channel, time, packet")
         tables = ("samples_by_channel", "samples_recent") if self._staged else ("samples",)
-        cursors = [self._db.execute(sql.format(table), (scid, scid)) for table in tables]
-        for scid_, ch, t, _, v in heapq.merge(*cursors, key=lambda r: r[:4]):
+        sources: list[Iterable[tuple[Any, ...]]] = [self._db.execute(sql.format(table), (scid, scid))
+                                                    for table in tables]
+        if self._blocks:
+            sources.append(self._iter_blocks(scid))
+        for scid_, ch, t, _, v in heapq.merge(*sources, key=lambda r: r[:4]):
             yield scid_, ch, t, from_sql(v)
+
+    def _iter_blocks(self, scid: int | None) -> Iterator[tuple[int, int, float, int, Any]]:
+        """The blocks' samples (scid, channel, time, packet, value) by scid, channel, time, packet:
+        one channel decoded at a time."""
+        cur = self._db.execute(f"SELECT b.scid, b.channel, {_BLOCK_COLS} WHERE (? IS NULL OR b.scid=?) "
+                               "ORDER BY b.scid, b.channel", (scid, scid))
+        for (scid_, ch), group in itertools.groupby(cur, key=operator.itemgetter(0, 1)):
+            t, p, v = self._decode_blocks([r[2:] for r in group])
+            yield from zip(repeat(scid_), repeat(ch), t.tolist(), p.tolist(), v)
 
     def close(self) -> None:
         """Merge the recent samples (a closed archive is all in the clustered table), then close."""
