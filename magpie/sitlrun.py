@@ -344,31 +344,32 @@ class LiveMission:
     # -- progress ----------------------------------------------------------------------------
 
     def progress(self) -> str:
+        from ground.archive import Archive, ArchiveError
+
         db = self.out / "archive.db"
         if not db.exists():
             return "waiting for the first packets"
         try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0) as con:
-                packets = con.execute("SELECT COUNT(*) FROM packets").fetchone()[0]
-
-                def latest(scid: int, name: str) -> Any:
-                    row = con.execute(
-                        "SELECT s.value FROM samples s JOIN channel_names c ON c.scid=s.scid AND c.id=s.channel "
-                        "WHERE s.scid=? AND c.name=? ORDER BY s.time DESC LIMIT 1", (scid, name)).fetchone()
-                    return None if row is None else row[0]
-
+            # the archive's own readers: samples packed in blocks are read by channel, not
+            # unpacked row by row through the samples view
+            with Archive(db, readonly=True) as archive:
+                packets = archive.count("packets")
                 where = []
                 for c in self.crafts:
-                    x, y = latest(c.scid, "nav.x_m"), latest(c.scid, "nav.y_m")
-                    if x is not None and y is not None:
+                    pos = []
+                    for name in ("nav.x_m", "nav.y_m"):
+                        cid = archive.channel_id(c.scid, name)
+                        last = archive.latest(c.scid, cid) if cid is not None else None
+                        pos.append(None if last is None else last[1])
+                    if None not in pos:
                         who = "rover" if len(self.crafts) == 1 else c.name
-                        where.append(f"{who} at ({float(x):.2f}, {float(y):.2f}) m")
-                ev = con.execute("SELECT name, text FROM events ORDER BY time DESC, id DESC LIMIT 1").fetchone()
-        except sqlite3.Error as exc:
+                        where.append(f"{who} at ({float(pos[0]):.2f}, {float(pos[1]):.2f}) m")
+                ev = archive._query("SELECT name, text FROM events ORDER BY time DESC, id DESC LIMIT 1")
+        except (ArchiveError, sqlite3.Error) as exc:
             return f"archive not readable yet ({exc})"
-        pos = "".join(f", {w}" for w in where)
-        last = "" if ev is None else f", last event {ev[0]}: {ev[1]}"
-        return f"{packets} packets archived{pos}{last}"
+        pos_text = "".join(f", {w}" for w in where)
+        last_ev = "" if not ev else f", last event {ev[0][0]}: {ev[0][1]}"
+        return f"{packets} packets archived{pos_text}{last_ev}"
 
 
 def _windows(params: Any) -> dict[str, float] | None:

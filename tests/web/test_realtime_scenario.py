@@ -57,7 +57,7 @@ def test_a_scenario_flies_every_vehicle_as_its_own_process(tmp_path: Path) -> No
         assert set(sitl["vehicles"]) == {"change4", "yutu2"}
         assert "camera.navcam" in sitl["vehicles"]["yutu2"] and "camera.pancam" in sitl["vehicles"]["change4"]
         until("telemetry from both vehicles",
-              lambda: {r[0] for r in query(db, "SELECT DISTINCT scid FROM samples")} >= {70, 71})
+              lambda: {r[0] for r in query(db, "SELECT DISTINCT scid FROM packets")} >= {70, 71})
         with GroundClient(command_endpoint=f"tcp://127.0.0.1:{m.ports['commands']}",
                           token=read_token(m.out / "ground-state")) as client:
             for scid, key in ((70, 7070), (71, 7171)):
