@@ -214,3 +214,20 @@ def test_a_pair_of_different_rotations_is_rendered_eye_by_eye(scene) -> None:
     pair = renderer.render_pair(model, a, b, SUN)
     assert pair[0].tobytes() == renderer.render(model, a, SUN).tobytes()
     assert pair[1].tobytes() == renderer.render(model, b, SUN).tobytes()
+
+
+def test_what_a_render_returns_is_its_own_after_the_next_render(scene) -> None:
+    """The kernel's buffers are reused frame to frame; images and depths handed out are copies."""
+    _, renderer = scene
+    model = camera_model(160, 120, 60.0)
+    img, depth = renderer.render(model, mast_pose(), SUN, return_depth=True)
+    only_depth = renderer.render_depth(model, mast_pose())
+    kept = img.copy(), depth.copy(), only_depth.copy()
+    renderer.render_stereo(camera_model(320, 240, 60.0), mast_pose(-30.0), SUN, 0.2, return_depth=True)
+    renderer.render(model, mast_pose(-40.0), SUN, return_depth=True)
+    assert np.array_equal(img, kept[0])
+    assert np.array_equal(depth, kept[1]) and np.array_equal(only_depth, kept[2])
+    column = renderer.render_depth(camera_model(1, 120, 60.0), mast_pose())  # one pixel wide: contiguous as is
+    kept_column = column.copy()
+    renderer.render_depth(camera_model(1, 120, 60.0), mast_pose(-40.0))
+    assert np.array_equal(column, kept_column)
