@@ -71,8 +71,12 @@ def run(quick: bool) -> list[Row]:
                         "reference renderer same image"))
     model = camera_model(640, 480, 60.0)
     left, right = pose.stereo(0.2)
-    secs = _best_of(lambda: (world.renderer.render(model, left, sun), world.renderer.render(model, right, sun)), repeat)
-    rows.append(Row("render 640x480 stereo pair", secs * 1e3, "ms", target="<= 30 ms"))
+    # the pair in one pass (what a stereo capture does), beside the same two eyes rendered one
+    # after the other: the bytes are the same, the difference is what the shared pass saves
+    secs = _best_of(lambda: world.renderer.render_stereo(model, pose, sun, 0.2), repeat)
+    two = _best_of(lambda: (world.renderer.render(model, left, sun), world.renderer.render(model, right, sun)), repeat)
+    rows.append(Row("render 640x480 stereo pair", secs * 1e3, "ms", two * 1e3, "two single renders of the eyes",
+                    "<= 30 ms"))
 
     steps = 2000 if quick else 20000
     world.vehicle.set_wheels(0.15, 0.12)

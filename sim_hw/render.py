@@ -13,7 +13,9 @@ bilinear ground exactly, each column's rays start where the ray below left off (
 walks the terrain about once), and the hits are shaded in the same call: Lambertian radiance
 per grid node under the sun (with cast shadows), a seeded sub-grid detail texture that fades
 with the pixel footprint, auto-exposure on flat ground of the mean albedo. The sky is black.
-The numpy reference renderer (:mod:`sim_hw.render_reference`, a safe-step march) stays
+A rectified stereo pair is one pass (:meth:`Renderer.render_stereo`): the eyes share each column's
+ray directions and take turns column by column, and each eye's image is byte for byte its own
+single render. The numpy reference renderer (:mod:`sim_hw.render_reference`, a safe-step march) stays
 available (:meth:`Renderer.render_reference`) and the tests hold the two to the same images,
 depths and rock edges.
 """
@@ -107,6 +109,24 @@ def depth_of(points_world: np.ndarray, pose: CameraPose) -> np.ndarray:
     return (pts - pose.position) @ pose.rotation[:, 2]
 
 
+_local = threading.local()
+
+
+def _scratch(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The calling thread's two float32 buffers of ``shape`` for the kernel's depth and brightness.
+
+    They are the same memory frame after frame (grown when a larger frame needs it): the kernel
+    writing fresh pages pays the system a page fault on each, about 3 ms of CPU for a 640x480
+    pair, a tenth of the pair. Every caller copies what it returns out of them before the thread
+    renders again.
+    """
+    n = shape[0] * shape[1] * shape[2]
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < 2 * n:
+        buf = _local.buf = np.empty(2 * n, np.float32)
+    return buf[:n].reshape(shape), buf[n:2 * n].reshape(shape)
+
+
 class Renderer:
     """Renders one terrain with the compiled kernel; the caches are the reference renderer's.
 
@@ -184,15 +204,20 @@ class Renderer:
             self._albedo_version = ter.version
         return exposure / (2.2 * self._albedo_mean * max(float(sun[2]), 0.25))
 
-    def _image(self, model: CameraModel, pose: CameraPose, sun: np.ndarray | None, exposure: float = 1.0,
-               parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Depth (inf for sky) and brightness in DN (unclipped) of every pixel, one compiled pass.
+    def _images(self, model: CameraModel, poses: list[CameraPose], sun: np.ndarray | None, exposure: float = 1.0,
+                parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Depth (inf for sky) and brightness in DN (unclipped) of every pixel of each eye, one compiled pass.
 
-        Both come back as (H, W) views of arrays stored one image column a row, the kernel's
-        layout; a caller copies only what it returns. With ``sun`` None only the depth is
-        computed (the brightness is left undefined); ``parallel`` False renders on the calling
-        thread alone.
+        The eyes share one rotation (a rectified stereo pair), so a column's rays are made once for
+        all of them. Both come back as (E, H, W) views of arrays stored one image column a row,
+        the kernel's layout, in the calling thread's scratch (:func:`_scratch`); a caller copies
+        what it returns. With ``sun`` None only the depth is computed (the brightness is left
+        undefined); ``parallel`` False renders on the calling thread alone.
         """
+        rot = np.ascontiguousarray(poses[0].rotation, dtype=np.float64)
+        if any(not np.array_equal(p.rotation, rot) for p in poses[1:]):
+            raise ValueError("the eyes of one pass must share one rotation")
+        origins = np.array([p.position for p in poses], dtype=np.float64).reshape(len(poses), 3)
         ref = self.reference
         with self._lock:
             if sun is None:
@@ -213,14 +238,18 @@ class Renderer:
         from sim_hw import render_kernel  # numba loads at the first render, not with the world
 
         # the kernel writes one image column per row (consecutive addresses down a column)
-        depth = np.empty((model.width, model.height), np.float32)
-        lum = np.empty((model.width, model.height), np.float32)
+        depth, lum = _scratch((len(poses), model.width, model.height))
         render_kernel.run_threads(
-            render_kernel.render_image, model.width, parallel, np.ascontiguousarray(pose.rotation, dtype=np.float64),
-            np.ascontiguousarray(pose.position, dtype=np.float64), float(model.fx), float(model.fy), float(model.cx),
-            float(model.cy), int(model.height), *args, lip, shade, rad, tile, float(ref.detail),
+            render_kernel.render_image, model.width, parallel, rot, origins, float(model.fx), float(model.fy),
+            float(model.cx), float(model.cy), int(model.height), *args, lip, shade, rad, tile, float(ref.detail),
             float(ref.detail_scale_m), gain, depth, lum)
-        return depth.T, lum.T
+        return depth.transpose(0, 2, 1), lum.transpose(0, 2, 1)
+
+    def _image(self, model: CameraModel, pose: CameraPose, sun: np.ndarray | None, exposure: float = 1.0,
+               parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_images` of one eye: (H, W) views of the calling thread's scratch."""
+        depth, lum = self._images(model, [pose], sun, exposure, parallel)
+        return depth[0], lum[0]
 
     def render_depth(self, model: CameraModel, pose: CameraPose) -> np.ndarray:
         """Depth image (H, W) float32 along the optical axis; inf where the ray sees sky.
@@ -228,7 +257,7 @@ class Renderer:
         The same pass as :meth:`render` without the shading, so an image and its depth agree
         pixel for pixel.
         """
-        return np.ascontiguousarray(self._image(model, pose, None)[0])
+        return np.array(self._image(model, pose, None)[0], order="C")  # a copy out of the scratch
 
     def shade(
         self, model: CameraModel, pose: CameraPose, depth: np.ndarray, sun: np.ndarray,
@@ -255,24 +284,49 @@ class Renderer:
 
         ``parallel`` False renders on the calling thread alone (a worker's background capture).
         """
-        depth, lum = self._image(model, pose, sun, exposure, parallel)
-        if noise_dn > 0:
-            gen = rng if rng is not None else np.random.default_rng(0)
-            lum += gen.standard_normal(lum.shape, dtype=np.float32) * np.float32(noise_dn)
-        # the cast to uint8 turns the kernel's layout to (H, W) in the same pass
-        if bgr:
-            tint = np.asarray(self.reference.tint_bgr, np.float32)
-            img = np.clip(lum[..., None] * tint, 0, 255).astype(np.uint8, order="C")
-        else:
-            img = np.clip(lum, 0, 255, out=lum).astype(np.uint8, order="C")
-        return (img, np.ascontiguousarray(depth)) if return_depth else img
+        return self._render_eyes(model, [pose], sun, exposure, bgr, noise_dn, rng, return_depth, parallel)[0]
 
     def render_stereo(
-        self, model: CameraModel, pose: CameraPose, sun: np.ndarray, baseline_m: float, **kw
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rectified left and right images from eyes ``baseline_m`` apart about ``pose``."""
+        self, model: CameraModel, pose: CameraPose, sun: np.ndarray, baseline_m: float, **kw: Any
+    ) -> tuple[Any, Any]:
+        """Rectified left and right images from eyes ``baseline_m`` apart about ``pose``.
+
+        One pass renders both eyes (their rays share a direction column by column), and each
+        image is byte for byte what :meth:`render` gives for that eye with the same keywords; a
+        generator given as ``rng`` draws the left eye's noise first, as two calls would.
+        """
         left, right = pose.stereo(baseline_m)
-        return self.render(model, left, sun, **kw), self.render(model, right, sun, **kw)  # type: ignore[return-value]
+        return self.render_pair(model, left, right, sun, **kw)
+
+    def render_pair(
+        self, model: CameraModel, left: CameraPose, right: CameraPose, sun: np.ndarray, *, exposure: float = 1.0,
+        bgr: bool = False, noise_dn: float = 0.0, rng: np.random.Generator | None = None,
+        return_depth: bool = False, parallel: bool = True,
+    ) -> tuple[Any, Any]:
+        """Two eyes, each as :meth:`render` gives it; in one pass when they share a rotation (rectified)."""
+        kw = dict(exposure=exposure, bgr=bgr, noise_dn=noise_dn, rng=rng, return_depth=return_depth, parallel=parallel)
+        if not np.array_equal(left.rotation, right.rotation):
+            return self.render(model, left, sun, **kw), self.render(model, right, sun, **kw)  # type: ignore[arg-type]
+        a, b = self._render_eyes(model, [left, right], sun, exposure, bgr, noise_dn, rng, return_depth, parallel)
+        return a, b
+
+    def _render_eyes(self, model: CameraModel, poses: list[CameraPose], sun: np.ndarray, exposure: float,
+                     bgr: bool, noise_dn: float, rng: np.random.Generator | None, return_depth: bool,
+                     parallel: bool) -> list:
+        depths, lums = self._images(model, poses, sun, exposure, parallel)
+        tint = np.asarray(self.reference.tint_bgr, np.float32) if bgr else None
+        out = []
+        for depth, lum in zip(depths, lums, strict=True):
+            if noise_dn > 0:
+                gen = rng if rng is not None else np.random.default_rng(0)
+                lum += gen.standard_normal(lum.shape, dtype=np.float32) * np.float32(noise_dn)
+            # the cast to uint8 turns the kernel's layout to (H, W) in the same pass
+            if tint is not None:
+                img = np.clip(lum[..., None] * tint, 0, 255).astype(np.uint8, order="C")
+            else:
+                img = np.clip(lum, 0, 255, out=lum).astype(np.uint8, order="C")
+            out.append((img, np.array(depth, order="C")) if return_depth else img)  # copies out of the scratch
+        return out
 
     def render_reference(self, model: CameraModel, pose: CameraPose, sun: np.ndarray, **kw: Any
                          ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+#: An index the code has already clamped into the array, as an unsigned integer: numba then
+#: skips the wrap-around of negative indices (a compare and a select on every subscript),
+#: which the compiler cannot drop by itself where the clamp was made a loop iteration before
+#: or the bound is an array's shape. The values read are the same.
+_u = np.uintp
+
 # Helpers take and return scalars only. An array handed to a numba function, even one inlined,
 # has its reference count raised and lowered around the call, an atomic operation through a
 # function call each way: once a ray for five arrays, that was most of a frame. So arrays are
@@ -151,10 +157,14 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                     ty = ((iy + (1 if sy > 0 else 0)) - oy) * inv_y if dy != 0.0 else inf
                     locate = False
                 t_exit = max(min(tx, ty, t1), t)
-                h00 = h[iy, ix]
-                h10 = h[iy, ix + 1]
-                h01 = h[iy + 1, ix]
-                h11 = h[iy + 1, ix + 1]
+                cy0 = _u(iy)
+                cx0 = _u(ix)
+                cy1 = _u(iy + 1)
+                cx1 = _u(ix + 1)
+                h00 = h[cy0, cx0]
+                h10 = h[cy0, cx1]
+                h01 = h[cy1, cx0]
+                h11 = h[cy1, cx1]
                 top = max(max(h00, h10), max(h01, h11))
                 za = oz + t * dz
                 zb = oz + t_exit * dz
@@ -201,13 +211,13 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
                     inv_dd = 1.0 / dxy
                     inv_down = 1.0 / max(-dz, 1e-6)
                     jx, jy = _nearest_at(nx, ny, ox + t_exit * dx, oy + t_exit * dy)
-                    room = zb - lv0[jy, jx]
+                    room = zb - lv0[_u(jy), _u(jx)]
                     if room > 0.0:
                         jump = min(radii[0] * inv_dd, room * inv_down)
-                        room = zb - lv1[jy, jx]
+                        room = zb - lv1[_u(jy), _u(jx)]
                         if room > 0.0:
                             jump = max(jump, min(radii[1] * inv_dd, room * inv_down))
-                            room = zb - lv2[jy, jx]
+                            room = zb - lv2[_u(jy), _u(jx)]
                             if room > 0.0:
                                 jump = max(jump, min(radii[2] * inv_dd, room * inv_down))
                 if jump * dxy > 2.0 * res:  # a jump shorter than two cells is walked instead
@@ -253,9 +263,10 @@ def _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, oz, rays, n):
 _A2 = "float32[:, ::1]"
 _CAST_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, "
              "float64[::1], float64, float32[::1])")
-_IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[::1], float64, float64, float64, float64, int64, "
+_A3 = "float32[:, :, ::1]"
+_IMAGE_SIG = (f"void(int64[::1], float64[:, ::1], float64[:, ::1], float64, float64, float64, float64, int64, "
               f"float64[::1], float64, {_A2}, {_A2}, {_A2}, {_A2}, float64[::1], float64, float64, boolean, {_A2}, "
-              f"{_A2}, float64, float64, float64, {_A2}, {_A2})")
+              f"{_A2}, float64, float64, float64, {_A3}, {_A3})")
 
 
 @njit(_CAST_SIG, cache=True, nogil=True, error_model="numpy")
@@ -335,21 +346,23 @@ def _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays):
 
 
 @njit(_IMAGE_SIG, cache=True, nogil=True, error_model="numpy")
-def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
+def render_image(cols, rot, origins, fx, fy, cx, cy, height, grid_origin, res, h, lv0, lv1, lv2, radii, hmax,
                  lipschitz, shade, rad, tile, detail, detail_scale, gain, depth_out, lum_out):
     """Depth and (with ``shade``) brightness in DN, relative brightness times ``gain`` times 255, of
-    the columns in ``cols``.
+    the columns in ``cols``, for each eye: one row of ``origins`` an eye, all of one rotation.
 
-    ``depth_out`` and ``lum_out`` are stored transposed (one image column a row), so a column's
-    pixels are at consecutive addresses. Per column: its rays (:func:`_column_rays`), their
-    walks (:func:`_walk`, the only serial part), then the shading of the hits, apart from the
-    walks so no branch there waits on them: Lambertian radiance per grid node, times a seeded
-    sub-grid detail texture that fades as a pixel's footprint outgrows it. Runs without the
+    ``depth_out[e]`` and ``lum_out[e]`` are eye ``e``'s images stored transposed (one image
+    column a row), so a column's pixels are at consecutive addresses. Per column: its rays
+    (:func:`_column_rays`, made once for all the eyes: a ray's direction and its coherence test
+    depend on the rotation alone), then for each eye the walks (:func:`_walk`, the only serial
+    part) and the shading of the hits, apart from the walks so no branch there waits on them:
+    Lambertian radiance per grid node, times a seeded sub-grid detail texture that fades as a
+    pixel's footprint outgrows it. The eyes of a stereo pair take turns column by column, so
+    the second walks the cells the first has just brought into the cache. Runs without the
     GIL, from several threads at once on disjoint column sets (:func:`run_threads`), or from one
     worker thread alone for a background capture.
     """
-    ox = (origin[0] - grid_origin[0]) / res
-    oy = (origin[1] - grid_origin[1]) / res
+    n_eyes = origins.shape[0]
     inv_res = 1.0 / res
     inv_scale = 1.0 / detail_scale
     fade = 0.25 * inv_scale / fx
@@ -361,39 +374,50 @@ def render_image(cols, rot, origin, fx, fy, cx, cy, height, grid_origin, res, h,
     for k in range(cols.shape[0]):
         u = cols[k]
         _column_rays(u, rot, fx, fy, cx, cy, height, lipschitz, rays)
-        _walk(h, lv0, lv1, lv2, radii, hmax, res, ox, oy, origin[2], rays, height)
-        for j in range(height):
-            v = height - 1 - j
-            t = rays[5, j]
-            depth_out[u, v] = t
-            if not shade:
-                continue
-            if t == np.inf:
-                lum_out[u, v] = 0.0
-                continue
-            px = origin[0] + rays[0, j] * t
-            py = origin[1] + rays[1, j] * t
-            x0, y0, wx, wy = _bilinear_at(rnx, rny, (px - grid_origin[0]) * inv_res, (py - grid_origin[1]) * inv_res)
-            top = rad[y0, x0] + wx * (rad[y0, x0 + 1] - rad[y0, x0])
-            bot = rad[y0 + 1, x0] + wx * (rad[y0 + 1, x0 + 1] - rad[y0 + 1, x0])
-            val = top + wy * (bot - top)
-            wgt = min(max(1.0 - t * fade, 0.0), 1.0) * detail
-            if wgt > 0.0:  # the texture fades out where a pixel's footprint outgrows it
-                sxf = px * inv_scale
-                syf = py * inv_scale
-                fx0 = math.floor(sxf)
-                fy0 = math.floor(syf)
-                ax = sxf - fx0
-                ay = syf - fy0
-                a0 = int(fx0) & mx
-                b0 = int(fy0) & my
-                a1 = (a0 + 1) & mx
-                b1 = (b0 + 1) & my
-                top = tile[b0, a0] + ax * (tile[b0, a1] - tile[b0, a0])
-                bot = tile[b1, a0] + ax * (tile[b1, a1] - tile[b1, a0])
-                det = top + ay * (bot - top)
-                val *= min(max(1.0 + wgt * det, 0.2), 2.0)
-            lum_out[u, v] = np.float32(val * gain) * np.float32(255.0)  # as float32, rounded twice
+        col = _u(u)
+        for e in range(n_eyes):
+            px0 = origins[e, 0]
+            py0 = origins[e, 1]
+            # the walk leaves rows 0-4 (the column's rays) as they were, for the next eye
+            _walk(h, lv0, lv1, lv2, radii, hmax, res, (px0 - grid_origin[0]) / res, (py0 - grid_origin[1]) / res,
+                  origins[e, 2], rays, height)
+            for j in range(height):
+                v = _u(height - 1 - j)
+                t = rays[5, j]
+                depth_out[e, col, v] = t
+                if not shade:
+                    continue
+                if t == np.inf:
+                    lum_out[e, col, v] = 0.0
+                    continue
+                px = px0 + rays[0, j] * t
+                py = py0 + rays[1, j] * t
+                x0, y0, wx, wy = _bilinear_at(rnx, rny, (px - grid_origin[0]) * inv_res,
+                                              (py - grid_origin[1]) * inv_res)
+                qy0 = _u(y0)
+                qx0 = _u(x0)
+                qy1 = _u(y0 + 1)
+                qx1 = _u(x0 + 1)
+                top = rad[qy0, qx0] + wx * (rad[qy0, qx1] - rad[qy0, qx0])
+                bot = rad[qy1, qx0] + wx * (rad[qy1, qx1] - rad[qy1, qx0])
+                val = top + wy * (bot - top)
+                wgt = min(max(1.0 - t * fade, 0.0), 1.0) * detail
+                if wgt > 0.0:  # the texture fades out where a pixel's footprint outgrows it
+                    sxf = px * inv_scale
+                    syf = py * inv_scale
+                    fx0 = math.floor(sxf)
+                    fy0 = math.floor(syf)
+                    ax = sxf - fx0
+                    ay = syf - fy0
+                    a0 = _u(int(fx0) & mx)
+                    b0 = _u(int(fy0) & my)
+                    a1 = _u((int(fx0) + 1) & mx)
+                    b1 = _u((int(fy0) + 1) & my)
+                    top = tile[b0, a0] + ax * (tile[b0, a1] - tile[b0, a0])
+                    bot = tile[b1, a0] + ax * (tile[b1, a1] - tile[b1, a0])
+                    det = top + ay * (bot - top)
+                    val *= min(max(1.0 + wgt * det, 0.2), 2.0)
+                lum_out[e, col, v] = np.float32(val * gain) * np.float32(255.0)  # as float32, rounded twice
 
 
 def threads() -> int:

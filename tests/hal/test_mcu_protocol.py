@@ -66,6 +66,67 @@ def test_fast_crc_equals_table_crc(data: bytes) -> None:
     assert p.crc16(data) == p.crc16_table(data)
 
 
+@given(st.integers(p.CRC_SHORT - 3, p.CRC_SHORT + 2).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+       st.integers(0, 0xFFFF))
+def test_crc_is_the_same_either_side_of_the_short_data_switch(data: bytes, start: int) -> None:
+    assert p.crc16(data) == p.crc16_table(data)
+    assert p.crc16(data, start) == p.crc16_table(data, start)
+
+
+@pytest.mark.parametrize("rest", [b"", b"\x01\x7f\x01\x00", bytes(range(250))])
+def test_residue_check_accepts_exactly_the_right_crc(rest: bytes) -> None:
+    """Of all 65536 values in a frame's CRC field, the check accepts the CRC of the rest alone, and
+    the tables are what running the CRC on over a value's own two bytes gives."""
+    accepted = [r for r in range(0x10000) if p.residue_ok(rest + bytes((r & 0xFF, r >> 8)))]
+    assert accepted == [p.crc16_table(rest)]
+    for r in range(0, 0x10000, 257):
+        assert p.crc16_table(bytes((r & 0xFF, r >> 8)), r) == p.RESIDUE_LO[r & 0xFF] ^ p.RESIDUE_HI[r >> 8]
+
+
+@given(st.binary(max_size=p.MAX_FRAME))
+def test_residue_ok_is_the_crc_of_all_but_the_last_two_bytes(body: bytes) -> None:
+    body = body.rjust(2, b"\x00")
+    assert p.residue_ok(body) == (p.crc16_table(body[:-2]) == body[-2] | body[-1] << 8)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=p.MAX_PAYLOAD), u8, u16, st.data())
+def test_every_burst_of_up_to_16_bits_is_caught_and_counted(payload: bytes, msg_id: int, seq: int,
+                                                             data: st.DataObject) -> None:
+    """A CRC-16 detects every error burst no longer than 16 bits: spoil the decoded frame so
+    (header, payload or CRC), frame it again, and it is rejected as a CRC error, by decode_frame
+    with FrameError alone and by the stream decoder with its crc counter."""
+    body = bytearray(cobs.decode(p.encode_frame(msg_id, seq, payload)[:-1]))
+    start = data.draw(st.integers(0, len(body) * 8 - 1), label="first bit")
+    length = data.draw(st.integers(1, min(16, len(body) * 8 - start)), label="burst length")
+    pattern = data.draw(st.integers(0, (1 << length) - 1), label="pattern") | 1 | (1 << (length - 1))
+    for k in range(length):
+        if pattern >> k & 1:
+            bit = start + k
+            body[bit // 8] ^= 0x80 >> (bit % 8)
+    spoiled = cobs.encode(bytes(body))
+    with pytest.raises(p.FrameError) as err:
+        p.decode_frame(spoiled)
+    assert err.value.kind == "crc"
+    dec = p.FrameDecoder()
+    assert dec.feed(spoiled + b"\x00") == []
+    assert dec.counters.crc == 1 and dec.counters.dropped == 1 and dec.counters.frames == 0
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=p.MAX_ENCODED + 8))
+def test_decode_frame_raises_only_frame_error(data: bytes) -> None:
+    """decode_frame's one documented failure is FrameError, with the kind a counter is named by."""
+    try:
+        packet = p.decode_frame(data)
+    except p.FrameError as exc:
+        assert exc.kind in ("cobs", "crc")
+        assert hasattr(p.DecoderCounters(), exc.kind)
+    else:
+        assert p.encode_frame(packet.msg_id, packet.seq, packet.payload, packet.version)[:-1] == data \
+            or len(packet.payload) > p.MAX_PAYLOAD
+
+
 @given(st.binary(max_size=p.MAX_PAYLOAD), st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 255))
 def test_fast_framing_is_byte_identical_to_the_reference(payload: bytes, msg_id: int, seq: int, version: int) -> None:
     """The hot path's frame equals one built step by step from the format's definition."""

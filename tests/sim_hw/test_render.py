@@ -174,3 +174,60 @@ def test_caches_follow_an_edit_of_the_terrain() -> None:
     after = renderer.render(model, pose, SUN)
     assert not np.array_equal(before, after)
     assert np.array_equal(after, Renderer(ground, seed=1).render(model, pose, SUN))
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"bgr": True},
+    {"noise_dn": 2.0},  # no generator: each eye's noise from a fresh seeded one, as in two calls
+    {"return_depth": True, "parallel": False},
+], ids=["grey", "bgr", "noise", "depth-serial"])
+def test_stereo_pair_is_two_single_renders_byte_for_byte(scene, kw) -> None:
+    """One pass renders both eyes; each image (and depth) is what render gives for that eye."""
+    _, renderer = scene
+    model = camera_model(333, 250, 60.0)
+    centre = mast_pose(-20.0)
+    left_pose, right_pose = centre.stereo(0.3)
+    left, right = renderer.render_stereo(model, centre, SUN, 0.3, **kw)
+    for got, pose in ((left, left_pose), (right, right_pose)):
+        want = renderer.render(model, pose, SUN, **kw)
+        for g, w in zip(got, want, strict=True) if kw.get("return_depth") else ((got, want),):
+            assert g.dtype == w.dtype and g.shape == w.shape and g.flags.c_contiguous
+            assert g.tobytes() == w.tobytes()
+
+
+def test_stereo_pair_draws_the_left_eyes_noise_first(scene) -> None:
+    _, renderer = scene
+    model = camera_model(160, 120, 60.0)
+    left_pose, right_pose = mast_pose().stereo(0.2)
+    pair = renderer.render_pair(model, left_pose, right_pose, SUN, noise_dn=3.0, rng=np.random.default_rng(7))
+    gen = np.random.default_rng(7)
+    singles = [renderer.render(model, p, SUN, noise_dn=3.0, rng=gen) for p in (left_pose, right_pose)]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(pair, singles, strict=True))
+    assert pair[0].tobytes() != pair[1].tobytes()
+
+
+def test_a_pair_of_different_rotations_is_rendered_eye_by_eye(scene) -> None:
+    _, renderer = scene
+    model = camera_model(160, 120, 60.0)
+    a, b = mast_pose(-10.0), mast_pose(-25.0)
+    pair = renderer.render_pair(model, a, b, SUN)
+    assert pair[0].tobytes() == renderer.render(model, a, SUN).tobytes()
+    assert pair[1].tobytes() == renderer.render(model, b, SUN).tobytes()
+
+
+def test_what_a_render_returns_is_its_own_after_the_next_render(scene) -> None:
+    """The kernel's buffers are reused frame to frame; images and depths handed out are copies."""
+    _, renderer = scene
+    model = camera_model(160, 120, 60.0)
+    img, depth = renderer.render(model, mast_pose(), SUN, return_depth=True)
+    only_depth = renderer.render_depth(model, mast_pose())
+    kept = img.copy(), depth.copy(), only_depth.copy()
+    renderer.render_stereo(camera_model(320, 240, 60.0), mast_pose(-30.0), SUN, 0.2, return_depth=True)
+    renderer.render(model, mast_pose(-40.0), SUN, return_depth=True)
+    assert np.array_equal(img, kept[0])
+    assert np.array_equal(depth, kept[1]) and np.array_equal(only_depth, kept[2])
+    column = renderer.render_depth(camera_model(1, 120, 60.0), mast_pose())  # one pixel wide: contiguous as is
+    kept_column = column.copy()
+    renderer.render_depth(camera_model(1, 120, 60.0), mast_pose(-40.0))
+    assert np.array_equal(column, kept_column)
