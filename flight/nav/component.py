@@ -62,6 +62,8 @@ POSE_FORMAT = "magpie-nav-pose-1"
 
 class Navigator(Component):
     DEVICES: dict[str, type] = {"camera": Camera}
+    #: cells about the start a plan may cross a hazard's core in, and the path check passes over
+    _START_CLEAR = 2
     OPTIONS = {
         "drive": "drive", "imu": "imu", "link": "",
         "map_size_m": 40.0, "map_resolution_m": 0.1, "max_goal_m": 1000.0,
@@ -459,7 +461,15 @@ class Navigator(Component):
         i0 = f.index
         n = int(self.param("hazard_check_m") / 0.05)
         ahead = f.path[i0 : i0 + n]
-        ahead = ahead[np.hypot(ahead[:, 0] - x, ahead[:, 1] - y) > 0.2] if len(ahead) else ahead
+        if len(ahead):
+            # the cells about the rover the planner may cross a hazard's core in (it must be able
+            # to leave where it stands) are not checked: a path the plan allows is one it drives
+            m = self.map
+            r0, c0 = m.cell(x, y)
+            rr = np.floor((ahead[:, 1] - m.origin[1]) / m.resolution_m) - r0
+            cc = np.floor((ahead[:, 0] - m.origin[0]) / m.resolution_m) - c0
+            far = np.hypot(ahead[:, 0] - x, ahead[:, 1] - y) > 0.2
+            ahead = ahead[(rr * rr + cc * cc > self._START_CLEAR**2) & far]
         hit = self.map.blocked_along(ahead, core=True) if len(ahead) else None
         if hit is None:
             if self._hold and self._mode == MODES["autonav"]:
@@ -588,7 +598,7 @@ class Navigator(Component):
         # passes over (a path it would refuse to drive at once: hold, replan the same, hold again)
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
         d2 = (rr - start[0]) ** 2 + (cc - start[1]) ** 2
-        near = (d2 <= 2 ** 2) | ((d2 <= 4 ** 2) & ~core)
+        near = (d2 <= Navigator._START_CLEAR ** 2) | ((d2 <= 4 ** 2) & ~core)
         # and the goal, by the hazard growth and a cell: a goal beside a steep patch lies in the
         # grown margin; again not its core, which the check on the path ahead would refuse
         g2 = (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2
@@ -642,7 +652,10 @@ class Navigator(Component):
                 self._plan_level, self._plan_level_ok = 0, 0
         pts, tol_scale = result.value
         x, y, _ = self.ekf.pose
-        pts[0] = (x, y)
+        # from where the rover is to the middle of the cell the plan began in (a few centimetres,
+        # inside the disc the plan may cross a hazard's core in), then the plan: starting the
+        # plan's first leg at the pose instead would bend it into cells the plan never allowed
+        pts.insert(0, (x, y))
         self._follower = PurePursuit(pts, self._tolerance * tol_scale, self._geometry[1], self.param("lookahead_m"))
         self.event("Replanned", points=len(pts), length=self._follower.length_m)
         self._hold = False
