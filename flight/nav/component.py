@@ -37,6 +37,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from flight.commands import PENDING, CommandFailed
 from flight.component import Component
@@ -138,7 +139,7 @@ class Navigator(Component):
         Param("roughness_limit_m", "f32", 0.05, "m", 0.005, 1.0),
         Param("vo_enabled", "bool", True),
         Param("persist_period_s", "f32", 30.0, "s", 1.0, 3600.0),
-        Param("recoveries", "u8", 4, "", 0, 20,
+        Param("recoveries", "u8", 8, "", 0, 20,
               doc="times one goal may back off, re-map and re-plan after a wheel stall or a tilt stop"),
         Param("backoff_m", "f32", 0.4, "m", 0.1, 3.0, doc="how far a recovery backs off"),
     )
@@ -503,9 +504,10 @@ class Navigator(Component):
         map missed, a ledge, a slope steeper than it looked), the rover backs off ``backoff_m``
         the way it came, and then holds for a fresh look and a new plan around the mark.
         """
-        if self._task != "goto" or self._mode != MODES["autonav"] or self._recovery is not None:
+        if self._task != "goto" or self._mode != MODES["autonav"]:
             return False
-        if self._recoveries_left <= 0:
+        backing = self._recovery is not None
+        if (backing and why != "wheel stall") or self._recoveries_left <= 0:
             return False
         self._recoveries_left -= 1
         self._counts["recoveries"] += 1
@@ -518,7 +520,13 @@ class Navigator(Component):
             half = 0.5 * float(self.options["wheelbase_m"]) + 0.15
             c, s = math.cos(yaw), math.sin(yaw)
             for lat in (-0.5 * self._geometry[1], 0.0, 0.5 * self._geometry[1]):
-                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c, 0.12)
+                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c, 0.2)
+        if backing:
+            # stalled again while backing off: the ground behind is marked too, and the rover
+            # plans from where it stands (between two marks, it can still turn on the spot)
+            self.event("Recovering", why=f"{why} while backing off", distance=0.0, left=self._recoveries_left)
+            self._end_backoff()
+            return True
         dist = float(self.param("backoff_m"))
         self._recovery = (self.ekf.distance_m, -ahead * dist, self.now())
         self._follower = None
@@ -533,7 +541,10 @@ class Navigator(Component):
             speed = 0.6 * vmax * (1.0 if target >= 0 else -1.0)
             self._wheels(speed, speed)
             return
-        # backed off: stop, look again and plan from here
+        self._end_backoff()
+
+    def _end_backoff(self) -> None:
+        """Backed off: stop, look again and plan from here."""
         self._recovery = None
         self._wheels(0.0, 0.0)
         x, y, _ = self.ekf.pose
@@ -579,15 +590,18 @@ class Navigator(Component):
         c1 = min(m.n, max(s[1], g[1]) + margin + 1)
         window = m.cost[r0:r1, c0:c1].copy()
         core = m.core[r0:r1, c0:c1].copy()
+        solid = m.solid[r0:r1, c0:c1].copy()
         self._plan_request += 1
         goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level)
+                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level, solid,
+                   int(math.ceil(m.limits.inflate_m / m.resolution_m)))
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
     def _plan_job(payload: tuple) -> tuple[list[tuple[float, float]], float]:
-        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance, level = payload
+        (goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance, level, solid,
+         grow) = payload
         if level >= 2:
             # the last resort before "no path": the outer part of the hazard margin (beyond the
             # core the check on the path ahead refuses) is passable, at a price that keeps
@@ -596,9 +610,17 @@ class Navigator(Component):
         # the rover stands where it stands: clear a disc around it so it can leave a hazard margin,
         # but not through a hazard's core beyond the few centimetres the check on the path ahead
         # passes over (a path it would refuse to drive at once: hold, replan the same, hold again)
+        # -- and no closer to a rock than it stands: a disc cleared whatever the rock let each
+        # plan, made a little farther on, creep the rover on toward a rock beside it until the
+        # corners of the body met it (ground merely steep or rough may be crept through)
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
         d2 = (rr - start[0]) ** 2 + (cc - start[1]) ** 2
-        near = (d2 <= Navigator._START_CLEAR ** 2) | ((d2 <= 4 ** 2) & ~core)
+        if solid.any() and not np.isfinite(cost[start]):
+            clear = distance_transform_edt(~solid)
+            away = clear >= min(float(clear[start]), float(grow)) - 1e-9
+        else:
+            away = np.ones(cost.shape, bool)
+        near = away & ((d2 <= Navigator._START_CLEAR**2) | ((d2 <= 4**2) & ~core))
         # and the goal, by the hazard growth and a cell: a goal beside a steep patch lies in the
         # grown margin; again not its core, which the check on the path ahead would refuse
         g2 = (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2
