@@ -19,7 +19,10 @@ device (MCU link) failing, or position uncertainty beyond ``pos_sigma_limit_m``.
 end the goal. The ground ahead of
 the leading wheels is marked a hazard in the map (what stopped the rover is there, whatever
 stereo made of it), the rover backs off ``backoff_m`` the way it came, looks again and plans
-around the mark, up to ``recoveries`` times a goal. A plan that finds no way is retried over the
+around the mark, up to ``recoveries`` times a goal; a stall while backing off marks the ground
+behind as well and plans from where the rover stands. A plan from inside a hazard margin may
+leave it through the margin, but never closer to a solid hazard (a rock, a mark) than the rover
+stands. A plan that finds no way is retried over the
 whole map window and then through the outer part of the hazard margin before the goal fails
 with "no path": a goal is called unreachable only when no search finds a way to it.
 
