@@ -522,8 +522,12 @@ class Navigator(Component):
             x, y, yaw = self.ekf.pose
             half = 0.5 * float(self.options["wheelbase_m"]) + 0.15
             c, s = math.cos(yaw), math.sin(yaw)
+            # a stall's rock is of unknown size and solid: a wide mark; ground that tipped the
+            # rover is only steep, and wide marks of it would soon fence the rover in
+            stall = why.startswith("wheel stall")
             for lat in (-0.5 * self._geometry[1], 0.0, 0.5 * self._geometry[1]):
-                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c, 0.2)
+                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c,
+                              0.2 if stall else 0.12, solid=stall)
         if backing:
             # stalled again while backing off: the ground behind is marked too, and the rover
             # plans from where it stands (between two marks, it can still turn on the spot)
