@@ -24,9 +24,10 @@ rocks, so a rendered image has texture for stereo matching and feature tracking.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -584,20 +585,63 @@ def stance_at(terrain: Terrain, x: float, y: float, footprint: Footprint | None 
 
 def safe_start(terrain: Terrain, x: float | None = None, y: float | None = None,
                footprint: Footprint | None = None, *, search_radius_m: float = 12.0,
-               step_m: float = 0.25) -> Stance:
-    """The nearest place to (x, y) (default: the map centre) where a vehicle can stand.
+               step_m: float = 0.25, escape_m: float = 10.0, escape_margin_deg: float = 2.0) -> Stance:
+    """The nearest place to (x, y) (default: the map centre) where a vehicle can stand, and from
+    which it can drive away.
 
     Candidates lie on a square lattice ``step_m`` apart around the place asked for, visited
     nearest first (ties broken by angle, then position), so the answer depends only on the
     terrain and the arguments: the same seed always gives the same start, and a start that was
-    already safe is kept exactly. Raises ``ValueError`` when nothing within ``search_radius_m``
-    will do.
-    """
+    already safe is kept exactly. A place to stand on the floor of a crater whose walls are all
+    steeper than the vehicle may drive is a trap, not a start: a candidate must also join, by
+    lattice neighbours where the vehicle can stand within ``escape_margin_deg`` of its tilt limit
+    (rocks it could climb left out), ground ``escape_m`` away (or as far as the map allows); where
+    no place within ``search_radius_m`` does, the nearest place to stand is the start. Raises
+    ``ValueError`` when nothing within ``search_radius_m`` will do."""
     fp = footprint or Footprint()
     cx, cy = terrain.center
     px = cx if x is None else float(x)
     py = cy if y is None else float(y)
     rocks = terrain.rocks_array()
+    # the way out is judged on tilt alone: a step between two grid nodes is the stance's concern,
+    # and rough ground is full of them where the wheels still roll
+    drive = replace(fp, margin_deg=min(fp.margin_deg, escape_margin_deg), rock_clearance_m=0.0,
+                    max_step_m=math.inf)
+    tall = rocks[rocks[:, 3] > fp.max_step_m] if rocks.size else rocks
+    x0, x1, y0, y1 = terrain.bounds
+    standable: dict[tuple[int, int], bool] = {}
+    trapped: set[tuple[int, int]] = set()
+
+    def can_stand(i: int, j: int) -> bool:
+        key = (i, j)
+        if key not in standable:
+            standable[key] = stance_at(terrain, px + i * step_m, py + j * step_m, drive, tall) is not None
+        return standable[key]
+
+    def escapes(i0: int, j0: int) -> bool:
+        # best-first outward (farthest first): on open ground a straight run of nodes, in a trap
+        # the trap's floor and no more; a trap's nodes are remembered for the candidates after
+        qx, qy = px + i0 * step_m, py + j0 * step_m
+        room = min(qx - x0, x1 - qx, qy - y0, y1 - qy) - fp.body_radius_m
+        reach = min(escape_m, 0.8 * room)
+        if (i0, j0) in trapped:
+            return False
+        heap = [(0.0, i0, j0)]
+        seen = {(i0, j0)}
+        while heap:
+            neg, i, j = heapq.heappop(heap)
+            if -neg >= reach:
+                return True
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
+                n = (i + di, j + dj)
+                if n in seen or n in trapped:
+                    continue
+                seen.add(n)
+                if can_stand(*n):
+                    heapq.heappush(heap, (-math.hypot(n[0] - i0, n[1] - j0) * step_m, n[0], n[1]))
+        trapped.update(seen)
+        return False
+
     n = int(math.ceil(search_radius_m / step_m))
     ii, jj = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1))
     ii, jj = ii.ravel(), jj.ravel()
@@ -605,14 +649,24 @@ def safe_start(terrain: Terrain, x: float | None = None, y: float | None = None,
     keep = d2 * step_m * step_m <= search_radius_m * search_radius_m
     ii, jj, d2 = ii[keep], jj[keep], d2[keep]
     order = np.lexsort((jj, ii, np.arctan2(jj, ii), d2))
+    first: Stance | None = None
     for k in order:
         qx, qy = px + float(ii[k]) * step_m, py + float(jj[k]) * step_m
         st = stance_at(terrain, qx, qy, fp, rocks)
-        if st is not None:
-            moved = math.hypot(qx - px, qy - py)
+        if st is None:
+            continue
+        moved = math.hypot(qx - px, qy - py)
+        st = Stance(st.x, st.y, st.max_tilt_deg, st.slope_deg, st.step_m, moved)
+        first = first or st
+        if escapes(int(ii[k]), int(jj[k])):
             if moved > 0.0:
                 log.info("start moved %.2f m to (%.2f, %.2f): tilt %.1f deg, slope %.1f deg",
                          moved, qx, qy, st.max_tilt_deg, st.slope_deg)
-            return Stance(st.x, st.y, st.max_tilt_deg, st.slope_deg, st.step_m, moved)
+            return st
+    if first is not None:
+        # nowhere within reach is a way out: the nearest place to stand, as before
+        log.info("no start within %.0f m joins ground %.0f m away; starting at (%.2f, %.2f)",
+                 search_radius_m, escape_m, first.x, first.y)
+        return first
     raise ValueError(f"no place to stand within {search_radius_m:g} m of ({px:.2f}, {py:.2f}): "
                      f"tilt limit {fp.tilt_limit_deg:g} deg less {fp.margin_deg:g} deg margin")

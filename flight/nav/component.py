@@ -19,7 +19,10 @@ device (MCU link) failing, or position uncertainty beyond ``pos_sigma_limit_m``.
 end the goal. The ground ahead of
 the leading wheels is marked a hazard in the map (what stopped the rover is there, whatever
 stereo made of it), the rover backs off ``backoff_m`` the way it came, looks again and plans
-around the mark, up to ``recoveries`` times a goal. A plan that finds no way is retried over the
+around the mark, up to ``recoveries`` times a goal; a stall while backing off marks the ground
+behind as well and plans from where the rover stands. A plan from inside a hazard margin may
+leave it through the margin, but never closer to a solid hazard (a rock, a mark) than the rover
+stands. A plan that finds no way is retried over the
 whole map window and then through the outer part of the hazard margin before the goal fails
 with "no path": a goal is called unreachable only when no search finds a way to it.
 
@@ -37,6 +40,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from flight.commands import PENDING, CommandFailed
 from flight.component import Component
@@ -69,6 +73,8 @@ POSE_FORMAT = "magpie-nav-pose-1"
 
 class Navigator(Component):
     DEVICES: dict[str, type] = {"camera": Camera}
+    #: cells about the start a plan may cross a hazard's core in, and the path check passes over
+    _START_CLEAR = 2
     OPTIONS = {
         "drive": "drive", "imu": "imu", "link": "",
         "map_size_m": 40.0, "map_resolution_m": 0.1, "max_goal_m": 1000.0,
@@ -143,7 +149,7 @@ class Navigator(Component):
         Param("roughness_limit_m", "f32", 0.05, "m", 0.005, 1.0),
         Param("vo_enabled", "bool", True),
         Param("persist_period_s", "f32", 30.0, "s", 1.0, 3600.0),
-        Param("recoveries", "u8", 4, "", 0, 20,
+        Param("recoveries", "u8", 8, "", 0, 20,
               doc="times one goal may back off, re-map and re-plan after a wheel stall or a tilt stop"),
         Param("backoff_m", "f32", 0.4, "m", 0.1, 3.0, doc="how far a recovery backs off"),
     )
@@ -487,7 +493,15 @@ class Navigator(Component):
         i0 = f.index
         n = int(self.param("hazard_check_m") / 0.05)
         ahead = f.path[i0 : i0 + n]
-        ahead = ahead[np.hypot(ahead[:, 0] - x, ahead[:, 1] - y) > 0.2] if len(ahead) else ahead
+        if len(ahead):
+            # the cells about the rover the planner may cross a hazard's core in (it must be able
+            # to leave where it stands) are not checked: a path the plan allows is one it drives
+            m = self.map
+            r0, c0 = m.cell(x, y)
+            rr = np.floor((ahead[:, 1] - m.origin[1]) / m.resolution_m) - r0
+            cc = np.floor((ahead[:, 0] - m.origin[0]) / m.resolution_m) - c0
+            far = np.hypot(ahead[:, 0] - x, ahead[:, 1] - y) > 0.2
+            ahead = ahead[(rr * rr + cc * cc > self._START_CLEAR**2) & far]
         hit = self.map.blocked_along(ahead, core=True) if len(ahead) else None
         if hit is None:
             if self._hold and self._mode == MODES["autonav"]:
@@ -521,9 +535,10 @@ class Navigator(Component):
         map missed, a ledge, a slope steeper than it looked), the rover backs off ``backoff_m``
         the way it came, and then holds for a fresh look and a new plan around the mark.
         """
-        if self._task != "goto" or self._mode != MODES["autonav"] or self._recovery is not None:
+        if self._task != "goto" or self._mode != MODES["autonav"]:
             return False
-        if self._recoveries_left <= 0:
+        backing = self._recovery is not None
+        if (backing and why != "wheel stall") or self._recoveries_left <= 0:
             return False
         self._recoveries_left -= 1
         self._counts["recoveries"] += 1
@@ -535,8 +550,18 @@ class Navigator(Component):
             x, y, yaw = self.ekf.pose
             half = 0.5 * float(self.options["wheelbase_m"]) + 0.15
             c, s = math.cos(yaw), math.sin(yaw)
+            # a stall's rock is of unknown size and solid: a wide mark; ground that tipped the
+            # rover is only steep, and wide marks of it would soon fence the rover in
+            stall = why.startswith("wheel stall")
             for lat in (-0.5 * self._geometry[1], 0.0, 0.5 * self._geometry[1]):
-                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c, 0.12)
+                self.map.mark(x + ahead * half * c - lat * s, y + ahead * half * s + lat * c,
+                              0.2 if stall else 0.12, solid=stall)
+        if backing:
+            # stalled again while backing off: the ground behind is marked too, and the rover
+            # plans from where it stands (between two marks, it can still turn on the spot)
+            self.event("Recovering", why=f"{why} while backing off", distance=0.0, left=self._recoveries_left)
+            self._end_backoff()
+            return True
         dist = float(self.param("backoff_m"))
         self._recovery = (self.ekf.distance_m, -ahead * dist, self.now())
         self._follower = None
@@ -551,7 +576,10 @@ class Navigator(Component):
             speed = 0.6 * vmax * (1.0 if target >= 0 else -1.0)
             self._wheels(speed, speed)
             return
-        # backed off: stop, look again and plan from here
+        self._end_backoff()
+
+    def _end_backoff(self) -> None:
+        """Backed off: stop, look again and plan from here."""
         self._recovery = None
         self._wheels(0.0, 0.0)
         x, y, _ = self.ekf.pose
@@ -597,15 +625,18 @@ class Navigator(Component):
         c1 = min(m.n, max(s[1], g[1]) + margin + 1)
         window = m.cost[r0:r1, c0:c1].copy()
         core = m.core[r0:r1, c0:c1].copy()
+        solid = m.solid[r0:r1, c0:c1].copy()
         self._plan_request += 1
         goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level)
+                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level, solid,
+                   int(math.ceil(m.limits.inflate_m / m.resolution_m)))
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod
     def _plan_job(payload: tuple) -> tuple[list[tuple[float, float]], float]:
-        goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance, level = payload
+        (goal_id, cost, start, goal, (r0, c0), origin, res, goal_clear, beyond, core, tolerance, level, solid,
+         grow) = payload
         if level >= 2:
             # the last resort before "no path": the outer part of the hazard margin (beyond the
             # core the check on the path ahead refuses) is passable, at a price that keeps
@@ -614,9 +645,17 @@ class Navigator(Component):
         # the rover stands where it stands: clear a disc around it so it can leave a hazard margin,
         # but not through a hazard's core beyond the few centimetres the check on the path ahead
         # passes over (a path it would refuse to drive at once: hold, replan the same, hold again)
+        # -- and no closer to a rock than it stands: a disc cleared whatever the rock let each
+        # plan, made a little farther on, creep the rover on toward a rock beside it until the
+        # corners of the body met it (ground merely steep or rough may be crept through)
         rr, cc = np.ogrid[: cost.shape[0], : cost.shape[1]]
         d2 = (rr - start[0]) ** 2 + (cc - start[1]) ** 2
-        near = (d2 <= 2 ** 2) | ((d2 <= 4 ** 2) & ~core)
+        if solid.any() and not np.isfinite(cost[start]):
+            clear = distance_transform_edt(~solid)
+            away = clear >= min(float(clear[start]), float(grow)) - 1e-9
+        else:
+            away = np.ones(cost.shape, bool)
+        near = away & ((d2 <= Navigator._START_CLEAR**2) | ((d2 <= 4**2) & ~core))
         # and the goal, by the hazard growth and a cell: a goal beside a steep patch lies in the
         # grown margin; again not its core, which the check on the path ahead would refuse
         g2 = (rr - goal[0]) ** 2 + (cc - goal[1]) ** 2
@@ -670,7 +709,10 @@ class Navigator(Component):
                 self._plan_level, self._plan_level_ok = 0, 0
         pts, tol_scale = result.value
         x, y, _ = self.ekf.pose
-        pts[0] = (x, y)
+        # from where the rover is to the middle of the cell the plan began in (a few centimetres,
+        # inside the disc the plan may cross a hazard's core in), then the plan: starting the
+        # plan's first leg at the pose instead would bend it into cells the plan never allowed
+        pts.insert(0, (x, y))
         self._follower = PurePursuit(pts, self._tolerance * tol_scale, self._geometry[1], self.param("lookahead_m"))
         self.event("Replanned", points=len(pts), length=self._follower.length_m)
         self._hold = False

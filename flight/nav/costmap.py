@@ -22,7 +22,9 @@ steers around it when it can and drives closer to look again when it cannot; the
 cell it approaches from close range well before it gets there. Hazards are grown by the rover's
 half-width so the planner can treat the rover as a point. Ground the rover found it could not
 cross (a wheel stalled there) is marked (:meth:`ElevationMap.mark`) and stays a hazard whatever
-the heights say. Passable cells cost
+the heights say. Hazards that stand out of the ground (rocks, and the marks of stalls) are also kept as
+**solid**: what the body can strike, which a rover leaving a hazard margin must not turn closer
+to. Passable cells cost
 ``1 + gain * worst ratio`` (plus 1 beside a hazard); unknown cells ``unknown_cost``; hazards are
 infinite.
 
@@ -86,7 +88,8 @@ def median_nan(h: np.ndarray, size: int) -> np.ndarray:
 _LAYERS: tuple[tuple[str, type, float | bool], ...] = (
     ("height", np.float32, np.nan), ("weight", np.float32, 0.0), ("near", np.float32, np.inf),
     ("top", np.float32, np.nan), ("top_range", np.float32, np.inf),
-    ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False), ("marked", bool, False))
+    ("cost", np.float32, np.nan), ("hazard", bool, False), ("core", bool, False), ("marked", bool, False),
+    ("solid", bool, False), ("struck", bool, False))
 
 
 class ElevationMap:
@@ -338,6 +341,9 @@ class ElevationMap:
         over = np.nan_to_num(ratio, nan=0.0) >= 1.0
         close = self.near[r0:r1, c0:c1] <= lim.confirm_range_m
         hazard = (over & close) | self.marked[r0:r1, c0:c1]
+        # what the body can strike, as opposed to ground too steep or rough to drive: a rock
+        # standing out of the ground, or ground the rover was stopped at
+        solid = ((np.nan_to_num(rise / lim.protrusion_m, nan=0.0) >= 1.0) & enough & close) | self.struck[r0:r1, c0:c1]
         suspect = over & ~close
         grown = cv2.dilate(hazard.astype(np.uint8), cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * kin + 1, 2 * kin + 1))) > 0
@@ -356,12 +362,14 @@ class ElevationMap:
         self.cost[ir0:ir1, ic0:ic1] = cost[sl]
         self.hazard[ir0:ir1, ic0:ic1] = hazard[sl]
         self.core[ir0:ir1, ic0:ic1] = core[sl]
+        self.solid[ir0:ir1, ic0:ic1] = solid[sl]
         return int(hazard[sl].sum())
 
-    def mark(self, x: float, y: float, radius_m: float) -> int:
+    def mark(self, x: float, y: float, radius_m: float, solid: bool = True) -> int:
         """Mark a disc as a hazard whatever its heights say (ground the rover found it could not
         cross, such as where a wheel stalled); returns the cells marked. The mark is kept in the
-        map like a seen hazard and grown the same way."""
+        map like a seen hazard and grown the same way; ``solid`` says it is something the body
+        can strike (a wheel stalled there), not ground that tipped the rover too far."""
         r, c = self.cell(x, y)
         k = int(math.ceil(radius_m / self.resolution_m))
         r0, r1, c0, c1 = max(0, r - k), min(self.n, r + k + 1), max(0, c - k), min(self.n, c + k + 1)
@@ -371,6 +379,8 @@ class ElevationMap:
         cx, cy = self.center_of(rr, cc)
         disc = np.hypot(cx - x, cy - y) <= radius_m
         self.marked[r0:r1, c0:c1] |= disc
+        if solid:
+            self.struck[r0:r1, c0:c1] |= disc
         self.update_cost((r0, r1, c0, c1))
         return int(disc.sum())
 

@@ -216,3 +216,29 @@ def test_recoveries_are_bounded_and_a_stall_ends_the_goal_when_none_is_left(make
     resp = r.run_until_done("NAV_GOTO", 120.0)
     assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason
     assert not r.events("Recovering")
+
+
+def test_a_stall_while_backing_off_is_a_recovery_too_and_a_wedged_rover_gives_up_in_bounds(make_rover):
+    """The wheels stall on an unseen rock; while the rover backs off, a rear wheel meets another
+    (set down behind the left wheel then): that stall does not end the goal, the ground behind is
+    marked as well and the rover plans on from where it stands. Wedged between the two (the
+    left wheels cannot roll either way, so it cannot even turn), it spends its recoveries and
+    the goal fails with the stall once none is left."""
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
+    r.run(0.5)
+    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    end = r.clock.now() + 60.0
+    while not r.events("Recovering") and r.clock.now() < end:
+        r.run(0.1)
+    assert r.events("Recovering")
+    t = r.world.truth()
+    ter.add_rock(t["x"] - 0.85, t["y"] + 0.25, radius=0.12, height=0.2)  # behind the left wheel
+    resp = r.run_until_done("NAV_GOTO", 120.0)
+    whys = [e.text for e in r.events("Recovering")]
+    assert any("while backing off" in w for w in whys), whys
+    assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason, resp
+    r.run(1.0)
+    assert r.tlm("nav.recoveries") == 8
