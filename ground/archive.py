@@ -338,6 +338,7 @@ class Archive:
         self.duplicates = 0
         self.stored = 0
         self.refused = 0  # items whose decoded content could not be stored (raw kept)
+        self.batches_refused = 0  # batches stored again item by item
         #: transactions committed by ingest, and fsyncs of the WAL (:meth:`sync`), since open
         self.commits = 0
         self.syncs = 0
@@ -477,7 +478,11 @@ class Archive:
                 flags = self._ingest(batch, rx, raw_only=False)
             except (sqlite3.InterfaceError, sqlite3.IntegrityError, sqlite3.ProgrammingError,
                     sqlite3.DataError, OverflowError, TypeError, ValueError) as exc:
-                log.warning("archive batch of %d refused (%s); storing item by item", len(batch), exc)
+                self.batches_refused += 1
+                n = self.batches_refused
+                if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited, counted
+                    log.warning("archive batch of %d refused (%s); storing item by item "
+                                "(%d batches so far)", len(batch), exc, n)
                 flags = []
                 for it in batch:
                     try:
@@ -677,7 +682,7 @@ class Archive:
                 chans, values = zip(*pairs, strict=True)
             except ValueError:
                 chans = values = ()
-            if runs is not None and chans:
+            if runs is not None and chans and set(map(type, chans)) == _INT_ONLY:  # a hashable key
                 key = (it.scid, chans)
                 run = runs.get(key, False)
                 if run is False:  # a channel list not seen yet this commit

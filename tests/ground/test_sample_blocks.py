@@ -307,3 +307,21 @@ def test_the_view_helpers_come_with_the_first_block_and_go_with_its_rollback(
     assert a._db.execute("SELECT COUNT(*) FROM sample_slots").fetchone()[0] == archive_mod.BLOCK_MAX
     a.close()
     assert [(r[2], r[4]) for r in _view(tmp_path / "a.db")] == [(1.0, "text"), (3.0, 4.5)]
+
+
+@pytest.mark.parametrize("channel", [[1, 2], {"a": 1}, 1.5, "x"])
+def test_an_ill_typed_channel_id_costs_its_pairs_not_the_batch(tmp_path: Path, channel: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A channel id that is not an integer (a list, a map: garbage a forged packet can carry) is
+    refused pair by pair as in the row store; the batch is not refused and stored again item by
+    item, and the good packets' samples still go in blocks."""
+    old, new = _old_archive(tmp_path / "old.db"), Archive(tmp_path / "new.db")
+    batch = [Ingest(SCID, 0x20, i, float(i), b"r", samples=[(0, float(i)), (1, 2.0 * i)]) for i in range(4)]
+    batch.insert(2, Ingest(SCID, 0x20, 9, 9.0, b"g", samples=[(channel, 1.0), (0, 7.0)]))
+    with caplog.at_level("WARNING", logger="ground.archive"):
+        assert new.ingest(batch, received_at=0.0) == old.ingest(batch, received_at=0.0)
+    assert not [r for r in caplog.records if "item by item" in r.getMessage()]
+    assert new._db.execute("SELECT COUNT(*) FROM sample_blocks").fetchone()[0] == 2
+    _compare(old, new, tmp_path / "old.db", tmp_path / "new.db")
+    old.close()
+    new.close()
