@@ -24,6 +24,7 @@ both stages, so its answer proves both threads are serving.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -90,6 +91,7 @@ class Worker:
         self.submitted = 0
         self.refused = 0
         self.failures = 0
+        self._raised = itertools.count(1)  # jobs whose function raised, for the log's rate limit
         self.restarts = 0
         self.last_pong = -1
         self._deaths: list[str] = []
@@ -119,7 +121,10 @@ class Worker:
         try:
             return True, fn(arg)
         except Exception as exc:
-            log.warning("worker %s job %d raised %s: %s", self.name, job.job_id, type(exc).__name__, exc)
+            n = next(self._raised)  # both stages' threads count here (next() on a count is atomic)
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited; each failure is a result
+                log.warning("worker %s job %d raised %s: %s (%d jobs raised so far)", self.name, job.job_id,
+                            type(exc).__name__, exc, n)
             job.result = JobResult(job.job_id, job.payload, False, error=f"{type(exc).__name__}: {exc}")
             job.done.set()
             return False, None

@@ -172,3 +172,25 @@ def test_stop_finishes_the_jobs_in_both_stages():
     w.stop()
     assert not w.alive
     assert [r.value for r in w.deliver(0, lockstep=False)] == [2, 4, 6, 8, 10, 12]
+
+
+def test_jobs_that_raise_are_each_a_failed_result_but_logged_rate_limited(caplog):
+    """A planner that cannot find a path raises every job: each is a failed result with its
+    reason (the component reports it), the log says so on the 1st, 2nd, 4th, 8th... with the count."""
+
+    def plan(n):
+        raise ValueError(f"no path {n}")
+
+    results = []
+    w = _worker(plan, None, results, queue_size=20)
+    try:
+        with caplog.at_level("WARNING", logger="flight.worker"):
+            for n in range(12):
+                assert w.submit(n, 0)
+            _drain(w, 12)
+    finally:
+        w.stop()
+    assert [(r.payload, r.ok, r.error) for r in results] == [(n, False, f"ValueError: no path {n}") for n in range(12)]
+    assert w.failures == 12
+    lines = [r.getMessage() for r in caplog.records if "raised" in r.getMessage()]
+    assert [line.rsplit("(", 1)[1] for line in lines] == [f"{n} jobs raised so far)" for n in (1, 2, 4, 8)]
