@@ -845,8 +845,8 @@ class CfdpEntity:
             self._budget = min(self._budget + dt * self.config.bytes_per_s,
                                max(self.config.bytes_per_s, float(self.config.max_pdu_len)))
         self._last_now = now_s
-        if not link_up:
-            return
+        if not link_up or not (self.rx or self.tx is not None or self.queue):
+            return  # the link down, or no transaction either way: no timer to run, nothing to send
         try:
             with on_clock(self.link_time):
                 self._step_rx()
