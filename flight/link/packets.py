@@ -22,10 +22,7 @@ from typing import Any
 
 import msgpack
 from spacepackets.ccsds.spacepacket import (
-    PacketType,
     SequenceFlags,
-    SpacePacket,
-    SpacePacketHeader,
 )
 
 PRIMARY_HEADER_LEN = 6
@@ -97,7 +94,11 @@ class Packet:
 def encode_packet(
     apid: int, seq: int, time_s: float, payload: bytes, telecommand: bool = False
 ) -> bytes:
-    """Build one packet. Raises PacketError for an out-of-range field or oversized payload."""
+    """Build one packet. Raises PacketError for an out-of-range field or oversized payload.
+
+    The primary and time headers are packed with one precompiled format (``_HEADERS``, the fields
+    spacepackets' ``SpacePacketHeader`` packs: version 0, the type, a secondary header, unsegmented);
+    tests/link/test_packets.py holds every field to spacepackets' own packing."""
     if not 0 <= apid <= 0x7FF:
         raise PacketError(f"APID {apid} does not fit 11 bits")
     if not 0 <= seq < SEQ_MODULO:
@@ -105,15 +106,14 @@ def encode_packet(
     data_len = TIME_HEADER_LEN + len(payload) - 1
     if data_len > 0xFFFF:
         raise PacketError(f"payload of {len(payload)} bytes is too long for one packet")
-    header = SpacePacketHeader(
-        packet_type=PacketType.TC if telecommand else PacketType.TM,
-        apid=apid,
-        seq_count=seq,
-        data_len=data_len,
-        sec_header_flag=True,
-        seq_flags=SequenceFlags.UNSEGMENTED,
-    )
-    return bytes(SpacePacket(header, encode_time(time_s), payload).pack())
+    if not 0.0 <= time_s < 2**32:
+        raise PacketError(f"time {time_s!r} s is outside the time header's range [0, 2**32)")
+    ticks = round(time_s * FINE_PER_S)
+    coarse, fine = divmod(ticks, FINE_PER_S)
+    if coarse >= 2**32:
+        coarse, fine = 2**32 - 1, FINE_PER_S - 1
+    ident = (_TC_BIT if telecommand else 0) | _SEC_HEADER_BIT | apid
+    return _HEADERS.pack(ident, _UNSEGMENTED_BITS | seq, data_len, coarse, fine) + bytes(payload)
 
 
 def pack_payload(obj: Any) -> bytes:
@@ -142,6 +142,7 @@ _PRIMARY = struct.Struct(">HHH")
 _HEADERS = struct.Struct(">HHHIH")
 _TC_BIT, _SEC_HEADER_BIT = 0x1000, 0x0800
 _UNSEGMENTED = int(SequenceFlags.UNSEGMENTED)
+_UNSEGMENTED_BITS = _UNSEGMENTED << 14
 
 
 def peek(data: bytes) -> tuple[int, int, int]:

@@ -155,3 +155,25 @@ def test_link_control_round_trip_and_ranges() -> None:
     assert seqs_to_ranges([1, 2, 3, 7, 16382, 16383, 0]) == [(16382, 3), (7, 7)]
     with pytest.raises(PacketError):
         decode_link_control(b"\x93\x01\x02")
+
+
+@given(
+    apid=st.integers(0, 0x7FF),
+    seq=st.integers(0, SEQ_MODULO - 1),
+    ticks=st.integers(0, 2**48 - 1) | st.floats(0.0, 2**32, exclude_max=True).map(lambda t: round(t * 65536)),
+    payload=st.binary(max_size=300),
+    telecommand=st.booleans(),
+)
+@settings(max_examples=500)
+def test_packet_encoding_agrees_with_spacepackets(apid: int, seq: int, ticks: int, payload: bytes,
+                                                  telecommand: bool) -> None:
+    """encode_packet packs its headers with one precompiled format: byte for byte what
+    spacepackets' SpacePacket packs from the same fields and time header."""
+    from spacepackets.ccsds.spacepacket import SpacePacket
+
+    time_s = min(ticks / 65536, 2**32 - 1e-6)
+    header = SpacePacketHeader(packet_type=PacketType.TC if telecommand else PacketType.TM, apid=apid,
+                               seq_count=seq, data_len=6 + len(payload) - 1, sec_header_flag=True,
+                               seq_flags=SequenceFlags.UNSEGMENTED)
+    ref = bytes(SpacePacket(header, encode_time(time_s), payload).pack())
+    assert encode_packet(apid, seq, time_s, payload, telecommand=telecommand) == ref
