@@ -39,7 +39,7 @@ from flight.config import ComponentConfig, ConfigError, VehicleConfig
 from flight.config import load as load_config
 from flight.link.auth import load_key, write_key_file
 from flight.link.cfdp import CfdpConfig
-from flight.link.packets import Apid
+from flight.link.packets import Apid, apid_of
 from flight.vehicle import Vehicle
 from ground.archive import Archive
 from ground.commander import Commander, CommandRecord
@@ -269,8 +269,8 @@ class LockstepMission:
 
     def _stored(self, packets: list[bytes]) -> None:
         stored = self.stored
-        for p in packets:  # the comm's own packets: the APID is the primary header's low 11 bits
-            stored[((p[0] << 8) | p[1]) & 0x7FF] += 1
+        for p in packets:  # the comm's own packets
+            stored[apid_of(p)] += 1
         self.stored_packets.extend(packets)
 
     def crash_vehicle(self) -> None:

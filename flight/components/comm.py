@@ -61,6 +61,7 @@ from flight.link.packets import (
     PacketError,
     Packetizer,
     SequenceCounter,
+    apid_of,
     encode_packet,
     pack_payload,
 )
@@ -430,7 +431,7 @@ class Comm(Component):
         batch: list[tuple[bytes, int, int, int | None, float | None]] = []
         for item in items:
             for seq, data in self._packets(item):
-                apid = ((data[0] << 8) | data[1]) & 0x7FF  # the primary header's APID (encoded just now)
+                apid = apid_of(data)
                 prio = Priority.HOUSEKEEPING if apid in HK_APIDS else None
                 batch.append((data, apid, seq, prio, item.time_ns / 1e9))
         if not batch:

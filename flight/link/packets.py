@@ -57,15 +57,19 @@ TC_APIDS = frozenset({Apid.TC_COMMAND, Apid.TC_LINK})
 PAYLOAD_APIDS = range(0x040, 0x060)
 
 
-def encode_time(time_s: float) -> bytes:
-    """Spacecraft seconds -> 6-byte CUC-style time header (rounded to the nearest fine tick)."""
+def _time_fields(time_s: float) -> tuple[int, int]:
+    """(coarse, fine) of the time header: spacecraft seconds rounded to the nearest fine tick."""
     if not 0.0 <= time_s < 2**32:
         raise PacketError(f"time {time_s!r} s is outside the time header's range [0, 2**32)")
-    ticks = round(time_s * FINE_PER_S)
-    coarse, fine = divmod(ticks, FINE_PER_S)
+    coarse, fine = divmod(round(time_s * FINE_PER_S), FINE_PER_S)
     if coarse >= 2**32:
         coarse, fine = 2**32 - 1, FINE_PER_S - 1
-    return struct.pack(">IH", coarse, fine)
+    return coarse, fine
+
+
+def encode_time(time_s: float) -> bytes:
+    """Spacecraft seconds -> 6-byte CUC-style time header (rounded to the nearest fine tick)."""
+    return struct.pack(">IH", *_time_fields(time_s))
 
 
 def decode_time(data: bytes, offset: int = 0) -> float:
@@ -106,12 +110,7 @@ def encode_packet(
     data_len = TIME_HEADER_LEN + len(payload) - 1
     if data_len > 0xFFFF:
         raise PacketError(f"payload of {len(payload)} bytes is too long for one packet")
-    if not 0.0 <= time_s < 2**32:
-        raise PacketError(f"time {time_s!r} s is outside the time header's range [0, 2**32)")
-    ticks = round(time_s * FINE_PER_S)
-    coarse, fine = divmod(ticks, FINE_PER_S)
-    if coarse >= 2**32:
-        coarse, fine = 2**32 - 1, FINE_PER_S - 1
+    coarse, fine = _time_fields(time_s)
     ident = (_TC_BIT if telecommand else 0) | _SEC_HEADER_BIT | apid
     return _HEADERS.pack(ident, _UNSEGMENTED_BITS | seq, data_len, coarse, fine) + bytes(payload)
 
@@ -151,6 +150,11 @@ def peek(data: bytes) -> tuple[int, int, int]:
         raise PacketError(f"{len(data)} bytes is shorter than a primary header")
     ident, count, data_len = _PRIMARY.unpack_from(data)
     return ident & 0x7FF, count & 0x3FFF, data_len + PRIMARY_HEADER_LEN + 1
+
+
+def apid_of(data: bytes) -> int:
+    """The APID of a packet Magpie just built (no length check: :func:`peek` checks)."""
+    return ((data[0] << 8) | data[1]) & 0x7FF
 
 
 def decode_packet(data: bytes) -> Packet:

@@ -627,10 +627,10 @@ class Navigator(Component):
         core = m.core[r0:r1, c0:c1].copy()
         solid = m.solid[r0:r1, c0:c1].copy()
         self._plan_request += 1
-        goal_clear = int(math.ceil(m.limits.inflate_m / m.resolution_m)) + 1
+        grow = int(math.ceil(m.limits.inflate_m / m.resolution_m))  # the hazards' growth, in cells
         payload = (self._goal_id, window, (s[0] - r0, s[1] - c0), (g[0] - r0, g[1] - c0), (r0, c0),
-                   m.origin, m.resolution_m, goal_clear, beyond, core, self._tolerance, self._plan_level, solid,
-                   int(math.ceil(m.limits.inflate_m / m.resolution_m)))
+                   m.origin, m.resolution_m, grow + 1, beyond, core, self._tolerance, self._plan_level, solid,
+                   grow)
         self._plan_worker.submit(payload, self.fw.clock.now_ns())
 
     @staticmethod

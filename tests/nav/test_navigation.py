@@ -187,16 +187,24 @@ def test_a_goal_beyond_the_map_window_is_reached_as_the_window_scrolls(make_rove
     assert r.tlm("nav.map_scrolls") >= 1
 
 
+def _toward_an_unseen_rock(make_rover, **params):
+    """A rover sent to (24, 15) past a rock at (21, 15) that lies beyond stereo range at the
+    start, with one stereo pair a minute (and ``params`` as nav parameters): its terrain and rover."""
+    ter = Terrain.plane(size_m=30.0, seed=3)
+    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
+    r = make_rover(ter)
+    for name, value in {"image_period_s": 60, **params}.items():
+        r.cmd("PRM_SET", name=f"nav.{name}", value=str(value))
+    r.run(0.5)
+    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    return ter, r
+
+
 def test_a_stall_on_an_unseen_rock_is_recovered_from(make_rover):
     """The rock lies beyond stereo range at the start and no second look comes before the rover
     reaches it (one pair a minute): the wheels stall on it, the rover marks it, backs off, looks
     again and drives around it to the goal."""
-    ter = Terrain.plane(size_m=30.0, seed=3)
-    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
-    r = make_rover(ter)
-    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
-    r.run(0.5)
-    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    _, r = _toward_an_unseen_rock(make_rover)
     resp = r.run_until_done("NAV_GOTO", 120.0)
     assert r.events("WheelStall") and r.events("Recovering")
     assert resp is not None and resp.stage == "COMPLETED", resp
@@ -206,13 +214,7 @@ def test_a_stall_on_an_unseen_rock_is_recovered_from(make_rover):
 
 
 def test_recoveries_are_bounded_and_a_stall_ends_the_goal_when_none_is_left(make_rover):
-    ter = Terrain.plane(size_m=30.0, seed=3)
-    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
-    r = make_rover(ter)
-    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
-    r.cmd("PRM_SET", name="nav.recoveries", value="0")
-    r.run(0.5)
-    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    _, r = _toward_an_unseen_rock(make_rover, recoveries=0)
     resp = r.run_until_done("NAV_GOTO", 120.0)
     assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason
     assert not r.events("Recovering")
@@ -224,12 +226,7 @@ def test_a_stall_while_backing_off_is_a_recovery_too_and_a_wedged_rover_gives_up
     marked as well and the rover plans on from where it stands. Wedged between the two (the
     left wheels cannot roll either way, so it cannot even turn), it spends its recoveries and
     the goal fails with the stall once none is left."""
-    ter = Terrain.plane(size_m=30.0, seed=3)
-    ter.add_rock(21.0, 15.0, radius=0.35, height=0.3)
-    r = make_rover(ter)
-    r.cmd("PRM_SET", name="nav.image_period_s", value="60")
-    r.run(0.5)
-    r.cmd("NAV_GOTO", x=24.0, y=15.0, tolerance=0.3)
+    ter, r = _toward_an_unseen_rock(make_rover)
     end = r.clock.now() + 60.0
     while not r.events("Recovering") and r.clock.now() < end:
         r.run(0.1)
