@@ -434,7 +434,7 @@ class Station:
                 continue
             try:
                 if pkt.apid in HK_APIDS and vehicle.layouts is not None:
-                    obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
+                    obj: Any = vehicle.layouts.decode_columns(pkt.payload, pkt.apid)[1:]
                 elif pkt.apid == Apid.EVENT and vehicle.layouts is not None:  # the event id's fixed layout
                     eid, _, args, text = vehicle.layouts.decode_event(pkt.payload)
                     sev = vehicle.dictionary.events_by_id.get(eid, {}).get("severity")
@@ -466,7 +466,13 @@ class Station:
             chans, values = zip(*pairs, strict=True)
         except ValueError:  # a pair that is not a pair
             return None
-        if set(map(type, chans)) != _INT_ONLY:
+        return Station._plain_columns(v, chans, values)
+
+    @staticmethod
+    def _plain_columns(v: Vehicle, chans: tuple[Any, ...], values: tuple[Any, ...]
+                       ) -> tuple[tuple[int, ...], tuple[Any, ...], bool] | None:
+        """:meth:`_plain_samples` for samples already in columns (a fixed layout's)."""
+        if not chans or set(map(type, chans)) != _INT_ONLY:
             return None
         plans = v.sample_plans
         plan = plans.get(chans, False)
@@ -511,9 +517,14 @@ class Station:
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING or (apid in HK_APIDS and v.layouts is not None):
-            if not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
+            if type(obj) is tuple:  # a fixed layout's (channel ids, values)
+                plain = self._plain_columns(v, *obj)
+                if plain is None:
+                    obj = {"s": list(zip(*obj, strict=True))}
+            elif not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
                 raise Refused("bad_housekeeping", "not a map with a sample list 's'")
-            plain = self._plain_samples(v, obj["s"])
+            else:
+                plain = self._plain_samples(v, obj["s"])
             if plain is not None:  # checked whole: handed on as columns
                 chans, values, may_resync = plain
                 item.columns = (chans, values)
