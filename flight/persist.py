@@ -72,7 +72,10 @@ def move_aside(path: str | os.PathLike[str], why: str = "corrupt") -> Path | Non
     return moved
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` by a rename: a reader or a kill -9 sees the old file or the
+    new one, never a mix. ``sync`` (the default) also fsyncs the file and its directory, so the
+    new one survives a power cut; without it a power cut may leave the old one."""
     path = Path(path)
     if not path.parent.is_dir():
         ensure_private_dir(path.parent)
@@ -83,10 +86,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MOD
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not sync:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -98,11 +104,12 @@ class CorruptFileError(ValueError):
     """A persisted file exists but cannot be trusted (truncated, bad checksum, wrong format)."""
 
 
-def write_checked_json(path: str | os.PathLike[str], fmt: str, body: dict[str, Any]) -> None:
-    """Write ``body`` atomically as JSON with a format tag and a CRC-32 of its canonical form."""
+def write_checked_json(path: str | os.PathLike[str], fmt: str, body: dict[str, Any], sync: bool = True) -> None:
+    """Write ``body`` atomically as JSON with a format tag and a CRC-32 of its canonical form
+    (``sync``: see :func:`write_atomic`)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     doc = {"format": fmt, "crc32": zlib.crc32(canonical.encode()), "body": body}
-    write_atomic(path, (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode())
+    write_atomic(path, (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode(), sync=sync)
 
 
 def read_checked_json(path: str | os.PathLike[str], fmt: str) -> dict[str, Any] | None:

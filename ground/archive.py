@@ -58,8 +58,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -268,19 +268,35 @@ class ResponseRecord:
     time: float
 
 
-@dataclass
+@dataclass(slots=True)
 class Ingest:
-    """One received packet and what the station decoded from it."""
+    """One received packet and what the station decoded from it.
+
+    Its channel samples come one of two ways: ``samples``, a sequence of ``(channel id, value)``
+    pairs, or ``columns``, the same as two tuples of one length ``(channel ids, values)`` (what a
+    station hands in when it checked a housekeeping list whole: no pairs are built). With
+    ``columns`` set, ``samples`` is not read; :meth:`sample_pairs` gives either as pairs."""
 
     scid: int
     apid: int
     seq: int
     time: float
     raw: bytes
-    samples: list[tuple[int, Any]] = field(default_factory=list)
+    samples: Sequence[tuple[int, Any]] = ()
     event: EventRecord | None = None
     response: ResponseRecord | None = None
     chunk: dict[str, Any] | None = None
+    columns: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+
+    def sample_pairs(self) -> list[tuple[int, Any]]:
+        """The samples as pairs, whichever way they came (ill-shaped columns: as far as they pair)."""
+        if self.columns is None:
+            return list(self.samples)
+        try:
+            chans, values = self.columns
+            return list(zip(chans, values, strict=False))
+        except (TypeError, ValueError):
+            return []
 
 
 def _jsonable(v: Any) -> Any:
@@ -497,7 +513,12 @@ class Archive:
         self.duplicates += len(flags) - n_new
         return flags
 
-    def _key_ok(self, it: Ingest) -> bool:
+    @staticmethod
+    def _key_ok(it: Ingest) -> bool:
+        scid, apid, seq, t = it.scid, it.apid, it.seq, it.time
+        if (type(scid) is int and type(apid) is int and type(seq) is int and type(t) is float
+                and type(it.raw) is bytes):  # what a station hands in: exact types, ranges only
+            return 0 <= scid <= 0xFFFF and 0 <= apid <= 0x7FF and 0 <= seq <= 0x3FFF and 0 <= t <= 2.0**32
         return (
             _num(it.scid, 0, 0xFFFF) and isinstance(it.scid, int) and _num(it.apid, 0, 0x7FF)
             and isinstance(it.apid, int) and _num(it.seq, 0, 0x3FFF) and isinstance(it.seq, int)
@@ -515,7 +536,7 @@ class Archive:
             for it, pid in zip(items, pids, strict=True):
                 if pid is None or raw_only:
                     continue
-                if it.samples:
+                if it.samples or it.columns is not None:
                     self._sample_rows(it, pid, samples, runs)
                 if it.event is not None:
                     e = it.event
@@ -670,18 +691,29 @@ class Archive:
     def _sample_rows(it: Ingest, pid: int, out: list[tuple[int, int, float, int, Any]],
                      runs: dict[tuple[int, tuple[int, ...]], list[tuple[float, int, tuple[Any, ...]]]] | None = None,
                      ) -> None:
-        """Append the rows of ``it``'s samples to ``out``. A list of [int channel, float, str or
-        64-bit int] pairs (what a station hands in) is taken whole, in a few C-level passes, and
+        """Append the rows of ``it``'s samples to ``out``. Its ``columns``, or a list of [int
+        channel, float, str or 64-bit int] pairs, is taken whole, in a few C-level passes, and
         with ``runs`` given, kept there for blocks (by scid and channel list) instead of rows;
         anything else pair by pair: ill-shaped pairs skipped, other values stored tagged, a channel
         named twice kept once (the first). With ``runs``, the values' kinds are checked a
         channel at a time by :meth:`_store_blocks`, and a channel list once a commit."""
         pairs = it.samples
-        if type(pairs) is list and set(map(type, pairs)) <= _PAIR_TYPES:
+        cols = it.columns
+        whole = False
+        if cols is not None:  # two tuples of one length, or taken pair by pair as far as they pair
+            whole = type(cols) is tuple and len(cols) == 2 and type(cols[0]) is tuple and (
+                type(cols[1]) is tuple and len(cols[0]) == len(cols[1]))
+            if whole:
+                chans, values = cols
+            else:
+                pairs = it.sample_pairs()
+        elif type(pairs) is list and set(map(type, pairs)) <= _PAIR_TYPES:
+            whole = True
             try:
                 chans, values = zip(*pairs, strict=True)
             except ValueError:
                 chans = values = ()
+        if whole:
             if runs is not None and chans and set(map(type, chans)) == _INT_ONLY:  # a hashable key
                 key = (it.scid, chans)
                 run = runs.get(key, False)
@@ -704,6 +736,8 @@ class Archive:
                     scid, t = it.scid, it.time
                     out.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), values))
                     return
+            if cols is not None:
+                pairs = list(zip(chans, values, strict=True))
         seen: set[int] = set()  # a channel twice in one packet: the first is kept (the key's rule)
         for pair in pairs:
             try:

@@ -50,7 +50,7 @@ import operator
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -434,7 +434,7 @@ class Station:
                 continue
             try:
                 if pkt.apid in HK_APIDS and vehicle.layouts is not None:
-                    obj: Any = {"s": vehicle.layouts.decode(pkt.payload, pkt.apid)[1]}
+                    obj: Any = vehicle.layouts.decode_columns(pkt.payload, pkt.apid)[1:]
                 elif pkt.apid == Apid.EVENT and vehicle.layouts is not None:  # the event id's fixed layout
                     eid, _, args, text = vehicle.layouts.decode_event(pkt.payload)
                     sev = vehicle.dictionary.events_by_id.get(eid, {}).get("severity")
@@ -456,16 +456,23 @@ class Station:
         return len(fr.packets)
 
     @staticmethod
-    def _plain_samples(v: Vehicle, pairs: list[Any]) -> tuple[list[tuple[int, Any]], bool] | None:
+    def _plain_samples(v: Vehicle, pairs: list[Any]) -> tuple[tuple[int, ...], tuple[Any, ...], bool] | None:
         """The whole list at once when every pair is [known channel id, value that fits] (a
-        housekeeping packet's usual case): (samples, may resynchronise). None: check pair by pair."""
+        housekeeping packet's usual case): (channel ids, values, may resynchronise), no pairs
+        built. None: check pair by pair."""
         if not pairs or not set(map(type, pairs)) <= _PAIRS_SET:
             return None
         try:
             chans, values = zip(*pairs, strict=True)
         except ValueError:  # a pair that is not a pair
             return None
-        if set(map(type, chans)) != _INT_ONLY:
+        return Station._plain_columns(v, chans, values)
+
+    @staticmethod
+    def _plain_columns(v: Vehicle, chans: tuple[Any, ...], values: tuple[Any, ...]
+                       ) -> tuple[tuple[int, ...], tuple[Any, ...], bool] | None:
+        """:meth:`_plain_samples` for samples already in columns (a fixed layout's)."""
+        if not chans or set(map(type, chans)) != _INT_ONLY:
             return None
         plans = v.sample_plans
         plan = plans.get(chans, False)
@@ -475,15 +482,10 @@ class Station:
                 plans[chans] = plan
         if plan is None or not plan.fits(values):
             return None
-        return list(zip(chans, values, strict=True)), plan.resync
+        return chans, values, plan.resync
 
     def _samples(self, v: Vehicle, obj: Any) -> tuple[list[tuple[int, Any]], bool]:
-        """(checked samples, whether any may resynchronise a counter)."""
-        if not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
-            raise Refused("bad_housekeeping", "not a map with a sample list 's'")
-        plain = self._plain_samples(v, obj["s"])
-        if plain is not None:
-            return plain
+        """(checked samples, whether any may resynchronise a counter), pair by pair."""
         out: list[tuple[int, Any]] = []
         channels = v.dictionary.channels_by_id
         types = v.channel_types
@@ -515,9 +517,23 @@ class Station:
     def _decode(self, v: Vehicle, item: Ingest, obj: Any) -> None:
         apid, t = item.apid, item.time
         if apid == Apid.HOUSEKEEPING or (apid in HK_APIDS and v.layouts is not None):
-            item.samples, may_resync = self._samples(v, obj)
+            if type(obj) is tuple:  # a fixed layout's (channel ids, values)
+                plain = self._plain_columns(v, *obj)
+                if plain is None:
+                    obj = {"s": list(zip(*obj, strict=True))}
+            elif not isinstance(obj, dict) or not isinstance(obj.get("s"), list):
+                raise Refused("bad_housekeeping", "not a map with a sample list 's'")
+            else:
+                plain = self._plain_samples(v, obj["s"])
+            if plain is not None:  # checked whole: handed on as columns
+                chans, values, may_resync = plain
+                item.columns = (chans, values)
+                samples: Iterable[tuple[int, Any]] = zip(chans, values, strict=True)
+            else:
+                item.samples, may_resync = self._samples(v, obj)
+                samples = item.samples
             if may_resync and (v.signer is not None or v.security is not None):
-                self._resync(v, item.samples)
+                self._resync(v, samples)
         elif apid == Apid.EVENT:
             if not isinstance(obj, dict):
                 raise Refused("bad_event", "not a map")
@@ -544,7 +560,7 @@ class Station:
         else:
             raise Refused("unknown_apid", f"APID 0x{apid:03x}")
 
-    def _resync(self, v: Vehicle, samples: list[tuple[int, Any]]) -> None:
+    def _resync(self, v: Vehicle, samples: Iterable[tuple[int, Any]]) -> None:
         which = v.resync_channels
         for cid, value in samples:
             what = which.get(cid)
@@ -591,10 +607,10 @@ class Station:
     def _publish(self, v: Vehicle, item: Ingest) -> None:
         if not self.listeners and self._pub is None:
             return
-        if item.samples:
+        if item.samples or item.columns is not None:
             scid, t, channel_name = v.scid, item.time, v.dictionary.channel_name
             pub = self._pub is not None  # the topic is only built for the PUB socket
-            for cid, value in item.samples:
+            for cid, value in item.sample_pairs():
                 name = channel_name(cid)
                 rec = {"scid": scid, "id": cid, "name": name, "time": t, "value": value}
                 self._emit("tlm", scid, rec, f"tlm.{scid}.{name}" if pub else None)

@@ -54,6 +54,9 @@ PACKET_ID_LEN = 2
 MAX_EVENT_TEXT = 2048  # octets of an event's text on the link (u16 length before it)
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-]")
 _ZERO = {"bool": False, "int": 0, "float": 0.0, "str": ""}
+_PID = struct.Struct(">H")
+#: value types the one-call packing takes as they are (anything else goes field by field)
+_WHOLE_TYPES = frozenset({int, float, bool})
 
 
 def legal_name(name: str) -> str:
@@ -135,12 +138,40 @@ def _parts(name: str, chans: list[Mapping[str, Any]], update: str, group: str,
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """One packet definition made ready to pack and unpack."""
+    """One packet definition made ready to pack and unpack.
+
+    A layout of fixed-size fields only (no ``str``) also has one precompiled format for all its
+    fields (``fields``, bools as unsigned bytes so that a byte other than 0 or 1 is seen), their
+    byte spans and which are bools: a packet whose fields are all fresh is packed and read in
+    one call. A field that does not pack that way sends the packet field by field."""
 
     id: int
     name: str
     channels: tuple[int, ...]
     types: tuple[str, ...]
+    fields: struct.Struct | None = None
+    spans: tuple[tuple[int, int, int], ...] = ()  # (channel id, start, end) within the fields
+    bools: tuple[int, ...] = ()  # field indices of the bools
+    narrow: tuple[tuple[int, float], ...] = ()  # (field index, largest finite value) of the f32s
+    all_fresh: bytes = b""  # the fresh bits with every field's set
+
+    @classmethod
+    def make(cls, pid: int, name: str, channels: tuple[int, ...], type_names: tuple[str, ...]) -> Layout:
+        specs = [types.spec(t) for t in type_names]
+        n = len(channels)
+        all_fresh = bytes(0xFF for _ in range(n // 8)) + (bytes([(0xFF << (8 - n % 8)) & 0xFF]) if n % 8 else b"")
+        if any(ts.kind == "str" for ts in specs):
+            return cls(pid, name, channels, type_names, all_fresh=all_fresh)
+        codes = ["B" if ts.kind == "bool" else ts.fmt.lstrip("<>!=@") for ts in specs]
+        spans, pos = [], 0
+        for cid, code in zip(channels, codes, strict=True):
+            size = struct.calcsize(">" + code)
+            spans.append((cid, pos, pos + size))
+            pos += size
+        return cls(pid, name, channels, type_names, struct.Struct(">" + "".join(codes)), tuple(spans),
+                   tuple(i for i, ts in enumerate(specs) if ts.kind == "bool"),
+                   tuple((i, float(ts.hi)) for i, ts in enumerate(specs) if ts.name == "f32" and ts.hi is not None),
+                   all_fresh)
 
     @property
     def fresh_len(self) -> int:
@@ -170,7 +201,7 @@ class Layouts:
                     raise ValueError(f"channel {cid} is in two housekeeping packets")
                 types.spec(channel_types[cid])
                 self.packet_of[cid] = pid
-            self.by_id[pid] = Layout(pid, str(d.get("name", pid)), chans, tuple(channel_types[c] for c in chans))
+            self.by_id[pid] = Layout.make(pid, str(d.get("name", pid)), chans, tuple(channel_types[c] for c in chans))
         self._last: dict[int, Any] = {}
         #: event id -> (name, argument types), for the fixed event layouts
         self.events: dict[int, tuple[str, tuple[str, ...]]] = {}
@@ -209,6 +240,10 @@ class Layouts:
         return out, dropped
 
     def _pack(self, lay: Layout, fresh: dict[int, Any]) -> tuple[bytes, list[int]]:
+        if lay.fields is not None and len(fresh) == len(lay.channels):  # every field fresh: one call
+            whole = self._pack_whole(lay, fresh)
+            if whole is not None:
+                return whole, []
         bits = bytearray(lay.fresh_len)
         fields: list[bytes] = []
         bad: list[int] = []
@@ -228,10 +263,40 @@ class Layouts:
             fields.append(raw)
         return struct.pack(">H", lay.id) + bytes(bits) + b"".join(fields), bad
 
+    def _pack_whole(self, lay: Layout, fresh: dict[int, Any]) -> bytes | None:
+        """All fields in one call, or None when one of them does not pack as it is (the field by
+        field path converts, or drops, it). What packs here is what each field packs to alone:
+        the same formats, a bool as the byte of its truth, an int or a float as it is."""
+        fields = lay.fields
+        if fields is None:
+            return None
+        values = [fresh[cid] for cid in lay.channels]
+        for i in lay.bools:
+            values[i] = 1 if values[i] else 0
+        if not set(map(type, values)) <= _WHOLE_TYPES:
+            return None
+        for i, hi in lay.narrow:  # a finite value beyond f32 is dropped, never rounded into range
+            if abs(values[i]) > hi:
+                return None  # (or an infinity: the field by field path sends it)
+        try:
+            data = fields.pack(*values)
+        except (struct.error, OverflowError):
+            return None
+        last = self._last
+        for cid, a, b in lay.spans:
+            last[cid] = data[a:b]
+        return _PID.pack(lay.id) + lay.all_fresh + data
+
     # -- ground side -----------------------------------------------------------------------------
 
     def decode(self, payload: bytes, apid: int | None = None) -> tuple[int, list[tuple[int, Any]]]:
-        """(packet id, [(channel id, value)] of the fields whose fresh bit is set).
+        """(packet id, [(channel id, value)] of the fields whose fresh bit is set); raises as
+        :meth:`decode_columns` does."""
+        pid, chans, values = self.decode_columns(payload, apid)
+        return pid, list(zip(chans, values, strict=True))
+
+    def decode_columns(self, payload: bytes, apid: int | None = None) -> tuple[int, tuple[int, ...], tuple[Any, ...]]:
+        """(packet id, channel ids, values) of the fields whose fresh bit is set.
 
         Raises PacketError for an unknown packet id (or one that is not ``apid``'s), a payload of
         the wrong length or a field that is not of its type (a bool byte neither 0 nor 1, a string
@@ -249,6 +314,19 @@ class Layouts:
         if len(payload) < offset:
             raise PacketError(f"housekeeping packet {lay.name} truncated in its fresh bits")
         bits = payload[PACKET_ID_LEN:offset]
+        if lay.fields is not None and bits == lay.all_fresh:  # every field fresh: one call
+            if len(payload) != offset + lay.fields.size:
+                raise PacketError(f"housekeeping packet {lay.name}: {len(payload) - offset} bytes of "
+                                  f"fields, its layout has {lay.fields.size}")
+            values = lay.fields.unpack_from(payload, offset)
+            if lay.bools:
+                fixed = list(values)
+                for i in lay.bools:
+                    if fixed[i] > 1:
+                        raise PacketError(f"housekeeping packet {lay.name}: bool byte is neither 0 nor 1")
+                    fixed[i] = bool(fixed[i])
+                values = tuple(fixed)
+            return pid, lay.channels, values
         out: list[tuple[int, Any]] = []
         try:
             for i, (cid, tname) in enumerate(zip(lay.channels, lay.types, strict=True)):
@@ -259,7 +337,10 @@ class Layouts:
             raise PacketError(f"housekeeping packet {lay.name}: {exc}") from None
         if offset != len(payload):
             raise PacketError(f"housekeeping packet {lay.name}: {len(payload) - offset} bytes past its fields")
-        return pid, out
+        if not out:
+            return pid, (), ()
+        chans, values = zip(*out, strict=True)
+        return pid, chans, values
 
 
     # -- events ----------------------------------------------------------------------------------

@@ -124,12 +124,19 @@ class SaStore:
     def get(self, name: str) -> int:
         return self.values.get(name, 0)
 
-    def set(self, name: str, value: int) -> None:
+    def set(self, name: str, value: int, durable: bool = True) -> None:
+        """Record ``value``. ``durable`` (the default) writes both copies and fsyncs them: a
+        reservation ahead of what is used must survive a power cut. A floor kept behind what was
+        seen (the ground's downlink window) need not: it rewrites the first copy only, without a
+        sync. A power cut then leaves that copy as it was or unreadable, and the mirror still
+        holds every durable value with an older floor, which is still behind: it costs the
+        frames taken again, never a refusal."""
         self.values[name] = value
         if self.path is None:
             return
-        for p in (self.path, self.path.with_name(self.path.name + ".mirror")):
-            write_checked_json(p, STATE_FORMAT, {"values": dict(self.values)})
+        copies = (self.path, self.path.with_name(self.path.name + ".mirror")) if durable else (self.path,)
+        for p in copies:
+            write_checked_json(p, STATE_FORMAT, {"values": dict(self.values)}, sync=durable)
         self.writes += 1
 
 
@@ -226,7 +233,7 @@ class RxSA:
             self.high = sn
             if sn > self._reserved:
                 self._reserved = min(SN_MAX, sn + self.reserve)
-                self.store.set(self._name, self._reserved if self.ahead else sn)
+                self.store.set(self._name, self._reserved if self.ahead else sn, durable=self.ahead)
         else:
             self.mask |= 1 << (self.high - sn)
         self.stats.accepted += 1

@@ -69,6 +69,21 @@ def test_duplicates_stored_once_but_acked_again_and_gaps_naked(station, tmp_path
     assert naks2 == []  # 3 is still missing but not due for another NAK yet
 
 
+def test_a_checked_housekeeping_list_reaches_the_archive_and_listeners_as_columns(station) -> None:
+    st_, _, archive = station
+    got: list[tuple[int, float]] = []
+    st_.listeners.append(lambda kind, scid, rec: got.append((rec["id"], rec["value"])))
+    pkts = [encode_tm(Apid.HOUSEKEEPING, s, float(s), {"s": [[1, float(s)], [2, -float(s)]]}) for s in range(3)]
+    for frame in vehicle_framer().pack(VC.HOUSEKEEPING, pkts):
+        st_.receive(frame, 0.0)
+    pending = list(st_._pending)
+    assert [it.columns for it in pending] == [((1, 2), (float(s), -float(s))) for s in range(3)]
+    assert all(it.samples == () for it in pending)  # no pairs built on the way
+    st_.flush(0.0)
+    assert [v for _, v in archive.channel(SCID, 2)] == [0.0, -1.0, -2.0]
+    assert got == [(c, v) for s in range(3) for c, v in ((1, float(s)), (2, -float(s)))]
+
+
 def test_ill_shaped_payloads_are_archived_raw_and_do_not_stop_the_station(station) -> None:
     st_, _, archive = station
     received = []

@@ -109,6 +109,38 @@ def test_losing_one_copy_of_the_state_costs_nothing(tmp_path) -> None:
     assert again.tx.next_sn == reserved and again.store.problems and not again.store.lost
 
 
+def test_the_grounds_downlink_floor_is_saved_without_a_sync_and_a_lost_copy_costs_no_refusal(
+        tmp_path, monkeypatch) -> None:
+    import os
+
+    from flight.link import sdls
+
+    vehicle, ground = link(tmp_path)
+    sa = sdls.RxSA(ground.rx.key, ground.store, reserve=4, name="downlink", ahead=False)
+    d = Deframer([SCID], security={SCID: sa})
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+    frames = downlink(vehicle, 20)
+    syncs.clear()  # the vehicle's reservations ahead are synced; what follows is the ground's
+    for fr in frames[:10]:
+        assert d.accept_frame(fr) is not None
+    assert ground.store.writes >= 2 and syncs == []  # the floor moved, nothing synced
+    uplink_reserved = ground.tx.next_sn  # the uplink reservation: durable, in both copies
+    ground.tx.header()
+    assert syncs, "a reservation ahead is synced"
+    reserved = ground.store.get(ground.tx._name)
+    # a power cut that took the unsynced first copy: the mirror still holds the reservation and
+    # an older floor, still behind what the ground had seen
+    (tmp_path / "g-sdls.json").write_bytes(b"")
+    again = LinkSecurity.for_ground(KEY, None, tmp_path / "g-sdls.json")
+    assert again.store.get(ground.tx._name) == reserved >= uplink_reserved and not again.store.lost
+    after = sdls.RxSA(again.rx.key, again.store, reserve=4, name="downlink", ahead=False)
+    assert after.floor <= sa.high
+    d2 = Deframer([SCID], security={SCID: after})
+    assert all(d2.accept_frame(fr) is not None for fr in frames[10:])  # the vehicle's next frames: taken
+
+
 frame_bytes = st.binary(max_size=300)
 
 
