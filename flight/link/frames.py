@@ -1,8 +1,9 @@
 """Transfer frames: CCSDS USLP (732.1-B) frames of variable length, with SDLS authentication.
 
-The primary header is built and parsed by ``spacepackets`` (``spacepackets.uslp``), as the space
-packets' is; the data field header, the SDLS fields and the FECF are ours (spacepackets computes
-the FECF the same way, CRC-16/CCITT-FALSE, and knows no SDLS).
+The primary header is packed and read with one precompiled format, held byte for byte to
+``spacepackets``' ``uslp`` packing and reading by the tests; the data field header, the SDLS
+fields and the FECF are ours (spacepackets computes the FECF the same way, CRC-16/CCITT-FALSE,
+and knows no SDLS).
 
 Layout (big-endian), every field in CCSDS bit order::
 
@@ -32,9 +33,10 @@ import logging
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fastcrc import crc16
-from spacepackets.uslp.header import BypassSequenceControlFlag, PrimaryHeader, ProtocolCommandFlag, SourceOrDestField
+from spacepackets.uslp.header import BypassSequenceControlFlag, ProtocolCommandFlag, SourceOrDestField
 
 from flight.link import sdls
 from flight.link.layouts import HK_APIDS
@@ -124,14 +126,46 @@ def fecf(data: bytes | memoryview) -> int:
     return crc16.ibm_3740(bytes(data))
 
 
+# The primary header (CCSDS 732.1 USLP, the fields spacepackets' ``PrimaryHeader`` packs: MAP 0,
+# not truncated, no OCF, a 4-byte frame count) with one precompiled format: the version, SCID,
+# direction, VCID, MAP and truncation flag in one 32-bit word, the frame length, the flags byte,
+# the count. tests/link/test_frames.py holds both ways to spacepackets' own packing and reading.
+_HEAD = struct.Struct(">IHBI")
+_FLAGS = (int(BypassSequenceControlFlag.EXPEDITED_QOS) << 7) | (int(ProtocolCommandFlag.USER_DATA) << 6) | VCF_COUNT_LEN
+_DEST = int(SourceOrDestField.DEST)
+
+
 def _header(scid: int, vcid: int, count: int, total: int, uplink: bool) -> bytes:
-    """The primary header, built by ``spacepackets`` (MAP 0, not truncated, no OCF)."""
-    return bytes(PrimaryHeader(
-        scid=scid, src_dest=SourceOrDestField.DEST if uplink else SourceOrDestField.SOURCE, vcid=vcid, map_id=0,
-        frame_len=total - 1, bypass_seq_ctrl_flag=BypassSequenceControlFlag.EXPEDITED_QOS,
-        prot_ctrl_cmd_flag=ProtocolCommandFlag.USER_DATA, op_ctrl_flag=False,
-        vcf_count_len=VCF_COUNT_LEN, vcf_count=count % COUNT_MODULO,
-    ).pack())
+    """The primary header of a frame of ``total`` bytes (the caller checks the ranges)."""
+    word = (FRAME_VERSION << 28) | (scid << 12) | ((_DEST if uplink else 0) << 11) | (vcid << 5)
+    return _HEAD.pack(word, total - 1, _FLAGS, count % COUNT_MODULO)
+
+
+class Header(NamedTuple):
+    """The primary header's fields as read (:func:`parse_header`)."""
+
+    version: int
+    scid: int
+    uplink: bool
+    vcid: int
+    map_id: int
+    truncated: bool
+    frame_len: int
+    bypass: int
+    prot_ctrl: int
+    op_ctrl_flag: bool
+    vcf_count_len: int
+    vcf_count: int  # read as 4 bytes (what this link uses; the length field is checked after)
+
+
+def parse_header(data: bytes) -> Header:
+    """The fields of the first HEADER_LEN bytes of ``data``. Raises FrameError when shorter."""
+    if len(data) < HEADER_LEN:
+        raise FrameError(f"{len(data)} bytes is shorter than a frame header")
+    word, frame_len, flags, count = _HEAD.unpack_from(data)
+    return Header(word >> 28, (word >> 12) & 0xFFFF, bool((word >> 11) & 1), (word >> 5) & 0x3F, (word >> 1) & 0xF,
+                  bool(word & 1), frame_len, flags >> 7, (flags >> 6) & 1, bool((flags >> 3) & 1), flags & 0b111,
+                  count)
 
 
 def encode_frame(
@@ -182,14 +216,12 @@ def decode_frame(data: bytes, security: sdls.RxSA | Mapping[int, sdls.RxSA] | No
         raise FrameError(f"{len(data)} bytes is shorter than a frame")
     if not check_crc(data):
         raise CrcError("frame error control field mismatch")
-    if data[0] >> 4 != FRAME_VERSION:
-        raise FrameError(f"frame version {data[0] >> 4} is not {FRAME_VERSION} (USLP)")
-    try:
-        header = PrimaryHeader.unpack(data)
-    except Exception as exc:  # spacepackets' own exception classes (a truncated header, a short frame)
-        raise FrameError(f"bad frame header: {type(exc).__name__} {exc}") from None
-    scid, vcid, count = header.scid, header.vcid, header.vcf_count
-    uplink = header.src_dest == SourceOrDestField.DEST
+    header = parse_header(data)
+    if header.version != FRAME_VERSION:
+        raise FrameError(f"frame version {header.version} is not {FRAME_VERSION} (USLP)")
+    if header.truncated:
+        raise FrameError("bad frame header: a truncated primary header (this link sends whole ones)")
+    scid, vcid, count, uplink = header.scid, header.vcid, header.vcf_count, header.uplink
     if header.map_id or header.op_ctrl_flag or header.vcf_count_len != VCF_COUNT_LEN:
         raise FrameError("frame header uses options this link does not (MAP, OCF, count length)")
     if header.frame_len + 1 != len(data):
