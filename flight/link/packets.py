@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,10 +116,16 @@ def encode_packet(
     return _HEADERS.pack(ident, _UNSEGMENTED_BITS | seq, data_len, coarse, fine) + bytes(payload)
 
 
+_PACKERS = threading.local()  # one msgpack Packer a thread, reused (packb makes one a call)
+
+
 def pack_payload(obj: Any) -> bytes:
-    """msgpack with binary kept as bytes and str as str."""
+    """msgpack with binary kept as bytes and str as str (the bytes of ``msgpack.packb``)."""
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True)
     try:
-        return msgpack.packb(obj, use_bin_type=True)
+        return packer.pack(obj)  # a failed pack leaves the packer empty for the next
     except (TypeError, ValueError, OverflowError) as exc:
         raise PacketError(f"payload cannot be packed: {exc}") from exc
 

@@ -26,6 +26,7 @@ from flight.link.packets import (
     encode_packet,
     encode_time,
     encode_tm,
+    pack_payload,
     peek,
     seq_diff,
     seqs_to_ranges,
@@ -177,3 +178,24 @@ def test_packet_encoding_agrees_with_spacepackets(apid: int, seq: int, ticks: in
                                seq_flags=SequenceFlags.UNSEGMENTED)
     ref = bytes(SpacePacket(header, encode_time(time_s), payload).pack())
     assert encode_packet(apid, seq, time_s, payload, telecommand=telecommand) == ref
+
+
+_leaf = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
+         | st.binary(max_size=8) | st.just(object()))
+_payload = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_payload, min_size=1, max_size=6))
+def test_payloads_pack_as_msgpack_packb_does_and_a_failure_leaves_nothing_behind(objs: list) -> None:
+    import msgpack
+
+    for obj in objs:  # one packer reused: a pack that fails must not leak into the next
+        try:
+            want = msgpack.packb(obj, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            with pytest.raises(PacketError, match="cannot be packed"):
+                pack_payload(obj)
+            continue
+        assert pack_payload(obj) == want
