@@ -18,8 +18,7 @@ from __future__ import annotations
 import enum
 import struct
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from spacepackets.ccsds.spacepacket import (
@@ -81,9 +80,9 @@ def decode_time(data: bytes, offset: int = 0) -> float:
     return coarse + fine / FINE_PER_S
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
-    """A parsed packet: header fields, spacecraft time and the raw payload bytes."""
+class Packet(NamedTuple):
+    """A parsed packet: header fields, spacecraft time and the raw payload bytes (a named tuple:
+    one is made for every packet the ground reads)."""
 
     apid: int
     seq: int
