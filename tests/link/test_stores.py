@@ -66,6 +66,7 @@ def test_recorder_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     try:
         for p in (tmp_path / "st" / "recorder.db", tmp_path / "st" / "recorder.db-wal",
+                  tmp_path / "st" / "recorder.db-log",
                   tmp_path / "st" / "recorder.db.held"):
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert stat.S_IMODE((tmp_path / "st").stat().st_mode) == 0o700
