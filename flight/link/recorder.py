@@ -44,10 +44,11 @@ side's event. A log is replayed only over the database generation it was written
 left from another database, or already committed, is ignored); a torn or garbled tail ends the
 replay at the last whole record (:func:`decode_log`). How many packets were held is also kept in a
 small sidecar (``recorder.db.held``, rewritten when the recorder goes from empty to holding or
-back, and every few seconds of activity), so a recorder that comes back empty (a 0-byte file, a
-deleted one) although it held packets is reported as a loss rather than a silent fresh start; the
-sidecar's last sequence counts let the packetizer continue, so the ground sees the lost counts as
-gaps. The files are 0600 in a 0700 directory.
+back, when a window is reserved, and every few seconds of activity), so a recorder that comes
+back empty (a 0-byte file, a deleted one) although it held packets is reported as a loss rather
+than a silent fresh start; the sidecar's counts (each APID's reserved window end) let the
+packetizer continue past every count that may have been used, so the ground sees the lost counts
+as gaps. The files are 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -375,7 +376,10 @@ class Recorder:
         changed = self._noted_held is None or (held > 0) != (self._noted_held > 0)
         if not (force or changed or (held != self._noted_held and now - self._noted_at >= 5.0)):
             return
-        doc = {"held": held, "last_seqs": self.last_seqs()}
+        # each APID's reserved window end: counts up to it may be on the ground
+        seqs = self.last_seqs()
+        seqs.update({int(k[8:]): v for k, v in self._counters.items() if k.startswith("reserve.")})
+        doc = {"held": held, "last_seqs": seqs}
         tmp = self._sidecar.with_name(self._sidecar.name + ".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -471,7 +475,7 @@ class Recorder:
                 self._set_meta(key, value)
             self._pending_meta.clear()
         self._after_op(reserve)
-        self._note_held()
+        self._note_held(force=reserve)
         return results
 
     def _make_room(self, size: int, prio: int) -> bool:
@@ -847,6 +851,7 @@ class Recorder:
         open continues the counts without a gap even after a reboot."""
         if self._log_fd is None:
             return
+        shrunk = False
         try:
             with self._op():
                 for key, end in list(self._counters.items()):
@@ -854,10 +859,12 @@ class Recorder:
                         used = self._counters.get("last_seq." + key[8:], end)
                         if used != end:
                             self._set_meta(key, used)
+                            shrunk = True
             self.sync()
         except (sqlite3.Error, OSError) as exc:
             log.warning("recorder %s: final checkpoint failed: %s", self.path, exc)
-        if self._count != self._noted_held:
+            shrunk = False
+        if shrunk or self._count != self._noted_held:
             self._note_held(force=True)
         os.close(self._log_fd)
         self._log_fd = None
