@@ -63,13 +63,26 @@ def move_aside(path: str | os.PathLike[str], why: str = "corrupt") -> Path | Non
         target = p.with_name(f"{p.name}.{why}-{stamp}-{n}")
         n += 1
     moved = None
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal", "-log"):
         src = p.with_name(p.name + suffix)
         if src.exists():
             os.replace(src, target.with_name(target.name + suffix))
             if suffix == "":
                 moved = target
     return moved
+
+
+def boot_id() -> int | None:
+    """This boot of the machine as a number (the kernel's random boot id), None where there is none.
+
+    A file written in the same boot survived whatever stopped its writer, even kill -9 (the page
+    cache still holds it); a different boot means a power loss or a reboot came in between, so
+    only what was fsynced can be trusted."""
+    try:
+        text = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return int(text.replace("-", "")[:15], 16)
+    except (OSError, ValueError):
+        return None
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE, sync: bool = True) -> None:

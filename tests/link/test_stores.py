@@ -58,6 +58,23 @@ def test_zero_byte_recorder_that_held_packets_is_a_reported_loss(tmp_path: Path)
     rec.close()
 
 
+def test_a_recorder_lost_after_a_crash_continues_past_its_windows(tmp_path: Path) -> None:
+    """The files gone after a crash (no clean close): the sidecar's counts are the reserved
+    windows' ends, so no count that may be on the ground is used again."""
+    from flight.link.recorder import SEQ_WINDOW
+
+    path = tmp_path / "recorder.db"
+    rec = filled(path, 30)
+    rec._db.close()  # the crash: no close, no checkpoint of its own
+    os.close(rec._log_fd)
+    for suffix in ("", "-wal", "-log"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    again = Recorder(path, clock=lambda: 0.0)
+    assert again.lost_packets == 30
+    assert again.last_seqs() == {Apid.HOUSEKEEPING: 29 + SEQ_WINDOW}  # reserved at the batch's last count
+    again.close()
+
+
 def test_recorder_files_are_private(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -66,6 +83,7 @@ def test_recorder_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     try:
         for p in (tmp_path / "st" / "recorder.db", tmp_path / "st" / "recorder.db-wal",
+                  tmp_path / "st" / "recorder.db-log",
                   tmp_path / "st" / "recorder.db.held"):
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
         assert stat.S_IMODE((tmp_path / "st").stat().st_mode) == 0o700
