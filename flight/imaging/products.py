@@ -121,8 +121,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _store_pool() -> ThreadPoolExecutor:
-    """The threads that write and sync products' files (:func:`write_atomic_files`) for
-    :func:`prepare_product`; made on first use."""
+    """The threads that finish what :func:`prepare_product` hands on (:func:`_store_product`:
+    the thumbnail, the quota, the files written and synced); made on first use."""
     global _store
     with _pool_lock:
         if _store is None:
