@@ -112,11 +112,22 @@ class EncoderModel:
         self.ticks_per_rev = int(ticks_per_rev)
         self.config = config or EncoderConfig()
 
+    @property
+    def config(self) -> EncoderConfig:
+        return self._config
+
+    @config.setter
+    def config(self, value: EncoderConfig) -> None:
+        # the factors a read multiplies by, taken once (read every control cycle)
+        self._config = value
+        self._k = self.ticks_per_rev / (2.0 * math.pi)
+        self._scale_left = 1.0 + value.scale_error_left
+        self._scale_right = 1.0 + value.scale_error_right
+
     def read(self, vehicle: Vehicle) -> tuple[int, int]:
-        k = self.ticks_per_rev / (2.0 * math.pi)
+        k = self._k
         s = vehicle.state
-        c = self.config
         return (
-            math.floor(s.angle_left * k * (1.0 + c.scale_error_left)),
-            math.floor(s.angle_right * k * (1.0 + c.scale_error_right)),
+            math.floor(s.angle_left * k * self._scale_left),
+            math.floor(s.angle_right * k * self._scale_right),
         )

@@ -172,6 +172,7 @@ class World:
         self.powered = True
         self.restart_soc = 0.05
         self._steps = 0
+        self._now_s = 0.0  # time_s, kept beside the step count for the reads made every cycle
         self._motor_j = 0.0  # electrical energy the motors drew since the last slow step
         self._motor_heat_j = [0.0, 0.0]  # and the part each side turned into heat
         self._bus_v = self.power.battery.ocv()
@@ -213,7 +214,7 @@ class World:
 
     @property
     def time_s(self) -> float:
-        return self._steps * self.physics_dt_s
+        return self._now_s
 
     @property
     def env_time_s(self) -> float:
@@ -222,17 +223,19 @@ class World:
 
     def step_to(self, t_s: float) -> None:
         """Integrate physics up to simulated time t (floored to the step grid); no-op if t <= now."""
-        target = int(math.floor(t_s / self.physics_dt_s + 1e-9))
         dt = self.physics_dt_s
+        target = int(math.floor(t_s / dt + 1e-9))
+        steps = self._steps
+        if steps >= target:
+            return
         k = self._slow_k
         veh = self.vehicle
         sampling = self.sampling
-        while self._steps < target:
+        while steps < target:
             if veh.quiescent:
-                boundary = (self._steps // k + 1) * k
-                nxt = min(target, boundary)
-                veh.step((nxt - self._steps) * dt)
-                self._steps = nxt
+                nxt = min(target, (steps // k + 1) * k)
+                veh.step((nxt - steps) * dt)
+                steps = nxt
             else:
                 veh.step(dt)
                 s = veh.state
@@ -240,12 +243,16 @@ class World:
                 pr = self._bus_v * s.current_right * dt
                 self._motor_j += pl + pr
                 loss = 1.0 - veh.config.motor_efficiency
-                self._motor_heat_j[0] += pl * loss
-                self._motor_heat_j[1] += pr * loss
-                self._steps += 1
+                heat = self._motor_heat_j
+                heat[0] += pl * loss
+                heat[1] += pr * loss
+                steps += 1
+            # the clock moves before the sampling mechanisms and the slow step look at it
+            self._steps = steps
+            self._now_s = steps * dt
             if sampling is not None:
-                sampling.step_to(self._steps * dt)
-            if self._steps % k == 0:
+                sampling.step_to(self._now_s)
+            if steps % k == 0:
                 self._slow_step()
 
     def step(self, dt_s: float) -> None:
@@ -349,13 +356,17 @@ class World:
         return int(flags)
 
     def read_drive(self) -> DriveStatus:
-        s = self.vehicle.state
-        lt, rt = self.encoders.read(self.vehicle)
-        return DriveStatus(self.time_s, lt, rt, s.current_left, s.current_right, s.stalled, self._fault_flags())
+        veh = self.vehicle
+        s = veh.state
+        lt, rt = self.encoders.read(veh)
+        # no flags to build in the common case: nothing stalled, the bus powered
+        flags = 0 if not s.stalled and self.powered else self._fault_flags()
+        return DriveStatus(self._now_s, lt, rt, s.current_left, s.current_right, s.stalled, flags)
 
     def read_imu(self) -> ImuReading:
-        accel, gyro, temp = self.imu.read(self.vehicle, self.thermal.temp_c(self.thermal.config.avionics_node))
-        return ImuReading(self.time_s, accel, gyro, temp)
+        thermal = self.thermal
+        accel, gyro, temp = self.imu.read(self.vehicle, thermal.temp_c(thermal.config.avionics_node))
+        return ImuReading(self._now_s, accel, gyro, temp)
 
     def read_power(self) -> PowerReading:
         v, i = self.power.bus(self._load_w(), self._solar_w)

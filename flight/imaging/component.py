@@ -349,8 +349,9 @@ class Imaging(Component):
     # -- the worker --------------------------------------------------------------------------
 
     def _work(self, job: CaptureJob) -> Captured:
-        """On the worker's thread: make the frame (metering it first if asked), encode and write
-        the product; its files are synced by the worker's second stage (:meth:`_sync`)."""
+        """On the worker's thread: make the frame (metering it first if asked), encode the
+        product and hand its files to the product store; the worker's second stage
+        (:meth:`_sync`) waits until they are on disk."""
         assert self.quota is not None
         try:
             if job.metering is not None:
@@ -365,9 +366,9 @@ class Imaging(Component):
         return Captured(frame, mean, frames, pending=pending)
 
     def _sync(self, got: Captured) -> Captured:
-        """The worker's second stage: the product's files made durable while the next is encoded."""
+        """The worker's second stage: the product's files durable (stored while the next is encoded)."""
         assert self.quota is not None and got.pending is not None
-        return Captured(got.frame, got.mean_dn, got.metering_frames, made=finish_product(got.pending, self.quota))
+        return Captured(got.frame, got.mean_dn, got.metering_frames, made=finish_product(got.pending))
 
     def _on_result(self, result: JobResult) -> None:
         cj: CaptureJob = result.payload

@@ -17,6 +17,7 @@ from flight.imaging.products import (
     Format,
     ProductFailure,
     ProductJob,
+    encode,
     finish_product,
     make_product,
     prepare_product,
@@ -95,19 +96,58 @@ def test_quota_refuses_a_product_and_leaves_nothing_behind(tmp_path: Path) -> No
 
 
 def test_a_write_that_fails_in_the_second_stage_gives_everything_back(tmp_path: Path) -> None:
-    # the imaging worker encodes on one thread and stores on the next: a store that fails (here
-    # the products directory is a file) removes what it wrote and returns the reserved quota
+    # the imaging worker encodes on one thread and waits for the store on the next: a store that
+    # fails (here the products directory is a file) removes what it wrote and returns the quota
     img = np.random.default_rng(3).integers(0, 255, (48, 64), dtype=np.uint8)
     quota = Quota(10**7)
     (tmp_path / "files").write_bytes(b"not a directory")
     job = ProductJob(1, img, Format.JPEG, 90, tmp_path / "files" / "1.full.jpg", tmp_path / "1.thumb.jpg", {})
     pending = prepare_product(job, quota)
-    assert quota.used == len(pending.made.full) + len(pending.made.thumb) > 0
-    assert not job.thumb_path.exists()  # nothing is on disk before the second stage
     with pytest.raises(ProductFailure, match="write failed"):
-        finish_product(pending, quota)
+        finish_product(pending)
     assert quota.used == 0 and not job.thumb_path.exists()
     assert (tmp_path / "files").read_bytes() == b"not a directory"
+
+
+def test_a_thumbnail_that_cannot_be_written_takes_the_full_frame_with_it(tmp_path: Path) -> None:
+    # the full frame is written first and whole; the thumbnail's directory is a file
+    img = np.random.default_rng(4).integers(0, 255, (48, 64), dtype=np.uint8)
+    quota = Quota(10**7)
+    (tmp_path / "thumbs").write_bytes(b"not a directory")
+    job = ProductJob(1, img, Format.PNG, 0, tmp_path / "files" / "1.full.png", tmp_path / "thumbs" / "1.png", {})
+    pending = prepare_product(job, quota)
+    with pytest.raises(ProductFailure, match="write failed"):
+        finish_product(pending)
+    assert quota.used == 0 and not job.full_path.exists()
+
+
+def test_the_store_starts_in_the_first_stage(tmp_path: Path) -> None:
+    # a burst runs at the encoder's rate because a product's thumbnail is made and its files
+    # written and synced while the next full frame is encoded: they are on disk once the store is
+    # done, before the second stage has looked at them, and the second stage returns what it stored
+    rng = np.random.default_rng(5)
+    quota = Quota(10**7)
+    jobs = [ProductJob(i, rng.integers(0, 255, (48, 64), dtype=np.uint8), Format.JPEG, 80,
+                       tmp_path / "files" / f"{i}.full.jpg", tmp_path / "files" / f"{i}.thumb.jpg", {})
+            for i in range(1, 4)]
+    pending = [prepare_product(job, quota) for job in jobs]
+    for p in pending:
+        stored = p.stored.result(timeout=30)
+        assert p.job.full_path.read_bytes() == stored.full == encode(p.job.image, Format.JPEG, 80)
+        assert p.job.thumb_path.read_bytes() == stored.thumb == encode(p.job.image[::8, ::8], Format.JPEG, 80)
+    made = [finish_product(p) for p in pending]
+    assert [(m.pid, m.width, m.height) for m in made] == [(1, 64, 48), (2, 64, 48), (3, 64, 48)]
+    assert quota.used == sum(len(m.full) + len(m.thumb) for m in made)
+
+
+def test_a_product_the_quota_refuses_is_failed_by_the_second_stage(tmp_path: Path) -> None:
+    img = np.random.default_rng(6).integers(0, 255, (48, 64), dtype=np.uint8)
+    quota = Quota(100)
+    job = ProductJob(1, img, Format.PNG, 0, tmp_path / "1.full.png", tmp_path / "1.thumb.png", {})
+    pending = prepare_product(job, quota)
+    with pytest.raises(ProductFailure, match="disk full"):
+        finish_product(pending)
+    assert quota.used == 0 and not job.full_path.exists() and not job.thumb_path.exists()
 
 
 @pytest.mark.parametrize("after", [3, 11, 25])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hal.mcu.protocol import FaultFlags
-from sim_hw.sensors import ImuConfig, attitude_from_accel
+from sim_hw.sensors import EncoderConfig, ImuConfig, attitude_from_accel
 from sim_hw.terrain import Terrain
 from sim_hw.vehicle import Vehicle, VehicleConfig
 from sim_hw.world import World
@@ -80,6 +80,19 @@ def test_downhill_the_ground_runs_ahead_of_the_encoders() -> None:
     w = slope_world(15.0, 180.0, seed=4)  # facing west: downhill
     enc, truth = drive(w, 0.15, 0.15, 30.0)
     assert truth["distance_m"] > enc
+
+
+def test_an_encoder_scale_error_set_during_a_run_counts_from_then_on() -> None:
+    # a fault campaign may swap the encoder configuration mid-run: the next read uses it
+    w = slope_world(0.0, 0.0, seed=6)
+    w.vehicle.set_wheels(0.1, 0.1)
+    w.step(5.0)
+    left, right = w.read_drive().left_ticks, w.read_drive().right_ticks
+    assert left == right > 0
+    w.encoders.config = EncoderConfig(scale_error_left=0.02)
+    d = w.read_drive()
+    assert d.right_ticks == right
+    assert d.left_ticks == math.floor(w.vehicle.state.angle_left * 4096 / (2 * math.pi) * 1.02) > left
 
 
 def test_turn_in_place_and_straight_line_on_flat_ground() -> None:
