@@ -66,6 +66,10 @@ HOLD_AFTER_S = 1.0
 #: the gyro's noise, and a restart a few tenths of a degree off is well inside its own sigma
 _PERSIST_TOL = (0.01, 0.01, math.radians(0.2), 0.01, 0.01, 0.01)
 
+#: how far (m) a rover drives after a recovery before a tilt within the margin backs it off
+#: again (see :meth:`Navigator._check_safety`)
+_MARGIN_REARM_M = 0.1
+
 MODES = {"blind": 0, "guarded": 1, "autonav": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
 POSE_FORMAT = "magpie-nav-pose-1"
@@ -199,6 +203,7 @@ class Navigator(Component):
         # a recovery in progress: (distance at its start, signed distance to back off, start time)
         self._recovery: tuple[float, float, float] | None = None
         self._recoveries_left = 0
+        self._margin_rearm_m = 0.0  # distance driven from which a tilt warning backs off again
         self._counts = {"hazards_seen": 0, "stops": 0, "vo_updates": 0, "vo_rejects": 0, "plans": 0,
                         "plan_failures": 0, "rejects": 0, "recoveries": 0}
         self._last_stop = ""
@@ -413,7 +418,13 @@ class Navigator(Component):
         # body into a dip without the lag of a low-passed tilt: it is what warns of the limit
         own = math.degrees(math.acos(max(-1.0, min(1.0, math.cos(self._pitch) * math.cos(self._roll)))))
         margin = self.param("tilt_margin_deg")
-        if (over or own > limit - margin) and self._recovery is None:
+        # a warning within the margin is heeded once the rover has driven a little since the
+        # last recovery ended: stopped where a back-off left it, still tilted within the margin
+        # (it backed into a dip, or stalled backing off), it would otherwise back off again at
+        # once, and again, and spend every recovery of the goal in a fraction of a second
+        # standing still; beyond the limit nothing waits
+        warned = own > limit - margin and self.ekf.distance_m >= self._margin_rearm_m
+        if (over or warned) and self._recovery is None:
             # the map's slopes are planes over a rover-sized disc and a crater's rim can tip the
             # wheels further: a goal backs away from ground that tilts it close to the limit,
             # marking it, before it passes the limit; beyond the limit the drive stops
@@ -581,6 +592,7 @@ class Navigator(Component):
     def _end_backoff(self) -> None:
         """Backed off: stop, look again and plan from here."""
         self._recovery = None
+        self._margin_rearm_m = self.ekf.distance_m + _MARGIN_REARM_M
         self._wheels(0.0, 0.0)
         x, y, _ = self.ekf.pose
         gx, gy = self._waypoints[0]
@@ -908,6 +920,7 @@ class Navigator(Component):
         if self._task is not None:
             self._reject("NAV_RESET_POSE", "not while driving (NAV_STOP first)")
         self.ekf.reset(x, y, math.radians(yaw_deg))
+        self._margin_rearm_m = 0.0  # the distance driven starts again
         self._z = 0.0
         self._new_map()
         self._vision_reset = True

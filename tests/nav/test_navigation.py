@@ -239,3 +239,32 @@ def test_a_stall_while_backing_off_is_a_recovery_too_and_a_wedged_rover_gives_up
     assert resp is not None and resp.stage == "FAILED" and "stall" in resp.reason, resp
     r.run(1.0)
     assert r.tlm("nav.recoveries") == 8
+
+
+def test_a_rover_left_tilted_by_a_back_off_drives_before_it_backs_off_again(make_rover):
+    """Uphill on ground that tilts the rover within the margin of the limit, with rocks right
+    behind its rear wheels: the tilt warning backs it off, the back-off stalls at once, and the
+    rover stands tilted as before. It plans on from there; another tilt back-off waits until it
+    has driven (before, one came within a tenth of a second, then another, and the goal's
+    recoveries were spent standing still)."""
+    ter = Terrain.plane(size_m=30.0, slope_deg=17.0, uphill_azimuth_deg=90.0, seed=3)
+    for dy in (-0.25, 0.25):
+        ter.add_rock(14.66, 15.0 + dy, radius=0.12, height=0.2)
+    r = make_rover(ter)
+    r.cmd("PRM_SET", name="nav.tilt_limit_deg", value="18.5")  # warns from 16.5 degrees
+    r.run(0.2)
+    t = r.world.truth()
+    r.cmd("NAV_GOTO", x=t["x"] + 2.0, y=t["y"], tolerance=0.3)
+    seen = 0
+    tilts: list[float] = []  # distance driven at each tilt back-off
+    stalls = 0
+    end = r.clock.now() + 30.0
+    while r.clock.now() < end and not [x for x in r.responses("NAV_GOTO") if x.stage in ("COMPLETED", "FAILED")]:
+        r.run(0.1)
+        for e in r.events("Recovering")[seen:]:
+            if e.text.startswith("tilt"):
+                tilts.append(r.world.truth()["distance_m"])
+            stalls += "stall while backing off" in e.text
+        seen = len(r.events("Recovering"))
+    assert tilts and stalls >= 1
+    assert all(b - a >= 0.1 for a, b in zip(tilts, tilts[1:], strict=False)), tilts
