@@ -3,10 +3,13 @@
 Downlink: every item the vehicle sends home (events, command responses, housekeeping) becomes a
 numbered space packet (:class:`~flight.link.packets.Packetizer`; housekeeping and events in the
 fixed layouts of the vehicle's dictionary, :mod:`flight.link.layouts`) and is stored in the onboard
-:class:`~flight.link.recorder.Recorder` (one SQLite file in the state directory, one committed
-transaction per batch) before anything else happens to it; the :class:`LinkEndpoint` sends from
-the recorder within the downlink byte rate and releases only what the ground acknowledged.
-Sequence counts resume from the recorder after a reboot, so the ground sees no false gaps.
+:class:`~flight.link.recorder.Recorder` (a SQLite file in the state directory and its change log:
+a batch is in the log, safe from kill -9, before the call returns, and in the database within its
+checkpoint interval) before anything else happens to it; the :class:`LinkEndpoint` sends from the
+recorder within the downlink byte rate and releases only what the ground acknowledged. Sequence
+counts resume from the recorder after a restart: exactly after a crash of the process, past each
+APID's reserved window after a reboot without a clean close (a gap the ground NAKs, then
+gives up on).
 
 Data products (:class:`~flight.link.products.ProductChunk` items the imaging task queues) become
 packets on APID 0x030 (thumbnails) or 0x031 (full products), sent on the bulk virtual channel
