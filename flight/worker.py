@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flight.clock import NS
+from flight.logcount import worth_a_line
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class Worker:
             return True, fn(arg)
         except Exception as exc:
             n = next(self._raised)  # both stages' threads count here (next() on a count is atomic)
-            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited; each failure is a result
+            if worth_a_line(n):  # each failure is a result; the log line is rate-limited
                 log.warning("worker %s job %d raised %s: %s (%d jobs raised so far)", self.name, job.job_id,
                             type(exc).__name__, exc, n)
             job.result = JobResult(job.job_id, job.payload, False, error=f"{type(exc).__name__}: {exc}")

@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from flight.logcount import worth_a_line
 from flight.persist import create_private_file, move_aside
 
 log = logging.getLogger(__name__)
@@ -496,7 +497,7 @@ class Archive:
                     sqlite3.DataError, OverflowError, TypeError, ValueError) as exc:
                 self.batches_refused += 1
                 n = self.batches_refused
-                if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited, counted
+                if worth_a_line(n):
                     log.warning("archive batch of %d refused (%s); storing item by item "
                                 "(%d batches so far)", len(batch), exc, n)
                 flags = []

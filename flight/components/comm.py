@@ -71,6 +71,7 @@ from flight.link.packets import (
 from flight.link.products import ProductChunk
 from flight.link.recorder import Priority, Recorder
 from flight.link.sdls import LinkSecurity
+from flight.logcount import worth_a_line
 from flight.model import Arg, Channel, Event, Limits, Severity, command
 from flight.outbound import CommandResponse, EventRecord, TlmPacket
 from flight.persist import CorruptFileError, move_aside, read_checked_json, write_checked_json
@@ -536,7 +537,7 @@ class Comm(Component):
 
     def _unencodable(self, kind: str, detail: str) -> None:
         self.unencodable += 1
-        if self.unencodable & (self.unencodable - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited
+        if worth_a_line(self.unencodable):
             log.warning("comm: %s item not packed: %s (%d so far)", kind, detail, self.unencodable)
         self.event("DownlinkUnencodable", kind=kind, detail=detail[:200])
 

@@ -70,6 +70,7 @@ from spacepackets.seqcount import ProvidesSeqCount
 from spacepackets.util import UnsignedByteField
 
 from flight.link.packets import PacketError, Packetizer, encode_packet
+from flight.logcount import worth_a_line
 from flight.persist import CorruptFileError, move_aside, read_checked_json, write_checked_json
 
 log = logging.getLogger(__name__)
@@ -644,7 +645,7 @@ class CfdpEntity:
     def _reject(self, reason: str, detail: Any) -> bool:
         self.rejects[reason] += 1
         n = self.rejects[reason]
-        if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: rate-limited
+        if worth_a_line(n):
             log.warning("cfdp %d: PDU refused (%s): %s (%d so far)", self.entity_id, reason, detail, n)
         return False
 

@@ -69,6 +69,7 @@ from typing import Any
 import msgpack
 
 from flight.link.packets import SEQ_MODULO, Apid, peek
+from flight.logcount import worth_a_line
 from flight.persist import boot_id, create_private_file, ensure_private_dir, move_aside
 
 log = logging.getLogger(__name__)
@@ -543,7 +544,7 @@ class Recorder:
         except (sqlite3.Error, OSError) as exc:
             self.sync_failures += 1
             n = self.sync_failures
-            if n & (n - 1) == 0:  # 1st, 2nd, 4th, ...
+            if worth_a_line(n):
                 log.warning("recorder %s: checkpoint failed (%s); %d so far", self.path, exc, n)
 
     def commit(self) -> None:
