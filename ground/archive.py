@@ -738,7 +738,7 @@ class Archive:
                     out.extend(zip(repeat(scid), chans, repeat(t), repeat(pid), values))
                     return
             if cols is not None:
-                pairs = list(zip(chans, values, strict=True))
+                pairs = it.sample_pairs()
         seen: set[int] = set()  # a channel twice in one packet: the first is kept (the key's rule)
         for pair in pairs:
             try:

@@ -261,14 +261,14 @@ class Layouts:
                 if raw is None:
                     raw = types.pack(tname, _ZERO[types.spec(tname).kind])
             fields.append(raw)
-        return struct.pack(">H", lay.id) + bytes(bits) + b"".join(fields), bad
+        return _PID.pack(lay.id) + bytes(bits) + b"".join(fields), bad
 
     def _pack_whole(self, lay: Layout, fresh: dict[int, Any]) -> bytes | None:
         """All fields in one call, or None when one of them does not pack as it is (the field by
         field path converts, or drops, it). What packs here is what each field packs to alone:
         the same formats, a bool as the byte of its truth, an int or a float as it is."""
         fields = lay.fields
-        if fields is None:
+        if fields is None:  # a layout with strings: field by field
             return None
         values = [fresh[cid] for cid in lay.channels]
         for i in lay.bools:
@@ -304,7 +304,7 @@ class Layouts:
         """
         if len(payload) < PACKET_ID_LEN:
             raise PacketError("housekeeping payload shorter than its packet id")
-        (pid,) = struct.unpack_from(">H", payload)
+        (pid,) = _PID.unpack_from(payload)
         lay = self.by_id.get(pid)
         if lay is None:
             raise PacketError(f"housekeeping packet id {pid} is not in the dictionary")
@@ -327,20 +327,19 @@ class Layouts:
                     fixed[i] = bool(fixed[i])
                 values = tuple(fixed)
             return pid, lay.channels, values
-        out: list[tuple[int, Any]] = []
+        chans: list[int] = []
+        got: list[Any] = []
         try:
             for i, (cid, tname) in enumerate(zip(lay.channels, lay.types, strict=True)):
                 value, offset = types.unpack(tname, payload, offset)
                 if bits[i >> 3] & (0x80 >> (i & 7)):
-                    out.append((cid, value))
+                    chans.append(cid)
+                    got.append(value)
         except ValueError as exc:
             raise PacketError(f"housekeeping packet {lay.name}: {exc}") from None
         if offset != len(payload):
             raise PacketError(f"housekeeping packet {lay.name}: {len(payload) - offset} bytes past its fields")
-        if not out:
-            return pid, (), ()
-        chans, values = zip(*out, strict=True)
-        return pid, chans, values
+        return pid, tuple(chans), tuple(got)
 
 
     # -- events ----------------------------------------------------------------------------------

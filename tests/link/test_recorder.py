@@ -194,14 +194,14 @@ def test_survives_kill_9_repeatedly(tmp_path: Path) -> None:
         )
         assert proc.stdout is not None
         lines = []
-        for _ in range(rng.randrange(5, 120)):  # the kill comes at some point of the run ...
+        for _ in range(rng.randrange(5, 120)):  # the kill comes at a random point of the run
             line = proc.stdout.readline()
             if not line:
                 break
             lines.append(line)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        # ... and the lines the writer got out before it (some still in the pipe) are all facts
+        # every line the writer got out before the kill (some still in the pipe) is a fact
         with proc.stdout:
             lines += proc.stdout.read().splitlines()
         for line in lines:
